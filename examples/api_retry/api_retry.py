@@ -1,0 +1,86 @@
+"""Seed 002's retry utility on regen: executeWithRetry, withRetry, executeWithSmartRetry.
+
+The seed's options map onto a :class:`regen.Policy` like this:
+
+- ``maxRetries: 1`` counts *retries*; regen counts *attempts*: ``attempts = max_retries + 1``.
+- ``timeout: 30000`` is milliseconds per attempt; regen takes seconds: ``timeout = 30``.
+- backoff "1 s, then 2 s, capped at 5 s" is ``wait=1, multiplier=2, max_wait=5``.
+- ``onRetry(attempt, error)`` receives the retry's number and the error; regen's hook
+  receives one :class:`regen.Attempt` record, so the adapter passes ``(a.number, a.error)``.
+
+The plain variants retry *any* failure (the seed's behaviour, opted into with
+``retry_unknown=True``); the smart variant retries only what the failure taxonomy calls
+transient (network errors, 5xx, 429, timeouts — and any error whose message says "超时" or
+"timeout") and throws every other error at once, as the seed asks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import regen
+from regen import Attempt, Kind, Policy
+
+T = TypeVar("T")
+
+OnRetry = Callable[[int, BaseException], Any]
+
+#: Seed 002: an error whose message mentions a timeout is a timeout, whatever its type.
+TIMEOUT_WORDS = regen.by_message({"超时": Kind.TIMEOUT, "timeout": Kind.TIMEOUT})
+
+
+def _always_retry(exc: BaseException) -> regen.Failure:
+    found = regen.classify(exc)
+    return regen.Failure(found.kind, True, found.reason, found.status, found.retry_after)
+
+
+def seed_policy(
+    *,
+    max_retries: int = 1,
+    timeout: float = 30_000,
+    operation_name: str = "API调用",
+    on_retry: OnRetry | None = None,
+    smart: bool = False,
+) -> Policy:
+    """The :class:`Policy` behind the seed's options (``timeout`` in milliseconds)."""
+
+    def hook(attempt: Attempt) -> Any:
+        if on_retry is not None and attempt.error is not None:
+            return on_retry(attempt.number, attempt.error)
+        return None
+
+    classifier = regen.retry.chain(TIMEOUT_WORDS) if smart else _always_retry
+    return Policy(
+        attempts=max_retries + 1,
+        timeout=timeout / 1000,
+        wait=1,
+        multiplier=2,
+        max_wait=5,
+        operation=operation_name,
+        on_retry=hook,
+        classifier=classifier,
+        reraise=True,  # the seed throws the call's own error, not a wrapper
+    )
+
+
+def execute_with_retry(fn: Callable[[], Any], **options: Any) -> Any:
+    """Run ``fn`` (sync, or async: then await the result), retrying any failure."""
+    policy = seed_policy(**options)
+    if inspect.iscoroutinefunction(fn):
+        return policy.acall(fn)
+    return policy.call(fn)
+
+
+def execute_with_smart_retry(fn: Callable[[], Any], **options: Any) -> Any:
+    """Like :func:`execute_with_retry`, but only transient failures are retried."""
+    policy = seed_policy(smart=True, **options)
+    if inspect.iscoroutinefunction(fn):
+        return policy.acall(fn)
+    return policy.call(fn)
+
+
+def with_retry(fn: Callable[..., T], **options: Any) -> Callable[..., T]:
+    """``fn`` wrapped so every call is retried (``smart=True`` for the smart variant)."""
+    return seed_policy(**options)(fn)

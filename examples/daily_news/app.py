@@ -1,0 +1,297 @@
+"""Running a batch: choose the image backend, start (or resume) the run, summarise it.
+
+The image backend follows the environment, like the seed's app: ``IMAGE_PROVIDER=aliyun``
+(the default; the only provider of this example) with ``DASHSCOPE_API_KEY`` (and
+optionally ``DASHSCOPE_BASE_URL``) uses that DashScope endpoint; with neither set, a regen
+simulator is started in this process and the batch runs offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from examples.daily_news import posts
+from examples.daily_news.images import DEFAULT_BASE_URL, AliyunImageClient
+from examples.daily_news.workflow import FLOW_NAME, Runtime, flow, using
+from regen import ConfigError, RegenError
+from regen.engine import Engine, ItemStatus, Run, RunStatus
+
+if TYPE_CHECKING:
+    from regen.sim import SimServer
+
+#: The key the offline simulator is called with (it accepts any non-empty key).
+SIM_KEY = "sk-regen-sim-daily-news"
+
+logger = logging.getLogger("examples.daily_news")
+
+
+class BatchMismatch(RegenError):
+    """The run for this title and date exists with other params: refuse to mix them."""
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The in-process simulator: a seeded random fault profile and/or a script."""
+
+    faults: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    script: str | None = None
+    rules: Sequence[Mapping[str, Any]] = ()
+    task_seconds: float = 0.5
+
+    @property
+    def injects(self) -> bool:
+        """Whether any fault was asked for."""
+        return bool(self.faults or self.script or self.rules)
+
+
+@dataclass
+class Backend:
+    """The image client to use, and the simulator behind it when offline."""
+
+    client: AliyunImageClient
+    simulator: SimServer | None
+    description: str
+
+
+@contextlib.contextmanager
+def image_backend(
+    environ: Mapping[str, str] | None = None, sim: SimSettings | None = None
+) -> Iterator[Backend]:
+    """The backend the environment asks for; an in-process simulator when offline."""
+    env = os.environ if environ is None else environ
+    settings = sim or SimSettings()
+    provider = (env.get("IMAGE_PROVIDER") or "aliyun").strip().lower()
+    if provider != "aliyun":
+        raise ConfigError(
+            f"IMAGE_PROVIDER={provider!r}: this example generates images with "
+            "DashScope only; use IMAGE_PROVIDER=aliyun (the default)"
+        )
+    key = env.get("DASHSCOPE_API_KEY") or None
+    base_url = env.get("DASHSCOPE_BASE_URL") or None
+    if key or base_url:
+        if settings.injects:
+            raise ConfigError(
+                "--faults/--script drive the offline simulator; unset "
+                "DASHSCOPE_API_KEY and DASHSCOPE_BASE_URL to use it"
+            )
+        if not key:
+            raise ConfigError(
+                f"DASHSCOPE_BASE_URL={base_url} is set but DASHSCOPE_API_KEY is "
+                "not (api_key missing); set both, or neither to run offline"
+            )
+        client = AliyunImageClient.from_env(env)
+        yield Backend(client, None, f"DashScope at {client.base_url or DEFAULT_BASE_URL}")
+        return
+    try:
+        from regen.sim import run_simulator  # noqa: PLC0415 - optional: the 'sim' extra
+    except ImportError as exc:  # pragma: no cover - the dev environment has the extra
+        raise ConfigError(
+            "running offline needs the simulator: pip install 'regen[sim]' "
+            "(or set DASHSCOPE_API_KEY to use DashScope)"
+        ) from exc
+    with run_simulator(
+        faults=dict(settings.faults),
+        seed=settings.seed,
+        script=settings.script,
+        rules=list(settings.rules),
+        task_seconds=settings.task_seconds,
+    ) as server:
+        interval = env.get("ALIYUN_IMAGE_POLL_INTERVAL_S")
+        client = AliyunImageClient.from_env(
+            env,
+            base_url=server.dashscope_base_url,
+            api_key=SIM_KEY,
+            **(
+                {}
+                if interval
+                else {"poll_interval": min(1.0, max(settings.task_seconds / 4, 0.01))}
+            ),
+        )
+        yield Backend(client, server, f"the regen simulator at {server.url} (offline)")
+
+
+def today() -> str:
+    """Today's date, ``YYYY-MM-DD`` (the default ``--date``)."""
+    return datetime.date.today().isoformat()
+
+
+def business_key(title: str, date: str) -> str:
+    """One run per title and date: running the same command again resumes it."""
+    return f"{FLOW_NAME}/{title}/{date}"
+
+
+def open_engine(data_dir: str | os.PathLike[str]) -> Engine:
+    """regen's engine on ``<data_dir>/regen/regen.db`` (unless ``REGEN_DATABASE_URL`` says
+    otherwise); artifacts under ``<data_dir>/regen/artifacts``."""
+    return Engine(home=Path(data_dir) / "regen")
+
+
+async def run_batch(
+    runtime: Runtime,
+    *,
+    title: str,
+    count: int,
+    date: str,
+    assets_glob: str = "",
+    key: str | None = "",
+) -> dict[str, Any]:
+    """Start or resume the batch and execute it to its end; returns :func:`summarize`.
+
+    ``key``: the run's business key (``""``: :func:`business_key` of title and date;
+    ``None``: a new run every time). A run of the same key left ``running`` by a process
+    that died is taken over once its lease expires (``REGEN_LEASE_TTL_S``, 30 s).
+    """
+    params = flow.check_params(
+        {"title": title, "count": count, "date": date, "assets_glob": assets_glob}
+    )
+    chosen = business_key(title, date) if key == "" else key
+    engine = open_engine(runtime.data_dir)
+    try:
+        existing = None if chosen is None else engine.store.find_run(FLOW_NAME, chosen)
+        if existing is not None and existing.params != params:
+            raise BatchMismatch(
+                f"a batch for {chosen!r} already exists (run {existing.id}) with "
+                f"{_differences(existing.params, params)}; rerun with its options to resume "
+                "it, or pass --key to start another batch"
+            )
+        with using(runtime):
+            started = engine.start(flow, params, key=chosen)
+            run = started.run
+            if started.created:
+                runtime.say(f"run {run.id} started")
+            elif started.retried:
+                runtime.say(f"run {run.id} resumed from its failed step")
+            elif not run.status.finished:
+                runtime.say(f"run {run.id} resumed ({run.status})")
+            run = await _execute(engine, run.id, runtime)
+        return summarize(engine, run, runtime)
+    finally:
+        engine.close()
+        await runtime.client.aclose()
+
+
+async def _execute(engine: Engine, run_id: str, runtime: Runtime) -> Run:
+    told = False
+    while True:
+        run = await engine.execute(run_id)
+        if run.status.finished:
+            return run
+        if run.status is RunStatus.RUNNING:
+            left = (run.lease_expires_at or time.time()) - time.time()
+            if not told:
+                runtime.say(
+                    f"run {run_id} is held by {run.lease_owner} (a process that was "
+                    f"killed?); taking over when its lease expires in {max(left, 0):.0f}s"
+                )
+                told = True
+            await asyncio.sleep(min(max(left, 0.0) + 0.05, 1.0))
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{name}={old.get(name)!r} (not {new.get(name)!r})"
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    )
+
+
+def summarize(engine: Engine, run: Run, runtime: Runtime) -> dict[str, Any]:
+    """What the run did, from regen's store and the posts on disk."""
+    illustrated = engine.items(run.id, "illustrate", limit=10_000)
+    drafted = engine.items(run.id, "save_draft", limit=10_000)
+    by_status: dict[ItemStatus, list[str]] = {}
+    for item in illustrated:
+        by_status.setdefault(item.status, []).append(str(item.key))
+    failed_attempts = 0
+    for post_id in by_status.get(ItemStatus.SUCCEEDED, []) + by_status.get(ItemStatus.GIVEN_UP, []):
+        post = runtime.posts.load(post_id) or {}
+        platform = post.get("platform") or {}
+        summary = platform.get("image_generate") or {}
+        if summary.get("give_up"):
+            failed_attempts += int(summary.get("attempts", 0))
+        else:
+            failed_attempts += int((platform.get("image") or {}).get("attempts", 1)) - 1
+    return {
+        "run_id": run.id,
+        "status": str(run.status),
+        "title": run.params.get("title"),
+        "date": run.params.get("date"),
+        "count": run.params.get("count"),
+        "candidates": run.params.get("count", 0) * 5,
+        "succeeded": by_status.get(ItemStatus.SUCCEEDED, []),
+        "failed": by_status.get(ItemStatus.GIVEN_UP, []),
+        "skipped": len(by_status.get(ItemStatus.SKIPPED, [])),
+        "drafts": [str(i.key) for i in drafted if i.status is ItemStatus.SUCCEEDED],
+        "failed_attempts": failed_attempts,
+        "data_dir": str(runtime.data_dir),
+    }
+
+
+def print_summary(console: Console, summary: Mapping[str, Any], store: posts.PostStore) -> None:
+    """The batch as a table: every post tried, its status and its attempts."""
+    table = Table(
+        title=f"{summary['title']} {summary['date']}: run {summary['run_id']} {summary['status']}",
+        title_justify="left",
+    )
+    for column in ("post", "status", "attempts", "image / last error"):
+        table.add_column(column)
+    for post_id in sorted(summary["succeeded"] + summary["failed"]):
+        post = store.load(post_id) or {}
+        platform = post.get("platform") or {}
+        image = platform.get("image") or {}
+        generate = platform.get("image_generate") or {}
+        attempts = generate.get("attempts") or image.get("attempts") or "?"
+        detail = image.get("path") or (generate.get("errors") or ["?"])[-1]
+        colour = "red" if post.get("status") == posts.FAILED else "green"
+        table.add_row(
+            post_id,
+            f"[{colour}]{post.get('status')}[/{colour}]",
+            str(attempts),
+            escape(str(detail))[:90],
+        )
+    console.print(table)
+    reached = len(summary["succeeded"])
+    console.print(
+        f"{reached} of {summary['count']} posts illustrated "
+        f"({len(summary['failed'])} given up, {summary['skipped']} candidates not "
+        f"needed), {len(summary['drafts'])} drafts saved; "
+        f"{summary['failed_attempts']} failed attempts retried or given up. "
+        f"Posts: {escape(str(store.root))}"
+    )
+
+
+@contextlib.contextmanager
+def file_logging(data_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Log regen's retries and the app's attempts to ``<data_dir>/logs/daily_news.log``."""
+    path = Path(data_dir) / "logs" / "daily_news.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("regen", "examples.daily_news")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield path
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()

@@ -1,0 +1,170 @@
+"""The pipeline's command line: ``python -m examples.paper_pipeline run|retry|show|gc``.
+
+    run   [--day DAY] [--count N] [--feed FILE]   run the day's task (one per day)
+    retry [TASK] [--from STEP]                    resume from the failed step, or STEP
+    show  [TASK] [--all]                          the task record (seed's data/tasks.json)
+    gc                                            clean up expired checkpoints
+
+TASK is a task id (``task_publish_20251229``), a run id or a day (default: today).
+``--json`` prints records as JSON. Exit status: 0 succeeded, 1 the task failed, 2 the
+command was refused (bad configuration, unknown task, a retry that is not allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from examples.paper_pipeline.app import PaperPipeline
+from examples.paper_pipeline.config import STEPS, Config
+from examples.paper_pipeline.tasks import iso
+from regen import RegenError
+from regen.engine import Event, Run, RunStatus
+
+_MARKS = {
+    "succeeded": "✓",
+    "failed": "✗",
+    "running": "…",
+    "pending": "·",
+    "skipped": "-",
+    "partial": "~",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.paper_pipeline", description="Seed 003's paper pipeline on regen."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the day's task (resumes it if it failed)")
+    run.add_argument("--day", help="YYYY-MM-DD (default: today)")
+    run.add_argument("--count", type=int, default=3, help="papers to feature (default 3)")
+    run.add_argument(
+        "--feed", help="a JSON feed file (default: $PAPER_PIPELINE_FEED or the built-in list)"
+    )
+    retry = commands.add_parser("retry", help="retry a task from its failed step or --from STEP")
+    retry.add_argument("task", nargs="?", help="task id, run id or day (default: today)")
+    retry.add_argument(
+        "--from",
+        dest="from_step",
+        choices=STEPS,
+        metavar="STEP",
+        help=f"re-run this step and the later ones ({', '.join(STEPS)})",
+    )
+    show = commands.add_parser("show", help="print a task's record")
+    show.add_argument("task", nargs="?", help="task id, run id or day (default: today)")
+    show.add_argument("--all", action="store_true", help="every recent task")
+    commands.add_parser("gc", help="delete checkpoints past CHECKPOINT_RETENTION_HOURS")
+    for sub in (run, retry, show, commands.choices["gc"]):
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _progress(event: Event) -> None:
+    data: dict[str, Any] = event.data
+    text = None
+    if event.type == "step.started":
+        text = f"▶ {data['step']}"
+    elif event.type == "step.succeeded":
+        text = f"✓ {data['step']}"
+    elif event.type == "step.failed":
+        text = f"✗ {data['step']}: {(data.get('error') or {}).get('message', '')}"
+    elif event.type == "image_generated":
+        text = f"    image for {data['paper_id']} ({data['attempts']} attempt(s))"
+    elif event.type == "published":
+        text = f"    published {data['post_id']}" + (
+            " (already published)" if data.get("duplicate") else ""
+        )
+    elif event.type == "run.failed" and data.get("retry_at"):
+        text = (
+            f"run failed; automatic retry {data['retry']} at {iso(data['retry_at'])} "
+            "(AUTO_RETRY_DELAY_SECONDS)"
+        )
+    elif event.type == "run.queued" and data.get("auto"):
+        text = f"automatic retry {data['retry']}: from {data['from_step']}"
+    if text is not None:
+        print(text, flush=True)
+
+
+def _summary(record: dict[str, Any]) -> str:
+    lines = [
+        f"{record['task_id']}  {record['status']}  (run {record['run_id']}, "
+        f"retries {record['retry_count']}/{record['max_retries']})"
+    ]
+    outputs = record["checkpoint"]["step_outputs"]
+    for step in record["steps"]:
+        mark = _MARKS.get(step["status"], "?")
+        when = outputs.get(step["name"], {}).get("timestamp")
+        extra = f"  checkpoint {when}" if when else ""
+        if step["error"]:
+            extra += f"  error: {step['error'].get('message', '')}"
+        lines.append(f"  {mark} {step['name']:<15} {step['status']:<10}{extra}".rstrip())
+    if record["next_auto_retry_at"]:
+        lines.append(f"automatic retry at {record['next_auto_retry_at']}")
+    if record["resumable"]:
+        lines.append(
+            f"resumable from {record['failed_step'] or 'its next step'}: "
+            f"python -m examples.paper_pipeline retry {record['task_id']}"
+        )
+    elif record["checkpoints_expired"]:
+        lines.append("checkpoints expired (CHECKPOINT_RETENTION_HOURS): no longer resumable")
+    return "\n".join(lines)
+
+
+def _show(records: list[dict[str, Any]], as_json: bool, *, many: bool = False) -> None:
+    if as_json:
+        print(json.dumps(records if many else records[0], ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(_summary(r) for r in records) or "no tasks yet")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    config = Config.from_env()
+    executes = args.command in ("run", "retry")
+    async with PaperPipeline.open(config, execute=executes) as app:
+        progress = None if args.json else _progress
+        run: Run | None = None
+        if args.command == "run":
+            run = await app.run(args.day, count=args.count, feed=args.feed, progress=progress)
+        elif args.command == "retry":
+            run = await app.retry(args.task, from_step=args.from_step, progress=progress)
+        elif args.command == "gc":
+            counts = app.gc()
+            if args.json:
+                print(json.dumps(dataclasses.asdict(counts)))
+            else:
+                print(
+                    f"checkpoints expired: {counts.checkpoints_expired}, runs deleted: "
+                    f"{counts.runs_deleted}, artifacts deleted: {counts.artifacts_deleted}"
+                )
+            return 0
+        if args.command == "show" and args.all:
+            _show(app.records(), args.json, many=True)
+            return 0
+        record = app.record(run.id if run is not None else args.task)
+        if not args.json and run is not None:
+            print()
+        _show([record], args.json)
+        return 1 if record["status"] == RunStatus.FAILED else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_main(args))
+    except RegenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the task is left resumable (retry it)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

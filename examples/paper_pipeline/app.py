@@ -1,0 +1,289 @@
+"""The app: seed 003's pipeline run by day on regen's engine, with retries, a lock per day,
+the task record and checkpoint retention.
+
+    async with PaperPipeline.open() as app:     # a real provider, or the simulator
+        run = await app.run("2025-12-29")       # task_publish_20251229, one run per day
+        if run.status == "failed":
+            run = await app.retry("task_publish_20251229", from_step="render_images")
+        print(app.record("task_publish_20251229"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from examples.paper_pipeline.config import Config
+from examples.paper_pipeline.outbox import Outbox
+from examples.paper_pipeline.pipeline import Resources, current, flow
+from examples.paper_pipeline.tasks import CheckpointManager, task_record
+from regen import Failure, Kind, Policy, RegenError
+from regen.engine import Engine, Event, ParamsError, Run, RunStatus
+from regen.providers import OpenAIProvider, Registry
+from regen.sim import run_simulator
+from regen.store import GcCounts, StoreBusy
+
+#: Chat calls against the simulator: a few quick attempts.
+SIM_CHAT_POLICY = Policy(attempts=3, timeout=30.0, wait=0.5, max_wait=5.0)
+#: Image generation + download, retried as one unit per image.
+SIM_IMAGE_POLICY = Policy(
+    attempts=3, timeout=60.0, wait=1.0, max_wait=10.0, phases={"download": 30.0}
+)
+_SIM_KEY = "sk-sim-paper-pipeline"
+
+
+def _store_busy(exc: BaseException) -> Failure | None:
+    return Failure(Kind.UNKNOWN, True, "store_busy") if isinstance(exc, StoreBusy) else None
+
+
+#: Two processes creating the database at once can meet SQLite's lock on the switch to
+#: WAL, which SQLite reports at once instead of waiting for it: open again shortly after.
+_OPEN_POLICY = Policy(
+    attempts=5, timeout=None, wait=0.1, max_wait=1.0, classifier=_store_busy, reraise=True
+)
+
+
+#: Called with each event of a run as it is written (the CLI prints them).
+Progress = Callable[[Event], None]
+
+
+async def _watch(engine: Engine, run_id: str, after: int, progress: Progress) -> None:
+    async for event in engine.events(run_id, after=after, follow=True, poll=0.1):
+        progress(event)
+
+
+class TaskNotFound(RegenError):
+    """No run of the pipeline for the task id, run id or day asked for."""
+
+
+class TaskExpired(RegenError):
+    """The day's run failed and its checkpoints were cleaned up: it cannot be resumed."""
+
+
+def parse_day(text: str | dt.date | None) -> dt.date:
+    """``YYYY-MM-DD`` or ``YYYYMMDD`` (today when ``None``)."""
+    if text is None:
+        return dt.date.today()
+    if isinstance(text, dt.date):
+        return text
+    for form in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text, form).date()
+        except ValueError:
+            continue
+    raise ParamsError(f"day {text!r}: expected YYYY-MM-DD or YYYYMMDD")
+
+
+def task_id(day: dt.date) -> str:
+    """The business key of a day's run: one run per day, whoever starts it."""
+    return f"task_publish_{day:%Y%m%d}"
+
+
+class PaperPipeline:
+    """Seed 003's pipeline: runs, retries, the task record and clean-up.
+
+    ``provider``: the OpenAI-compatible adapter the steps call (``None`` for a read-only
+    app: ``show``, ``gc``). ``image_policy``: attempts per image (default: the provider's).
+    Data lives under ``config.home``: regen's store and artifacts, and the outbox.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        provider: OpenAIProvider | None = None,
+        image_policy: Policy | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.config = config or Config.from_env()
+        self.engine = engine or _OPEN_POLICY.call(
+            Engine, home=self.config.home, settings=self.config.settings()
+        )
+        self.engine.register(flow)
+        self.outbox = Outbox(self.config.home / "paper_pipeline" / "outbox.json")
+        self.resources = Resources(provider, self.outbox, image_policy, self.config.fail_step)
+        self.checkpoints = CheckpointManager(self.engine, flow.name)
+
+    def __repr__(self) -> str:
+        return f"PaperPipeline({self.engine!r})"
+
+    def close(self) -> None:
+        """Close the engine (its store and threads)."""
+        self.engine.close()
+
+    def __enter__(self) -> PaperPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        config: Config | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        execute: bool = True,
+    ) -> AsyncIterator[PaperPipeline]:
+        """The app with its provider: the real one when ``OPENAI_API_KEY`` (or
+        ``OPENAI_BASE_URL``) is set, else a simulator started for as long as the app is
+        open. ``execute=False`` opens it without a provider (to read and clean up)."""
+        env = os.environ if environ is None else environ
+        chosen = config or Config.from_env(env)
+        if not execute:
+            with cls(chosen) as app:
+                yield app
+            return
+        registry = Registry.from_env(env)
+        if "openai" in registry:
+            try:
+                provider = registry.openai("openai")
+                with cls(chosen, provider=provider) as app:
+                    yield app
+            finally:
+                await registry.aclose()
+            return
+        await registry.aclose()
+        with run_simulator() as sim:
+            async with OpenAIProvider(
+                sim.openai_base_url, _SIM_KEY, name="sim", policy=SIM_CHAT_POLICY
+            ) as provider:
+                with cls(chosen, provider=provider, image_policy=SIM_IMAGE_POLICY) as app:
+                    yield app
+
+    # --- finding tasks ---------------------------------------------------------------------------
+
+    def find(self, task: str | dt.date | None = None) -> Run:
+        """The run for a task id (``task_publish_YYYYMMDD``), a run id, or a day
+        (``YYYY-MM-DD``; today when ``None``)."""
+        store = self.engine.store
+        if isinstance(task, str) and task.startswith("task_publish_"):
+            key = task
+        else:
+            if isinstance(task, str):
+                run = store.get_run(task)
+                if run is not None and run.flow == flow.name:
+                    return run
+            try:
+                key = task_id(parse_day(task))
+            except ParamsError:
+                key = None
+        run = None if key is None else store.find_run(flow.name, key)
+        if run is None:
+            recent = [
+                r.business_key or r.id for r in self.engine.list_runs(flow=flow.name, limit=5)
+            ]
+            raise TaskNotFound(
+                f"no paper_pipeline task {task or key!r} (give a task id "
+                "task_publish_YYYYMMDD, a run id or a day); recent tasks: "
+                f"{', '.join(recent) or 'none'}"
+            )
+        return run
+
+    # --- running ---------------------------------------------------------------------------------
+
+    def _last_seq(self, run_id: str | None) -> int:
+        last = 0
+        while run_id is not None and (page := self.engine.read_events(run_id, last, 1000)):
+            last = page[-1].seq
+        return last
+
+    async def _execute(self, run: Run, after: int, progress: Progress | None) -> Run:
+        watcher = (
+            None
+            if progress is None
+            else asyncio.create_task(_watch(self.engine, run.id, after, progress))
+        )
+        token = current.set(self.resources)
+        try:
+            run = await self.engine.execute(run.id)  # through its automatic retries
+            run = run if run.status.finished else await self.engine.wait(run.id)
+        finally:
+            current.reset(token)
+            if watcher is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(watcher), 2.0)
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        return run
+
+    async def run(
+        self,
+        day: str | dt.date | None = None,
+        *,
+        count: int = 3,
+        feed: str | None = None,
+        progress: Progress | None = None,
+    ) -> Run:
+        """Run the day's pipeline to its end (through automatic retries).
+
+        The day's task id is the run's business key: a second start of the same day, in
+        this process or another, gets the same run — waits for it while it runs, returns
+        it once it succeeded, resumes it from its failed step if it failed.
+        """
+        chosen = parse_day(day)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ParamsError(f"count={count!r}: expected a whole number ≥ 1")
+        feed_path = feed if feed is not None else (str(self.config.feed or ""))
+        existing = self.engine.store.find_run(flow.name, task_id(chosen))
+        after = self._last_seq(None if existing is None else existing.id)
+        started = self.engine.start(
+            flow,
+            {"day": chosen.isoformat(), "count": count, "feed": feed_path},
+            key=task_id(chosen),
+            max_retries=self.config.max_retries,
+            retry_delay=self.config.auto_retry_delay_seconds,
+        )
+        run = started.run
+        if run.status is RunStatus.FAILED and run.checkpoints_expired:
+            raise TaskExpired(
+                f"{task_id(chosen)} failed and its checkpoints are past "
+                f"CHECKPOINT_RETENTION_HOURS={self.config.checkpoint_retention_hours:g}"
+                f"; it can no longer be resumed"
+            )
+        return await self._execute(run, after, progress)
+
+    async def retry(
+        self,
+        task: str | dt.date | None = None,
+        *,
+        from_step: str | None = None,
+        progress: Progress | None = None,
+    ) -> Run:
+        """Retry a failed task from its failed step, or from ``from_step`` (that step and
+        every later one run again; earlier checkpoints are kept), and run it to its end.
+
+        Refused (:class:`InvalidTransition`) while the task runs or is queued, once it was
+        cancelled, and once its checkpoints expired.
+        """
+        run = self.find(task)
+        if from_step is not None:
+            flow.step_named(from_step)  # an unknown name is refused with the step list
+        after = self._last_seq(run.id)
+        run = self.engine.retry(run.id, from_step=from_step)
+        return await self._execute(run, after, progress)
+
+    # --- reading and cleaning up ---------------------------------------------------------------
+
+    def record(self, task: str | dt.date | None = None) -> dict[str, Any]:
+        """The seed's task record (``data/tasks.json`` entry) of a task."""
+        return task_record(self.engine.detail(self.find(task).id))
+
+    def records(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent tasks' records, newest first (the seed's ``data/tasks.json``)."""
+        return [
+            task_record(self.engine.detail(r.id))
+            for r in self.engine.list_runs(flow=flow.name, limit=limit)
+        ]
+
+    def gc(self, now: float | None = None) -> GcCounts:
+        """Clean up: checkpoints of failed runs older than ``CHECKPOINT_RETENTION_HOURS``
+        are deleted (those tasks are no longer resumable), and older data by regen's
+        retention settings."""
+        return self.engine.gc(now)

@@ -1,0 +1,228 @@
+"""Seed 003's five steps as one regen flow, each checkpointed before the next starts::
+
+    fetch_papers → openai_analyze → render_images → build_payload → publish_mcp
+
+A step's return value is its checkpoint (seed 003's ``checkpoint.step_outputs``); later
+steps read earlier ones from ``ctx.results``, whether they ran a moment ago or in an
+execution that failed yesterday. What the steps talk to — the OpenAI-compatible provider,
+the outbox — is handed to them by :class:`~examples.paper_pipeline.app.PaperPipeline`
+through :data:`current` (never through params: params are stored, keys must not be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from examples.paper_pipeline.outbox import Outbox
+from examples.paper_pipeline.papers import papers_for
+from regen import Policy
+from regen.engine import ArtifactRef, Flow, Param, StepContext
+from regen.providers import ImagePipeline, OpenAIProvider
+
+T = TypeVar("T")
+#: At most this many calls to the provider at once, per step.
+CONCURRENCY = 4
+
+flow = Flow(
+    "paper_pipeline",
+    params={
+        "day": Param(str, help="the day of the digest, YYYY-MM-DD"),
+        "count": Param(int, default=3, help="how many papers to feature"),
+        "feed": Param(str, default="", help="a JSON feed file; empty: the built-in list"),
+    },
+    max_retries=3,  # the seed's AUTO_RETRY_MAX_ATTEMPTS; the app passes the configured value
+    retry_delay=30.0,  # AUTO_RETRY_DELAY_SECONDS
+    description="Seed 003: daily paper digest with a checkpoint after every step",
+)
+
+
+class InjectedFailure(RuntimeError):
+    """The failure ``PAPER_PIPELINE_FAIL_STEP`` asks for (a demo and test switch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the steps of one app talk to."""
+
+    provider: OpenAIProvider | None
+    outbox: Outbox
+    image_policy: Policy | None = None
+    fail_step: tuple[str, str] | None = None
+
+    def chat_provider(self) -> OpenAIProvider:
+        """The provider, or a clear error for an app opened without one."""
+        if self.provider is None:
+            raise RuntimeError(
+                "this PaperPipeline was opened without a provider (read-only); "
+                "open it with one to execute runs"
+            )
+        return self.provider
+
+    def inject(self, step: str, when: str) -> None:
+        """Fail here if ``PAPER_PIPELINE_FAIL_STEP`` names this step and moment."""
+        if self.fail_step == (step, when):
+            raise InjectedFailure(
+                f"PAPER_PIPELINE_FAIL_STEP={step}"
+                f"{':after' if when == 'after' else ''}: injected failure "
+                f"{'after' if when == 'after' else 'in'} {step}"
+            )
+
+
+#: The resources of the app executing runs in this context.
+current: contextvars.ContextVar[Resources] = contextvars.ContextVar("paper_pipeline")
+
+
+def _resources() -> Resources:
+    try:
+        return current.get()
+    except LookupError:
+        raise RuntimeError(
+            "paper_pipeline's steps run inside PaperPipeline (python -m "
+            "examples.paper_pipeline run), which provides the provider and "
+            "the outbox"
+        ) from None
+
+
+async def _each(items: Iterable[Any], fn: Callable[[Any], Awaitable[T]]) -> list[T]:
+    """``fn`` over ``items`` with bounded concurrency, results in order; the first failure
+    cancels the rest and is raised as itself (its attempts intact for the run record)."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: Any) -> T:
+        async with slots:
+            return await fn(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(item)) for item in items]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def image_prompt(paper: dict[str, Any]) -> str:
+    """The cover image's prompt for a paper (deterministic: tests script faults on it)."""
+    return (
+        f"Cover illustration for the paper {paper['id']} “{paper['title']}”: "
+        "clean flat vector art, soft pastel colours, no text"
+    )
+
+
+@flow.step()
+async def fetch_papers(ctx: StepContext) -> dict[str, Any]:
+    """The day's papers from the feed."""
+    res = _resources()
+    res.inject("fetch_papers", "before")
+    day = dt.date.fromisoformat(ctx.params["day"])
+    papers = papers_for(day, ctx.params["count"], ctx.params["feed"] or None)
+    ctx.log(f"{len(papers)} papers for {day}")
+    res.inject("fetch_papers", "after")
+    return {"papers": papers}
+
+
+@flow.step()
+async def openai_analyze(ctx: StepContext) -> dict[str, Any]:
+    """A short note on each paper from the chat model (each call retried by its policy)."""
+    res = _resources()
+    res.inject("openai_analyze", "before")
+    provider = res.chat_provider()
+
+    async def analyze(paper: dict[str, Any]) -> dict[str, Any]:
+        reply = await provider.chat(
+            [
+                {
+                    "role": "system",
+                    "content": "You write two-sentence notes on AI papers for a "
+                    "daily digest, plain and accurate.",
+                },
+                {
+                    "role": "user",
+                    "content": f"Paper {paper['id']}: {paper['title']}\n\n{paper['abstract']}",
+                },
+            ]
+        )
+        return {
+            "paper_id": paper["id"],
+            "title": paper["title"],
+            "summary": reply.text.strip(),
+            "image_prompt": image_prompt(paper),
+            "model": reply.model,
+        }
+
+    results = await _each(ctx.results["fetch_papers"]["papers"], analyze)
+    res.inject("openai_analyze", "after")
+    return {"results": results}
+
+
+@flow.step()
+async def render_images(ctx: StepContext) -> dict[str, Any]:
+    """A cover image per paper: generated, downloaded and checked as one retried attempt,
+    its bytes kept as a content-addressed artifact."""
+    res = _resources()
+    res.inject("render_images", "before")
+    pipeline = ImagePipeline(res.chat_provider(), policy=res.image_policy)
+
+    async def render(result: dict[str, Any]) -> dict[str, Any]:
+        made = await pipeline.run(result["image_prompt"], size="1024x1024")
+        ref = ctx.artifacts.put(made.data, made.image.info.media_type)
+        ctx.emit(
+            "image_generated",
+            {"paper_id": result["paper_id"], "artifact": ref.sha256, "attempts": made.attempts},
+        )
+        return {
+            "paper_id": result["paper_id"],
+            "prompt": result["image_prompt"],
+            "image": ref,
+            "attempts": made.attempts,
+            "errors": made.errors,
+        }
+
+    images = await _each(ctx.results["openai_analyze"]["results"], render)
+    res.inject("render_images", "after")
+    return {"images": images}
+
+
+@flow.step()
+async def build_payload(ctx: StepContext) -> dict[str, Any]:
+    """The post: a title, and per paper its note and cover image."""
+    res = _resources()
+    res.inject("build_payload", "before")
+    images = {i["paper_id"]: i["image"] for i in ctx.results["render_images"]["images"]}
+    notes = []
+    for result in ctx.results["openai_analyze"]["results"]:
+        image = ArtifactRef.from_dict(images[result["paper_id"]])
+        notes.append(
+            {
+                "paper_id": result["paper_id"],
+                "title": result["title"],
+                "summary": result["summary"],
+                "image": image,
+            }
+        )
+    payload = {
+        "title": f"今日 AI 论文速递 {ctx.params['day']}",
+        "day": ctx.params["day"],
+        "notes": notes,
+        "tags": ["AI", "论文", "每日速递"],
+    }
+    res.inject("build_payload", "after")
+    return {"payload": payload}
+
+
+@flow.step()
+async def publish_mcp(ctx: StepContext) -> dict[str, Any]:
+    """Publish the post once: the engine's idempotency key for this step is stable across
+    retries and take-overs, and the outbox keeps one post per key."""
+    res = _resources()
+    res.inject("publish_mcp", "before")
+    published = res.outbox.publish(
+        ctx.results["build_payload"]["payload"], idempotency_key=ctx.idempotency_key
+    )
+    ctx.emit("published", published.to_dict())
+    res.inject("publish_mcp", "after")
+    return published.to_dict()

@@ -1,0 +1,58 @@
+"""Seed 004's Django view, on regen: the stage's events as Server-Sent Events.
+
+Serve it under ASGI (``django.core.asgi.get_asgi_application()`` with uvicorn, daphne…):
+the view is async and streams while the images are generated. This module is also a
+URLconf (``ROOT_URLCONF = "examples.storyboard.django_views"``), or include its
+``urlpatterns`` in yours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import path
+
+from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
+from examples.storyboard.processor import Text2ImageStageProcessor
+
+
+def _ids(request: HttpRequest) -> list[str] | None:
+    raw = request.GET.get("storyboard_ids")
+    return None if raw is None else [part for part in raw.split(",") if part]
+
+
+def _streaming(events: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type=SSE_CONTENT_TYPE)
+    for name, value in SSE_HEADERS.items():
+        response[name] = value  # Cache-Control: no-cache, X-Accel-Buffering: no
+    return response
+
+
+async def generate_images_stream(request: HttpRequest, project_id: str) -> StreamingHttpResponse:
+    """SSE流式生成图片: ``GET projects/<id>/images/stream[?storyboard_ids=a,b]``."""
+    storyboard_ids = _ids(request)
+
+    async def event_stream() -> AsyncIterator[str]:
+        processor = Text2ImageStageProcessor()
+        async for event in processor.process_stream(project_id, storyboard_ids=storyboard_ids):
+            yield sse(event)  # f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+    return _streaming(event_stream())
+
+
+async def run_events_stream(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
+    """A stage run's events again (``?after=SEQ`` to skip those already seen)."""
+    after = int(request.GET.get("after", "0") or 0)
+
+    async def event_stream() -> AsyncIterator[str]:
+        async for event in Text2ImageStageProcessor().stream_run(run_id, after=after):
+            yield sse(event)
+
+    return _streaming(event_stream())
+
+
+urlpatterns = [
+    path("projects/<str:project_id>/images/stream", generate_images_stream),
+    path("runs/<str:run_id>/events", run_events_stream),
+]

@@ -1,0 +1,102 @@
+"""The same stage over FastAPI: SSE routes, plus JSON for records, retries and image bytes.
+
+    uvicorn examples.storyboard.fastapi_app:app
+
+or mount ``create_app()`` (or include ``create_app().router``) in your own app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import Response, StreamingResponse
+
+from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
+from examples.storyboard.processor import Text2ImageStageProcessor
+from regen.engine import InvalidTransition, RunNotFound
+from regen.providers import sniff
+
+
+def _ids(raw: str | None) -> list[str] | None:
+    return None if raw is None else [part for part in raw.split(",") if part]
+
+
+def _streaming(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def lines() -> AsyncIterator[str]:
+        async for event in events:
+            yield sse(event)
+
+    return StreamingResponse(lines(), media_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+
+
+def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
+    """A FastAPI app for the stage (on ``processor``'s app, by default the default one)."""
+    stage = processor or Text2ImageStageProcessor()
+    api = FastAPI(title="storyboard text-to-image (seed 004 on regen)")
+
+    @api.get("/projects/{project_id}/images/stream")
+    async def generate_images_stream(
+        project_id: str, storyboard_ids: str | None = None
+    ) -> StreamingResponse:
+        """Generate the project's images (or those storyboards'), streaming the events."""
+        return _streaming(stage.process_stream(project_id, storyboard_ids=_ids(storyboard_ids)))
+
+    @api.get("/runs/{run_id}/events")
+    async def run_events_stream(run_id: str, after: int = 0) -> StreamingResponse:
+        """A run's events again, from ``after``, following it until it ends."""
+        _known(stage, run_id)
+        return _streaming(stage.stream_run(run_id, after=after))
+
+    @api.post("/runs/{run_id}/retry")
+    async def retry(run_id: str) -> StreamingResponse:
+        """Retry a failed or partial run (only what failed runs again), streaming it."""
+        _known(stage, run_id)
+        try:
+            after = stage.retry(run_id)
+        except InvalidTransition as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return _streaming(stage.stream_run(run_id, after=after))
+
+    @api.get("/runs/{run_id}")
+    async def result(run_id: str) -> dict[str, Any]:
+        """The run's stage result."""
+        _known(stage, run_id)
+        outcome = stage.result(run_id)
+        return {
+            "success": outcome.success,
+            "data": outcome.data,
+            "error": outcome.error,
+            "message": outcome.message,
+            "stage": outcome.stage,
+            "run_id": run_id,
+        }
+
+    @api.get("/projects/{project_id}/images")
+    async def images(project_id: str) -> list[dict[str, Any]]:
+        """The project's image records, oldest first."""
+        return [image.to_dict() for image in stage.app.records.images(project_id=project_id)]
+
+    @api.get("/images/{image_id}/file")
+    def image_file(image_id: str) -> Response:
+        """An image's bytes, from the app's artifacts (gateway URLs expire)."""
+        found = stage.app.records.images(id=image_id)
+        file = Path(found[0].file_path) if found and found[0].file_path else None
+        if file is None or not file.is_file():
+            raise HTTPException(404, f"no image file for {image_id}")
+        data = file.read_bytes()
+        return Response(data, media_type=f"image/{sniff(data) or 'png'}")
+
+    return api
+
+
+def _known(stage: Text2ImageStageProcessor, run_id: str) -> None:
+    try:
+        stage.app.engine.get_run(run_id)
+    except RunNotFound:
+        raise HTTPException(404, f"no run {run_id}") from None
+
+
+app = create_app()

@@ -1,0 +1,142 @@
+"""One image generation request against an OpenAI-compatible image gateway.
+
+The seed's gateway (``jimeng-4.0`` behind ``POST /v1/images/generations``) takes
+``ratio``, ``resolution`` and ``negative_prompt`` next to the usual ``prompt`` and
+``model``; the simulator speaks the same extras. A *request* is what identifies an image:
+provider, model, prompt and parameters. Storyboards that make the same request share one
+generation, and the result cache is keyed by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from examples.storyboard.models import ModelProvider, Storyboard
+from regen.providers import Image, OpenAIProvider, Transport, download_image, image_from_bytes
+from regen.retry import ConfigError
+
+DEFAULT_RATIO = "16:9"
+DEFAULT_RESOLUTION = "2k"
+# Keys of custom_params that are the request's own fields, never overridden.
+_RESERVED = frozenset({"prompt", "model", "n", "response_format"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """The provider a stage run uses, as checkpointed (the key is read from the
+    environment when the request is made, never stored)."""
+
+    name: str
+    api_url: str
+    model_name: str
+    api_key_env: str
+    source: str  # "project" (its model config) or "system" (the default provider)
+
+    @classmethod
+    def of(cls, provider: ModelProvider, source: str) -> ProviderInfo:
+        return cls(
+            provider.name, provider.api_url, provider.model_name, provider.api_key_env, source
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderInfo:
+        return cls(
+            str(data["name"]),
+            str(data["api_url"]),
+            str(data["model_name"]),
+            str(data["api_key_env"]),
+            str(data["source"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "api_url": self.api_url,
+            "model_name": self.model_name,
+            "api_key_env": self.api_key_env,
+            "source": self.source,
+        }
+
+    def api_key(self) -> str:
+        """The key, from the environment (a :class:`ConfigError` naming the variable)."""
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError(
+                f"image provider {self.name!r} has no API key: set ${self.api_key_env}"
+            )
+        return key
+
+
+def request_params(storyboard: Storyboard) -> dict[str, Any]:
+    """The gateway parameters for a storyboard: ``ratio`` (default 16:9), ``resolution``
+    (default 2k), ``negative_prompt``, then the rest of its ``custom_params``."""
+    custom = dict(storyboard.custom_params)
+    params: dict[str, Any] = {
+        "ratio": custom.pop("ratio", None) or DEFAULT_RATIO,
+        "resolution": custom.pop("resolution", None) or DEFAULT_RESOLUTION,
+    }
+    negative = custom.pop("negative_prompt", None) or storyboard.negative_prompt
+    if negative:
+        params["negative_prompt"] = negative
+    for key in sorted(custom):
+        if key not in _RESERVED:
+            params[key] = custom[key]
+    return params
+
+
+def request_key(provider: ProviderInfo, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies an image: the result cache's key, and how storyboards are grouped."""
+    return {
+        "provider": provider.name,
+        "api_url": provider.api_url,
+        "model": provider.model_name,
+        "prompt": prompt,
+        "params": dict(params),
+    }
+
+
+def request_id(key: Mapping[str, Any]) -> str:
+    """A short, stable name for a request key."""
+    text = json.dumps(key, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """A generated and downloaded image."""
+
+    image: Image
+    url: str | None
+    revised_prompt: str | None
+
+
+async def generate(
+    provider: ProviderInfo, prompt: str, params: Mapping[str, Any], *, transport: Transport | None
+) -> Generated:
+    """One attempt: ask the gateway for one image, then download and check it.
+
+    No retries here: the flow's per-image policy owns the loop (and its 60 s timeout
+    bounds this whole attempt). Failures are classified by regen's providers.
+    """
+    adapter = OpenAIProvider(
+        provider.api_url,
+        provider.api_key(),
+        name=provider.name,
+        image_model=provider.model_name,
+        transport=transport,
+    )
+    try:
+        images = await adapter.generate_once(prompt, n=1, model=provider.model_name, **dict(params))
+        first = images[0]
+        if first.data is not None:
+            return Generated(image_from_bytes(first.data), None, first.revised_prompt)
+        assert first.url is not None
+        image = await download_image(first.url, transport=adapter.transport)
+        return Generated(image, first.url, first.revised_prompt)
+    finally:
+        await adapter.aclose()  # closes only a transport it opened itself

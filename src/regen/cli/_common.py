@@ -1,0 +1,57 @@
+"""What every engine command shares: opening the engine, printing JSON, turning errors into
+messages that say what to fix."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+
+from regen.retry import RegenError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(fn: F) -> F:
+    """``--json``: one JSON document on stdout, nothing else there."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as one JSON document to stdout."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str, indent=2) + "\n")
+
+
+@contextmanager
+def opened_engine(ctx: click.Context) -> Iterator[Any]:
+    """The engine on the data directory and database the root options chose."""
+    from regen.engine import Engine  # noqa: PLC0415 - keeps `regen --help` fast
+
+    options = ctx.find_root().params
+    with user_errors():
+        engine = Engine(options.get("database_url"), home=options.get("home"))
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """regen's own errors become a one-line message and exit status 1; no traceback."""
+    try:
+        yield
+    except RegenError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def when(timestamp: float | None) -> str:
+    """A local time for people, or ``-``."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

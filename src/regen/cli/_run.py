@@ -1,0 +1,100 @@
+"""Running flows: ``regen run MODULE:FLOW`` in this process, ``regen worker`` for queued runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import click
+from rich.console import Console
+
+from regen.cli._app import cli
+from regen.cli._common import opened_engine, user_errors
+from regen.cli._progress import execute_with_progress
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint="--param")
+        parsed[name.strip()] = text
+    return parsed
+
+
+@cli.command()
+@click.argument("flow_ref", metavar="MODULE:FLOW")
+@click.option(
+    "--param",
+    "-p",
+    "param_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A flow parameter (repeatable); checked before the run is created.",
+)
+@click.option("--key", help="Business key: one run per key; an existing run is resumed.")
+@click.option("--queue", is_flag=True, help="Only queue the run, for `regen worker`.")
+@click.pass_context
+def run(
+    ctx: click.Context, flow_ref: str, param_values: tuple[str, ...], key: str | None, queue: bool
+) -> None:
+    """Run a flow here with live progress. Ctrl-C leaves a resumable run."""
+    from regen.engine import load_flow  # noqa: PLC0415 - keeps `regen --help` fast
+
+    console = Console()
+    with opened_engine(ctx) as engine, user_errors():
+        flow = load_flow(flow_ref)
+        params = flow.parse_params(_params(param_values))
+        started = engine.start(flow, params, key=key)
+        verb = "started" if started.created else ("retried" if started.retried else "found")
+        console.print(f"{flow.name}: run {started.run.id} {verb}")
+        if queue:
+            return
+        finished = execute_with_progress(engine, started.run.id, console)
+    if finished.status.value not in ("succeeded", "partial"):
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option(
+    "--flow",
+    "flows",
+    multiple=True,
+    metavar="MODULE:FLOW",
+    help="Flows to claim runs of (repeatable; default: any importable flow).",
+)
+@click.option("--concurrency", default=4, show_default=True, help="Runs executed at once.")
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between queue checks.")
+@click.option("--max-runs", type=int, help="Stop after executing this many runs.")
+@click.pass_context
+def worker(
+    ctx: click.Context, flows: tuple[str, ...], concurrency: int, poll: float, max_runs: int | None
+) -> None:
+    """Claim and execute queued runs (and runs whose process died) until stopped."""
+    with opened_engine(ctx) as engine, user_errors():
+        names = [flow.name for flow in engine.register(*flows)] or None
+        click.echo(
+            f"worker {engine.owner} on {engine.store.location}: "
+            f"{', '.join(names) if names else 'any flow'}"
+        )
+
+        async def serve() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            executed: int = await engine.worker(
+                flows=names,
+                concurrency=concurrency,
+                poll=poll,
+                stop=stop,
+                gc_interval=engine.settings.gc_interval,
+                max_runs=max_runs,
+            )
+            return executed
+
+        done = asyncio.run(serve())
+    click.echo(f"worker stopped after {done} runs")

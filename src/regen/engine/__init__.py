@@ -1,0 +1,67 @@
+"""Durable execution: flows of checkpointed steps, map steps, streaming steps, runs that
+survive crashes and are retried from where they failed.
+
+Declare a :class:`Flow`, then run it with an :class:`Engine`::
+
+    flow = Flow("digest", params={"topic": str})
+
+    @flow.step()
+    async def fetch(ctx): ...
+
+    engine = Engine()
+    run = await engine.run(flow, {"topic": "llm"})
+"""
+
+from __future__ import annotations
+
+from regen.engine._context import StepContext
+from regen.engine._detail import RunDetail
+from regen.engine._engine import Engine, Started
+from regen.engine._errors import EngineError, FlowError, FlowNotFound, ParamsError, RunExists
+from regen.engine._flow import Cache, Flow, StepSpec
+from regen.engine._json import ArtifactRef, NotJSON
+from regen.engine._loader import load_flow
+from regen.engine._params import Param
+from regen.engine._settings import Settings
+from regen.store import (
+    Event,
+    InvalidTransition,
+    Item,
+    ItemStatus,
+    LeaseLost,
+    Run,
+    RunNotFound,
+    RunStatus,
+    Step,
+    StepStatus,
+)
+
+__all__ = [
+    "ArtifactRef",
+    "Cache",
+    "Engine",
+    "EngineError",
+    "Event",
+    "Flow",
+    "FlowError",
+    "FlowNotFound",
+    "InvalidTransition",
+    "Item",
+    "ItemStatus",
+    "LeaseLost",
+    "NotJSON",
+    "Param",
+    "ParamsError",
+    "Run",
+    "RunDetail",
+    "RunExists",
+    "RunNotFound",
+    "RunStatus",
+    "Settings",
+    "Started",
+    "Step",
+    "StepContext",
+    "StepSpec",
+    "StepStatus",
+    "load_flow",
+]

@@ -1,0 +1,57 @@
+"""Artifacts: binary outputs kept content-addressed under ``<home>/artifacts``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from regen.engine import _time
+from regen.engine._json import ArtifactRef
+from regen.store import Artifact, Blobs, Store, StoreError, sniff
+
+
+class ArtifactStore:
+    """Writes artifact files and records their metadata in the store."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.blobs = Blobs(root)
+
+    def put(self, data: bytes, content_type: str | None = None) -> ArtifactRef:
+        """Store ``data``; the same bytes twice are stored once."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"artifacts hold bytes, not {type(data).__name__}")
+        raw = bytes(data)
+        sniffed, width, height = sniff(raw)
+        sha, staged = self.blobs.stage(raw)
+        meta = Artifact(sha, len(raw), content_type or sniffed, width, height)
+        try:
+            self.store.put_artifact(meta, lambda: self.blobs.place(sha, staged), _time.now())
+        finally:
+            staged.unlink(missing_ok=True)
+        return ArtifactRef(sha, len(raw), meta.content_type, width, height)
+
+    def get(self, sha256: str) -> Artifact | None:
+        """An artifact's metadata."""
+        return self.store.get_artifact(sha256)
+
+    def path(self, ref: ArtifactRef | Mapping[str, Any] | str) -> Path:
+        """Where an artifact's bytes are."""
+        return self.blobs.path(_sha(ref))
+
+    def read(self, ref: ArtifactRef | Mapping[str, Any] | str) -> bytes:
+        """An artifact's bytes."""
+        sha = _sha(ref)
+        try:
+            return self.blobs.read(sha)
+        except FileNotFoundError:
+            raise StoreError(f"artifact {sha} is not stored (was it cleaned up?)") from None
+
+
+def _sha(ref: ArtifactRef | Mapping[str, Any] | str) -> str:
+    if isinstance(ref, ArtifactRef):
+        return ref.sha256
+    if isinstance(ref, str):
+        return ref
+    return str(ref["artifact"])

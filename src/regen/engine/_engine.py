@@ -1,0 +1,323 @@
+"""The engine: start, execute, retry, cancel, inspect and follow runs; clean up; work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from regen.engine import _faults, _time
+from regen.engine._artifacts import ArtifactStore
+from regen.engine._detail import RunDetail, item_counts
+from regen.engine._errors import RunExists
+from regen.engine._execute import Execution
+from regen.engine._flow import Flow
+from regen.engine._follow import follow
+from regen.engine._heartbeat import Heartbeat
+from regen.engine._json import encode
+from regen.engine._loader import Registry, load_flow
+from regen.engine._loops import Loops
+from regen.engine._settings import Settings
+from regen.engine._worker import work
+from regen.store import (
+    Claimed,
+    Commit,
+    Event,
+    GcCounts,
+    InvalidTransition,
+    Item,
+    ItemStatus,
+    Lease,
+    LeaseLost,
+    NewRun,
+    Run,
+    RunNotFound,
+    RunStatus,
+    Store,
+    open_store,
+)
+from regen.store import home as default_home
+
+logger = logging.getLogger("regen.engine")
+OnFailed = Literal["retry", "refuse", "return"]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What :meth:`Engine.start` did: the run, whether it was created, whether retried."""
+
+    run: Run
+    created: bool
+    retried: bool = False
+
+
+class Engine:
+    """Durable execution of flows on a store (by default ``$REGEN_HOME/regen.db``).
+
+    ``store``: a :class:`Store`, a database URL, or ``None`` for the environment's.
+    ``home``: the data directory (artifacts live in ``home/artifacts``). ``threads``:
+    the pool that runs sync steps and sync map items.
+    """
+
+    def __init__(self, store: Store | str | None = None, *,
+                 home: str | os.PathLike[str] | None = None, settings: Settings | None = None,
+                 owner: str | None = None, threads: int = 64) -> None:
+        from regen.engine._writer import Writer  # noqa: PLC0415 - keeps import order obvious
+
+        self.home = Path(home) if home is not None else default_home()
+        self._owns_store = not isinstance(store, Store)
+        self.store: Store = store if isinstance(store, Store) else open_store(
+            store, data_home=self.home)
+        self.settings = settings or Settings.from_env()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.registry = Registry()
+        self.artifacts = ArtifactStore(self.store, self.home / "artifacts")
+        self._executions: dict[str, Execution] = {}
+        self.writer = Writer(self.store, self._observe)
+        self.heartbeat = Heartbeat(self.store, self.settings.lease_ttl, self._observe)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
+        self._loops = Loops()
+
+    def __repr__(self) -> str:
+        return f"Engine({self.store.location!r})"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is queued, stop the engine's threads, close the store if it owns it."""
+        self.heartbeat.close()
+        self.writer.close()
+        self._loops.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _observe(self, lease: Lease, commit: Commit) -> None:
+        execution = self._executions.get(lease.run_id)
+        if execution is not None and execution.lease.token == lease.token:
+            execution.observe(commit)
+
+    # --- flows ----------------------------------------------------------------------------
+
+    def register(self, *flows: Flow | str) -> list[Flow]:
+        """Make flows known by name (for workers and ``start("name")``); strings are
+        ``MODULE:FLOW`` import strings."""
+        return [self.registry.add(load_flow(f) if isinstance(f, str) else f) for f in flows]
+
+    def _flow(self, flow: Flow | str) -> Flow:
+        if isinstance(flow, Flow):
+            return self.registry.add(flow)
+        if ":" in flow:
+            return self.registry.add(load_flow(flow))
+        return self.registry.get(flow)
+
+    # --- starting and executing -----------------------------------------------------------
+
+    def start(self, flow: Flow | str, params: Mapping[str, Any] | None = None, *,
+              key: str | None = None, on_failed: OnFailed = "retry",
+              max_retries: int | None = None, retry_delay: float | None = None) -> Started:
+        """Queue a run of ``flow`` (params checked first: nothing is created on error).
+
+        With a business ``key``, a run that already exists for it is returned instead of
+        a new one; if that run failed, ``on_failed`` says what to do: ``"retry"`` it (from
+        its failed step), ``"refuse"`` (:class:`RunExists`), or ``"return"`` it as it is.
+        ``max_retries``/``retry_delay`` override the flow's automatic retries.
+        """
+        chosen = self._flow(flow)
+        values = chosen.check_params(params)
+        steps = tuple((s.name, s.kind) for s in chosen.steps)
+        new = NewRun(uuid.uuid4().hex, chosen.name, chosen.ref, key, encode(values, "params"),
+                     steps, chosen.max_retries if max_retries is None else max_retries,
+                     chosen.retry_delay if retry_delay is None else retry_delay)
+        run, created = self.store.create_run(new, _time.now())
+        if created or run.status is not RunStatus.FAILED or on_failed == "return":
+            return Started(run, created)
+        if on_failed == "refuse":
+            raise RunExists(run.id, run.status, f"flow {chosen.name!r}: the run for key {key!r} "
+                            f"({run.id}) failed; retry it, or start with another key")
+        try:
+            return Started(self.store.retry_run(run.id, _time.now()), False, True)
+        except InvalidTransition:  # a concurrent start retried it first
+            return Started(self.get_run(run.id), False)
+
+    async def execute(self, run_id: str, *, follow_retries: bool = True,
+                      inline_sync: bool = False) -> Run:
+        """Execute a queued run (or take over one whose process died) in this process.
+
+        Returns the run as it ends. With ``follow_retries``, waits out the run's automatic
+        retries and carries them out here. A run executing elsewhere is returned as it is.
+        """
+        while True:
+            claimed = self.store.claim(self.owner, self.settings.lease_ttl, _time.now(),
+                                       run_id=run_id)
+            if claimed is not None:
+                await self._execute_claimed(claimed, inline_sync=inline_sync)
+            run = self.get_run(run_id)
+            if not (follow_retries and run.status is RunStatus.FAILED and run.retry_at):
+                return run
+            await _time.sleep(run.retry_at - _time.now())
+            # Refused when a manual retry replaced it, or a worker carried it out.
+            with contextlib.suppress(InvalidTransition):
+                self.store.retry_run(run_id, _time.now(), auto=True)
+
+    async def _execute_claimed(self, claimed: Claimed, *, inline_sync: bool = False,
+                               release_on_interrupt: bool = False) -> RunStatus:
+        try:
+            flow = self.registry.get(claimed.run.flow, claimed.run.flow_ref)
+        except Exception:
+            self.store.release(claimed.lease, _time.now())
+            raise
+        execution = Execution(self, flow, claimed, inline_sync=inline_sync)
+        self._executions[claimed.run.id] = execution
+        self.heartbeat.hold(claimed.lease)
+        try:
+            _faults.point("after_claim")
+            return await execution.execute()
+        except asyncio.CancelledError:
+            execution.interrupted(release=release_on_interrupt)
+            raise
+        except LeaseLost:
+            logger.warning("regen: lost the lease of run %s; another process has it",
+                           claimed.run.id, extra={"run_id": claimed.run.id})
+            return RunStatus.RUNNING
+        except Exception as exc:
+            execution.crashed(exc)
+            raise
+        finally:
+            self.heartbeat.drop(claimed.run.id)
+            self._executions.pop(claimed.run.id, None)
+
+    async def run(self, flow: Flow | str, params: Mapping[str, Any] | None = None, *,
+                  key: str | None = None, on_failed: OnFailed = "retry",
+                  max_retries: int | None = None, retry_delay: float | None = None,
+                  inline_sync: bool = False) -> Run:
+        """Start a run and execute it here to its end (through automatic retries).
+
+        A keyed run executing in another process is waited for instead.
+        """
+        started = self.start(flow, params, key=key, on_failed=on_failed,
+                             max_retries=max_retries, retry_delay=retry_delay)
+        run = await self.execute(started.run.id, inline_sync=inline_sync)
+        return run if run.status.finished else await self.wait(run.id)
+
+    def run_sync(self, flow: Flow | str, params: Mapping[str, Any] | None = None,
+                 **options: Any) -> Run:
+        """:meth:`run` from synchronous code. Sync steps run on this thread (no other run
+        shares the private event loop, kept for this thread's next call), async ones on
+        the loop."""
+        return self._loops.run(self.run(flow, params, inline_sync=True, **options))
+
+    async def wait(self, run_id: str, poll: float = 0.25) -> Run:
+        """Wait until the run has finished (and no automatic retry is pending)."""
+        async for _ in follow(self.store, run_id, after=self._last_seq(run_id), follow=True,
+                              poll=poll):
+            pass
+        return self.get_run(run_id)
+
+    def _last_seq(self, run_id: str) -> int:
+        events = self.store.read_events(run_id, 0, 1)
+        return 0 if not events else max(0, events[0].seq - 1)
+
+    # --- control --------------------------------------------------------------------------
+
+    def retry(self, run_id: str, *, from_step: str | None = None) -> Run:
+        """Queue a failed or partial run again from its failed step (succeeded items kept),
+        or from ``from_step`` (it and every later step re-executed, never from the cache).
+        A pending automatic retry is replaced. Refused for a queued or running run."""
+        return self.store.retry_run(run_id, _time.now(), from_step=from_step)
+
+    def cancel(self, run_id: str) -> Run:
+        """Cancel a queued run at once; stop a running one at its next safe point."""
+        run = self.store.request_cancel(run_id, _time.now())
+        execution = self._executions.get(run_id)
+        if execution is not None:
+            execution.cancel_requested = True
+        return run
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        """The run (:class:`RunNotFound` if there is none)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    def detail(self, run_id: str) -> RunDetail:
+        """The run with its steps, checkpoints and item counts."""
+        run = self.get_run(run_id)
+        steps = self.store.get_steps(run_id)
+        items = {s.name: item_counts(self.store.count_items(run_id, s.name))
+                 for s in steps if s.kind == "map"}
+        return RunDetail(run, steps, items)
+
+    def list_runs(self, *, status: Sequence[RunStatus | str] | None = None,
+                  flow: str | None = None, before: float | None = None,
+                  limit: int = 50) -> list[Run]:
+        """Runs, newest first."""
+        statuses = None if status is None else [RunStatus(s) for s in status]
+        return self.store.list_runs(statuses=statuses, flow=flow, before=before, limit=limit)
+
+    def items(self, run_id: str, step: str, *, status: ItemStatus | str | None = None,
+              after: int = -1, limit: int = 100) -> list[Item]:
+        """Items of a map step, in order (page with ``after``: the last ``idx`` seen)."""
+        chosen = None if status is None else ItemStatus(status)
+        return self.store.get_items(run_id, step, after=after, limit=limit, status=chosen)
+
+    def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with ``seq > after``."""
+        return self.store.read_events(run_id, after, limit)
+
+    def events(self, run_id: str, *, after: int = 0, follow: bool = False,
+               poll: float = 0.25) -> AsyncIterator[Event]:
+        """Events with ``seq > after``; with ``follow``, new ones as they are written, until
+        the run ends (resume a broken stream by passing the last ``seq`` seen)."""
+        return _follow(self.store, run_id, after=after, follow=follow, poll=poll)
+
+    # --- clean-up and workers -------------------------------------------------------------
+
+    def gc(self, now: float | None = None) -> GcCounts:
+        """Delete expired checkpoints (those runs are no longer resumable), finished runs
+        past their retention with their events, unreferenced artifacts and stale cache."""
+        at = _time.now() if now is None else now
+        s = self.settings
+        return self.store.collect(
+            checkpoints_before=at - s.checkpoint_retention_hours * 3600,
+            runs_before=at - s.run_retention_days * 86400,
+            artifacts_before=at - s.run_retention_days * 86400,
+            now=at, remove_file=self.artifacts.blobs.remove)
+
+    async def worker(self, *, flows: Sequence[str] | None = None, concurrency: int = 4,
+                     poll: float = 1.0, stop: asyncio.Event | None = None,
+                     gc_interval: float | None = None, max_runs: int | None = None) -> int:
+        """Claim and execute queued runs (and runs whose process died) until ``stop`` is set.
+
+        ``flows``: names to claim (default: the registered flows, or, when none is,
+        any run whose recorded ``MODULE:FLOW`` imports). Carries out due automatic
+        retries and cleans up every ``gc_interval`` seconds. Returns the runs executed.
+        """
+        return await work(self, flows=flows, concurrency=concurrency, poll=poll, stop=stop,
+                          gc_interval=gc_interval, max_runs=max_runs)
+
+
+_follow = follow

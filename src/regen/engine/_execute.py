@@ -1,0 +1,307 @@
+"""Executing one claimed run: its steps in order, each checkpointed before the next."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from regen.engine import _faults, _steps, _time
+from regen.engine._context import Results, event_write
+from regen.engine._flow import Flow, StepSpec
+from regen.engine._json import encode
+from regen.engine._outcome import Outcome, Stop, error_of
+from regen.retry import Attempt, Policy
+from regen.store import (
+    Claimed,
+    Commit,
+    EndRun,
+    EndStep,
+    LeaseLost,
+    RunStatus,
+    StartStep,
+    StepStatus,
+    Write,
+)
+
+if TYPE_CHECKING:
+    from regen.engine._engine import Engine
+
+logger = logging.getLogger("regen.engine")
+T = TypeVar("T")
+_DONE = (StepStatus.SUCCEEDED, StepStatus.PARTIAL)
+
+
+class StepState(NamedTuple):
+    """What executing a step needs of its record: its position and how far it got."""
+
+    position: int
+    status: StepStatus
+    generation: int = 0
+    refresh: bool = False
+    attempts: int = 0
+
+
+class Execution:
+    """One process's execution of a run it holds the lease of."""
+
+    def __init__(self, engine: Engine, flow: Flow, claimed: Claimed, *, inline_sync: bool) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.writer = engine.writer
+        self.flow = flow
+        self.run = claimed.run
+        self.run_id = claimed.run.id
+        self.lease = claimed.lease
+        self.params: dict[str, Any] = dict(claimed.run.params)
+        self.taken_over = claimed.taken_over
+        self._results: dict[str, Any] = {}
+        self.results = Results(self._results, flow.name)
+        self.cancel_requested = claimed.run.cancel_requested
+        self.lost = False
+        self.inline_sync = inline_sync
+        self.params_view: Mapping[str, Any] = MappingProxyType(self.params)
+        #: A sync step runs inline on the event loop's thread (``run_sync``) right now.
+        self.blocking = False
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def observe(self, commit: Commit) -> None:
+        """Hear a commit's or heartbeat's outcome (any thread)."""
+        if not commit.ok:
+            self.lost = True
+        elif commit.cancel_requested:
+            self.cancel_requested = True
+
+    def event(self, type_: str, data: dict[str, Any], *, step: str | None = None,
+              index: int = -1) -> None:
+        """Queue an event (any thread; committed in order, soon)."""
+        if step is not None:
+            data = {"step": step, **data}
+            if index >= 0:
+                data["item"] = index
+        self.writer.add(self.lease, [event_write(type_, data, f"event {type_!r}")],
+                        blocking=self.blocking)
+
+    async def commit(self, writes: list[Write]) -> None:
+        """Commit durably, here and now, after everything queued before; :class:`LeaseLost`
+        if the lease was lost. (A step's checkpoint: no other run's work waits on it.)"""
+        self.commit_here(writes)
+
+    def commit_here(self, writes: list[Write]) -> None:
+        """:meth:`commit`, callable without awaiting (the loop over quick steps)."""
+        result = self.writer.commit_now(self.lease, writes)
+        if not result.ok:
+            self.lost = True
+            raise LeaseLost(self.run_id)
+        if result.cancel_requested:
+            self.cancel_requested = True
+
+    def commit_now(self, writes: list[Write]) -> bool:
+        """Commit from a path that cannot await (interruption); ``False`` if the lease is lost."""
+        result = self.writer.commit_now(self.lease, writes)
+        self.observe(result)
+        return result.ok
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a sync function in the engine's thread pool (context variables carried)."""
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.engine.pool, call)
+
+    def key(self, step: str, generation: int, item: str | None = None) -> str:
+        """The idempotency key of a step (or an item): stable across retries and
+        take-overs; a new generation when a retry from a step invalidates it."""
+        base = f"{self.run_id}/{step}" + (f"#{generation}" if generation else "")
+        return base if item is None else f"{base}/{item}"
+
+    def policy_for(self, spec: StepSpec, key: str, *, index: int = -1,
+                   failed: list[Attempt] | None = None) -> Policy:
+        """The step's policy, carrying its idempotency key and an ``attempt.failed`` hook
+        (which also collects the failed attempts into ``failed``)."""
+
+        def on_retry(attempt: Attempt) -> None:
+            if failed is not None:
+                failed.append(attempt)
+            self.event("attempt.failed", {
+                "attempt": attempt.number, "kind": str(attempt.kind), "status": attempt.status,
+                "message": attempt.message, "wait": attempt.wait}, step=spec.name, index=index)
+
+        return spec.policy.replace(on_retry=on_retry, idempotency_key=key,
+                                   operation=f"{self.flow.name}.{spec.name}")
+
+    def check_cancel(self) -> None:
+        """A safe point: stop here if cancellation was asked or the lease was lost."""
+        if self.lost:
+            raise LeaseLost(self.run_id)
+        if self.cancel_requested:
+            raise Stop
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def _end_writes(self, status: RunStatus, error: dict[str, Any] | None = None,
+                    failed_step: str | None = None) -> list[Write]:
+        at = _time.now()
+        retry_at = None
+        run = self.run
+        if (status is RunStatus.FAILED and self.engine.settings.auto_retry
+                and run.retry_count < run.max_retries):
+            retry_at = at + run.retry_delay
+        data: dict[str, Any] = {}
+        if error is not None:
+            data["error"] = error
+        if failed_step is not None:
+            data["failed_step"] = failed_step
+        if retry_at is not None:
+            data["retry_at"] = retry_at
+            data["retry"] = run.retry_count + 1
+        error_text = None if error is None else encode({**error, "step": failed_step}, "error")
+        return [EndRun(status, at, error_text, retry_at),
+                event_write(f"run.{status}", data, "run event")]
+
+    def _states(self) -> tuple[list[str], list[StepState]]:
+        """The run's step names and states; done steps' results go to ``results``."""
+        if self.run.executions == 1 and not self.taken_over:
+            # Its first execution: every step is pending, only the names are worth reading.
+            names = [name for name, _ in self.store.step_names(self.run_id)]
+            return names, [StepState(i, StepStatus.PENDING) for i in range(len(names))]
+        records = self.store.get_steps(self.run_id)
+        for rec in records:
+            if rec.status in _DONE:
+                self._results[rec.name] = rec.output
+        return [r.name for r in records], [StepState(r.position, r.status, r.generation,
+                                                     r.refresh, r.attempts) for r in records]
+
+    async def execute(self) -> RunStatus:
+        """Run the steps not yet done; returns the run's final status."""
+        names, records = self._states()
+        specs = self.flow.steps
+        if names != [s.name for s in specs]:
+            error = {"type": "FlowChanged", "message": (
+                f"flow {self.flow.name!r} now has steps {[s.name for s in specs]}, but the run "
+                f"was created with {names}; start a new run")}
+            await self.commit(self._end_writes(RunStatus.FAILED, error))
+            return RunStatus.FAILED
+        if self.cancel_requested:
+            self.event("log", {"level": "info", "message": "cancel requested"})
+        partial = any(rec.status is StepStatus.PARTIAL for rec in records)
+        todo = [i for i, rec in enumerate(records) if rec.status not in _DONE]
+        runners = [_runner(spec.kind) for spec in specs]
+        now = [self.inline_sync and spec.quick for spec in specs]
+        writes: list[Write] = []
+        try:
+            if todo:
+                # Queued, not committed on its own: it goes with the next commit (at the
+                # latest the step's checkpoint); a crash before that leaves it pending.
+                self.check_cancel()
+                self.writer.add(self.lease, self._start_writes(specs[todo[0]], todo[0]))
+            for n, i in enumerate(todo):
+                spec = specs[i]
+                outcome = (_steps.run_now(self, spec, records[i]) if now[i] else
+                           await runners[i](self, spec, records[i]))
+                _faults.point("after_step_work")
+                if outcome.status not in _DONE:
+                    await self.commit([*outcome.writes, self._end_write(spec, i, outcome),
+                                       *self._end_writes(RunStatus.FAILED, outcome.error,
+                                                         spec.name)])
+                    return RunStatus.FAILED
+                self._results[spec.name] = outcome.value
+                if outcome.status is StepStatus.PARTIAL:
+                    partial = True
+                following = todo[n + 1] if n + 1 < len(todo) else None
+                if following is not None and self.cancel_requested:
+                    await self.commit([*outcome.writes, self._end_write(spec, i, outcome)])
+                    raise Stop
+                # The step's checkpoint, its event and the next step's start: one commit.
+                end = self._end_write(spec, i, outcome, following)
+                writes = [*outcome.writes, end] if outcome.writes else [end]
+                if following is None:
+                    break
+                self.commit_here(writes)
+                _faults.point("after_step_checkpoint")
+            status = RunStatus.PARTIAL if partial else RunStatus.SUCCEEDED
+            _faults.point("before_run_end")
+            await self.commit(writes + self._end_writes(status))
+            return status
+        except Stop:
+            return await self._cancelled()
+
+    def _start_writes(self, spec: StepSpec, position: int) -> list[Write]:
+        data = _started_data(spec.name, spec.kind)
+        return [StartStep(position, _time.now(), data, lazy=True)]
+
+    def _end_write(self, spec: StepSpec, position: int, outcome: Outcome,
+                   following: int | None = None) -> Write:
+        """The step's end (and checkpoint); ``following``: the position of the step
+        started by the same transition. Step transitions are recorded in their
+        event rows alone (``lazy``): readers of the steps table apply them."""
+        if outcome.data or outcome.error is not None:
+            data: dict[str, Any] = {"step": spec.name, **(outcome.data or {})}
+            if outcome.error is not None:
+                data["error"] = outcome.error
+            text = encode(data, "step event")
+        else:
+            text = _step_data(spec.name)
+        error = None if outcome.error is None else encode(outcome.error, "error")
+        return EndStep(position, outcome.status, _time.now(), outcome.output, error, text,
+                       True, following)
+
+    async def _cancelled(self) -> RunStatus:
+        at = _time.now()
+        await self.commit([EndRun(RunStatus.CANCELLED, at, encode(
+            {"type": "Cancelled", "message": "cancelled on request"}, "error"), close_steps=True),
+            event_write("run.cancelled", {}, "run event")])
+        return RunStatus.CANCELLED
+
+    def interrupted(self, *, release: bool) -> None:
+        """The execution was interrupted (Ctrl-C, shutdown): give the run back to the queue
+        (``release``) or leave it ``failed`` and resumable by a retry."""
+        if self.lost:
+            return
+        try:
+            if release:
+                self.writer.drain()
+                self.store.release(self.lease, _time.now())
+            else:
+                self.commit_now(self._interrupt_writes())
+        except Exception:
+            logger.warning("regen: could not record the interruption of run %s", self.run_id,
+                           exc_info=True, extra={"run_id": self.run_id})
+
+    def _interrupt_writes(self) -> list[Write]:
+        error = {"type": "Interrupted", "message": "the run was interrupted; retry resumes it"}
+        at = _time.now()
+        return [EndRun(RunStatus.FAILED, at, encode(error, "error")),
+                event_write("run.failed", {"error": error}, "run event")]
+
+    def crashed(self, exc: BaseException) -> None:
+        """An unexpected error in the engine itself: record the run as failed."""
+        if self.lost:
+            return
+        try:
+            self.commit_now(self._end_writes(RunStatus.FAILED, error_of(exc)))
+        except Exception:
+            logger.warning("regen: could not record the failure of run %s", self.run_id,
+                           exc_info=True, extra={"run_id": self.run_id})
+
+
+@functools.cache
+def _runner(kind: str) -> Callable[[Execution, StepSpec, StepState], Awaitable[Outcome]]:
+    """How a step of ``kind`` runs."""
+    from regen.engine import _map, _stream  # noqa: PLC0415 - they import this module
+
+    runners = {"map": _map.run_map, "stream": _stream.run_stream, "step": _steps.run_plain}
+    return runners[kind]
+
+
+@functools.cache
+def _started_data(name: str, kind: str) -> str:
+    return encode({"step": name, "kind": kind}, "step event")
+
+
+@functools.cache
+def _step_data(name: str) -> str:
+    return encode({"step": name}, "step event")

@@ -1,0 +1,270 @@
+"""Declaring a flow: a named, ordered list of steps known before any run starts."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, overload
+
+from regen.engine import _params
+from regen.engine._errors import FlowError
+from regen.engine._params import Param
+from regen.retry import Policy
+
+Kind = Literal["step", "map", "stream"]
+F = TypeVar("F", bound=Callable[..., Any])
+#: Plain steps run once unless given a policy; a failed run is retried as a whole.
+STEP_POLICY = Policy(attempts=1, timeout=None)
+#: Map items and stream attempts are retried by default: weather, not bugs.
+ITEM_POLICY = Policy(attempts=3, timeout=300.0, wait=1.0, max_wait=30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """Reuse a result for identical inputs: ``cache=Cache(ttl=3600)``.
+
+    ``key(ctx)`` (plain steps) or ``key(ctx, item)`` (map items) returns the JSON value
+    that identifies the inputs (for generation: provider, model, prompt, parameters). By
+    default a map item's key is the item itself, a plain step's its params and the
+    results of earlier steps. ``ttl`` (seconds) bounds how long an entry is reused.
+    """
+
+    key: Callable[..., Any] | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One declared step. ``items``/``concurrency``/``quota``/``key`` are for map steps."""
+
+    name: str
+    kind: Kind
+    fn: Callable[..., Any]
+    policy: Policy
+    version: int = 1
+    cache: Cache | None = None
+    items: str | Callable[..., Any] | None = None
+    concurrency: int = 1
+    quota: int | str | Callable[..., Any] | None = None
+    key: Callable[[Any], Any] | None = None
+
+    is_async: bool = field(init=False, compare=False)
+    """Whether the function is a coroutine (or async generator) function."""
+    quick: bool = field(init=False, compare=False)
+    """A sync plain step with nothing to retry, time or cache (``run_sync`` calls it
+    directly, inline)."""
+
+    def __post_init__(self) -> None:
+        is_async = inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn)
+        policy = self.policy
+        object.__setattr__(self, "is_async", is_async)
+        object.__setattr__(self, "quick", (
+            self.kind == "step" and not is_async and self.cache is None and policy.attempts == 1
+            and policy.timeout is None and policy.deadline is None))
+
+
+def _positional(fn: Callable[..., Any], count: int, what: str) -> None:
+    try:
+        signature = inspect.signature(fn)
+        signature.bind(*range(count))
+    except TypeError:
+        raise FlowError(f"{what} {getattr(fn, '__name__', fn)!r} must accept {count} positional "
+                        f"argument{'s' if count > 1 else ''} "
+                        f"({'ctx, item' if count == 2 else 'ctx'})") from None
+    except ValueError:  # pragma: no cover - builtins without a signature
+        return
+
+
+class Flow:
+    """A named flow: ``flow = Flow("digest", params={"topic": str})``, then steps in order::
+
+        @flow.step()
+        async def fetch(ctx): ...
+
+        @flow.map(items="fetch", concurrency=8, quota="params.count")
+        async def illustrate(ctx, item): ...
+
+        @flow.stream()
+        async def write(ctx):
+            yield "text"
+
+    ``max_retries``/``retry_delay``: automatic retries of a failed run from its failed
+    step (seed 003: 3 × 30 s); 0 switches them off.
+    """
+
+    def __init__(self, name: str, *, params: Mapping[str, type | Param] | None = None,
+                 version: int = 1, max_retries: int = 0, retry_delay: float = 30.0,
+                 description: str = "") -> None:
+        if not name or not isinstance(name, str) or any(c.isspace() for c in name):
+            raise FlowError(f"flow name {name!r} must be a non-empty string without spaces")
+        if max_retries < 0 or retry_delay < 0:
+            raise FlowError(f"flow {name!r}: max_retries and retry_delay must be ≥ 0")
+        self.name = name
+        self.version = version
+        self.params = _params.declare(params)
+        self.max_retries = max_retries
+        self.retry_delay = float(retry_delay)
+        self.description = description
+        self.module: str = sys._getframe(1).f_globals.get("__name__", "__main__")
+        self._steps: list[StepSpec] = []
+        self._ref: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, steps={[s.name for s in self._steps]})"
+
+    @property
+    def steps(self) -> tuple[StepSpec, ...]:
+        """The steps in order."""
+        return tuple(self._steps)
+
+    @property
+    def ref(self) -> str | None:
+        """The import string (``module:attr``) a worker loads this flow by, if it has one."""
+        if self._ref is None:
+            module = sys.modules.get(self.module)
+            for attr, value in vars(module).items() if module else ():
+                if value is self:
+                    self._ref = f"{self.module}:{attr}"
+                    break
+        return self._ref
+
+    @ref.setter
+    def ref(self, value: str) -> None:
+        self._ref = value
+
+    def step_named(self, name: str) -> StepSpec:
+        """The step called ``name`` (:class:`FlowError` naming the steps otherwise)."""
+        for spec in self._steps:
+            if spec.name == name:
+                return spec
+        names = ", ".join(s.name for s in self._steps) or "none"
+        raise FlowError(f"flow {self.name!r} has no step {name!r}; its steps: {names}")
+
+    def check_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Params checked against the declaration, defaults filled in (:class:`ParamsError`)."""
+        return _params.check(self.name, self.params, params)
+
+    def parse_params(self, texts: Mapping[str, str]) -> dict[str, Any]:
+        """Params from command-line text (``{"count": "3"}``), then checked."""
+        values: dict[str, Any] = {}
+        for name, text in texts.items():
+            param = self.params.get(name)
+            values[name] = text if param is None else param.parse(name, text)
+        return self.check_params(values)
+
+    def describe(self) -> dict[str, Any]:
+        """The flow's shape as JSON (for dashboards and ``--json``)."""
+        return {
+            "name": self.name, "version": self.version, "ref": self.ref,
+            "description": self.description,
+            "params": {n: {"type": p.describe(), "help": p.help} for n, p in self.params.items()},
+            "steps": [{"name": s.name, "kind": s.kind} for s in self._steps],
+            "max_retries": self.max_retries, "retry_delay": self.retry_delay,
+        }
+
+    # --- declaring steps ---------------------------------------------------------------------
+
+    def _add(self, spec: StepSpec) -> None:
+        if any(s.name == spec.name for s in self._steps):
+            raise FlowError(f"flow {self.name!r}: a step named {spec.name!r} already exists; "
+                            "step names must be unique (pass name=...)")
+        self._steps.append(spec)
+
+    def _source(self, items: str | Callable[..., Any], step: str) -> None:
+        if callable(items):
+            return
+        if not isinstance(items, str):
+            raise FlowError(f"map step {step!r}: items must name an earlier step, a param "
+                            "('params.NAME') or be a function of ctx")
+        if items.startswith("params."):
+            if items[7:] not in self.params:
+                raise FlowError(f"map step {step!r}: items={items!r} names no declared param; "
+                                f"params: {', '.join(self.params) or 'none'}")
+        elif not any(s.name == items for s in self._steps):
+            earlier = ", ".join(s.name for s in self._steps) or "none"
+            raise FlowError(f"map step {step!r}: items={items!r} is not an earlier step of "
+                            f"flow {self.name!r} (earlier steps: {earlier})")
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+    @overload
+    def step(self, *, name: str | None = None, policy: Policy | None = None,
+             cache: bool | Cache = False, version: int = 1) -> Callable[[F], F]: ...
+    def step(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+             policy: Policy | None = None, cache: bool | Cache = False,
+             version: int = 1) -> Any:
+        """Declare a step ``fn(ctx)`` (async, or sync: run in a thread). Its return value is
+        checkpointed as JSON before the next step starts."""
+
+        def add(func: Callable[..., Any]) -> Callable[..., Any]:
+            _positional(func, 1, "step")
+            if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+                raise FlowError(f"step {func.__name__!r} yields: declare it with flow.stream()")
+            self._add(StepSpec(name or func.__name__, "step", func, policy or STEP_POLICY,
+                               version, _cache(cache)))
+            return func
+
+        return add(fn) if fn is not None else add
+
+    def map(self, *, items: str | Callable[..., Any],
+            name: str | None = None, concurrency: int = 4, policy: Policy | None = None,
+            quota: int | str | Callable[..., Any] | None = None,
+            key: Callable[[Any], Any] | None = None, cache: bool | Cache = False,
+            version: int = 1) -> Callable[[F], F]:
+        """Declare a map step ``fn(ctx, item)`` run over ``items`` with at most
+        ``concurrency`` in flight, each item retried under ``policy``.
+
+        ``items``: an earlier step's name (its result is iterated), ``"params.NAME"``, or
+        ``items(ctx)`` returning an iterable or async iterable (streamed, never loaded
+        whole). ``quota`` ("need K successes": an int, ``"params.NAME"`` or ``quota(ctx)``)
+        starts items in order and skips the rest once K have succeeded. ``key(item)``
+        gives an item a stable key for idempotency keys and dashboards.
+        """
+
+        def add(func: F) -> F:
+            step = name or func.__name__
+            _positional(func, 2, "map step")
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+                raise FlowError(f"map step {step!r}: concurrency={concurrency!r}; expected a whole "
+                                "number ≥ 1")
+            if isinstance(quota, int) and (isinstance(quota, bool) or quota < 1):
+                raise FlowError(f"map step {step!r}: quota={quota!r}; expected a whole number ≥ 1")
+            if isinstance(quota, str) and (not quota.startswith("params.")
+                                           or quota[7:] not in self.params):
+                raise FlowError(f"map step {step!r}: quota={quota!r} names no declared param")
+            self._source(items, step)
+            self._add(StepSpec(step, "map", func, policy or ITEM_POLICY, version, _cache(cache),
+                               items, concurrency, quota, key))
+            return func
+
+        return add
+
+    @overload
+    def stream(self, fn: F, /) -> F: ...
+    @overload
+    def stream(self, *, name: str | None = None, policy: Policy | None = None,
+               version: int = 1) -> Callable[[F], F]: ...
+    def stream(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+               policy: Policy | None = None, version: int = 1) -> Any:
+        """Declare a streaming step: an async generator ``fn(ctx)`` whose text chunks are
+        appended to the event log as they arrive; its result is the assembled text (or
+        what it passes to ``ctx.set_output``)."""
+
+        def add(func: Callable[..., Any]) -> Callable[..., Any]:
+            _positional(func, 1, "streaming step")
+            if not inspect.isasyncgenfunction(func):
+                raise FlowError(f"streaming step {func.__name__!r} must be an async generator "
+                                "function (async def … yield)")
+            self._add(StepSpec(name or func.__name__, "stream", func, policy or ITEM_POLICY,
+                               version))
+            return func
+
+        return add(fn) if fn is not None else add
+
+
+def _cache(cache: bool | Cache) -> Cache | None:
+    if cache is True:
+        return Cache()
+    return cache or None

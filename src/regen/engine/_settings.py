@@ -1,0 +1,59 @@
+"""The engine's settings, read from ``REGEN_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from regen.retry import ConfigError
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, positive: bool = True) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{name}={raw!r}: expected a number {'>' if positive else '≥'} 0")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Lease length, clean-up windows and automatic retries.
+
+    ``lease_ttl`` (``REGEN_LEASE_TTL_S``, 30 s): a run whose process stops heartbeating
+    for this long may be taken over. ``checkpoint_retention_hours``
+    (``REGEN_CHECKPOINT_RETENTION_HOURS``, 24): failed/partial/cancelled runs keep their
+    checkpoints this long (then they are no longer resumable). ``run_retention_days``
+    (``REGEN_RUN_RETENTION_DAYS``, 30): finished runs, their events and artifacts no run
+    uses are kept this long. ``gc_interval`` (``REGEN_GC_INTERVAL_S``, 3600): how often a
+    worker cleans up. ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
+    every flow's automatic retries.
+    """
+
+    lease_ttl: float = 30.0
+    checkpoint_retention_hours: float = 24.0
+    run_retention_days: float = 30.0
+    gc_interval: float = 3600.0
+    auto_retry: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment, defaults where unset."""
+        env = os.environ if environ is None else environ
+        auto = env.get("REGEN_AUTO_RETRY", "1").strip().lower()
+        if auto not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"REGEN_AUTO_RETRY={auto!r}: expected 1/0, true/false, on/off")
+        return cls(
+            lease_ttl=_number(env, "REGEN_LEASE_TTL_S", 30.0),
+            checkpoint_retention_hours=_number(env, "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0,
+                                               positive=False),
+            run_retention_days=_number(env, "REGEN_RUN_RETENTION_DAYS", 30.0, positive=False),
+            gc_interval=_number(env, "REGEN_GC_INTERVAL_S", 3600.0),
+            auto_retry=auto in ("1", "true", "yes", "on"),
+        )

@@ -1,0 +1,20 @@
+"""Time as the engine sees it: the retry core's clock, so ``regen.retry.test_mode()`` makes
+the engine's own waits (automatic run retries) instant and its timestamps controllable."""
+
+from __future__ import annotations
+
+import asyncio
+
+# The retry core keeps its current clock here; test mode swaps in a FakeClock.
+from regen.retry import _state
+
+
+def now() -> float:
+    """Seconds since the epoch (fake under test mode)."""
+    return _state.clock.wall()
+
+
+async def sleep(seconds: float) -> None:
+    """Wait ``seconds`` on the retry core's clock (instant under test mode)."""
+    await _state.clock.asleep(max(0.0, seconds))
+    await asyncio.sleep(0)  # a fake clock returns without yielding; let others run

@@ -1,0 +1,88 @@
+"""Provider adapters on the retry core: OpenAI-compatible chat and images, DashScope image
+tasks, a generic submit-and-poll helper, a safe image downloader, an image pipeline, and a
+registry that resolves provider names to adapters with masked keys.
+
+Every request goes through one :class:`Transport` (an ``aiohttp`` session), bounded by the
+current attempt's time left; every failure is raised as a :class:`ProviderError` that
+carries its classified :class:`regen.retry.Failure`.
+"""
+
+from __future__ import annotations
+
+from regen.providers._base import BaseProvider, GeneratedImage
+from regen.providers._dashscope import DashScopeProvider, TaskStatus
+from regen.providers._download import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DEFAULT_MAX_BYTES,
+    Image,
+    download_image,
+    image_from_bytes,
+)
+from regen.providers._errors import (
+    APIError,
+    BadContent,
+    BadResponse,
+    ProviderError,
+    TaskError,
+    TaskFailed,
+    TaskTimeout,
+    TaskUnknown,
+    TransportError,
+)
+from regen.providers._images import ImageInfo, image_info, sniff
+from regen.providers._openai import ChatResult, OpenAIProvider
+from regen.providers._pipeline import ImageGenerator, ImagePipeline, ImageResult
+from regen.providers._registry import KINDS, ProviderConfig, Registry, openai_client_kwargs
+from regen.providers._secret import Secret
+from regen.providers._sse import ServerSentEvent, SSEDecoder
+from regen.providers._stream import StreamChunk, StreamEvent, StreamReset, retry_stream
+from regen.providers._tasks import Polling, TaskState, poll_until_done, submit_and_poll
+from regen.providers._transport import Response, StreamingResponse, Transport, redact_url
+
+__all__ = [
+    "DEFAULT_DOWNLOAD_TIMEOUT",
+    "DEFAULT_MAX_BYTES",
+    "KINDS",
+    "APIError",
+    "BadContent",
+    "BadResponse",
+    "BaseProvider",
+    "ChatResult",
+    "DashScopeProvider",
+    "GeneratedImage",
+    "Image",
+    "ImageGenerator",
+    "ImageInfo",
+    "ImagePipeline",
+    "ImageResult",
+    "OpenAIProvider",
+    "Polling",
+    "ProviderConfig",
+    "ProviderError",
+    "Registry",
+    "Response",
+    "SSEDecoder",
+    "Secret",
+    "ServerSentEvent",
+    "StreamChunk",
+    "StreamEvent",
+    "StreamReset",
+    "StreamingResponse",
+    "TaskError",
+    "TaskFailed",
+    "TaskState",
+    "TaskStatus",
+    "TaskTimeout",
+    "TaskUnknown",
+    "Transport",
+    "TransportError",
+    "download_image",
+    "image_from_bytes",
+    "image_info",
+    "openai_client_kwargs",
+    "poll_until_done",
+    "redact_url",
+    "retry_stream",
+    "sniff",
+    "submit_and_poll",
+]

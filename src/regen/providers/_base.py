@@ -1,0 +1,277 @@
+"""What every adapter shares: its key, base URL, policy and transport, and reading replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+from regen.providers._errors import APIError, BadResponse, ProviderError
+from regen.providers._secret import Secret
+from regen.providers._transport import Response, Transport, redact_url
+from regen.retry import (
+    ConfigError,
+    Failure,
+    Kind,
+    Policy,
+    classify_response,
+    kind_of_code,
+    mask_secrets,
+)
+
+T = TypeVar("T")
+
+#: JSON replies larger than this are refused (base64 images make replies of a few MB).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One generated image: a ``url`` to download, or its bytes (``b64_json`` replies)."""
+
+    url: str | None = None
+    data: bytes | None = None
+    revised_prompt: str | None = None
+    index: int = 0
+
+    def __repr__(self) -> str:
+        where = redact_url(self.url) if self.url else f"<{len(self.data or b'')} bytes>"
+        return f"GeneratedImage({where}, index={self.index})"
+
+
+def run_sync(transport: Transport, factory: Callable[[], Awaitable[T]]) -> T:
+    """Run an adapter's coroutine to completion from synchronous code.
+
+    The transport's connections belong to the event loop that opened them, so they are
+    closed before :func:`asyncio.run` ends. Refused inside a running loop, where the
+    caller should ``await`` the async method instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "a *_sync() method was called from a running event loop: await the async "
+            "method instead (e.g. `await provider.chat(...)`)"
+        )
+
+    async def main() -> T:
+        try:
+            return await factory()
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(main())
+
+
+def _as_secret(api_key: str | Secret | None) -> Secret | None:
+    if api_key is None or isinstance(api_key, Secret):
+        return api_key or None
+    return Secret(api_key) if api_key else None
+
+
+class BaseProvider:
+    """An adapter's settings and the plumbing its methods share.
+
+    ``api_key`` is required (a :class:`ConfigError` before any request otherwise); it is
+    held as a :class:`Secret` and appears masked in every ``repr``, log and error.
+    ``headers`` go with every request; each method also takes per-request ``headers``.
+    Without a ``transport`` the adapter opens its own and closes it in :meth:`aclose`.
+    """
+
+    kind: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    default_policy: ClassVar[Policy] = Policy(attempts=3, timeout=120.0, wait=1.0, max_wait=30.0)
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | Secret | None = None,
+        *,
+        name: str | None = None,
+        model: str | None = None,
+        policy: Policy | None = None,
+        transport: Transport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name or self.kind
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"provider {self.name!r}: base_url={self.base_url!r} is not an http(s) URL"
+            )
+        secret = _as_secret(api_key)
+        if secret is None:
+            raise ConfigError(
+                f"provider {self.name!r} has no API key: pass api_key= or set it in the "
+                "environment / providers file"
+            )
+        self.api_key: Secret = secret
+        self.model = model
+        self.policy = policy or self.default_policy
+        self._owns_transport = transport is None
+        self.transport = transport or Transport()
+        self.headers = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r}, "
+            f"api_key={self.api_key.masked!r}, model={self.model!r})"
+        )
+
+    async def aclose(self) -> None:
+        """Close the adapter's connections (only when it opened its own transport)."""
+        if self._owns_transport:
+            await self.transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.api_key.reveal()}", **self.headers}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _policy(self, policy: Policy | None, operation: str) -> Policy:
+        chosen = policy or self.policy
+        if chosen.operation is None:
+            chosen = chosen.replace(operation=f"{self.name}.{operation}")
+        return chosen
+
+    def _scrub(self, text: str) -> str:
+        """``text`` safe to show: this adapter's key and anything key-like masked."""
+        key = self.api_key.reveal()
+        if key and key in text:
+            text = text.replace(key, self.api_key.masked)
+        return mask_secrets(text)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        return await self.transport.request(
+            method,
+            self._url(path),
+            headers=self._headers(headers),
+            json=json_body,
+            max_bytes=MAX_JSON_BYTES,
+        )
+
+    # --- reading replies ----------------------------------------------------------------------
+
+    def error_from(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The error an HTTP error reply stands for, classified and with secrets masked."""
+        parsed = _loads(body)
+        failure = classify_response(status, headers, parsed if parsed is not None else body)
+        assert failure is not None  # status >= 400
+        failure = _should_retry(failure, headers)
+        code, message, request_id = _error_fields(parsed)
+        if message is None:
+            message = _excerpt(body)
+        text = f"{self.name}: HTTP {status}" + (f" {code}" if code else "") + f": {message}"
+        return APIError(self._scrub(text), failure, provider=self.name, code=code,
+                        request_id=request_id)
+
+    def embedded_error(self, payload: Mapping[str, Any], status: int | None = None) -> APIError:
+        """The error a 200 body or a stream event carries as ``{"error": {...}}``."""
+        code, message, request_id = _error_fields(payload)
+        kind = kind_of_code(code) or Kind.SERVER_ERROR
+        failure = Failure.of(kind, code or "embedded_error", status=status)
+        text = f"{self.name}: error in reply" + (f" {code}" if code else "") + f": {message}"
+        return APIError(self._scrub(text), failure, provider=self.name, code=code,
+                        request_id=request_id)
+
+    def json_of(self, response: Response, what: str, *,
+                embedded_errors: bool = True) -> dict[str, Any]:
+        """The JSON object a successful reply must carry, or the right error for what came.
+
+        ``embedded_errors``: a 200 carrying ``{"error": {...}}`` is an error (OpenAI-style
+        gateways); pass ``False`` for APIs whose replies hold an ``error`` field as data
+        (a failed task's status).
+        """
+        if response.status >= 400:
+            raise self.error_from(response.status, response.headers, response.body)
+        parsed = _loads(response.body)
+        if not isinstance(parsed, dict):
+            raise self.bad_body(response, what)
+        error = parsed.get("error")
+        if embedded_errors and isinstance(error, Mapping) and error:
+            raise self.embedded_error(parsed, response.status)
+        return parsed
+
+    def bad_body(self, response: Response, what: str) -> BadResponse:
+        """A :class:`BadResponse` for a 2xx body that is not the JSON object expected."""
+        head = response.body.lstrip()[:256].lower()
+        if not response.body.strip():
+            reason, described = "empty_body", "an empty body"
+        elif response.content_type in ("text/html", "application/xhtml+xml") or \
+                head.startswith((b"<!doctype html", b"<html")):
+            reason, described = "html_200", "an HTML page"
+        elif _loads(response.body) is None:
+            reason, described = "invalid_json", f"invalid JSON ({_excerpt(response.body)})"
+        else:
+            reason, described = "missing_fields", "JSON that is not an object"
+        return BadResponse(
+            self._scrub(f"{self.name}: {what}: HTTP {response.status} with {described}"),
+            reason, provider=self.name, status=response.status,
+        )
+
+    def missing(self, what: str, field: str, status: int = 200) -> BadResponse:
+        """A :class:`BadResponse` for a reply without a field the protocol promises."""
+        return BadResponse(f"{self.name}: {what}: reply has no {field}", "missing_fields",
+                           provider=self.name, status=status)
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _error_fields(parsed: Any) -> tuple[str | None, str | None, str | None]:
+    """``(code, message, request_id)`` from an OpenAI-style or DashScope-style error body."""
+    if not isinstance(parsed, Mapping):
+        return None, None, None
+    request_id = parsed.get("request_id")
+    inner = parsed.get("error")
+    body: Mapping[str, Any] = inner if isinstance(inner, Mapping) else parsed
+    code = body.get("code") or body.get("type")
+    message = body.get("message")
+    return (
+        str(code) if code else None,
+        str(message) if message else None,
+        str(request_id) if request_id else None,
+    )
+
+
+def _excerpt(body: bytes, limit: int = 160) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    text = " ".join(text.split())
+    return (text[:limit] + "…") if len(text) > limit else (text or "(empty body)")
+
+
+def _should_retry(failure: Failure, headers: Mapping[str, str]) -> Failure:
+    """Honour OpenAI's ``x-should-retry`` header, which overrides the status's verdict."""
+    hint = headers.get("x-should-retry")
+    if hint == "true" and not failure.retry:
+        return Failure(failure.kind, True, failure.reason, failure.status, failure.retry_after)
+    if hint == "false" and failure.retry:
+        return Failure(failure.kind, False, failure.reason, failure.status, failure.retry_after)
+    return failure

@@ -1,0 +1,416 @@
+"""The OpenAI-compatible adapter: chat (plain and streamed), images, models.
+
+Speaks to OpenAI, DeepSeek, DashScope's compatible mode, image gateways (``jimeng-4.0``
+with ``ratio``/``resolution``/``negative_prompt``) and the simulator alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from regen.providers._base import BaseProvider, GeneratedImage, run_sync
+from regen.providers._errors import APIError, BadResponse
+from regen.providers._secret import Secret
+from regen.providers._sse import ServerSentEvent, SSEDecoder
+from regen.providers._stream import StreamChunk, StreamEvent, StreamReset, retry_stream
+from regen.providers._transport import Response, Transport
+from regen.retry import Failure, Kind, Policy
+
+Messages = str | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A finished chat completion: its text and what the provider said about it."""
+
+    text: str
+    finish_reason: str | None = None
+    model: str | None = None
+    id: str | None = None
+    usage: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    """What a stream has shown so far: any choice at all, and its finish reason."""
+
+    choices: bool = False
+    finish: str | None = None
+
+
+def _messages(messages: Messages) -> list[Mapping[str, Any]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    return list(messages)
+
+
+class OpenAIProvider(BaseProvider):
+    """An OpenAI-compatible API at ``base_url`` (``…/v1``).
+
+    Every public method runs under a :class:`Policy` (the adapter's, or ``policy=``) and
+    raises :class:`regen.retry.GiveUp` when it fails for good. ``*_once`` methods make a
+    single attempt, for callers that run their own policy (the image pipeline).
+    """
+
+    kind: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | Secret | None = None,
+        *,
+        name: str | None = None,
+        model: str | None = "gpt-4o-mini",
+        image_model: str | None = "dall-e-3",
+        policy: Policy | None = None,
+        transport: Transport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, name=name, model=model, policy=policy,
+                         transport=transport, headers=headers)
+        self.image_model = image_model
+
+    # --- chat --------------------------------------------------------------------------------
+
+    def _chat_body(self, messages: Messages, model: str | None, params: Mapping[str, Any],
+                   *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model or self.model, "messages": _messages(messages)}
+        body.update(params)
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+        return body
+
+    async def chat_once(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """One chat completion request, no retries."""
+        body = self._chat_body(messages, model, params, stream=False)
+        response = await self._send("POST", "chat/completions", json_body=body, headers=headers)
+        payload = self.json_of(response, "chat completion")
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise BadResponse(
+                f"{self.name}: chat completion: reply has no choices ({choices!r})",
+                "empty_choices", provider=self.name, status=response.status,
+            )
+        first = choices[0] if isinstance(choices[0], Mapping) else {}
+        message = first.get("message")
+        finish = first.get("finish_reason")
+        if finish == "content_filter":
+            raise self._filtered()
+        if not isinstance(message, Mapping):
+            raise self.missing("chat completion", "choices[0].message", response.status)
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            raise self.missing("chat completion", "choices[0].message.content", response.status)
+        return ChatResult(
+            text=content if isinstance(content, str) else "",
+            finish_reason=finish if isinstance(finish, str) else None,
+            model=payload.get("model"),
+            id=payload.get("id"),
+            usage=payload.get("usage") or {},
+        )
+
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        policy: Policy | None = None,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """A chat completion, retried under the policy."""
+        return await self._policy(policy, "chat").acall(
+            self.chat_once, messages, model=model, headers=headers, **params
+        )
+
+    def _filtered(self) -> APIError:
+        return APIError(
+            f"{self.name}: the provider's content filter stopped the completion",
+            Failure.of(Kind.CONTENT_POLICY, "content_filter"), provider=self.name,
+            code="content_filter",
+        )
+
+    async def stream_once(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> AsyncGenerator[str, None]:
+        """One streamed chat completion, no retries: its text deltas, in order.
+
+        Raises when the stream breaks: cut mid-way (``connection``), ended without
+        ``[DONE]`` or a ``finish_reason`` (``bad_response``), or carrying an error event
+        (classified by its code). The text already yielded is then incomplete.
+        """
+        body = self._chat_body(messages, model, params, stream=True)
+        async with self.transport.stream(
+            "POST", self._url("chat/completions"), headers=self._headers(headers), json=body
+        ) as response:
+            if response.status >= 400:
+                raw = await response.read(1024 * 1024)
+                raise self.error_from(response.status, response.headers, raw)
+            if response.content_type != "text/event-stream":
+                async for text in self._not_a_stream(response.status, response.headers,
+                                                     await response.read(1024 * 1024)):
+                    yield text
+                return
+            decoder = SSEDecoder()
+            seen = _StreamState()
+            async for raw in response.iter_bytes():
+                for event in decoder.feed(raw):
+                    if self._is_done(event):
+                        self._check_end(seen, response.status, done=True)
+                        return
+                    for text in self._delta(event, seen):
+                        yield text
+            for event in decoder.close():
+                if self._is_done(event):
+                    self._check_end(seen, response.status, done=True)
+                    return
+                for text in self._delta(event, seen):
+                    yield text
+            self._check_end(seen, response.status, done=False)
+
+    def _check_end(self, seen: _StreamState, status: int, *, done: bool) -> None:
+        """A stream is whole when it delivered a choice and ended with ``[DONE]`` or a
+        ``finish_reason``; anything less is a truncated answer."""
+        if not seen.choices:
+            raise BadResponse(f"{self.name}: stream carried no choices", "empty_choices",
+                              provider=self.name, status=status)
+        if not done and seen.finish is None:
+            raise BadResponse(
+                f"{self.name}: stream ended without [DONE] or a finish_reason",
+                "stream_no_done", provider=self.name, status=status,
+            )
+
+    @staticmethod
+    def _is_done(event: ServerSentEvent) -> bool:
+        return event.data.strip() == "[DONE]"
+
+    def _delta(self, event: ServerSentEvent, seen: _StreamState) -> list[str]:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise BadResponse(
+                f"{self.name}: stream event is not JSON: {event.data[:80]!r}",
+                "invalid_json", provider=self.name,
+            ) from None
+        if not isinstance(payload, Mapping):
+            raise BadResponse(f"{self.name}: stream event is not an object", "invalid_json",
+                              provider=self.name)
+        if isinstance(payload.get("error"), Mapping):
+            raise self.embedded_error(payload)
+        texts: list[str] = []
+        for choice in payload.get("choices") or ():
+            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                continue
+            seen.choices = True
+            delta = choice.get("delta") or {}
+            content = delta.get("content") if isinstance(delta, Mapping) else None
+            if isinstance(content, str) and content:
+                texts.append(content)
+            finish = choice.get("finish_reason")
+            if finish == "content_filter":
+                raise self._filtered()
+            if isinstance(finish, str) and finish:
+                seen.finish = finish
+        return texts
+
+    async def _not_a_stream(self, status: int, headers: Mapping[str, str],
+                            raw: bytes) -> AsyncIterator[str]:
+        """A non-SSE reply to a streaming request: an error object, a whole completion
+        (some gateways ignore ``stream``), or a proxy's HTML page."""
+        response = Response(status, headers, raw, self._url("chat/completions"))
+        payload = self.json_of(response, "chat stream")
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+            raise BadResponse(f"{self.name}: chat stream: reply has no choices",
+                              "empty_choices", provider=self.name, status=status)
+        message = choices[0].get("message") or {}
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if not isinstance(content, str):
+            raise self.missing("chat stream", "choices[0].message.content", status)
+        yield content
+
+    async def stream(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        policy: Policy | None = None,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """A streamed chat completion, retried: :class:`StreamChunk` and :class:`StreamReset`.
+
+        See :mod:`regen.providers._stream` for the contract: on a reset, discard the text
+        received since the previous reset; a normal end means the text is complete.
+        """
+        chosen = self._policy(policy, "stream")
+        events = retry_stream(
+            chosen, lambda: self.stream_once(messages, model=model, headers=headers, **params)
+        )
+        # Closed here, not by the garbage collector: a consumer that stops early cancels
+        # the running attempt at once.
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+
+    async def complete(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        policy: Policy | None = None,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> str:
+        """The full text of a completion, retried; streamed underneath when ``stream=True``."""
+        if not stream:
+            result = await self.chat(messages, model=model, policy=policy, headers=headers,
+                                     **params)
+            return result.text
+        parts: list[str] = []
+        events = self.stream(messages, model=model, policy=policy, headers=headers, **params)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, StreamReset):
+                    parts.clear()
+                elif isinstance(event, StreamChunk):
+                    parts.append(event.text)
+        return "".join(parts)
+
+    # --- images -------------------------------------------------------------------------------
+
+    async def generate_once(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        size: str | None = None,
+        response_format: str = "url",
+        model: str | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        negative_prompt: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> list[GeneratedImage]:
+        """One image generation request, no retries: ``n`` images (URLs or bytes)."""
+        if response_format not in ("url", "b64_json"):
+            raise ValueError(f"response_format={response_format!r}: expected 'url' or 'b64_json'")
+        body: dict[str, Any] = {
+            "model": model or self.image_model,
+            "prompt": prompt,
+            "n": n,
+            "response_format": response_format,
+        }
+        for key, value in (("size", size), ("ratio", ratio), ("resolution", resolution),
+                           ("negative_prompt", negative_prompt)):
+            if value is not None:
+                body[key] = value
+        body.update(extra)
+        response = await self._send("POST", "images/generations", json_body=body,
+                                    headers=headers)
+        payload = self.json_of(response, "image generation")
+        data = payload.get("data")
+        if not isinstance(data, list) or not data:
+            raise self.missing("image generation", "data", response.status)
+        images: list[GeneratedImage] = []
+        for index, item in enumerate(data):
+            if not isinstance(item, Mapping):
+                raise self.missing("image generation", f"data[{index}]", response.status)
+            revised = item.get("revised_prompt")
+            revised = revised if isinstance(revised, str) else None
+            if response_format == "b64_json" or item.get("b64_json"):
+                encoded = item.get("b64_json")
+                if not isinstance(encoded, str) or not encoded:
+                    raise self.missing("image generation", f"data[{index}].b64_json",
+                                       response.status)
+                try:
+                    raw = base64.b64decode(encoded, validate=True)
+                except (binascii.Error, ValueError):
+                    raise BadResponse(f"{self.name}: data[{index}].b64_json is not base64",
+                                      "invalid_base64", provider=self.name) from None
+                images.append(GeneratedImage(data=raw, revised_prompt=revised, index=index))
+                continue
+            url = item.get("url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise self.missing("image generation", f"data[{index}].url", response.status)
+            images.append(GeneratedImage(url=url, revised_prompt=revised, index=index))
+        return images
+
+    async def generate_images(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        policy: Policy | None = None,
+        **params: Any,
+    ) -> list[GeneratedImage]:
+        """``n`` generated images, retried under the policy. ``params`` as :meth:`generate_once`."""
+        return await self._policy(policy, "images").acall(self.generate_once, prompt, n=n,
+                                                           **params)
+
+    async def generate_image(self, prompt: str, *, policy: Policy | None = None,
+                             **params: Any) -> GeneratedImage:
+        """One generated image, retried under the policy."""
+        images = await self.generate_images(prompt, n=1, policy=policy, **params)
+        return images[0]
+
+    # --- models -------------------------------------------------------------------------------
+
+    async def list_models(self, *, policy: Policy | None = None,
+                          headers: Mapping[str, str] | None = None) -> list[str]:
+        """The ids of the models the API offers (a cheap health check)."""
+
+        async def once() -> list[str]:
+            response = await self._send("GET", "models", headers=headers)
+            payload = self.json_of(response, "model list")
+            data = payload.get("data")
+            if not isinstance(data, list):
+                raise self.missing("model list", "data", response.status)
+            return [str(m["id"]) for m in data if isinstance(m, Mapping) and "id" in m]
+
+        return await self._policy(policy, "models").acall(once)
+
+    # --- sync wrappers -----------------------------------------------------------------------
+
+    def chat_sync(self, messages: Messages, **kwargs: Any) -> ChatResult:
+        """:meth:`chat` for synchronous code (no event loop running)."""
+        return run_sync(self.transport, lambda: self.chat(messages, **kwargs))
+
+    def complete_sync(self, messages: Messages, **kwargs: Any) -> str:
+        """:meth:`complete` for synchronous code (no event loop running)."""
+        return run_sync(self.transport, lambda: self.complete(messages, **kwargs))
+
+    def generate_images_sync(self, prompt: str, **kwargs: Any) -> list[GeneratedImage]:
+        """:meth:`generate_images` for synchronous code (no event loop running)."""
+        return run_sync(self.transport, lambda: self.generate_images(prompt, **kwargs))
+
+    def generate_image_sync(self, prompt: str, **kwargs: Any) -> GeneratedImage:
+        """:meth:`generate_image` for synchronous code (no event loop running)."""
+        return run_sync(self.transport, lambda: self.generate_image(prompt, **kwargs))
+
+    def list_models_sync(self, **kwargs: Any) -> list[str]:
+        """:meth:`list_models` for synchronous code (no event loop running)."""
+        return run_sync(self.transport, lambda: self.list_models(**kwargs))

@@ -1,0 +1,429 @@
+"""The provider registry: names resolved to adapters, from a TOML file and the environment.
+
+A providers file (``regen.toml`` or any path)::
+
+    default = "sim"
+
+    [providers.sim]
+    kind = "openai"                         # openai | dashscope
+    base_url = "http://127.0.0.1:8900/v1"
+    api_key_env = "SIM_API_KEY"             # or api_key = "…" (kept out of version control!)
+    model = "gpt-4o-mini"
+    image_model = "jimeng-4.0"
+    headers = { "X-Team" = "news" }
+
+    [providers.sim.policy]                  # Policy settings, plus download_timeout
+    attempts = 3
+    timeout = 60
+
+    [providers.wanx.polling]                # dashscope: Polling settings
+    interval = 1
+    deadline = 240
+
+The environment declares the well-known providers by their usual variables:
+``OPENAI_API_KEY``/``OPENAI_BASE_URL``, ``DEEPSEEK_…``, ``DASHSCOPE_…``, ``MOONSHOT_…``,
+with ``{PREFIX}_MODEL`` and the policy variables of :meth:`Policy.from_env`
+(``{PREFIX}_MAX_ATTEMPTS``, ``…_TIMEOUT_S``, …). A provider without a key is listed but
+refuses to resolve (:class:`ConfigError`, before any request). Keys are :class:`Secret`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from regen.providers._base import BaseProvider
+from regen.providers._dashscope import DashScopeProvider
+from regen.providers._openai import OpenAIProvider
+from regen.providers._secret import Secret
+from regen.providers._tasks import Polling
+from regen.providers._transport import Transport
+from regen.retry import ConfigError, Policy
+
+P = TypeVar("P", bound=BaseProvider)
+
+#: Adapter classes by ``kind``.
+KINDS: dict[str, type[BaseProvider]] = {"openai": OpenAIProvider, "dashscope": DashScopeProvider}
+
+# (name, variable prefix, kind, default base URL, default model)
+_ENV_PROVIDERS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("openai", "OPENAI", "openai", "https://api.openai.com/v1", "gpt-4o-mini"),
+    ("deepseek", "DEEPSEEK", "openai", "https://api.deepseek.com/v1", "deepseek-chat"),
+    ("dashscope", "DASHSCOPE", "dashscope", "https://dashscope.aliyuncs.com/api/v1",
+     "wanx2.1-t2i-turbo"),
+    ("moonshot", "MOONSHOT", "openai", "https://api.moonshot.cn/v1", "moonshot-v1-8k"),
+)
+_DEFAULT_TIMEOUT = {"openai": 120.0, "dashscope": 300.0}
+
+_PROVIDER_KEYS = frozenset({"kind", "base_url", "api_key", "api_key_env", "model",
+                            "image_model", "headers", "policy", "polling"})
+_POLICY_KEYS = frozenset({"attempts", "timeout", "deadline", "wait", "multiplier", "max_wait",
+                          "jitter", "retry_after_max", "download_timeout"})
+_POLLING_KEYS = frozenset(f.name for f in fields(Polling))
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider's settings. ``key_source`` says where its key is (or should be) set."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: Secret | None = None
+    key_source: str | None = None
+    model: str | None = None
+    image_model: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    policy: Policy | None = None
+    polling: Polling | None = None
+    source: str = "code"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"provider {self.name!r} ({self.source}): unknown kind {self.kind!r}; "
+                f"expected one of: {', '.join(sorted(KINDS))}"
+            )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"provider {self.name!r} ({self.source}): base_url={self.base_url!r} "
+                "is not an http(s) URL"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description, safe to show: the key masked, header values hidden."""
+        policy = self.policy
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "model": self.model,
+            "image_model": self.image_model,
+            "api_key": self.api_key.masked if self.api_key else None,
+            "has_key": bool(self.api_key),
+            "key_source": self.key_source,
+            "headers": sorted(self.headers),
+            "attempts": policy.attempts if policy else None,
+            "timeout": policy.timeout if policy else None,
+            "source": self.source,
+        }
+
+
+def _policy_from_table(name: str, source: str, table: Any, kind: str) -> Policy:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"provider {name!r} ({source}): [policy] must be a table")
+    unknown = set(table) - _POLICY_KEYS
+    if unknown:
+        raise ConfigError(
+            f"provider {name!r} ({source}): unknown policy setting(s) {sorted(unknown)}; "
+            f"expected: {', '.join(sorted(_POLICY_KEYS))}"
+        )
+    settings = dict(table)
+    settings.setdefault("timeout", _DEFAULT_TIMEOUT[kind])
+    download = settings.pop("download_timeout", None)
+    if download is not None:
+        settings["phases"] = {"download": download}
+    try:
+        return Policy(**settings)
+    except ConfigError as exc:
+        raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
+
+
+def _polling_from_table(name: str, source: str, table: Any) -> Polling:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"provider {name!r} ({source}): [polling] must be a table")
+    unknown = set(table) - _POLLING_KEYS
+    if unknown:
+        raise ConfigError(
+            f"provider {name!r} ({source}): unknown polling setting(s) {sorted(unknown)}; "
+            f"expected: {', '.join(sorted(_POLLING_KEYS))}"
+        )
+    try:
+        return Polling(**table)
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"provider {name!r} ({source}): polling: {exc}") from None
+
+
+def _config_from_table(name: str, table: Any, source: str,
+                       environ: Mapping[str, str]) -> ProviderConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [providers.{name}] must be a table")
+    unknown = set(table) - _PROVIDER_KEYS
+    if unknown:
+        raise ConfigError(
+            f"provider {name!r} ({source}): unknown setting(s) {sorted(unknown)}; "
+            f"expected: {', '.join(sorted(_PROVIDER_KEYS))}"
+        )
+    kind = table.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ConfigError(
+            f"provider {name!r} ({source}): kind={kind!r}; expected one of: "
+            f"{', '.join(sorted(KINDS))}"
+        )
+    base_url = table.get("base_url") or KINDS[kind].default_base_url
+    key: str | None = None
+    key_env = table.get("api_key_env")
+    if "api_key" in table and key_env is not None:
+        raise ConfigError(f"provider {name!r} ({source}): give api_key or api_key_env, not both")
+    if key_env is not None:
+        if not isinstance(key_env, str) or not key_env:
+            raise ConfigError(f"provider {name!r} ({source}): api_key_env must name a variable")
+        key = environ.get(key_env) or None
+        key_source = f"{key_env} (named by {source})"
+    else:
+        raw = table.get("api_key")
+        if raw is not None and not isinstance(raw, str):
+            raise ConfigError(f"provider {name!r} ({source}): api_key must be a string")
+        key = raw or None
+        key_source = f"api_key or api_key_env in [providers.{name}] of {source}"
+    headers = table.get("headers") or {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ConfigError(f"provider {name!r} ({source}): headers must map strings to strings")
+    policy = _policy_from_table(name, source, table.get("policy", {}), kind)
+    polling = _polling_from_table(name, source, table["polling"]) if "polling" in table else None
+    return ProviderConfig(
+        name=name, kind=kind, base_url=str(base_url),
+        api_key=Secret(key) if key else None, key_source=key_source,
+        model=table.get("model"), image_model=table.get("image_model"),
+        headers=dict(headers), policy=policy, polling=polling, source=source,
+    )
+
+
+class Registry:
+    """Providers by name; :meth:`get` resolves one to an adapter sharing one transport.
+
+    Use it as ``async with Registry.load() as providers:`` or close it with
+    :meth:`aclose`. Its ``repr`` and :meth:`describe` never show a key unmasked.
+    """
+
+    def __init__(
+        self,
+        providers: Iterable[ProviderConfig] = (),
+        *,
+        default: str | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self._configs: dict[str, ProviderConfig] = {}
+        self._adapters: dict[str, BaseProvider] = {}
+        self.default = default
+        self._owns_transport = transport is None
+        self.transport = transport or Transport()
+        for config in providers:
+            self.add(config)
+
+    # --- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 transport: Transport | None = None) -> Registry:
+        """The well-known providers whose ``{PREFIX}_API_KEY`` or ``_BASE_URL`` is set."""
+        registry = cls(transport=transport)
+        registry._add_env(os.environ if environ is None else environ)
+        return registry
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
+                  transport: Transport | None = None) -> Registry:
+        """The providers declared in a TOML file (see the module docs for its shape)."""
+        registry = cls(transport=transport)
+        registry._add_toml(Path(path), os.environ if environ is None else environ)
+        return registry
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *,
+             environ: Mapping[str, str] | None = None,
+             transport: Transport | None = None) -> Registry:
+        """Providers from the environment, then from a TOML file (which wins on a name).
+
+        The file is ``path``, else ``$REGEN_PROVIDERS_FILE``, else ``./regen.toml`` when it
+        exists. ``$REGEN_PROVIDER`` names the default provider unless the file does.
+        """
+        env = os.environ if environ is None else environ
+        registry = cls(transport=transport)
+        registry._add_env(env)
+        chosen = path or env.get("REGEN_PROVIDERS_FILE")
+        if chosen:
+            registry._add_toml(Path(chosen), env)
+        elif Path("regen.toml").is_file():
+            registry._add_toml(Path("regen.toml"), env)
+        if registry.default is None:
+            registry.default = env.get("REGEN_PROVIDER") or None
+        return registry
+
+    def _add_env(self, environ: Mapping[str, str]) -> None:
+        for name, prefix, kind, base_url, model in _ENV_PROVIDERS:
+            key = environ.get(f"{prefix}_API_KEY") or None
+            url = environ.get(f"{prefix}_BASE_URL") or None
+            if key is None and url is None:
+                continue
+            policy = Policy.from_env(prefix, environ, timeout=_DEFAULT_TIMEOUT[kind],
+                                     wait=1.0, multiplier=2.0)
+            self.add(ProviderConfig(
+                name=name, kind=kind, base_url=url or base_url,
+                api_key=Secret(key) if key else None, key_source=f"{prefix}_API_KEY",
+                model=environ.get(f"{prefix}_MODEL") or model,
+                image_model=environ.get(f"{prefix}_IMAGE_MODEL") or None,
+                policy=policy, source="environment",
+            ))
+
+    def _add_toml(self, path: Path, environ: Mapping[str, str]) -> None:
+        source = str(path)
+        try:
+            with path.open("rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"providers file {source} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"providers file {source} is not valid TOML: {exc}") from None
+        unknown = set(document) - {"default", "providers"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected 'default' "
+                "and [providers.NAME] tables"
+            )
+        providers = document.get("providers", {})
+        if not isinstance(providers, Mapping):
+            raise ConfigError(f"{source}: 'providers' must be a table of [providers.NAME] tables")
+        for name, table in providers.items():
+            self.add(_config_from_table(name, table, source, environ))
+        default = document.get("default")
+        if default is not None:
+            if not isinstance(default, str):
+                raise ConfigError(f"{source}: default must name a provider")
+            self.default = default
+
+    def add(self, config: ProviderConfig) -> None:
+        """Declare (or replace) a provider."""
+        self._configs[config.name] = config
+        self._adapters.pop(config.name, None)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The declared providers' names, sorted."""
+        return sorted(self._configs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._configs
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{c.name}={c.kind}({c.api_key.masked if c.api_key else 'no key'})"
+            for c in self._configs.values()
+        )
+        return f"Registry({shown})"
+
+    def _name(self, name: str | None) -> str:
+        if name is not None:
+            return name
+        if self.default is not None:
+            return self.default
+        if len(self._configs) == 1:
+            return next(iter(self._configs))
+        raise ConfigError(
+            "no provider named and no default: pass a name, set default = \"…\" in the "
+            f"providers file or REGEN_PROVIDER (declared: {', '.join(self.names()) or 'none'})"
+        )
+
+    def config(self, name: str | None = None) -> ProviderConfig:
+        """A provider's settings (a :class:`ConfigError` when it is not declared)."""
+        chosen = self._name(name)
+        try:
+            return self._configs[chosen]
+        except KeyError:
+            hints = ", ".join(f"{prefix}_API_KEY" for _, prefix, *_ in _ENV_PROVIDERS)
+            raise ConfigError(
+                f"unknown provider {chosen!r}: declared are "
+                f"{', '.join(self.names()) or 'none'}; declare it in a providers file or set "
+                f"one of {hints}"
+            ) from None
+
+    def get(self, name: str | None = None) -> BaseProvider:
+        """The adapter for provider ``name`` (or the default); refused without a key."""
+        config = self.config(name)
+        adapter = self._adapters.get(config.name)
+        if adapter is None:
+            adapter = self._adapters[config.name] = self._build(config)
+        return adapter
+
+    def _typed(self, name: str | None, cls: type[P]) -> P:
+        adapter = self.get(name)
+        if not isinstance(adapter, cls):
+            raise ConfigError(
+                f"provider {adapter.name!r} is of kind {adapter.kind!r}, not {cls.kind!r}"
+            )
+        return adapter
+
+    def openai(self, name: str | None = None) -> OpenAIProvider:
+        """:meth:`get`, for a provider of kind ``openai``."""
+        return self._typed(name, OpenAIProvider)
+
+    def dashscope(self, name: str | None = None) -> DashScopeProvider:
+        """:meth:`get`, for a provider of kind ``dashscope``."""
+        return self._typed(name, DashScopeProvider)
+
+    def _build(self, config: ProviderConfig) -> BaseProvider:
+        if not config.api_key:
+            raise ConfigError(
+                f"provider {config.name!r} has no API key: set {config.key_source or 'its key'}"
+            )
+        common: dict[str, Any] = {
+            "name": config.name,
+            "policy": config.policy,
+            "transport": self.transport,
+            "headers": config.headers,
+        }
+        if config.model is not None:
+            common["model"] = config.model
+        if config.kind == "dashscope":
+            return DashScopeProvider(config.base_url, config.api_key, polling=config.polling,
+                                     **common)
+        if config.image_model is not None:
+            common["image_model"] = config.image_model
+        return OpenAIProvider(config.base_url, config.api_key, **common)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every provider's settings, keys masked: for health checks and dashboards."""
+        return [self._configs[name].describe() for name in self.names()]
+
+    async def aclose(self) -> None:
+        """Close the shared transport (when the registry opened it)."""
+        if self._owns_transport:
+            await self.transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def openai_client_kwargs(provider: OpenAIProvider | ProviderConfig) -> dict[str, Any]:
+    """Keyword arguments for ``openai.OpenAI(**…)`` / ``AsyncOpenAI`` with SDK retries off.
+
+    ``max_retries=0``: when regen's policy owns the retry loop, the SDK's own two retries
+    would multiply every attempt by three. The result holds the key in clear: pass it to
+    the client, never log it.
+    """
+    if isinstance(provider, ProviderConfig):
+        if not provider.api_key:
+            raise ConfigError(
+                f"provider {provider.name!r} has no API key: set "
+                f"{provider.key_source or 'its key'}"
+            )
+        key, base_url, policy = provider.api_key, provider.base_url, provider.policy
+    else:
+        key, base_url, policy = provider.api_key, provider.base_url, provider.policy
+    timeout = policy.timeout if policy is not None and policy.timeout is not None else 600.0
+    return {"api_key": key.reveal(), "base_url": base_url, "max_retries": 0, "timeout": timeout}

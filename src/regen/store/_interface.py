@@ -1,0 +1,208 @@
+"""The seam between the engine and a database: :class:`Store`.
+
+Every method is synchronous and safe to call from any thread. Methods that change a
+running run take its :class:`Lease`; the store checks the lease token inside the same
+transaction as the change, so a process that lost its lease can no longer write. An
+implementation for another database (PostgreSQL: ``FOR UPDATE SKIP LOCKED`` claims,
+``LISTEN/NOTIFY`` wake-ups) implements the same methods with the same behaviour.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from regen.store._records import (
+    Artifact,
+    Batch,
+    Claimed,
+    Commit,
+    Event,
+    GcCounts,
+    Item,
+    ItemStatus,
+    Lease,
+    NewRun,
+    Run,
+    RunStatus,
+    Step,
+)
+
+Listener = Callable[[str], None]
+
+
+class Store(ABC):
+    """Runs, their steps, items, events, artifacts and cached results, in one database."""
+
+    location: str
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database connection(s). The store cannot be used afterwards."""
+
+    # --- runs ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
+        """Create a queued run with its pending steps and a ``run.queued`` event.
+
+        With a business key already used by a run of the same flow, nothing is created
+        and that run is returned: ``(run, created)``.
+        """
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None:
+        """The run, or ``None``."""
+
+    @abstractmethod
+    def find_run(self, flow: str, business_key: str) -> Run | None:
+        """The run of ``flow`` started with ``business_key``, or ``None``."""
+
+    @abstractmethod
+    def list_runs(
+        self,
+        *,
+        statuses: Sequence[RunStatus] | None = None,
+        flow: str | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Runs, newest first (``before``: created before that time, for paging)."""
+
+    @abstractmethod
+    def get_steps(self, run_id: str) -> list[Step]:
+        """The run's steps in order."""
+
+    @abstractmethod
+    def step_names(self, run_id: str) -> list[tuple[str, str]]:
+        """The run's declared steps as ``(name, kind)``, in order (no state: cheap)."""
+
+    @abstractmethod
+    def get_items(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        after: int = -1,
+        limit: int = 1000,
+        status: ItemStatus | None = None,
+    ) -> list[Item]:
+        """Items of a map step with ``idx > after``, in order."""
+
+    @abstractmethod
+    def item_states(
+        self, run_id: str, step: str, *, after: int = -1, limit: int = 1000
+    ) -> list[tuple[int, ItemStatus]]:
+        """``(idx, status)`` of items with ``idx > after``, in order (cheap: no payloads)."""
+
+    @abstractmethod
+    def count_items(self, run_id: str, step: str) -> dict[ItemStatus, int]:
+        """How many items of a map step are in each status."""
+
+    # --- leases and writes ---------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self,
+        owner: str,
+        ttl: float,
+        now: float,
+        *,
+        run_id: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> Claimed | None:
+        """Take a queued run, or a running one whose lease expired, and lease it.
+
+        ``run_id`` claims that run only; ``flows`` limits the choice to those flow names.
+        The oldest candidate goes first; two processes never claim the same run.
+        """
+
+    @abstractmethod
+    def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
+        """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked."""
+
+    @abstractmethod
+    def commit(self, batches: Sequence[Batch]) -> list[Commit]:
+        """Apply each batch in one transaction (group commit), checking each lease.
+
+        A batch whose lease no longer holds is dropped (``Commit(ok=False)``); the others
+        are applied.
+        """
+
+    @abstractmethod
+    def release(self, lease: Lease, now: float) -> bool:
+        """Give the run back to the queue (status ``queued``) without ending it."""
+
+    # --- control --------------------------------------------------------------------------
+
+    @abstractmethod
+    def retry_run(
+        self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
+    ) -> Run:
+        """Queue a finished run again, keeping its checkpoints.
+
+        Without ``from_step``: from the first failed or partial step (its succeeded items
+        are kept; given-up ones run again; later steps are invalidated). With
+        ``from_step``: that step and every later one are invalidated. ``auto`` carries out
+        a due automatic retry (refused when a manual retry replaced it). A retry of a
+        queued or running run is refused with :class:`InvalidTransition`.
+        """
+
+    @abstractmethod
+    def request_cancel(self, run_id: str, now: float) -> Run:
+        """Cancel a queued run (or one waiting for an automatic retry) at once; ask a
+        running one to stop at its next safe point."""
+
+    @abstractmethod
+    def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
+        """Ids of failed runs whose automatic retry is due."""
+
+    @abstractmethod
+    def next_retry_at(self, flows: Sequence[str] | None = None) -> float | None:
+        """When the next automatic retry falls due, if any is scheduled."""
+
+    # --- events ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events with ``seq > after``, in order."""
+
+    @abstractmethod
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(run_id)`` after commits that append events (best effort,
+        from the committing thread); returns a function that removes it."""
+
+    # --- artifacts and cache -----------------------------------------------------------------
+
+    @abstractmethod
+    def put_artifact(self, artifact: Artifact, place: Callable[[], None], now: float) -> None:
+        """Record an artifact; ``place()`` moves its bytes into place in the same
+        transaction, so a concurrent clean-up never deletes a file just recorded."""
+
+    @abstractmethod
+    def get_artifact(self, sha256: str) -> Artifact | None:
+        """An artifact's metadata, or ``None``."""
+
+    @abstractmethod
+    def cache_get(self, key: str, now: float) -> str | None:
+        """A cached result's JSON text, unless absent or expired."""
+
+    # --- retention ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def collect(
+        self,
+        *,
+        checkpoints_before: float,
+        runs_before: float,
+        artifacts_before: float,
+        now: float,
+        remove_file: Callable[[str], None],
+    ) -> GcCounts:
+        """Delete checkpoints of runs finished before ``checkpoints_before`` (they are no
+        longer resumable), runs finished before ``runs_before`` with their events,
+        artifacts no run refers to created before ``artifacts_before`` (calling
+        ``remove_file(sha256)`` for each), and expired cache entries. Never touches a
+        queued or running run, or one waiting for an automatic retry."""

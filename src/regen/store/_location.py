@@ -1,0 +1,48 @@
+"""Where regen keeps its data: ``REGEN_HOME`` (default ``./.regen``) and the database URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from regen.retry import ConfigError
+from regen.store._interface import Store
+
+
+def home(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory: ``REGEN_HOME``, or ``./.regen``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("REGEN_HOME") or ".regen").expanduser()
+
+
+def database_url(environ: Mapping[str, str] | None = None, data_home: Path | None = None) -> str:
+    """``REGEN_DATABASE_URL``, or ``sqlite:///<home>/regen.db``."""
+    env = os.environ if environ is None else environ
+    url = env.get("REGEN_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{(data_home or home(env)) / 'regen.db'}"
+
+
+def open_store(url: str | None = None, *, data_home: str | os.PathLike[str] | None = None) -> Store:
+    """Open the store a URL names (``sqlite:///path/to/regen.db``); by default the one in
+    the environment's data directory."""
+    chosen = url or database_url(data_home=None if data_home is None else Path(data_home))
+    if chosen.startswith("sqlite:///"):
+        from regen.store._sqlite import SQLiteStore  # noqa: PLC0415 - chosen by URL
+
+        return SQLiteStore(chosen.removeprefix("sqlite:///"))
+    if chosen.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(
+            f"{_scheme(chosen)}: the PostgreSQL store is not available yet; use a "
+            "sqlite:/// URL (or unset REGEN_DATABASE_URL)"
+        )
+    raise ConfigError(
+        f"REGEN_DATABASE_URL={_scheme(chosen)}…: unknown scheme; expected sqlite:///path"
+    )
+
+
+def _scheme(url: str) -> str:
+    # Never echo a whole URL: it may carry a password.
+    return url.split("://", 1)[0] + "://"

@@ -1,0 +1,317 @@
+"""What the store persists: runs, steps, items, events, artifacts; and the writes a run makes.
+
+Reads return these frozen records with JSON columns already decoded. Writes carry JSON
+as text the engine has encoded (the store never guesses how to encode a user's value).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class RunStatus(enum.StrEnum):
+    """``queued → running → succeeded | partial | failed | cancelled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended (it may still be retried)."""
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class StepStatus(enum.StrEnum):
+    """``pending → running → succeeded | partial | failed | skipped`` (partial: map steps)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ItemStatus(enum.StrEnum):
+    """``pending → running → succeeded | given_up | skipped`` (skipped: the quota was met)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    GIVEN_UP = "given_up"
+    SKIPPED = "skipped"
+
+
+# --- what is read -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a flow. Times are seconds since the epoch."""
+
+    id: str
+    flow: str
+    flow_ref: str | None
+    business_key: str | None
+    params: dict[str, Any]
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    cancel_requested: bool
+    retry_count: int
+    max_retries: int
+    retry_delay: float
+    retry_at: float | None
+    executions: int
+    error: dict[str, Any] | None
+    checkpoints_expired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A step of a run and its checkpoint (``output``, decoded; ``None`` when none)."""
+
+    run_id: str
+    position: int
+    name: str
+    kind: str
+    status: StepStatus
+    output: Any
+    error: dict[str, Any] | None
+    attempts: int
+    generation: int
+    refresh: bool
+    started_at: float | None
+    finished_at: float | None
+    checkpointed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item of a map step: its input, output, and the attempts that failed."""
+
+    run_id: str
+    step: str
+    idx: int
+    key: str | None
+    status: ItemStatus
+    input: Any
+    output: Any
+    attempts: list[dict[str, Any]]
+    errors: list[str]
+    cached: bool
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's event log; ``seq`` counts from 1 per run."""
+
+    run_id: str
+    seq: int
+    at: float
+    type: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"run_id": self.run_id, "seq": self.seq, "at": self.at, "type": self.type,
+                "data": self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Metadata of a stored binary output; the bytes live in a file named by ``sha256``."""
+
+    sha256: str
+    size: int
+    content_type: str
+    width: int | None = None
+    height: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that this process runs a run: every write names it and the store checks it."""
+
+    run_id: str
+    token: str
+    owner: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A run just claimed: the run as it was, the lease, and whether it was taken over."""
+
+    run: Run
+    lease: Lease
+    taken_over: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What it takes to create a run (its steps are declared with it)."""
+
+    id: str
+    flow: str
+    flow_ref: str | None
+    business_key: str | None
+    params: str
+    steps: tuple[tuple[str, str], ...]  # (name, kind) in order
+    max_retries: int = 0
+    retry_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The outcome of a commit: whether the lease held, and whether cancel was asked."""
+
+    ok: bool
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GcCounts:
+    """What a clean-up removed."""
+
+    checkpoints_expired: int = 0
+    runs_deleted: int = 0
+    artifacts_deleted: int = 0
+    cache_deleted: int = 0
+
+
+# --- what a run writes (applied in order, in one transaction, under its lease) ------------
+# Writes are named tuples: immutable like the records above, and made by the thousand on
+# the hot path, where a tuple is built in a fraction of a frozen dataclass's time.
+
+
+class AddEvent(NamedTuple):
+    """Append an event (``data`` is JSON text); its sequence number is given at commit."""
+
+    type: str
+    data: str
+    at: float
+
+
+class StartStep(NamedTuple):
+    """Mark a step running; appends its ``step.started`` event with ``data`` (JSON).
+
+    ``lazy``: the event row alone records the change and the steps table catches up when
+    a write needs it (a retry, a cancellation) or at the next non-lazy step change;
+    readers see it at once either way. It saves page writes on the hot path of quick
+    steps.
+    """
+
+    position: int
+    at: float
+    data: str = "{}"
+    lazy: bool = False
+
+
+class EndStep(NamedTuple):
+    """Record a step's end and append its ``step.<status>`` event with ``data`` (JSON);
+    a non-``None`` ``output`` is its checkpoint, kept in that event row. ``next``: the
+    same transition starts the step at that position (its ``step.started`` event, with
+    the step's name and kind as data, follows at once). ``lazy``: as for
+    :class:`StartStep`."""
+
+    position: int
+    status: StepStatus
+    at: float
+    output: str | None = None
+    error: str | None = None
+    data: str = "{}"
+    lazy: bool = False
+    next: int | None = None
+
+
+class CountAttempt(NamedTuple):
+    """Record how many attempts a step (a stream) has begun."""
+
+    position: int
+    attempts: int
+
+
+class StartItem(NamedTuple):
+    """Mark a map item running (its row is created on first start)."""
+
+    step: str
+    idx: int
+    at: float
+    key: str | None = None
+    input: str | None = None
+
+
+class EndItem(NamedTuple):
+    """Record a map item's end: its output, or the attempts and errors it gave up with."""
+
+    step: str
+    idx: int
+    status: ItemStatus
+    at: float
+    key: str | None = None
+    input: str | None = None
+    output: str | None = None
+    attempts: str | None = None
+    errors: str | None = None
+    cached: bool = False
+
+
+class PutCache(NamedTuple):
+    """Remember a result for identical inputs (until ``expires_at``, if given)."""
+
+    key: str
+    step: str
+    value: str
+    at: float
+    expires_at: float | None = None
+
+
+class LinkArtifact(NamedTuple):
+    """Note that the run uses an artifact, so clean-up keeps it while the run exists."""
+
+    sha256: str
+    step: str
+    idx: int = -1
+
+
+class EndRun(NamedTuple):
+    """End the run's execution with a status; releases the lease.
+
+    Pending steps become ``skipped`` and running ones ``failed`` when ``close_steps``
+    (a cancelled run). ``retry_at`` schedules an automatic retry; ``requeue`` puts the
+    run back in the queue instead (a worker shutting down).
+    """
+
+    status: RunStatus
+    at: float
+    error: str | None = None
+    retry_at: float | None = None
+    close_steps: bool = False
+
+
+Write = (
+    AddEvent | StartStep | EndStep | CountAttempt | StartItem | EndItem | PutCache
+    | LinkArtifact | EndRun
+)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Writes of one run, committed together under its lease."""
+
+    lease: Lease
+    writes: list[Write] = field(default_factory=list)

@@ -1,0 +1,37 @@
+"""Flows the CLI tests run: small, offline, deterministic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from regen import Policy
+from regen.engine import Flow, StepContext
+
+demo = Flow("cli-demo", params={"count": int, "fail_item": int})
+
+
+@demo.step()
+async def candidates(ctx: StepContext) -> list[int]:
+    return list(range(ctx.params["count"] * 3))
+
+
+@demo.map(
+    items="candidates",
+    concurrency=2,
+    quota="params.count",
+    policy=Policy(attempts=2, wait=0, timeout=5),
+)
+async def illustrate(ctx: StepContext, item: int) -> dict[str, Any]:
+    if item == ctx.params["fail_item"]:
+        raise TimeoutError(f"image {item} timed out")
+    await asyncio.sleep(float(os.environ.get("CLI_TEST_ITEM_DELAY", "0")))
+    return {"image": f"img-{item}.png"}
+
+
+@demo.step()
+async def publish(ctx: StepContext) -> int:
+    if os.environ.get("CLI_TEST_FAIL_PUBLISH"):
+        raise RuntimeError("publish failed")
+    return len(ctx.results["illustrate"])

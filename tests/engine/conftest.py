@@ -1,0 +1,28 @@
+"""Engine tests run on a real SQLite file per test, under the retry core's test mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from regen.engine import Engine, Settings
+from regen.retry import FakeClock, test_mode
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    fake = FakeClock()
+    with test_mode(clock=fake):
+        yield fake
+
+
+@pytest.fixture
+def engine(tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
+    eng = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path,
+                 settings=Settings(lease_ttl=30.0))
+    try:
+        yield eng
+    finally:
+        eng.close()

@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end with tiny numbers (their figures are not checked
+here: performance is measured by running them, never by timed unit tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _last_json_line(*args: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    figures: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+@pytest.mark.timeout(150)
+def test_the_batch_benchmark_runs_and_reports_its_figures() -> None:
+    figures = _last_json_line(str(BENCHMARKS / "batch.py"), "--items", "50", "--latency",
+                              "20ms", "--concurrency", "8", "--json")
+    assert figures["items"] == 50
+    assert figures["latency_ms"] == 20
+    assert figures["concurrency"] == 8
+    assert figures["succeeded"] == 50
+    assert isinstance(figures["attempts"], int)
+    assert figures["attempts"] >= 50
+    for name in ("wall_vs_ideal", "peak_rss_mb", "items_per_s"):
+        assert isinstance(figures[name], float)
+        assert figures[name] > 0
+    assert figures["ratios"] == {"wall_vs_ideal": figures["wall_vs_ideal"]}

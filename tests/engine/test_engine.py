@@ -1,0 +1,378 @@
+"""Runs of plain steps: checkpoints, retries, automatic retries, cancel, keys, detail, events."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from engine.flows import linear
+from regen.engine import (
+    Cache,
+    Engine,
+    Flow,
+    InvalidTransition,
+    RunExists,
+    RunStatus,
+    StepStatus,
+)
+from regen.retry import FakeClock
+from regen.store import Batch, EndStep, StartStep
+
+
+def pipeline(calls: list[str], fail: dict[str, int], *, max_retries: int = 0) -> Flow:
+    """Seed 003's five steps; ``fail[name]`` makes that step fail that many more times."""
+    flow = Flow("papers", max_retries=max_retries, retry_delay=30.0)
+
+    def make(name: str) -> Any:
+        async def step(ctx: Any) -> Any:
+            calls.append(name)
+            if fail.get(name, 0) > 0:
+                fail[name] -= 1
+                raise RuntimeError(f"{name} broke")
+            earlier = list(ctx.results)
+            return {"step": name, "saw": earlier}
+
+        step.__name__ = name
+        return step
+
+    for name in ("fetch_papers", "openai_analyze", "render_images", "build_payload",
+                 "publish_mcp"):
+        flow.step()(make(name))
+    return flow
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_steps_run_in_order_and_each_result_is_checkpointed(engine: Engine) -> None:
+    calls: list[str] = []
+    run = await engine.run(pipeline(calls, {}))
+    assert run.status is RunStatus.SUCCEEDED
+    detail = engine.detail(run.id)
+    assert [s.status for s in detail.steps] == [StepStatus.SUCCEEDED] * 5
+    outputs = detail.to_dict()["checkpoint"]["step_outputs"]
+    assert outputs["build_payload"]["output"]["saw"] == [
+        "fetch_papers", "openai_analyze", "render_images"]
+    assert all(o["timestamp"] is not None for o in outputs.values())
+
+
+async def test_retry_resumes_from_the_failed_step_keeping_earlier_results(engine: Engine) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {"render_images": 1})
+    run = await engine.run(flow)
+    assert run.status is RunStatus.FAILED
+    detail = engine.detail(run.id)
+    assert detail.failed_step == "render_images"
+    assert detail.last_successful_step == "openai_analyze"
+    assert detail.resumable
+    assert detail.run.error is not None
+    assert 'render_images broke' in detail.run.error['message']
+    calls.clear()
+    engine.retry(run.id)
+    run = await engine.execute(run.id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert calls == ["render_images", "build_payload", "publish_mcp"]
+    assert run.retry_count == 1
+
+
+async def test_retry_from_a_named_step_reruns_it_and_later_ones(engine: Engine) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {})
+    run = await engine.run(flow)
+    calls.clear()
+    engine.retry(run.id, from_step="render_images")
+    run = await engine.execute(run.id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert calls == ["render_images", "build_payload", "publish_mcp"]
+    with pytest.raises(InvalidTransition, match="no step named 'nope'"):
+        engine.retry(run.id, from_step="nope")
+
+
+async def test_a_retried_step_is_never_served_from_the_cache(engine: Engine) -> None:
+    count = {"n": 0}
+    flow = Flow("cached")
+
+    @flow.step(cache=Cache(key=lambda ctx: "same"))
+    async def expensive(ctx):
+        count["n"] += 1
+        return count["n"]
+
+    first = await engine.run(flow)
+    second = await engine.run(flow)
+    assert count["n"] == 1  # identical inputs: the second run reused the result
+    assert engine.detail(second.id).steps[0].output == 1
+    engine.retry(first.id, from_step="expensive")
+    await engine.execute(first.id)
+    assert count["n"] == 2
+    assert engine.detail(first.id).steps[0].output == 2
+
+
+async def test_automatic_retries_wait_and_resume_then_stop(engine: Engine,
+                                                           clock: FakeClock) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {"build_payload": 2}, max_retries=3)
+    run = await engine.run(flow)
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.retry_count == 2
+    assert [s for s in clock.sleeps if s == 30.0] == [30.0, 30.0]
+    assert calls.count("fetch_papers") == 1  # resumed from the failed step each time
+
+
+async def test_automatic_retries_give_up_after_max_retries(engine: Engine) -> None:
+    flow = pipeline([], {"publish_mcp": 10}, max_retries=3)
+    run = await engine.run(flow)
+    assert run.status is RunStatus.FAILED
+    assert run.retry_count == 3
+    assert run.retry_at is None
+    assert engine.detail(run.id).resumable
+
+
+async def test_automatic_retries_can_be_switched_off(engine: Engine) -> None:
+    flow = pipeline([], {"publish_mcp": 1}, max_retries=3)
+    run = await engine.run(flow, max_retries=0)
+    assert run.status is RunStatus.FAILED
+    assert run.retry_count == 0
+
+
+async def test_manual_retry_replaces_a_pending_automatic_retry(engine: Engine) -> None:
+    flow = pipeline([], {"publish_mcp": 1}, max_retries=3)
+    started = engine.start(flow)
+    run = await engine.execute(started.run.id, follow_retries=False)
+    assert run.status is RunStatus.FAILED
+    assert run.retry_at is not None
+    run = engine.retry(run.id)
+    assert run.status is RunStatus.QUEUED
+    assert run.retry_at is None
+    assert run.retry_count == 1
+    with pytest.raises(InvalidTransition, match="already queued"):
+        engine.retry(run.id)  # a double retry is refused
+    run = await engine.execute(run.id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.retry_count == 1
+
+
+async def test_retry_of_a_running_run_is_refused(engine: Engine) -> None:
+    gate = asyncio.Event()
+    flow = Flow("slow")
+
+    @flow.step()
+    async def wait(ctx):
+        await gate.wait()
+
+    started = engine.start(flow)
+    task = asyncio.create_task(engine.execute(started.run.id))
+    await _until(lambda: engine.get_run(started.run.id).status is RunStatus.RUNNING)
+    with pytest.raises(InvalidTransition, match="is running"):
+        engine.retry(started.run.id)
+    again = await engine.execute(started.run.id)  # never two executions of one run
+    assert again.status is RunStatus.RUNNING
+    gate.set()
+    assert (await task).status is RunStatus.SUCCEEDED
+
+
+async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine) -> None:
+    gate = asyncio.Event()
+    calls: list[str] = []
+    flow = Flow("cancellable")
+
+    @flow.step()
+    async def first(ctx):
+        calls.append("first")
+        await gate.wait()
+
+    @flow.step()
+    async def second(ctx):
+        calls.append("second")
+
+    started = engine.start(flow)
+    task = asyncio.create_task(engine.execute(started.run.id))
+    await _until(lambda: bool(calls))
+    engine.cancel(started.run.id)
+    gate.set()
+    run = await task
+    assert run.status is RunStatus.CANCELLED
+    assert calls == ["first"]
+    assert [s.status for s in engine.detail(run.id).steps] == [StepStatus.SUCCEEDED,
+                                                                StepStatus.SKIPPED]
+
+
+async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:
+    started = engine.start(pipeline([], {}))
+    run = engine.cancel(started.run.id)
+    assert run.status is RunStatus.CANCELLED
+    with pytest.raises(InvalidTransition, match="already finished"):
+        engine.cancel(run.id)
+
+
+async def test_starting_with_a_business_key_returns_the_existing_run(engine: Engine) -> None:
+    flow = pipeline([], {"fetch_papers": 1})
+    a = engine.start(flow, key="novel:1:chapter:3")
+    b = engine.start(flow, key="novel:1:chapter:3")
+    assert a.created
+    assert not b.created
+    assert a.run.id == b.run.id
+    run = await engine.execute(a.run.id)
+    assert run.status is RunStatus.FAILED
+    with pytest.raises(RunExists, match="failed"):
+        engine.start(flow, key="novel:1:chapter:3", on_failed="refuse")
+    again = engine.start(flow, key="novel:1:chapter:3", on_failed="retry")
+    assert again.retried
+    assert again.run.status is RunStatus.QUEUED
+    other = engine.start(flow, key="novel:1:chapter:4")
+    assert other.created
+
+
+def test_one_run_per_key_under_concurrent_starts(engine: Engine) -> None:
+
+    flow = pipeline([], {})
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _: engine.start(flow, key="k").run.id, range(32)))
+    assert len(ids) == 1
+
+
+async def test_idempotency_keys_are_stable_per_run_and_step(engine: Engine) -> None:
+    run = await engine.run(linear)
+    key = engine.detail(run.id).steps[2].output["key"]
+    assert key == f"{run.id}/publish"
+
+
+async def test_events_are_numbered_and_can_be_followed(engine: Engine) -> None:
+    run = await engine.run(pipeline([], {}))
+    events = engine.read_events(run.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    types = [e.type for e in events]
+    assert types[:3] == ["run.queued", "run.started", "step.started"]
+    assert types[-1] == "run.succeeded"
+    assert types.count("step.succeeded") == 5
+    tail = [e async for e in engine.events(run.id, after=events[-3].seq)]
+    assert [e.seq for e in tail] == [events[-2].seq, events[-1].seq]
+
+
+async def test_a_follower_sees_events_as_they_are_written(engine: Engine) -> None:
+    gate = asyncio.Event()
+    flow = Flow("live")
+
+    @flow.step()
+    async def talk(ctx):
+        ctx.emit("stage_update", {"stage": "image_generation"})
+        await gate.wait()
+        ctx.log("done")
+
+    started = engine.start(flow)
+    seen: list[str] = []
+
+    async def reader() -> None:
+        async for event in engine.events(started.run.id, follow=True, poll=0.05):
+            seen.append(event.type)
+            if event.type == "stage_update":
+                gate.set()
+
+    task = asyncio.create_task(engine.execute(started.run.id))
+    await asyncio.wait_for(reader(), 10)
+    await task
+    assert seen[-1] == "run.succeeded"
+    assert 'stage_update' in seen
+    assert 'log' in seen
+
+
+async def test_apps_cannot_emit_the_engines_own_event_types(engine: Engine) -> None:
+    flow = Flow("rude")
+
+    @flow.step()
+    async def s(ctx):
+        ctx.emit("run.succeeded", {})
+
+    run = await engine.run(flow)
+    assert run.status is RunStatus.FAILED
+    assert "written by the engine" in run.error["message"]
+
+
+async def test_a_sync_step_runs_in_a_thread(engine: Engine) -> None:
+
+    flow = Flow("threads")
+
+    @flow.step()
+    def where(ctx):
+        return threading.current_thread().name
+
+    run = await engine.run(flow)
+    assert engine.detail(run.id).steps[0].output.startswith("regen-step")
+
+
+async def test_a_non_json_result_fails_the_step_clearly(engine: Engine) -> None:
+    flow = Flow("bytes")
+
+    @flow.step()
+    async def s(ctx):
+        return b"\x89PNG"
+
+    run = await engine.run(flow)
+    assert run.status is RunStatus.FAILED
+    assert "ctx.artifacts.put" in run.error["message"]
+
+
+async def test_worker_runs_queued_runs(engine: Engine) -> None:
+    ids = [engine.start(linear, {"topic": t}).run.id for t in ("a", "b", "c")]
+    engine.registry = type(engine.registry)()  # a fresh process: only the recorded refs
+    done = await engine.worker(concurrency=2, poll=0.01, max_runs=3)
+    assert done == 3
+    assert {engine.get_run(i).status for i in ids} == {RunStatus.SUCCEEDED}
+
+
+async def test_an_expired_lease_lets_another_process_take_over(engine: Engine,
+                                                                clock: FakeClock) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {})
+    started = engine.start(flow)
+    # A process claims the run, checkpoints one step, and dies.
+
+    claimed = engine.store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
+    assert claimed is not None
+    engine.store.commit([Batch(claimed.lease, [StartStep(0, clock.wall()),
+                                               EndStep(0, StepStatus.SUCCEEDED, clock.wall(),
+                                                       '{"step":"fetch_papers"}')])])
+    assert (await engine.execute(started.run.id)).status is RunStatus.RUNNING  # still leased
+    clock.advance(31.0)
+    run = await engine.execute(started.run.id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert "fetch_papers" not in calls
+    # The old holder can no longer write.
+    result = engine.store.commit([Batch(claimed.lease, [StartStep(1, clock.wall())])])
+    assert not result[0].ok
+    starts = [e.data for e in engine.read_events(run.id) if e.type == "run.started"]
+    assert starts[-1]["resumed"] is True
+
+
+async def test_retention_deletes_checkpoints_then_runs(engine: Engine, clock: FakeClock) -> None:
+    run = await engine.run(pipeline([], {"publish_mcp": 1}))
+    assert engine.detail(run.id).resumable
+    counts = engine.gc()
+    assert counts.checkpoints_expired == 0
+    clock.advance(25 * 3600)
+    counts = engine.gc()
+    assert counts.checkpoints_expired == 1
+    detail = engine.detail(run.id)
+    assert not detail.resumable
+    assert all(s.output is None for s in detail.steps)
+    with pytest.raises(InvalidTransition, match="checkpoints were deleted"):
+        engine.retry(run.id)
+    clock.advance(31 * 86400)
+    assert engine.gc().runs_deleted == 1
+    assert engine.list_runs() == []
+
+
+async def test_running_runs_are_never_cleaned_up(engine: Engine, clock: FakeClock) -> None:
+    started = engine.start(pipeline([], {}))
+    engine.store.claim("other", 10**9, clock.wall(), run_id=started.run.id)
+    clock.advance(100 * 86400)
+    engine.gc()
+    assert engine.get_run(started.run.id).status is RunStatus.RUNNING

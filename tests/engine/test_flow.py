@@ -1,0 +1,94 @@
+"""Declaring flows and checking params: misuse is refused where it is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from regen.engine import Engine, Flow, FlowError, FlowNotFound, Param, ParamsError, load_flow
+
+
+def test_duplicate_step_names_are_refused() -> None:
+    flow = Flow("dup")
+
+    @flow.step()
+    async def fetch(ctx): ...
+
+    with pytest.raises(FlowError, match="a step named 'fetch' already exists"):
+
+        @flow.step(name="fetch")
+        async def other(ctx): ...
+
+
+def test_map_over_a_missing_step_is_refused() -> None:
+    flow = Flow("m")
+    with pytest.raises(FlowError, match="'nowhere' is not an earlier step"):
+
+        @flow.map(items="nowhere")
+        async def each(ctx, item): ...
+
+
+def test_map_over_an_undeclared_param_is_refused() -> None:
+    flow = Flow("m", params={"a": list})
+    with pytest.raises(FlowError, match="names no declared param"):
+
+        @flow.map(items="params.b")
+        async def each(ctx, item): ...
+
+
+def test_step_signature_and_kind_are_checked() -> None:
+    flow = Flow("sig")
+    with pytest.raises(FlowError, match="must accept 2 positional"):
+
+        @flow.map(items=lambda ctx: [1])
+        async def one_arg(ctx): ...
+
+    with pytest.raises(FlowError, match="async generator"):
+
+        @flow.stream()
+        async def not_a_generator(ctx):
+            return "x"
+
+    with pytest.raises(FlowError, match="concurrency"):
+
+        @flow.map(items=lambda ctx: [1], concurrency=0)
+        async def zero(ctx, item): ...
+
+
+def test_unknown_params_are_refused_with_what_the_flow_takes() -> None:
+    flow = Flow("p", params={"topic": str, "count": Param(int, default=3)})
+    with pytest.raises(ParamsError, match=r"unknown param 'colour'.*topic \(str, required\)"):
+        flow.check_params({"topic": "x", "colour": "red"})
+    with pytest.raises(ParamsError, match=r"'topic'.*is missing"):
+        flow.check_params({})
+    with pytest.raises(ParamsError, match="must be int"):
+        flow.check_params({"topic": "x", "count": "3"})
+    assert flow.check_params({"topic": "x"}) == {"topic": "x", "count": 3}
+    assert flow.parse_params({"topic": "x", "count": "4"}) == {"topic": "x", "count": 4}
+
+
+def test_bad_params_create_no_run(engine: Engine) -> None:
+    flow = Flow("p2", params={"n": int})
+
+    @flow.step()
+    async def s(ctx): ...
+
+    with pytest.raises(ParamsError):
+        engine.start(flow, {"n": 1, "extra": 2})
+    assert engine.list_runs() == []
+
+
+def test_load_flow_by_import_string() -> None:
+    flow = load_flow("engine.flows:linear")
+    assert flow.name == "linear"
+    assert flow.ref == "engine.flows:linear"
+    with pytest.raises(FlowNotFound, match="has no 'missing'"):
+        load_flow("engine.flows:missing")
+    with pytest.raises(FlowNotFound, match="cannot import"):
+        load_flow("no_such_module_xyz:flow")
+    with pytest.raises(FlowNotFound, match="MODULE:FLOW"):
+        load_flow("no-colon")
+
+
+def test_describe_lists_steps_for_a_dashboard() -> None:
+    flow = load_flow("engine.flows:linear")
+    assert [s["name"] for s in flow.describe()["steps"]] == ["fetch", "analyze", "publish"]

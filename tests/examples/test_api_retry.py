@@ -1,0 +1,176 @@
+"""Seed 002's test checklist, run against its example built on regen."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from examples.api_retry.api_retry import (
+    execute_with_retry,
+    execute_with_smart_retry,
+    seed_policy,
+    with_retry,
+)
+from examples.api_retry.seed_logs import SeedLogFormatter
+
+import regen
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message or f"HTTP {status}")
+        self.status_code = status
+
+
+class Calls:
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.count = 0
+
+    def __call__(self) -> str:
+        self.count += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+@pytest.fixture(autouse=True)
+def _no_sleeping() -> object:
+    with regen.test_mode() as clock:
+        yield clock
+
+
+def test_a_successful_call_is_not_retried() -> None:
+    calls = Calls()
+    assert execute_with_retry(calls) == "ok"
+    assert calls.count == 1
+
+
+def test_a_failed_call_is_retried_once() -> None:
+    calls = Calls(RuntimeError("boom"))
+    assert execute_with_retry(calls, max_retries=1) == "ok"
+    assert calls.count == 2
+
+
+def test_repeated_failures_throw_the_error() -> None:
+    calls = Calls(RuntimeError("first"), RuntimeError("second"), RuntimeError("third"))
+    with pytest.raises(RuntimeError, match="second"):
+        execute_with_retry(calls, max_retries=1)
+    assert calls.count == 2
+
+
+async def test_a_timeout_triggers_a_retry() -> None:
+    count = 0
+
+    async def slow_then_fast() -> str:
+        nonlocal count
+        count += 1
+        if count == 1:
+            await asyncio.sleep(3600)
+        return "ok"
+
+    with regen.test_mode(clock=regen.retry.Clock()):
+        assert await execute_with_retry(slow_then_fast, timeout=50) == "ok"
+    assert count == 2
+
+
+def test_the_retry_callback_gets_the_retry_number_and_error() -> None:
+    seen: list[tuple[int, str]] = []
+    calls = Calls(ConnectionResetError("reset"))
+    execute_with_retry(calls, on_retry=lambda attempt, error: seen.append((attempt, str(error))))
+    assert seen == [(1, "reset")]
+
+
+def test_a_wrapped_function_retries() -> None:
+    count = 0
+
+    def generate_video(prompt: str, *, seconds: int) -> str:
+        nonlocal count
+        count += 1
+        if count == 1:
+            raise HttpError(503)
+        return f"{prompt}:{seconds}s"
+
+    wrapped = with_retry(generate_video, max_retries=1, timeout=30000, operation_name="生成视频")
+    assert wrapped("cat", seconds=5) == "cat:5s"
+    assert count == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionResetError(104, "ECONNRESET"),
+        TimeoutError("ETIMEDOUT"),
+        OSError(-2, "ENOTFOUND"),  # resolved as a socket.gaierror in real life
+        ConnectionRefusedError(111, "ECONNREFUSED"),
+        HttpError(500),
+        HttpError(502),
+        HttpError(503),
+        HttpError(429),
+        RuntimeError("请求超时"),
+        RuntimeError("upstream timeout"),
+    ],
+    ids=str,
+)
+def test_smart_retry_retries_retryable_errors(error: Exception) -> None:
+    if isinstance(error, OSError) and error.errno == -2:
+        error = socket.gaierror(socket.EAI_NONAME, "ENOTFOUND")
+    calls = Calls(error)
+    assert execute_with_smart_retry(calls) == "ok"
+    assert calls.count == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [HttpError(400), HttpError(401), HttpError(403), HttpError(404), ValueError("余额不足")],
+    ids=str,
+)
+def test_smart_retry_throws_other_errors_at_once(error: Exception) -> None:
+    calls = Calls(error)
+    with pytest.raises(type(error)):
+        execute_with_smart_retry(calls)
+    assert calls.count == 1
+
+
+def test_the_seed_options_map_to_attempts_seconds_and_capped_backoff() -> None:
+    policy = seed_policy(max_retries=1, timeout=30000)
+    assert (policy.attempts, policy.timeout) == (2, 30)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+def test_log_lines_follow_the_seed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="regen.retry")
+    execute_with_retry(Calls(RuntimeError("网络连接超时")), operation_name="生成艺术照")
+    formatter = SeedLogFormatter()
+    lines = [formatter.format(r) for r in caplog.records]
+    assert lines == [
+        "[API重试] 生成艺术照 - 第 1 次尝试 (最多 2 次)",
+        "[API重试] 生成艺术照 - 第 1 次尝试失败: 网络连接超时",
+        "[API重试] 生成艺术照 - 准备重试 (剩余 1 次机会)\n"
+        "[API重试] 生成艺术照 - 等待 1000ms 后重试",
+        "[API重试] 生成艺术照 - 第 2 次尝试 (最多 2 次)",
+        "[API重试] 生成艺术照 - 第 2 次尝试成功",
+    ]
+
+
+def test_the_example_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.api_retry"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "result: task-001" in result.stdout
+    assert "重试第 1 次，错误: 网络连接超时" in result.stdout
+    assert "not retried: 参数错误" in result.stdout
+    assert "status: RUNNING SUCCEEDED" in result.stdout
+    assert "[API重试] 生成艺术照 - 第 2 次尝试成功" in result.stderr

@@ -1,0 +1,283 @@
+"""Seed 002's five calls against the simulator: each retried once, and the payment charged
+once however its answers are lost."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from examples.family_photo.__main__ import main
+from examples.family_photo.client import SEED_POLICY, Order, PayAPI, PhotoAPI
+
+from regen.providers import Polling, TaskFailed, Transport
+from regen.retry import Attempt, GiveUp, Kind, test_mode
+from regen.sim import SimServer, run_simulator
+
+KEY = "sk-family-photo-test-0123456789"
+FAST = SEED_POLICY.replace(timeout=0.5, wait=0.01, max_wait=0.05)
+ORDER = Order("FP20240210009999", "全家福套餐", 990, "o_test_user")
+
+
+def fault(spec: str) -> dict[str, str]:
+    return {"X-Regen-Fault": spec}
+
+
+def requests(sim: SimServer, route: str) -> int:
+    return int(sim.stats()["routes"].get(route, {}).get("requests", 0))
+
+
+def charges(sim: SimServer) -> int:
+    return int(sim.stats()["payments"]["charges"])
+
+
+@pytest.fixture(scope="module")
+def _server() -> Iterator[SimServer]:
+    with run_simulator(task_seconds=0.1) as server:
+        yield server
+
+
+@pytest.fixture
+def sim(_server: SimServer) -> SimServer:
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    async with Transport() as shared:
+        yield shared
+
+
+@pytest.fixture
+def photos(sim: SimServer, transport: Transport) -> PhotoAPI:
+    polling = Polling(interval=0.03, max_interval=0.05, deadline=1.0)
+    return PhotoAPI(sim.photo_base_url, KEY, policy=FAST, transport=transport, polling=polling)
+
+
+@pytest.fixture
+def pay(sim: SimServer, transport: Transport) -> PayAPI:
+    return PayAPI(sim.pay_base_url, KEY, policy=FAST, transport=transport)
+
+
+def test_the_seed_policy_is_one_retry_and_30_seconds() -> None:
+    assert (SEED_POLICY.attempts, SEED_POLICY.timeout) == (2, 30.0)
+    assert [SEED_POLICY.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+# --- art photo and video: submit -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["generate_art_photo", "generate_video"])
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("server_error*1", Kind.SERVER_ERROR),
+        ("overloaded*1", Kind.SERVER_ERROR),
+        ("bad_gateway_html*1", Kind.SERVER_ERROR),
+        ("rate_limit:0*1", Kind.RATE_LIMITED),
+        ("reset*1", Kind.CONNECTION),
+        ("hang*1", Kind.TIMEOUT),
+        ("html_200*1", Kind.BAD_RESPONSE),
+        ("missing_fields*1", Kind.BAD_RESPONSE),
+    ],
+)
+async def test_a_submission_is_retried_once(photos: PhotoAPI, sim: SimServer, call: str,
+                                            spec: str, kind: Kind) -> None:
+    failed: list[Attempt] = []
+    photos.policy = FAST.replace(on_retry=failed.append)
+    task_id = await getattr(photos, call)("全家福", headers=fault(spec))
+    assert task_id
+    assert [a.kind for a in failed] == [kind]
+    route = "photo_submit" if call == "generate_art_photo" else "video_submit"
+    assert requests(sim, route) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("auth", Kind.AUTH),
+        ("permission", Kind.AUTH),
+        ("content_policy", Kind.CONTENT_POLICY),
+        ("invalid_param", Kind.BAD_REQUEST),
+        ("unknown_model", Kind.BAD_REQUEST),
+        ("quota", Kind.QUOTA_EXHAUSTED),
+    ],
+)
+async def test_a_client_error_is_not_retried(photos: PhotoAPI, sim: SimServer, spec: str,
+                                             kind: Kind) -> None:
+    with pytest.raises(GiveUp) as caught:
+        await photos.generate_art_photo("全家福", headers=fault(spec))
+    assert caught.value.kind is kind
+    assert requests(sim, "photo_submit") == 1
+
+
+async def test_a_second_failure_gives_up_after_two_attempts(photos: PhotoAPI,
+                                                            sim: SimServer) -> None:
+    with pytest.raises(GiveUp) as caught:
+        await photos.generate_video("全家福", headers=fault("server_error"))
+    assert [a.number for a in caught.value.attempts] == [1, 2]
+    assert requests(sim, "video_submit") == 2
+
+
+# --- task status -------------------------------------------------------------------------------
+
+
+async def test_status_polls_are_retried_once(photos: PhotoAPI, sim: SimServer) -> None:
+    task_id = await photos.generate_art_photo("全家福")
+    task = await photos.get_task_status(task_id, headers=fault("server_error*1"))
+    assert task.status in ("queued", "processing", "succeeded")
+    assert requests(sim, "photo_task") == 2
+
+
+async def test_a_rate_limited_status_poll_waits_its_retry_after(photos: PhotoAPI,
+                                                                sim: SimServer) -> None:
+    task_id = await photos.generate_video("全家福")
+    started = time.monotonic()
+    await photos.get_video_task_status(task_id, headers=fault("poll_rate_limit*1"))
+    assert time.monotonic() - started >= 1.0
+    assert requests(sim, "video_task") == 2
+
+
+async def test_an_unknown_task_is_a_state_not_an_error(photos: PhotoAPI, sim: SimServer) -> None:
+    task = await photos.get_task_status("art-does-not-exist")
+    assert task.status == "unknown"
+    assert requests(sim, "photo_task") == 1
+
+
+# --- to the end ----------------------------------------------------------------------------------
+
+
+async def test_a_photo_and_a_video_are_made(photos: PhotoAPI, sim: SimServer) -> None:
+    photo = await photos.create_art_photo("全家福", style="watercolor")
+    assert photo.url is not None
+    assert ".png?" in photo.url
+    video = await photos.create_video("全家福动起来", image_url=photo.url, duration=2)
+    assert video.url is not None
+    assert ".gif?" in video.url
+
+
+@pytest.mark.parametrize("spec", ["task_stuck*1", "task_failed*1", "task_unknown*1"])
+async def test_a_task_that_cannot_finish_is_submitted_again(photos: PhotoAPI, sim: SimServer,
+                                                            spec: str) -> None:
+    photo = await photos.create_art_photo("全家福", headers=fault(spec))
+    assert photo.url
+    assert requests(sim, "photo_submit") == 2
+
+
+async def test_a_moderated_task_is_not_submitted_again(photos: PhotoAPI, sim: SimServer) -> None:
+    with pytest.raises(GiveUp) as caught:
+        await photos.create_art_photo("全家福",
+                                      headers=fault("task_failed:content_policy_violation"))
+    assert caught.value.kind is Kind.CONTENT_POLICY
+    assert isinstance(caught.value.__cause__, TaskFailed)
+    assert requests(sim, "photo_submit") == 1
+
+
+# --- payment -----------------------------------------------------------------------------------
+
+
+async def test_a_payment_is_placed_once(pay: PayAPI, sim: SimServer) -> None:
+    payment = await pay.transactions_jsapi(ORDER)
+    assert payment.prepay_id.startswith("wx")
+    assert charges(sim) == 1
+    order = await pay.query(ORDER.out_trade_no)
+    assert order is not None
+    assert order["trade_state"] == "SUCCESS"
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("server_error*1", Kind.SERVER_ERROR),  # refused before the charge
+        ("rate_limit:0*1", Kind.RATE_LIMITED),  # refused before the charge
+        ("reset*1", Kind.CONNECTION),  # the answer lost after the charge
+        ("hang*1", Kind.TIMEOUT),  # the answer never comes after the charge
+        ("bad_gateway_html*1", Kind.SERVER_ERROR),  # a proxy's page after the charge
+    ],
+)
+async def test_a_lost_payment_answer_is_retried_and_charged_once(pay: PayAPI, sim: SimServer,
+                                                                 spec: str, kind: Kind) -> None:
+    failed: list[Attempt] = []
+    policy = pay.payment_policy(ORDER, "发起支付").replace(on_retry=failed.append)
+    payment = await pay.transactions_jsapi(ORDER, headers=fault(spec), policy=policy)
+    assert payment.prepay_id
+    assert [a.kind for a in failed] == [kind]
+    assert requests(sim, "pay") == 2
+    assert charges(sim) == 1  # the order number kept the retry from charging again
+
+
+@pytest.mark.parametrize(("spec", "kind"), [("reset*1", Kind.CONNECTION),
+                                            ("hang*1", Kind.TIMEOUT)])
+async def test_without_an_idempotency_key_a_lost_answer_is_not_retried(
+    pay: PayAPI, sim: SimServer, spec: str, kind: Kind
+) -> None:
+    unkeyed = FAST.replace(idempotent=False)
+    with pytest.raises(GiveUp) as caught:
+        await pay.transactions_jsapi(ORDER, headers=fault(spec), policy=unkeyed)
+    assert caught.value.kind is kind
+    assert caught.value.last is not None
+    assert caught.value.last.reason == "not_idempotent"
+    assert requests(sim, "pay") == 1
+    assert charges(sim) == 1  # charged, though the client could not know: hence the key
+    again = await pay.retry_payment(ORDER)  # the user taps "pay" again: no second charge
+    assert again.prepay_id
+    assert charges(sim) == 1
+
+
+async def test_a_payment_that_never_left_is_retried_even_without_a_key() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with PayAPI(f"http://127.0.0.1:{port}/v3/pay", KEY,
+                      policy=FAST.replace(idempotent=False)) as nowhere:
+        with pytest.raises(GiveUp) as caught:
+            await nowhere.transactions_jsapi(ORDER, policy=nowhere.policy)
+    assert [a.kind for a in caught.value.attempts] == [Kind.CONNECTION, Kind.CONNECTION]
+
+
+async def test_retry_payment_returns_the_first_prepay_id(pay: PayAPI, sim: SimServer) -> None:
+    first = await pay.transactions_jsapi(ORDER)
+    again = await pay.retry_payment(ORDER, headers=fault("reset*1"))
+    assert again == first
+    assert charges(sim) == 1
+    assert sim.stats()["payments"]["by_out_trade_no"][ORDER.out_trade_no]["requests"] == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [("invalid_param", Kind.BAD_REQUEST), ("auth", Kind.AUTH), ("quota", Kind.QUOTA_EXHAUSTED)],
+)
+async def test_a_refused_payment_is_not_retried(pay: PayAPI, sim: SimServer, spec: str,
+                                                kind: Kind) -> None:
+    with pytest.raises(GiveUp) as caught:
+        await pay.transactions_jsapi(ORDER, headers=fault(spec))
+    assert caught.value.kind is kind
+    assert requests(sim, "pay") == 1
+    assert charges(sim) == 0
+
+
+async def test_an_order_number_reused_for_another_amount_is_refused(pay: PayAPI,
+                                                                   sim: SimServer) -> None:
+    await pay.transactions_jsapi(ORDER)
+    other = Order(ORDER.out_trade_no, ORDER.description, 1990, ORDER.openid)
+    with pytest.raises(GiveUp) as caught:
+        await pay.transactions_jsapi(other)
+    assert caught.value.kind is Kind.BAD_REQUEST
+    assert charges(sim) == 1
+
+
+# --- the runnable example ---------------------------------------------------------------------
+
+
+def test_the_example_runs_against_the_simulator(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with test_mode():  # the faults' 1 s backoffs are recorded, not slept
+        assert main(["--out", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "same prepay_id=True" in printed
+    assert "payment requests=3 charges=1" in printed
+    assert (tmp_path / "art_photo.png").stat().st_size > 0
+    assert (tmp_path / "video.gif").stat().st_size > 0

@@ -1,0 +1,232 @@
+"""The official ``dashscope`` SDK against the simulator's asynchronous image tasks."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import dashscope
+import httpx
+import pytest
+from dashscope import ImageSynthesis
+from PIL import Image
+
+from regen.sim import SimServer
+
+PROMPT = "一只在雪地里的红狐狸"
+
+
+@pytest.fixture(autouse=True)
+def point_sdk_at_sim(sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashscope, "base_http_api_url", sim.dashscope_base_url)
+    monkeypatch.setattr(dashscope, "api_key", "sk-dashscope-test")
+
+
+def submit(prompt: str = PROMPT, fault: str | None = None, **kwargs: Any) -> Any:
+    headers = {"X-Regen-Fault": fault} if fault else None
+    return ImageSynthesis.async_call(
+        model="wanx-v1", prompt=prompt, n=1, size="1024*1024", headers=headers, **kwargs
+    )
+
+
+def poll_until_final(task: Any, limit: float = 3.0) -> Any:
+    deadline = time.monotonic() + limit
+    while True:
+        response = ImageSynthesis.fetch(task)
+        status = response.output.task_status if response.output else None
+        if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_task_moves_from_pending_through_running_to_succeeded(sim: SimServer) -> None:
+    task = submit()
+    assert task.status_code == 200
+    assert task.output.task_status == "PENDING"
+    seen = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        status = ImageSynthesis.fetch(task).output.task_status
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == "SUCCEEDED":
+            break
+        time.sleep(0.03)
+    # The first poll may already miss the short PENDING window on a loaded machine.
+    assert seen in (["PENDING", "RUNNING", "SUCCEEDED"], ["RUNNING", "SUCCEEDED"])
+
+
+def test_succeeded_task_gives_a_downloadable_png_of_the_size(sim: SimServer) -> None:
+    task = ImageSynthesis.async_call(model="wan2.2-t2i-flash", prompt=PROMPT, n=1, size="720*1280")
+    result = poll_until_final(task)
+    assert result.output.task_status == "SUCCEEDED"
+    url = result.output.results[0].url
+    image = Image.open(io.BytesIO(httpx.get(url).content))
+    assert image.format == "PNG"
+    assert image.size == (720, 1280)
+    stats = sim.stats()
+    assert stats["prompts"][PROMPT]["produced"] == 1
+    task = stats["tasks"][result.output.task_id]
+    assert task["status"] == "SUCCEEDED"
+    assert task["polls"] >= 1
+
+
+def test_wait_and_call_return_the_final_task(sim: SimServer) -> None:
+    waited = ImageSynthesis.wait(submit("a lighthouse"))
+    assert waited.output.task_status == "SUCCEEDED"
+    called = ImageSynthesis.call(model="wanx-v1", prompt="a harbour", n=2, size="512*512")
+    assert called.status_code == 200
+    assert called.output.task_status == "SUCCEEDED"
+    assert [r.url is not None for r in called.output.results] == [True, True]
+
+
+def test_same_prompt_gives_the_same_image(sim: SimServer) -> None:
+    first = poll_until_final(submit("a cat"))
+    second = poll_until_final(submit("a cat"))
+    urls = [r.output.results[0].url for r in (first, second)]
+    assert httpx.get(urls[0]).content == httpx.get(urls[1]).content
+
+
+# --- refusals and faults, as the SDK returns them (it raises nothing) ------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("auth", 401, "InvalidApiKey"),
+        ("permission", 403, "AccessDenied"),
+        ("rate_limit", 429, "Throttling"),
+        ("rate_limit_burst", 429, "Throttling.RateQuota"),
+        ("retry_after_long", 429, "Throttling.AllocationQuota"),
+        ("quota", 400, "Arrearage"),
+        ("server_error", 500, "InternalError"),
+        ("overloaded", 503, "ServiceUnavailable"),
+        ("content_policy", 400, "DataInspectionFailed"),
+        ("invalid_param", 400, "InvalidParameter"),
+        ("unknown_model", 400, "InvalidParameter"),
+    ],
+)
+def test_submit_faults_come_back_as_responses(fault: str, status: int, code: str) -> None:
+    response = submit(fault=fault)
+    assert response.status_code == status
+    assert response.code == code
+    assert response.message
+
+
+def test_rate_limit_has_retry_after(sim: SimServer) -> None:
+    response = submit(fault="rate_limit:4")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "4"  # type: ignore[index]
+
+
+def test_bad_size_is_invalid_parameter() -> None:
+    response = ImageSynthesis.async_call(model="wanx-v1", prompt="a fox", size="1024x1024")
+    assert response.status_code == 400
+    assert response.code == "InvalidParameter"
+    assert "size" in response.message
+
+
+def test_unknown_model_is_invalid_parameter() -> None:
+    response = ImageSynthesis.async_call(model="wanx-v99", prompt="a fox")
+    assert (response.status_code, response.code) == (400, "InvalidParameter")
+
+
+def test_missing_key_is_401(sim: SimServer) -> None:
+    response = httpx.post(
+        f"{sim.dashscope_base_url}/services/aigc/text2image/image-synthesis",
+        json={"model": "wanx-v1", "input": {"prompt": "x"}},
+        headers={"X-DashScope-Async": "enable"},
+    )
+    assert response.status_code == 401
+    assert response.json()["code"] == "InvalidApiKey"
+    assert "request_id" in response.json()
+
+
+def test_sync_call_without_async_header_is_refused(sim: SimServer) -> None:
+    response = httpx.post(
+        f"{sim.dashscope_base_url}/services/aigc/text2image/image-synthesis",
+        json={"model": "wanx-v1", "input": {"prompt": "x"}},
+        headers={"Authorization": "Bearer sk-x"},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "AccessDenied"
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("task_failed", "InternalError"),
+        ("task_failed:DataInspectionFailed", "DataInspectionFailed"),
+    ],
+)
+def test_task_failed_ends_failed_with_output_code(fault: str, code: str) -> None:
+    result = poll_until_final(submit(fault=fault))
+    assert result.status_code == 200
+    assert result.output.task_status == "FAILED"
+    assert result.output.code == code
+    assert result.output.message
+
+
+def test_task_stuck_stays_running(sim: SimServer) -> None:
+    task = submit(fault="task_stuck")
+    time.sleep(0.4)  # longer than the task takes
+    assert ImageSynthesis.fetch(task).output.task_status == "RUNNING"
+    timed_out = ImageSynthesis.wait(task, wait_timeout=0.5)
+    assert timed_out.code == "WaitTaskTimeout"
+
+
+def test_task_unknown(sim: SimServer) -> None:
+    result = ImageSynthesis.fetch(submit(fault="task_unknown"))
+    assert result.output.task_status == "UNKNOWN"
+    assert ImageSynthesis.fetch("no-such-task").output.task_status == "UNKNOWN"
+
+
+def test_partial_results_leave_some_results_without_url(sim: SimServer) -> None:
+    task = ImageSynthesis.async_call(
+        model="wanx-v1", prompt="four boats", n=4, headers={"X-Regen-Fault": "partial_results"}
+    )
+    result = poll_until_final(task)
+    assert result.output.task_status == "SUCCEEDED"
+    has_url = [bool(item.url) for item in result.output.results]
+    assert has_url == [True, True, False, False]
+    assert result.output.results[3].code
+    assert sim.stats()["prompts"]["four boats"]["produced"] == 2
+
+
+def test_poll_rate_limit_refuses_the_first_poll_and_keeps_the_task(sim: SimServer) -> None:
+    task = submit(fault="poll_rate_limit")
+    throttled = ImageSynthesis.fetch(task)
+    assert throttled.status_code == 429
+    assert throttled.code == "Throttling"
+    assert poll_until_final(task).output.task_status == "SUCCEEDED"
+
+
+def test_missing_fields_submit_without_task_id() -> None:
+    response = submit(fault="missing_fields")
+    assert response.status_code == 200
+    assert response.output.task_id is None
+
+
+def test_missing_fields_results_without_url(sim: SimServer) -> None:
+    task = submit()
+    time.sleep(0.35)
+    response = httpx.get(
+        f"{sim.dashscope_base_url}/tasks/{task.output.task_id}",
+        headers={"Authorization": "Bearer sk-x", "X-Regen-Fault": "missing_fields"},
+    )
+    output = response.json()["output"]
+    assert output["task_status"] == "SUCCEEDED"
+    assert "url" not in output["results"][0]
+
+
+def test_bad_gateway_html_is_a_502_with_the_page_as_message() -> None:
+    response = submit(fault="bad_gateway_html")
+    assert response.status_code == 502
+    assert "502 Bad Gateway" in response.message
+
+
+def test_task_stuck_pending_variant(sim: SimServer) -> None:
+    task = submit(fault="task_stuck:PENDING")
+    time.sleep(0.4)
+    assert ImageSynthesis.fetch(task).output.task_status == "PENDING"
