@@ -53,8 +53,9 @@ def child(order: dict[str, Any]) -> None:
     transport = Transport(limit=max(256, concurrency))
     provider = OpenAIProvider(order["base_url"], "sk-bench", model="sim", transport=transport)
     flow = Flow("batch")
-    policy = Policy(attempts=10, timeout=30.0, wait=RETRY_WAIT, multiplier=1.0,
-                    max_wait=RETRY_WAIT, jitter=0.0)
+    policy = Policy(
+        attempts=10, timeout=30.0, wait=RETRY_WAIT, multiplier=1.0, max_wait=RETRY_WAIT, jitter=0.0
+    )
 
     def headlines(ctx: Any) -> Any:
         return (f"Summarise headline {i}" for i in range(items))
@@ -86,9 +87,23 @@ def child(order: dict[str, Any]) -> None:
 
 def start_sim(latency: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, "sim", "--port", "0", "--latency", latency,
-         "--faults", FAULTS, "--seed", str(SEED)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-c",
+            RUN_CLI,
+            "sim",
+            "--port",
+            "0",
+            "--latency",
+            latency,
+            "--faults",
+            FAULTS,
+            "--seed",
+            str(SEED),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
@@ -118,10 +133,13 @@ def sim_attempts(url: str) -> int:
 
 def run_batch(url: str, items: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="regen-batch-") as home:
-        order = {"base_url": f"{url}/v1", "items": items, "concurrency": concurrency,
-                 "home": home}
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(order)],
-                              capture_output=True, text=True, check=False)
+        order = {"base_url": f"{url}/v1", "items": items, "concurrency": concurrency, "home": home}
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(order)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         raise SystemExit(f"the regen process failed ({done.returncode}):\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -169,14 +187,20 @@ def main() -> None:
         "cpu_ms_per_item": result["cpu_s"] * 1000 / items,
     }
     out = sys.stderr if args.json else sys.stdout
-    print(f"{items} items, {attempts} attempts ({attempts - items} retries), latency "
-          f"{latency * 1000:g} ms, concurrency {args.concurrency}: run {result['status']}, "
-          f"{figures['succeeded']} succeeded, {figures['given_up']} gave up", file=out)
-    print(f"wall {wall:.2f} s, ideal {ideal:.2f} s: wall_vs_ideal "
-          f"{figures['wall_vs_ideal']:.3f} (bar ≤ {BAR_WALL_VS_IDEAL}); "
-          f"{figures['items_per_s']:.0f} items/s; peak RSS {result['peak_rss_mb']:.0f} MB "
-          f"(bar < {BAR_PEAK_RSS_MB:g}); regen's CPU {figures['cpu_ms_per_item']:.2f} ms "
-          "per item", file=out)
+    print(
+        f"{items} items, {attempts} attempts ({attempts - items} retries), latency "
+        f"{latency * 1000:g} ms, concurrency {args.concurrency}: run {result['status']}, "
+        f"{figures['succeeded']} succeeded, {figures['given_up']} gave up",
+        file=out,
+    )
+    print(
+        f"wall {wall:.2f} s, ideal {ideal:.2f} s: wall_vs_ideal "
+        f"{figures['wall_vs_ideal']:.3f} (bar ≤ {BAR_WALL_VS_IDEAL}); "
+        f"{figures['items_per_s']:.0f} items/s; peak RSS {result['peak_rss_mb']:.0f} MB "
+        f"(bar < {BAR_PEAK_RSS_MB:g}); regen's CPU {figures['cpu_ms_per_item']:.2f} ms "
+        "per item",
+        file=out,
+    )
     if args.json:
         print(json.dumps({**figures, "ratios": {"wall_vs_ideal": figures["wall_vs_ideal"]}}))
 

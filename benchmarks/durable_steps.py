@@ -78,8 +78,13 @@ class Dbos:
 
         self.n = n
         self.dbos = DBOS
-        DBOS(config={"name": "regen-bench", "log_level": "WARNING",
-                     "system_database_url": f"sqlite:///{folder / 'dbos.sqlite'}"})
+        DBOS(
+            config={
+                "name": "regen-bench",
+                "log_level": "WARNING",
+                "system_database_url": f"sqlite:///{folder / 'dbos.sqlite'}",
+            }
+        )
 
         @DBOS.step()
         def step(i: int) -> int:
@@ -171,8 +176,10 @@ class LangGraph:
             path = str(self.folder / "langgraph-async.sqlite")
             async with AsyncSqliteSaver.from_conn_string(path) as saver:
                 app = self.agraph.compile(checkpointer=saver)
-                config = {"configurable": {"thread_id": uuid.uuid4().hex},
-                          "recursion_limit": self.n + 10}
+                config = {
+                    "configurable": {"thread_id": uuid.uuid4().hex},
+                    "recursion_limit": self.n + 10,
+                }
                 started = time.perf_counter()
                 await app.ainvoke({"x": 0}, config)
                 return (time.perf_counter() - started) / self.n
@@ -210,8 +217,12 @@ class Raw:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="steps per flow (regen, raw)")
-    parser.add_argument("--peer-steps", type=int, default=30,
-                        help="steps per workflow for DBOS and LangGraph (they are slower)")
+    parser.add_argument(
+        "--peer-steps",
+        type=int,
+        default=30,
+        help="steps per workflow for DBOS and LangGraph (they are slower)",
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
@@ -258,8 +269,17 @@ def main() -> None:
     for name, value in ratios.items():
         print(f"{name}: {value:.3f}")
     if args.json:
-        print(json.dumps({"us_per_step": us, "steps": args.steps, "peer_steps": args.peer_steps,
-                          "repeat": args.repeat, "ratios": ratios}))
+        print(
+            json.dumps(
+                {
+                    "us_per_step": us,
+                    "steps": args.steps,
+                    "peer_steps": args.peer_steps,
+                    "repeat": args.repeat,
+                    "ratios": ratios,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

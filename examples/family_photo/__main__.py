@@ -46,8 +46,9 @@ async def run(base_url: str, api_key: str, out: Path, *, faults: bool) -> dict[s
         photos = PhotoAPI(f"{base_url}/photo/v1", api_key, transport=transport)
         pay = PayAPI(f"{base_url}/v3/pay", api_key, transport=transport)
 
-        task_id = await photos.generate_art_photo("全家福，春节，水彩风格", style="watercolor",
-                                                  headers=fault("server_error*1"))
+        task_id = await photos.generate_art_photo(
+            "全家福，春节，水彩风格", style="watercolor", headers=fault("server_error*1")
+        )
         photo = await photos.get_task_status(task_id)
         while photo.state is not None and not photo.state.final:
             await asyncio.sleep(0.3)
@@ -60,8 +61,7 @@ async def run(base_url: str, api_key: str, out: Path, *, faults: bool) -> dict[s
 
         video = await photos.create_video("全家福动起来", image_url=photo.url, duration=3)
         # The same status call the front end polls, rate-limited once on the way.
-        video = await photos.get_video_task_status(video.task_id,
-                                                   headers=fault("rate_limit:1*1"))
+        video = await photos.get_video_task_status(video.task_id, headers=fault("rate_limit:1*1"))
         clip = await download_image(video.url or "", transport=transport)
         video_path = clip.save(out / f"video{clip.info.extension}")
         print(f"video       {video.task_id}: {clip.info.format} -> {video_path}")
@@ -76,27 +76,36 @@ async def run(base_url: str, api_key: str, out: Path, *, faults: bool) -> dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.family_photo",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default=os.environ.get("FAMILY_PHOTO_BASE_URL"),
-                        help="the API's root URL (default: start the simulator)")
-    parser.add_argument("--api-key", default=os.environ.get("FAMILY_PHOTO_API_KEY",
-                                                            "sk-family-photo-demo-0000"))
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.family_photo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("FAMILY_PHOTO_BASE_URL"),
+        help="the API's root URL (default: start the simulator)",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("FAMILY_PHOTO_API_KEY", "sk-family-photo-demo-0000")
+    )
     parser.add_argument("--out", type=Path, default=Path("family_photo_out"))
-    parser.add_argument("--no-faults", action="store_true",
-                        help="do not ask the simulator for faults")
+    parser.add_argument(
+        "--no-faults", action="store_true", help="do not ask the simulator for faults"
+    )
     parser.add_argument("--quiet", action="store_true", help="no retry log lines")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     handler = None if args.quiet else seed_logs.install()
     try:
         with _server(args.base_url) as (base_url, sim):
-            asyncio.run(run(base_url, args.api_key, args.out,
-                            faults=sim is not None and not args.no_faults))
+            asyncio.run(
+                run(base_url, args.api_key, args.out, faults=sim is not None and not args.no_faults)
+            )
             if sim is not None:
                 payments = sim.stats()["payments"]
-                print(f"simulator   payment requests={payments['requests']} "
-                      f"charges={payments['charges']}")
+                print(
+                    f"simulator   payment requests={payments['requests']} "
+                    f"charges={payments['charges']}"
+                )
     finally:
         if handler is not None:
             import logging  # noqa: PLC0415 - only to undo install()

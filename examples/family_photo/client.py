@@ -81,16 +81,23 @@ class PhotoAPI(BaseProvider):
     default_base_url: ClassVar[str] = "http://127.0.0.1:8900/photo/v1"
     default_policy: ClassVar[Policy] = SEED_POLICY
 
-    def __init__(self, base_url: str | None = None, api_key: str | Secret | None = None, *,
-                 policy: Policy | None = None, transport: Transport | None = None,
-                 polling: Polling | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | Secret | None = None,
+        *,
+        policy: Policy | None = None,
+        transport: Transport | None = None,
+        polling: Polling | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, name="photo", policy=policy, transport=transport)
         self.polling = polling or POLLING
 
     # --- one try each ---------------------------------------------------------------------
 
-    async def _submit(self, path: str, body: Mapping[str, Any],
-                      headers: Mapping[str, str] | None) -> str:
+    async def _submit(
+        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> str:
         response = await self._send("POST", path, json_body=dict(body), headers=headers)
         reply = self.json_of(response, f"POST {path}")
         task_id = reply.get("task_id")
@@ -98,8 +105,9 @@ class PhotoAPI(BaseProvider):
             raise self.missing(f"POST {path}", "task_id", response.status)
         return task_id
 
-    async def _status(self, path: str, kind: str, task_id: str,
-                      headers: Mapping[str, str] | None) -> PhotoTask:
+    async def _status(
+        self, path: str, kind: str, task_id: str, headers: Mapping[str, str] | None
+    ) -> PhotoTask:
         response = await self._send("GET", f"{path}/{task_id}", headers=headers)
         if response.status == 404:
             # Unknown or expired: not an error of the poll, a state of the task (submit again).
@@ -109,9 +117,12 @@ class PhotoAPI(BaseProvider):
         if not isinstance(status, str):
             raise self.missing(f"GET {path}", "status", response.status)
         return PhotoTask(
-            task_id=task_id, kind=kind, status=status,
+            task_id=task_id,
+            kind=kind,
+            status=status,
             progress=int(reply.get("progress") or 0),
-            result=reply.get("result") or {}, error=reply.get("error"),
+            result=reply.get("result") or {},
+            error=reply.get("error"),
         )
 
     # --- the seed's four photo/video calls, each retried once --------------------------------
@@ -119,35 +130,49 @@ class PhotoAPI(BaseProvider):
     def _seed(self, operation: str) -> Policy:
         return self.policy.replace(operation=operation)
 
-    async def generate_art_photo(self, prompt: str, *, style: str | None = None,
-                                 size: str = "1024x1024",
-                                 headers: Mapping[str, str] | None = None) -> str:
+    async def generate_art_photo(
+        self,
+        prompt: str,
+        *,
+        style: str | None = None,
+        size: str = "1024x1024",
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         """生成艺术照: submit an art photo; its task id."""
         body: dict[str, Any] = {"prompt": prompt, "size": size}
         if style is not None:
             body["style"] = style
         return await self._seed("生成艺术照").acall(self._submit, "art-photos", body, headers)
 
-    async def get_task_status(self, task_id: str, *,
-                              headers: Mapping[str, str] | None = None) -> PhotoTask:
+    async def get_task_status(
+        self, task_id: str, *, headers: Mapping[str, str] | None = None
+    ) -> PhotoTask:
         """任务状态查询: an art photo task's status (``unknown`` for an id it forgot)."""
-        return await self._seed("任务状态查询").acall(self._status, "tasks", "photo", task_id,
-                                                       headers)
+        return await self._seed("任务状态查询").acall(
+            self._status, "tasks", "photo", task_id, headers
+        )
 
-    async def generate_video(self, prompt: str, *, image_url: str | None = None,
-                             duration: int = 5,
-                             headers: Mapping[str, str] | None = None) -> str:
+    async def generate_video(
+        self,
+        prompt: str,
+        *,
+        image_url: str | None = None,
+        duration: int = 5,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         """生成视频: submit a video (optionally from a photo); its task id."""
         body: dict[str, Any] = {"prompt": prompt, "duration": duration}
         if image_url is not None:
             body["image_url"] = image_url
         return await self._seed("生成视频").acall(self._submit, "videos", body, headers)
 
-    async def get_video_task_status(self, task_id: str, *,
-                                    headers: Mapping[str, str] | None = None) -> PhotoTask:
+    async def get_video_task_status(
+        self, task_id: str, *, headers: Mapping[str, str] | None = None
+    ) -> PhotoTask:
         """视频任务状态查询: a video task's status."""
-        return await self._seed("视频任务状态查询").acall(self._status, "videos", "video",
-                                                          task_id, headers)
+        return await self._seed("视频任务状态查询").acall(
+            self._status, "videos", "video", task_id, headers
+        )
 
     # --- submit and poll to the end -----------------------------------------------------------
 
@@ -156,17 +181,30 @@ class PhotoAPI(BaseProvider):
         code = str((task.error or {}).get("code") or "failed")
         kind = Kind.CONTENT_POLICY if "content_policy" in code else Kind.SERVER_ERROR
         message = (task.error or {}).get("message") or state
-        return TaskFailed(f"{task.kind} task {task.task_id} {state}: {code}: {message}",
-                          Failure.of(kind, code), task_id=task.task_id, code=code,
-                          provider="photo")
+        return TaskFailed(
+            f"{task.kind} task {task.task_id} {state}: {code}: {message}",
+            Failure.of(kind, code),
+            task_id=task.task_id,
+            code=code,
+            provider="photo",
+        )
 
     async def _until_done(self, submit: Any, poll: Any, operation: str) -> PhotoTask:
         # The outer policy resubmits only on task-level failures (stuck, forgotten, failed
         # internally). A submit or poll that used up its own retry raises GiveUp, which no
         # policy retries again, so retries never multiply across the two layers.
-        task: PhotoTask = await self._seed(operation).replace(timeout=None).acall(
-            submit_and_poll, submit, poll, lambda t: t.status, polling=self.polling,
-            failed=self._failed, provider=self.name,
+        task: PhotoTask = (
+            await self._seed(operation)
+            .replace(timeout=None)
+            .acall(
+                submit_and_poll,
+                submit,
+                poll,
+                lambda t: t.status,
+                polling=self.polling,
+                failed=self._failed,
+                provider=self.name,
+            )
         )
         return task
 
@@ -174,14 +212,14 @@ class PhotoAPI(BaseProvider):
         """Generate an art photo and poll it to the end; a stuck, forgotten or internally
         failed task is submitted again (once), a moderated one is not."""
         return await self._until_done(
-            lambda: self.generate_art_photo(prompt, **options), self.get_task_status,
-            "艺术照任务")
+            lambda: self.generate_art_photo(prompt, **options), self.get_task_status, "艺术照任务"
+        )
 
     async def create_video(self, prompt: str, **options: Any) -> PhotoTask:
         """Generate a video and poll it to the end (as :meth:`create_art_photo`)."""
         return await self._until_done(
-            lambda: self.generate_video(prompt, **options), self.get_video_task_status,
-            "视频任务")
+            lambda: self.generate_video(prompt, **options), self.get_video_task_status, "视频任务"
+        )
 
 
 def _pay_classifier(exc: BaseException) -> Failure | None:
@@ -198,18 +236,28 @@ class PayAPI(BaseProvider):
     default_base_url: ClassVar[str] = "http://127.0.0.1:8900/v3/pay"
     default_policy: ClassVar[Policy] = SEED_POLICY
 
-    def __init__(self, base_url: str | None = None, api_key: str | Secret | None = None, *,
-                 appid: str = "wx_sim_appid_0001", mchid: str = "1900000109",
-                 notify_url: str = "https://example.invalid/pay/notify",
-                 policy: Policy | None = None, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | Secret | None = None,
+        *,
+        appid: str = "wx_sim_appid_0001",
+        mchid: str = "1900000109",
+        notify_url: str = "https://example.invalid/pay/notify",
+        policy: Policy | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, name="wechatpay", policy=policy, transport=transport)
         self.appid, self.mchid, self.notify_url = appid, mchid, notify_url
 
     def payment_policy(self, order: Order, operation: str) -> Policy:
         """The seed's policy for a payment: not idempotent, keyed by its order number."""
-        return self.policy.replace(operation=operation, idempotent=False,
-                                   idempotency_key=order.out_trade_no,
-                                   classifier=_pay_classifier)
+        return self.policy.replace(
+            operation=operation,
+            idempotent=False,
+            idempotency_key=order.out_trade_no,
+            classifier=_pay_classifier,
+        )
 
     async def _place(self, order: Order, headers: Mapping[str, str] | None) -> Payment:
         body = {
@@ -230,15 +278,20 @@ class PayAPI(BaseProvider):
             raise self.missing("transactions/jsapi", "prepay_id", response.status)
         return Payment(order.out_trade_no, prepay_id)
 
-    async def transactions_jsapi(self, order: Order, *,
-                                 headers: Mapping[str, str] | None = None,
-                                 policy: Policy | None = None) -> Payment:
+    async def transactions_jsapi(
+        self,
+        order: Order,
+        *,
+        headers: Mapping[str, str] | None = None,
+        policy: Policy | None = None,
+    ) -> Payment:
         """发起支付: place the order (``wechatPayment.transactions_jsapi``)."""
         chosen = policy or self.payment_policy(order, "发起支付")
         return await chosen.acall(self._place, order, headers)
 
-    async def retry_payment(self, order: Order, *,
-                            headers: Mapping[str, str] | None = None) -> Payment:
+    async def retry_payment(
+        self, order: Order, *, headers: Mapping[str, str] | None = None
+    ) -> Payment:
         """重试支付: the user taps "pay" again; the same order number is never charged twice."""
         return await self.payment_policy(order, "重试支付").acall(self._place, order, headers)
 

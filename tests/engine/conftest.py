@@ -20,8 +20,9 @@ def clock() -> Iterator[FakeClock]:
 
 @pytest.fixture
 def engine(tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
-    eng = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path,
-                 settings=Settings(lease_ttl=30.0))
+    eng = Engine(
+        f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path, settings=Settings(lease_ttl=30.0)
+    )
     try:
         yield eng
     finally:

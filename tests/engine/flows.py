@@ -31,8 +31,11 @@ async def publish(ctx):
 crashy = Flow("crashy", params={"n": Param(int, default=200), "log": str})
 
 
-@crashy.map(items=lambda ctx: range(ctx.params["n"]), concurrency=1,
-            policy=Policy(attempts=3, wait=0.0, timeout=None))
+@crashy.map(
+    items=lambda ctx: range(ctx.params["n"]),
+    concurrency=1,
+    policy=Policy(attempts=3, wait=0.0, timeout=None),
+)
 def side_effect(ctx, item):
     # The side effect: one line per execution of the item's work.
     with Path(ctx.params["log"]).open("a") as log:

@@ -14,8 +14,9 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _last_json_line(*args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     figures: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
@@ -23,8 +24,16 @@ def _last_json_line(*args: str) -> dict[str, object]:
 
 @pytest.mark.timeout(150)
 def test_the_batch_benchmark_runs_and_reports_its_figures() -> None:
-    figures = _last_json_line(str(BENCHMARKS / "batch.py"), "--items", "50", "--latency",
-                              "20ms", "--concurrency", "8", "--json")
+    figures = _last_json_line(
+        str(BENCHMARKS / "batch.py"),
+        "--items",
+        "50",
+        "--latency",
+        "20ms",
+        "--concurrency",
+        "8",
+        "--json",
+    )
     assert figures["items"] == 50
     assert figures["latency_ms"] == 20
     assert figures["concurrency"] == 8

@@ -29,8 +29,9 @@ def _counts(log: Path) -> collections.Counter[int]:
 
 def _succeeded(engine: Engine, run_id: str) -> set[int]:
     done, after = set(), -1
-    while items := engine.items(run_id, "side_effect", status=ItemStatus.SUCCEEDED,
-                                after=after, limit=1000):
+    while items := engine.items(
+        run_id, "side_effect", status=ItemStatus.SUCCEEDED, after=after, limit=1000
+    ):
         done.update(i.idx for i in items)
         after = items[-1].idx
     return done
@@ -39,7 +40,8 @@ def _succeeded(engine: Engine, run_id: str) -> set[int]:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     db, home = tmp_path / "regen.db", tmp_path
     engine = Engine(f"sqlite:///{db}", home=home)
     logs = {}
@@ -48,9 +50,15 @@ def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
         run = engine.start(crashy, {"n": ITEMS, "log": str(log)}).run
         logs[run.id] = log
     rng = random.Random(int(os.environ.get("REGEN_CRASH_SEED", "7")))
-    env = {**os.environ, "REGEN_LEASE_TTL_S": "1", "CRASHY_FLAKY": "1",
-           "REGEN_FAULT_POINT": ("after_item_work:0.01,before_commit:0.004,after_commit:0.004,"
-                                 "after_step_work:0.3,after_claim:0.05")}
+    env = {
+        **os.environ,
+        "REGEN_LEASE_TTL_S": "1",
+        "CRASHY_FLAKY": "1",
+        "REGEN_FAULT_POINT": (
+            "after_item_work:0.01,before_commit:0.004,after_commit:0.004,"
+            "after_step_work:0.3,after_claim:0.05"
+        ),
+    }
     kills = 0
     frozen: dict[tuple[str, int], int] = {}  # committed items and their effect counts then
     started = time.monotonic()

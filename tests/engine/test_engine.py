@@ -39,8 +39,7 @@ def pipeline(calls: list[str], fail: dict[str, int], *, max_retries: int = 0) ->
         step.__name__ = name
         return step
 
-    for name in ("fetch_papers", "openai_analyze", "render_images", "build_payload",
-                 "publish_mcp"):
+    for name in ("fetch_papers", "openai_analyze", "render_images", "build_payload", "publish_mcp"):
         flow.step()(make(name))
     return flow
 
@@ -61,7 +60,10 @@ async def test_steps_run_in_order_and_each_result_is_checkpointed(engine: Engine
     assert [s.status for s in detail.steps] == [StepStatus.SUCCEEDED] * 5
     outputs = detail.to_dict()["checkpoint"]["step_outputs"]
     assert outputs["build_payload"]["output"]["saw"] == [
-        "fetch_papers", "openai_analyze", "render_images"]
+        "fetch_papers",
+        "openai_analyze",
+        "render_images",
+    ]
     assert all(o["timestamp"] is not None for o in outputs.values())
 
 
@@ -75,7 +77,7 @@ async def test_retry_resumes_from_the_failed_step_keeping_earlier_results(engine
     assert detail.last_successful_step == "openai_analyze"
     assert detail.resumable
     assert detail.run.error is not None
-    assert 'render_images broke' in detail.run.error['message']
+    assert "render_images broke" in detail.run.error["message"]
     calls.clear()
     engine.retry(run.id)
     run = await engine.execute(run.id)
@@ -116,8 +118,9 @@ async def test_a_retried_step_is_never_served_from_the_cache(engine: Engine) -> 
     assert engine.detail(first.id).steps[0].output == 2
 
 
-async def test_automatic_retries_wait_and_resume_then_stop(engine: Engine,
-                                                           clock: FakeClock) -> None:
+async def test_automatic_retries_wait_and_resume_then_stop(
+    engine: Engine, clock: FakeClock
+) -> None:
     calls: list[str] = []
     flow = pipeline(calls, {"build_payload": 2}, max_retries=3)
     run = await engine.run(flow)
@@ -201,8 +204,10 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
     run = await task
     assert run.status is RunStatus.CANCELLED
     assert calls == ["first"]
-    assert [s.status for s in engine.detail(run.id).steps] == [StepStatus.SUCCEEDED,
-                                                                StepStatus.SKIPPED]
+    assert [s.status for s in engine.detail(run.id).steps] == [
+        StepStatus.SUCCEEDED,
+        StepStatus.SKIPPED,
+    ]
 
 
 async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:
@@ -280,8 +285,8 @@ async def test_a_follower_sees_events_as_they_are_written(engine: Engine) -> Non
     await asyncio.wait_for(reader(), 10)
     await task
     assert seen[-1] == "run.succeeded"
-    assert 'stage_update' in seen
-    assert 'log' in seen
+    assert "stage_update" in seen
+    assert "log" in seen
 
 
 async def test_apps_cannot_emit_the_engines_own_event_types(engine: Engine) -> None:
@@ -328,8 +333,9 @@ async def test_worker_runs_queued_runs(engine: Engine) -> None:
     assert {engine.get_run(i).status for i in ids} == {RunStatus.SUCCEEDED}
 
 
-async def test_an_expired_lease_lets_another_process_take_over(engine: Engine,
-                                                                clock: FakeClock) -> None:
+async def test_an_expired_lease_lets_another_process_take_over(
+    engine: Engine, clock: FakeClock
+) -> None:
     calls: list[str] = []
     flow = pipeline(calls, {})
     started = engine.start(flow)
@@ -337,9 +343,17 @@ async def test_an_expired_lease_lets_another_process_take_over(engine: Engine,
 
     claimed = engine.store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
     assert claimed is not None
-    engine.store.commit([Batch(claimed.lease, [StartStep(0, clock.wall()),
-                                               EndStep(0, StepStatus.SUCCEEDED, clock.wall(),
-                                                       '{"step":"fetch_papers"}')])])
+    engine.store.commit(
+        [
+            Batch(
+                claimed.lease,
+                [
+                    StartStep(0, clock.wall()),
+                    EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
+                ],
+            )
+        ]
+    )
     assert (await engine.execute(started.run.id)).status is RunStatus.RUNNING  # still leased
     clock.advance(31.0)
     run = await engine.execute(started.run.id)

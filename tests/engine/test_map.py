@@ -18,7 +18,8 @@ FAST = Policy(attempts=3, wait=0.1, multiplier=1.0, timeout=None)
 
 
 async def test_an_item_that_runs_out_of_attempts_is_given_up_and_the_run_goes_on(
-        engine: Engine) -> None:
+    engine: Engine,
+) -> None:
     flow = Flow("posts", params={"posts": list})
 
     @flow.map(items="params.posts", policy=FAST, key=lambda p: p["id"])
@@ -38,7 +39,7 @@ async def test_an_item_that_runs_out_of_attempts_is_given_up_and_the_run_goes_on
     assert detail.steps[1].output == ["a.png", "c.png"]
     given_up = engine.items(run.id, "illustrate", status="given_up")
     assert len(given_up) == 1
-    assert given_up[0].key == 'b'
+    assert given_up[0].key == "b"
     assert len(given_up[0].attempts) == 3
     assert given_up[0].attempts[0]["kind"] == "timeout"
     assert len(given_up[0].errors) == 3
@@ -91,12 +92,15 @@ async def test_quota_stops_at_k_successes_and_skips_the_rest(engine: Engine) -> 
     in_flight = {"now": 0, "max": 0, "succeeded": 0}
     flow = Flow("backfill", params={"count": int})
 
-    @flow.map(items=lambda ctx: range(ctx.params["count"] * 5), concurrency=8,
-              quota="params.count", policy=Policy(attempts=2, wait=0.0, timeout=None))
+    @flow.map(
+        items=lambda ctx: range(ctx.params["count"] * 5),
+        concurrency=8,
+        quota="params.count",
+        policy=Policy(attempts=2, wait=0.0, timeout=None),
+    )
     async def candidate(ctx, item):
         in_flight["now"] += 1
-        in_flight["max"] = max(in_flight["max"],
-                               in_flight["now"] + in_flight["succeeded"])
+        in_flight["max"] = max(in_flight["max"], in_flight["now"] + in_flight["succeeded"])
         await asyncio.sleep(0.001)
         in_flight["now"] -= 1
         if item % 3 == 0:
@@ -107,8 +111,8 @@ async def test_quota_stops_at_k_successes_and_skips_the_rest(engine: Engine) -> 
     run = await engine.run(flow, {"count": 3})
     assert run.status is RunStatus.SUCCEEDED
     out = engine.detail(run.id).steps[0].output
-    assert out['succeeded'] == 3
-    assert out['total'] == 15
+    assert out["succeeded"] == 3
+    assert out["total"] == 15
     assert in_flight["max"] <= 3  # never more than K - succeeded in flight
     assert out["skipped"] == 15 - out["succeeded"] - out["given_up"]
     statuses = [i.status for i in engine.items(run.id, "candidate")]
@@ -139,8 +143,11 @@ async def test_waits_between_attempts_do_not_hold_a_slot(engine: Engine) -> None
     try:
         flow = Flow("slots")
 
-        @flow.map(items=lambda ctx: range(4), concurrency=1,
-                  policy=Policy(attempts=2, wait=0.3, multiplier=1.0, timeout=None))
+        @flow.map(
+            items=lambda ctx: range(4),
+            concurrency=1,
+            policy=Policy(attempts=2, wait=0.3, multiplier=1.0, timeout=None),
+        )
         async def c(ctx, item):
             order.append(f"{item}")
             if item == 0 and order.count("0") == 1:
@@ -212,10 +219,14 @@ async def test_item_results_can_be_reused_from_the_cache(engine: Engine) -> None
     assert items[0].output == "img:cat"
 
 
-async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine,
-                                                                tmp_path) -> None:
-    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (640).to_bytes(4, "big")
-           + (360).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00" + b"\x00" * 32)
+async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, tmp_path) -> None:
+    png = (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+        + (640).to_bytes(4, "big")
+        + (360).to_bytes(4, "big")
+        + b"\x08\x02\x00\x00\x00"
+        + b"\x00" * 32
+    )
     flow = Flow("art")
 
     @flow.map(items=lambda ctx: range(2), policy=Policy(attempts=1, timeout=None))
@@ -229,19 +240,28 @@ async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine,
     assert (ref["width"], ref["height"], ref["content_type"]) == (640, 360, "image/png")
     path = engine.artifacts.path(ref)
     assert path.parent.parent == tmp_path / "artifacts"
-    assert path.parent.name == ref['artifact'][:2]
+    assert path.parent.name == ref["artifact"][:2]
     assert path.read_bytes() == png
     # Unreferenced artifacts go when their runs are gone.
-    engine.store.collect(checkpoints_before=0, runs_before=10**12,
-                         artifacts_before=10**12, now=0, remove_file=engine.artifacts.blobs.remove)
+    engine.store.collect(
+        checkpoints_before=0,
+        runs_before=10**12,
+        artifacts_before=10**12,
+        now=0,
+        remove_file=engine.artifacts.blobs.remove,
+    )
     assert not path.exists()
 
 
 def test_jpeg_and_gif_sizes_are_read_from_headers() -> None:
 
-    jpeg = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-            b"\xff\xc0\x00\x11\x08" + (480).to_bytes(2, "big") + (800).to_bytes(2, "big")
-            + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01")
+    jpeg = (
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        b"\xff\xc0\x00\x11\x08"
+        + (480).to_bytes(2, "big")
+        + (800).to_bytes(2, "big")
+        + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    )
     assert sniff(jpeg) == ("image/jpeg", 800, 480)
     assert sniff(b"GIF89a\x10\x00\x20\x00") == ("image/gif", 16, 32)
     assert sniff(b"<html>oops</html>")[0] == "application/octet-stream"
@@ -260,10 +280,10 @@ async def test_attempt_failures_and_progress_are_in_the_event_log(engine: Engine
     events = engine.read_events(run.id)
     failed = [e.data for e in events if e.type == "attempt.failed"]
     assert failed
-    assert failed[0]['kind'] == 'server_error'
-    assert failed[0]['status'] == 503
+    assert failed[0]["kind"] == "server_error"
+    assert failed[0]["status"] == 503
     assert failed[0]["wait"] == pytest.approx(0.1)
     progress = [e.data for e in events if e.type == "progress"]
-    assert progress[-1]['current'] == 3
-    assert progress[-1]['total'] == 3
+    assert progress[-1]["current"] == 3
+    assert progress[-1]["total"] == 3
     assert json.dumps([e.to_dict() for e in events])

@@ -23,8 +23,9 @@ def chapter(cuts: dict[str, int]) -> Flow:
                 raise Retryable("stream cut", kind="connection")
             yield word
         ctx.emit("complete", {"options": ["left", "right"]})
-        ctx.set_output({"title": "Chapter 3", "text": "Once upon a time.",
-                        "options": ["left", "right"]})
+        ctx.set_output(
+            {"title": "Chapter 3", "text": "Once upon a time.", "options": ["left", "right"]}
+        )
 
     return flow
 
@@ -37,7 +38,11 @@ async def test_chunks_carry_their_attempt_and_a_cut_attempt_is_reset(engine: Eng
     reset = types.index("stream.reset")
     assert [d["attempt"] for t, d in events[:reset] if t == "chunk"] == [1, 1]
     assert [d["text"] for t, d in events[reset:] if t == "chunk"] == [
-        "Once ", "upon ", "a ", "time."]
+        "Once ",
+        "upon ",
+        "a ",
+        "time.",
+    ]
     assert all(d["attempt"] == 2 for t, d in events[reset:] if t == "chunk")
     assert types.index("summary") < types.index("chunk")
     assert types.index("complete") > len(types) - 6
@@ -54,16 +59,26 @@ async def test_a_stream_that_never_completes_returns_no_partial_output(engine: E
     assert types.count("stream.reset") == 3  # every cut attempt, the last one included
 
 
-async def test_a_stream_taken_over_after_a_crash_is_reset_first(engine: Engine,
-                                                                clock: FakeClock) -> None:
+async def test_a_stream_taken_over_after_a_crash_is_reset_first(
+    engine: Engine, clock: FakeClock
+) -> None:
 
     flow = chapter({"left": 0})
     started = engine.start(flow)
     dead = engine.store.claim("dead", 30.0, clock.wall(), run_id=started.run.id)
     assert dead is not None
-    engine.store.commit([Batch(dead.lease, [
-        StartStep(0, clock.wall()), CountAttempt(0, 1),
-        AddEvent("chunk", '{"text":"Once ","attempt":1}', clock.wall())])])
+    engine.store.commit(
+        [
+            Batch(
+                dead.lease,
+                [
+                    StartStep(0, clock.wall()),
+                    CountAttempt(0, 1),
+                    AddEvent("chunk", '{"text":"Once ","attempt":1}', clock.wall()),
+                ],
+            )
+        ]
+    )
     clock.advance(60)
     run = await engine.execute(started.run.id)
     assert run.status is RunStatus.SUCCEEDED

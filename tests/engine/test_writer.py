@@ -38,19 +38,18 @@ def _log(text: str) -> AddEvent:
     return AddEvent("log", f'{{"message":"{text}"}}', 2.0)
 
 
-async def test_commits_awaited_in_one_turn_of_the_loop_share_a_transaction(
-        tmp_path: Path) -> None:
+async def test_commits_awaited_in_one_turn_of_the_loop_share_a_transaction(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "regen.db")
     counting = Counting(store)
     writer = Writer(counting, lambda lease, commit: None)  # type: ignore[arg-type]
     try:
         lease = _lease(store)
-        results = await asyncio.gather(*(writer.commit(lease, [_log(str(i))])
-                                         for i in range(20)))
+        results = await asyncio.gather(*(writer.commit(lease, [_log(str(i))]) for i in range(20)))
         assert all(r.ok for r in results)
         assert counting.commits == [20]
         assert [e.data["message"] for e in store.read_events("r1")[-20:]] == [
-            str(i) for i in range(20)]
+            str(i) for i in range(20)
+        ]
     finally:
         writer.close()
         store.close()
@@ -74,7 +73,8 @@ async def test_queued_writes_go_first_with_the_next_commit(tmp_path: Path) -> No
 
 
 def test_writes_from_another_thread_are_committed_without_waiting_for_anyone(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     store = SQLiteStore(tmp_path / "regen.db")
     writer = Writer(store, lambda lease, commit: None)
     try:

@@ -84,8 +84,9 @@ def test_the_seed_policy_is_one_retry_and_30_seconds() -> None:
         ("missing_fields*1", Kind.BAD_RESPONSE),
     ],
 )
-async def test_a_submission_is_retried_once(photos: PhotoAPI, sim: SimServer, call: str,
-                                            spec: str, kind: Kind) -> None:
+async def test_a_submission_is_retried_once(
+    photos: PhotoAPI, sim: SimServer, call: str, spec: str, kind: Kind
+) -> None:
     failed: list[Attempt] = []
     photos.policy = FAST.replace(on_retry=failed.append)
     task_id = await getattr(photos, call)("全家福", headers=fault(spec))
@@ -106,16 +107,18 @@ async def test_a_submission_is_retried_once(photos: PhotoAPI, sim: SimServer, ca
         ("quota", Kind.QUOTA_EXHAUSTED),
     ],
 )
-async def test_a_client_error_is_not_retried(photos: PhotoAPI, sim: SimServer, spec: str,
-                                             kind: Kind) -> None:
+async def test_a_client_error_is_not_retried(
+    photos: PhotoAPI, sim: SimServer, spec: str, kind: Kind
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await photos.generate_art_photo("全家福", headers=fault(spec))
     assert caught.value.kind is kind
     assert requests(sim, "photo_submit") == 1
 
 
-async def test_a_second_failure_gives_up_after_two_attempts(photos: PhotoAPI,
-                                                            sim: SimServer) -> None:
+async def test_a_second_failure_gives_up_after_two_attempts(
+    photos: PhotoAPI, sim: SimServer
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await photos.generate_video("全家福", headers=fault("server_error"))
     assert [a.number for a in caught.value.attempts] == [1, 2]
@@ -132,8 +135,9 @@ async def test_status_polls_are_retried_once(photos: PhotoAPI, sim: SimServer) -
     assert requests(sim, "photo_task") == 2
 
 
-async def test_a_rate_limited_status_poll_waits_its_retry_after(photos: PhotoAPI,
-                                                                sim: SimServer) -> None:
+async def test_a_rate_limited_status_poll_waits_its_retry_after(
+    photos: PhotoAPI, sim: SimServer
+) -> None:
     task_id = await photos.generate_video("全家福")
     started = time.monotonic()
     await photos.get_video_task_status(task_id, headers=fault("poll_rate_limit*1"))
@@ -160,8 +164,9 @@ async def test_a_photo_and_a_video_are_made(photos: PhotoAPI, sim: SimServer) ->
 
 
 @pytest.mark.parametrize("spec", ["task_stuck*1", "task_failed*1", "task_unknown*1"])
-async def test_a_task_that_cannot_finish_is_submitted_again(photos: PhotoAPI, sim: SimServer,
-                                                            spec: str) -> None:
+async def test_a_task_that_cannot_finish_is_submitted_again(
+    photos: PhotoAPI, sim: SimServer, spec: str
+) -> None:
     photo = await photos.create_art_photo("全家福", headers=fault(spec))
     assert photo.url
     assert requests(sim, "photo_submit") == 2
@@ -169,8 +174,9 @@ async def test_a_task_that_cannot_finish_is_submitted_again(photos: PhotoAPI, si
 
 async def test_a_moderated_task_is_not_submitted_again(photos: PhotoAPI, sim: SimServer) -> None:
     with pytest.raises(GiveUp) as caught:
-        await photos.create_art_photo("全家福",
-                                      headers=fault("task_failed:content_policy_violation"))
+        await photos.create_art_photo(
+            "全家福", headers=fault("task_failed:content_policy_violation")
+        )
     assert caught.value.kind is Kind.CONTENT_POLICY
     assert isinstance(caught.value.__cause__, TaskFailed)
     assert requests(sim, "photo_submit") == 1
@@ -198,8 +204,9 @@ async def test_a_payment_is_placed_once(pay: PayAPI, sim: SimServer) -> None:
         ("bad_gateway_html*1", Kind.SERVER_ERROR),  # a proxy's page after the charge
     ],
 )
-async def test_a_lost_payment_answer_is_retried_and_charged_once(pay: PayAPI, sim: SimServer,
-                                                                 spec: str, kind: Kind) -> None:
+async def test_a_lost_payment_answer_is_retried_and_charged_once(
+    pay: PayAPI, sim: SimServer, spec: str, kind: Kind
+) -> None:
     failed: list[Attempt] = []
     policy = pay.payment_policy(ORDER, "发起支付").replace(on_retry=failed.append)
     payment = await pay.transactions_jsapi(ORDER, headers=fault(spec), policy=policy)
@@ -209,8 +216,7 @@ async def test_a_lost_payment_answer_is_retried_and_charged_once(pay: PayAPI, si
     assert charges(sim) == 1  # the order number kept the retry from charging again
 
 
-@pytest.mark.parametrize(("spec", "kind"), [("reset*1", Kind.CONNECTION),
-                                            ("hang*1", Kind.TIMEOUT)])
+@pytest.mark.parametrize(("spec", "kind"), [("reset*1", Kind.CONNECTION), ("hang*1", Kind.TIMEOUT)])
 async def test_without_an_idempotency_key_a_lost_answer_is_not_retried(
     pay: PayAPI, sim: SimServer, spec: str, kind: Kind
 ) -> None:
@@ -231,8 +237,9 @@ async def test_a_payment_that_never_left_is_retried_even_without_a_key() -> None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with PayAPI(f"http://127.0.0.1:{port}/v3/pay", KEY,
-                      policy=FAST.replace(idempotent=False)) as nowhere:
+    async with PayAPI(
+        f"http://127.0.0.1:{port}/v3/pay", KEY, policy=FAST.replace(idempotent=False)
+    ) as nowhere:
         with pytest.raises(GiveUp) as caught:
             await nowhere.transactions_jsapi(ORDER, policy=nowhere.policy)
     assert [a.kind for a in caught.value.attempts] == [Kind.CONNECTION, Kind.CONNECTION]
@@ -250,8 +257,9 @@ async def test_retry_payment_returns_the_first_prepay_id(pay: PayAPI, sim: SimSe
     ("spec", "kind"),
     [("invalid_param", Kind.BAD_REQUEST), ("auth", Kind.AUTH), ("quota", Kind.QUOTA_EXHAUSTED)],
 )
-async def test_a_refused_payment_is_not_retried(pay: PayAPI, sim: SimServer, spec: str,
-                                                kind: Kind) -> None:
+async def test_a_refused_payment_is_not_retried(
+    pay: PayAPI, sim: SimServer, spec: str, kind: Kind
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await pay.transactions_jsapi(ORDER, headers=fault(spec))
     assert caught.value.kind is kind
@@ -259,8 +267,9 @@ async def test_a_refused_payment_is_not_retried(pay: PayAPI, sim: SimServer, spe
     assert charges(sim) == 0
 
 
-async def test_an_order_number_reused_for_another_amount_is_refused(pay: PayAPI,
-                                                                   sim: SimServer) -> None:
+async def test_an_order_number_reused_for_another_amount_is_refused(
+    pay: PayAPI, sim: SimServer
+) -> None:
     await pay.transactions_jsapi(ORDER)
     other = Order(ORDER.out_trade_no, ORDER.description, 1990, ORDER.openid)
     with pytest.raises(GiveUp) as caught:
@@ -272,8 +281,9 @@ async def test_an_order_number_reused_for_another_amount_is_refused(pay: PayAPI,
 # --- the runnable example ---------------------------------------------------------------------
 
 
-def test_the_example_runs_against_the_simulator(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_example_runs_against_the_simulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with test_mode():  # the faults' 1 s backoffs are recorded, not slept
         assert main(["--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out

@@ -15,8 +15,9 @@ KEY = "sk-test-regen-0123456789abcdef"
 #: Short waits and timeouts: every fault test runs in well under a second unless it
 #: proves a wait (Retry-After: 1) or a deadline.
 FAST = Policy(attempts=3, timeout=2.0, wait=0.01, max_wait=0.05)
-POLLING = Polling(interval=0.03, max_interval=0.05, deadline=2.0, error_wait=0.02,
-                  max_error_wait=0.05)
+POLLING = Polling(
+    interval=0.03, max_interval=0.05, deadline=2.0, error_wait=0.02, max_error_wait=0.05
+)
 
 
 def fault(spec: str) -> dict[str, str]:
@@ -51,6 +52,7 @@ async def openai(sim: SimServer) -> AsyncIterator[OpenAIProvider]:
 
 @pytest.fixture
 async def dashscope(sim: SimServer) -> AsyncIterator[DashScopeProvider]:
-    async with DashScopeProvider(sim.dashscope_base_url, KEY, policy=FAST, polling=POLLING,
-                                 name="wanx") as provider:
+    async with DashScopeProvider(
+        sim.dashscope_base_url, KEY, policy=FAST, polling=POLLING, name="wanx"
+    ) as provider:
         yield provider

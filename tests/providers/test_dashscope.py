@@ -26,8 +26,9 @@ def submitted(sim: SimServer) -> list[int]:
     return [task["n"] for task in sim.stats()["tasks"].values()]
 
 
-async def test_a_task_is_submitted_polled_and_read(dashscope: DashScopeProvider,
-                                                   sim: SimServer) -> None:
+async def test_a_task_is_submitted_polled_and_read(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     images = await dashscope.generate_images(PROMPT, n=2, size="1024*1024")
     assert [i.index for i in images] == [0, 1]
     assert all(i.url and i.revised_prompt == PROMPT for i in images)
@@ -56,8 +57,9 @@ async def test_one_poll_reads_the_status(dashscope: DashScopeProvider) -> None:
         ("unknown_model", Kind.BAD_REQUEST, 400),
     ],
 )
-async def test_submission_refusals_fail_at_once(dashscope: DashScopeProvider, sim: SimServer,
-                                                spec: str, kind: Kind, status: int) -> None:
+async def test_submission_refusals_fail_at_once(
+    dashscope: DashScopeProvider, sim: SimServer, spec: str, kind: Kind, status: int
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await dashscope.generate_images(PROMPT, headers=fault(spec))
     assert caught.value.kind is kind
@@ -78,9 +80,9 @@ async def test_submission_refusals_fail_at_once(dashscope: DashScopeProvider, si
         ("missing_fields*1", Kind.BAD_RESPONSE),  # no output.task_id
     ],
 )
-async def test_transient_submission_faults_resubmit(dashscope: DashScopeProvider,
-                                                    sim: SimServer, spec: str,
-                                                    kind: Kind) -> None:
+async def test_transient_submission_faults_resubmit(
+    dashscope: DashScopeProvider, sim: SimServer, spec: str, kind: Kind
+) -> None:
     kinds: list[Kind] = []
     policy = Policy(attempts=3, timeout=2, wait=0.01, on_retry=lambda a: kinds.append(a.kind))
     images = await dashscope.generate_images(PROMPT, headers=fault(spec), policy=policy)
@@ -96,7 +98,9 @@ async def test_a_stuck_task_is_resubmitted_only_after_the_poll_deadline(
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
     started = time.monotonic()
     images = await dashscope.generate_images(
-        PROMPT, headers=fault("task_stuck*1"), policy=policy,
+        PROMPT,
+        headers=fault("task_stuck*1"),
+        policy=policy,
         polling=Polling(interval=0.05, max_interval=0.05, deadline=0.5),
     )
     assert images[0].url
@@ -107,20 +111,23 @@ async def test_a_stuck_task_is_resubmitted_only_after_the_poll_deadline(
     assert requests(sim, "dashscope_task") >= 10  # polled the stuck task until the deadline
 
 
-async def test_a_task_that_failed_internally_is_resubmitted(dashscope: DashScopeProvider,
-                                                            sim: SimServer) -> None:
+async def test_a_task_that_failed_internally_is_resubmitted(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     failed: list[Attempt] = []
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
-    images = await dashscope.generate_images(PROMPT, headers=fault("task_failed:InternalError*1"),
-                                             policy=policy)
+    images = await dashscope.generate_images(
+        PROMPT, headers=fault("task_failed:InternalError*1"), policy=policy
+    )
     assert images[0].url
     assert [(a.kind, a.reason) for a in failed] == [(Kind.SERVER_ERROR, "InternalError")]
     assert isinstance(failed[0].error, TaskFailed)
     assert requests(sim, "dashscope_submit") == 2
 
 
-async def test_a_task_failed_by_moderation_fails_at_once(dashscope: DashScopeProvider,
-                                                         sim: SimServer) -> None:
+async def test_a_task_failed_by_moderation_fails_at_once(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await dashscope.generate_images(PROMPT, headers=fault("task_failed:DataInspectionFailed"))
     assert caught.value.kind is Kind.CONTENT_POLICY
@@ -132,20 +139,21 @@ async def test_a_task_failed_by_moderation_fails_at_once(dashscope: DashScopePro
 async def test_an_unknown_task_is_resubmitted(dashscope: DashScopeProvider, sim: SimServer) -> None:
     failed: list[Attempt] = []
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
-    images = await dashscope.generate_images(PROMPT, headers=fault("task_unknown*1"),
-                                             policy=policy)
+    images = await dashscope.generate_images(PROMPT, headers=fault("task_unknown*1"), policy=policy)
     assert images[0].url
     assert [(a.kind, a.reason) for a in failed] == [(Kind.BAD_RESPONSE, "task_unknown")]
     assert isinstance(failed[0].error, TaskUnknown)
     assert requests(sim, "dashscope_submit") == 2
 
 
-async def test_partial_results_regenerate_only_the_missing_ones(dashscope: DashScopeProvider,
-                                                                sim: SimServer) -> None:
+async def test_partial_results_regenerate_only_the_missing_ones(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     failed: list[Attempt] = []
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
-    images = await dashscope.generate_images(PROMPT, n=4, headers=fault("partial_results:1*1"),
-                                             policy=policy)
+    images = await dashscope.generate_images(
+        PROMPT, n=4, headers=fault("partial_results:1*1"), policy=policy
+    )
     assert len(images) == 4
     assert all(i.url for i in images)
     assert [i.index for i in images] == [0, 1, 2, 3]
@@ -159,8 +167,9 @@ async def test_generate_once_refuses_partial_results(dashscope: DashScopeProvide
     assert getattr(caught.value, "reason", None) == "partial_results"
 
 
-async def test_a_rate_limited_poll_backs_off_and_keeps_the_task(dashscope: DashScopeProvider,
-                                                                sim: SimServer) -> None:
+async def test_a_rate_limited_poll_backs_off_and_keeps_the_task(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     started = time.monotonic()
     images = await dashscope.generate_images(PROMPT, headers=fault("poll_rate_limit"))
     assert images[0].url
@@ -171,10 +180,12 @@ async def test_a_rate_limited_poll_backs_off_and_keeps_the_task(dashscope: DashS
     assert statuses["200"] >= 1
 
 
-@pytest.mark.parametrize("spec", ["server_error*2", "reset*1", "html_200*1",
-                                  "missing_fields*1", "bad_gateway_html*1"])
-async def test_transient_poll_errors_are_retried_in_place(dashscope: DashScopeProvider,
-                                                          sim: SimServer, spec: str) -> None:
+@pytest.mark.parametrize(
+    "spec", ["server_error*2", "reset*1", "html_200*1", "missing_fields*1", "bad_gateway_html*1"]
+)
+async def test_transient_poll_errors_are_retried_in_place(
+    dashscope: DashScopeProvider, sim: SimServer, spec: str
+) -> None:
     failed: list[Attempt] = []
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
     images = await dashscope.generate_images(PROMPT, poll_headers=fault(spec), policy=policy)
@@ -183,8 +194,9 @@ async def test_transient_poll_errors_are_retried_in_place(dashscope: DashScopePr
     assert requests(sim, "dashscope_submit") == 1
 
 
-async def test_a_refused_poll_fails_the_attempt(dashscope: DashScopeProvider,
-                                                sim: SimServer) -> None:
+async def test_a_refused_poll_fails_the_attempt(
+    dashscope: DashScopeProvider, sim: SimServer
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await dashscope.generate_images(PROMPT, poll_headers=fault("auth"))
     assert caught.value.kind is Kind.AUTH
@@ -193,10 +205,12 @@ async def test_a_refused_poll_fails_the_attempt(dashscope: DashScopeProvider,
 
 
 async def test_too_many_failed_polls_fail_the_attempt(sim: SimServer) -> None:
-    polling = Polling(interval=0.01, max_interval=0.01, error_wait=0.01, max_error_wait=0.01,
-                      max_errors=2)
-    async with DashScopeProvider(sim.dashscope_base_url, "sk-dash-0123456789ab",
-                                 polling=polling, policy=Policy(attempts=1)) as provider:
+    polling = Polling(
+        interval=0.01, max_interval=0.01, error_wait=0.01, max_error_wait=0.01, max_errors=2
+    )
+    async with DashScopeProvider(
+        sim.dashscope_base_url, "sk-dash-0123456789ab", polling=polling, policy=Policy(attempts=1)
+    ) as provider:
         with pytest.raises(GiveUp) as caught:
             await provider.generate_images(PROMPT, poll_headers=fault("server_error"))
     assert caught.value.kind is Kind.SERVER_ERROR
@@ -204,6 +218,7 @@ async def test_too_many_failed_polls_fail_the_attempt(sim: SimServer) -> None:
 
 
 def test_generate_images_sync(sim: SimServer) -> None:
-    provider = DashScopeProvider(sim.dashscope_base_url, "sk-dash-0123456789ab",
-                                 polling=Polling(interval=0.05, deadline=2))
+    provider = DashScopeProvider(
+        sim.dashscope_base_url, "sk-dash-0123456789ab", polling=Polling(interval=0.05, deadline=2)
+    )
     assert provider.generate_image_sync(PROMPT).url

@@ -28,8 +28,9 @@ async def image_url(openai: OpenAIProvider, spec: str | None = None) -> str:
     return image.url
 
 
-async def test_a_real_image_downloads_with_its_metadata(openai: OpenAIProvider,
-                                                        sim: SimServer, tmp_path: Path) -> None:
+async def test_a_real_image_downloads_with_its_metadata(
+    openai: OpenAIProvider, sim: SimServer, tmp_path: Path
+) -> None:
     url = await image_url(openai)
     image = await download_image(url, transport=openai.transport)
     assert (image.info.format, image.info.width, image.info.height) == ("png", 256, 256)
@@ -52,9 +53,9 @@ async def test_a_real_image_downloads_with_its_metadata(openai: OpenAIProvider,
         ("truncated_image:png", "truncated", None),  # a PNG cut in half, length consistent
     ],
 )
-async def test_what_is_not_a_whole_image_is_bad_content(openai: OpenAIProvider, sim: SimServer,
-                                                         spec: str, reason: str,
-                                                         status: int | None) -> None:
+async def test_what_is_not_a_whole_image_is_bad_content(
+    openai: OpenAIProvider, sim: SimServer, spec: str, reason: str, status: int | None
+) -> None:
     url = await image_url(openai, spec)
     with pytest.raises(BadContent) as caught:
         await download_image(url, transport=openai.transport)
@@ -95,8 +96,7 @@ async def test_the_policy_download_phase_bounds_the_download(openai: OpenAIProvi
     policy = Policy(attempts=1, timeout=10, phases={"download": 0.3})
     started = time.monotonic()
     with pytest.raises(Exception) as caught:  # noqa: PT011 - GiveUp wraps the timeout
-        await policy.acall(download_image, url, transport=openai.transport,
-                           headers=fault("hang"))
+        await policy.acall(download_image, url, transport=openai.transport, headers=fault("hang"))
     assert isinstance(caught.value.__cause__, AttemptTimeout)
     assert time.monotonic() - started < 1.5
 

@@ -30,8 +30,9 @@ def encode(fmt: str, size: tuple[int, int] = (64, 48), **options: object) -> byt
         ("GIF", {}, "gif"),
     ],
 )
-def test_formats_are_recognised_and_measured(fmt: str, options: dict[str, object],
-                                             name: str) -> None:
+def test_formats_are_recognised_and_measured(
+    fmt: str, options: dict[str, object], name: str
+) -> None:
     data = encode(fmt, (64, 48), **options)
     info = image_info(data)
     assert (info.format, info.width, info.height) == (name, 64, 48)

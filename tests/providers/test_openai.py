@@ -35,8 +35,9 @@ async def give_up(coro: object) -> GiveUp:
         ("unknown_model", Kind.BAD_REQUEST, 404),
     ],
 )
-async def test_chat_fails_at_once(openai: OpenAIProvider, sim: SimServer, spec: str,
-                                  kind: Kind, status: int) -> None:
+async def test_chat_fails_at_once(
+    openai: OpenAIProvider, sim: SimServer, spec: str, kind: Kind, status: int
+) -> None:
     error = await give_up(openai.chat("hello", headers=fault(spec)))
     assert error.kind is kind
     assert error.last is not None
@@ -81,8 +82,9 @@ async def test_rate_limit_waits_for_retry_after_then_succeeds(
     assert requests(sim, "chat") == 2
 
 
-async def test_rate_limit_burst_backs_off_exponentially(openai: OpenAIProvider,
-                                                        sim: SimServer) -> None:
+async def test_rate_limit_burst_backs_off_exponentially(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
     # A burst of three 429s without Retry-After (scripted: the simulator's burst carries
     # on over requests that name no fault of their own).
     sim.script({"prompt": "hello", "steps": ["rate_limit_burst:3"]})
@@ -109,8 +111,9 @@ async def test_rate_limit_burst_backs_off_exponentially(openai: OpenAIProvider,
         ("slow:1*1", Kind.TIMEOUT),
     ],
 )
-async def test_chat_retries_transient_faults(openai: OpenAIProvider, sim: SimServer, spec: str,
-                                             kind: Kind) -> None:
+async def test_chat_retries_transient_faults(
+    openai: OpenAIProvider, sim: SimServer, spec: str, kind: Kind
+) -> None:
     kinds: list[Kind] = []
     policy = Policy(attempts=3, timeout=0.3, wait=0.01, on_retry=lambda a: kinds.append(a.kind))
     result = await openai.chat("hello", headers=fault(spec), policy=policy)
@@ -127,15 +130,17 @@ async def test_chat_gives_up_after_its_attempts(openai: OpenAIProvider, sim: Sim
     assert requests(sim, "chat") == 3
 
 
-async def test_a_slow_answer_within_the_timeout_succeeds(openai: OpenAIProvider,
-                                                         sim: SimServer) -> None:
+async def test_a_slow_answer_within_the_timeout_succeeds(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
     result = await openai.chat("hello", headers=fault("slow:0.1"))
     assert result.finish_reason == "stop"
     assert requests(sim, "chat") == 1
 
 
-async def test_keepalive_blank_lines_before_a_plain_reply_parse(openai: OpenAIProvider,
-                                                                sim: SimServer) -> None:
+async def test_keepalive_blank_lines_before_a_plain_reply_parse(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
     result = await openai.chat("hello", headers=fault("keepalive_noise"))
     assert result.text.startswith("Simulated reply")
     assert requests(sim, "chat") == 1
@@ -149,8 +154,9 @@ async def test_html_200_is_a_bad_response_naming_it(openai: OpenAIProvider) -> N
 
 
 async def test_chat_result_carries_usage_and_model(openai: OpenAIProvider) -> None:
-    result = await openai.chat([{"role": "user", "content": "hi"}], model="deepseek-chat",
-                               max_tokens=5)
+    result = await openai.chat(
+        [{"role": "user", "content": "hi"}], model="deepseek-chat", max_tokens=5
+    )
     assert result.model == "deepseek-chat"
     assert result.finish_reason == "length"
     assert result.usage["completion_tokens"] == 5
@@ -177,8 +183,14 @@ async def test_sync_wrappers_refuse_a_running_loop(openai: OpenAIProvider) -> No
 
 
 async def test_image_urls_and_gateway_extras(openai: OpenAIProvider, sim: SimServer) -> None:
-    images = await openai.generate_images("a lighthouse", n=2, model="jimeng-4.0", ratio="16:9",
-                                          resolution="1k", negative_prompt="blurry")
+    images = await openai.generate_images(
+        "a lighthouse",
+        n=2,
+        model="jimeng-4.0",
+        ratio="16:9",
+        resolution="1k",
+        negative_prompt="blurry",
+    )
     assert [i.index for i in images] == [0, 1]
     assert all(i.url and i.url.startswith(sim.url) for i in images)
     assert sim.stats()["prompts"]["a lighthouse"]["produced"] == 2
@@ -208,8 +220,9 @@ async def test_b64_json_images_arrive_as_bytes(openai: OpenAIProvider) -> None:
         ("auth", Kind.AUTH, 1),
     ],
 )
-async def test_image_generation_faults(openai: OpenAIProvider, sim: SimServer, spec: str,
-                                       kind: Kind, calls: int) -> None:
+async def test_image_generation_faults(
+    openai: OpenAIProvider, sim: SimServer, spec: str, kind: Kind, calls: int
+) -> None:
     kinds: list[Kind] = []
     policy = Policy(attempts=3, timeout=2, wait=0.01, on_retry=lambda a: kinds.append(a.kind))
     call = openai.generate_images("a cat", headers=fault(spec), policy=policy)

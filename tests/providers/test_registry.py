@@ -60,8 +60,10 @@ deadline = 5
 
 
 def all_shown(registry: Registry) -> str:
-    return repr(registry) + repr(registry.describe()) + "".join(
-        repr(registry.config(name)) for name in registry.names()
+    return (
+        repr(registry)
+        + repr(registry.describe())
+        + "".join(repr(registry.config(name)) for name in registry.names())
     )
 
 
@@ -86,9 +88,15 @@ async def test_toml_providers_resolve_to_adapters(tmp_path: Path, sim: SimServer
 
 
 async def test_environment_providers(sim: SimServer) -> None:
-    env = {"OPENAI_API_KEY": SIM_KEY, "OPENAI_BASE_URL": sim.openai_base_url,
-           "OPENAI_MAX_ATTEMPTS": "2", "OPENAI_TIMEOUT_S": "3", "OPENAI_RETRY_SLEEP_S": "0.01",
-           "DASHSCOPE_API_KEY": DASH_KEY, "DASHSCOPE_BASE_URL": sim.dashscope_base_url}
+    env = {
+        "OPENAI_API_KEY": SIM_KEY,
+        "OPENAI_BASE_URL": sim.openai_base_url,
+        "OPENAI_MAX_ATTEMPTS": "2",
+        "OPENAI_TIMEOUT_S": "3",
+        "OPENAI_RETRY_SLEEP_S": "0.01",
+        "DASHSCOPE_API_KEY": DASH_KEY,
+        "DASHSCOPE_BASE_URL": sim.dashscope_base_url,
+    }
     async with Registry.from_env(env) as registry:
         assert registry.names() == ["dashscope", "openai"]
         provider = registry.openai("openai")
@@ -113,7 +121,10 @@ async def test_a_missing_key_is_refused_before_any_request(tmp_path: Path, sim: 
         with pytest.raises(ConfigError, match="SIM_API_KEY"):
             registry.get("sim")
         assert {d["name"]: d["has_key"] for d in registry.describe()} == {
-            "deepseek": False, "sim": False, "wanx": True}
+            "deepseek": False,
+            "sim": False,
+            "wanx": True,
+        }
     assert sim.stats()["requests"] == 0
 
 
@@ -145,18 +156,25 @@ def test_the_default_provider(tmp_path: Path, sim: SimServer) -> None:
         ('[providers.bad]\nkind = "openai"\nbase_uri = "x"', "unknown setting.*base_uri"),
         ('[providers.bad]\nkind = "anthropic"', "kind='anthropic'"),
         ('[providers.bad]\nkind = "openai"\nbase_url = "ftp://x"', "not an http"),
-        ('[providers.bad]\nkind = "openai"\n[providers.bad.policy]\nattempts = 0',
-         "policy: attempts=0"),
-        ('[providers.bad]\nkind = "openai"\n[providers.bad.policy]\nretries = 3',
-         "unknown policy setting.*retries"),
-        ('[providers.bad]\nkind = "dashscope"\n[providers.bad.polling]\ninterval = -1',
-         "polling: Polling"),
+        (
+            '[providers.bad]\nkind = "openai"\n[providers.bad.policy]\nattempts = 0',
+            "policy: attempts=0",
+        ),
+        (
+            '[providers.bad]\nkind = "openai"\n[providers.bad.policy]\nretries = 3',
+            "unknown policy setting.*retries",
+        ),
+        (
+            '[providers.bad]\nkind = "dashscope"\n[providers.bad.polling]\ninterval = -1',
+            "polling: Polling",
+        ),
         ('[providers.bad]\nkind = "openai"\napi_key = "a"\napi_key_env = "B"', "not both"),
         ("colour = 'red'", "unknown top-level key"),
     ],
 )
-def test_bad_files_are_refused_with_what_to_fix(tmp_path: Path, sim: SimServer, extra: str,
-                                                message: str) -> None:
+def test_bad_files_are_refused_with_what_to_fix(
+    tmp_path: Path, sim: SimServer, extra: str, message: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(extra)
     with pytest.raises(ConfigError, match=message):
@@ -178,10 +196,14 @@ def test_typed_getters_check_the_kind(tmp_path: Path, sim: SimServer) -> None:
         registry.openai("wanx")
 
 
-async def test_keys_never_reach_logs_errors_or_reprs(sim: SimServer,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    env = {"OPENAI_API_KEY": SIM_KEY, "OPENAI_BASE_URL": sim.openai_base_url,
-           "OPENAI_RETRY_SLEEP_S": "0"}
+async def test_keys_never_reach_logs_errors_or_reprs(
+    sim: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {
+        "OPENAI_API_KEY": SIM_KEY,
+        "OPENAI_BASE_URL": sim.openai_base_url,
+        "OPENAI_RETRY_SLEEP_S": "0",
+    }
     with caplog.at_level(logging.DEBUG, logger="regen"):
         async with Registry.from_env(env) as registry:
             provider = registry.openai()
@@ -192,11 +214,21 @@ async def test_keys_never_reach_logs_errors_or_reprs(sim: SimServer,
                 await provider.chat("hello", headers=fault("server_error"))
             # A server that echoes the key in full (some gateways do): scrubbed too.
             echoed = provider.error_from(
-                401, {}, f'{{"error":{{"message":"bad key {SIM_KEY}"}}}}'.encode())
+                401, {}, f'{{"error":{{"message":"bad key {SIM_KEY}"}}}}'.encode()
+            )
     assert auth.value.kind is Kind.AUTH
     assert server.value.kind is Kind.SERVER_ERROR
-    texts = [*shown, caplog.text, str(auth.value), str(auth.value.__cause__), str(server.value),
-             repr(auth.value.attempts), str(echoed), *auth.value.errors, *server.value.errors]
+    texts = [
+        *shown,
+        caplog.text,
+        str(auth.value),
+        str(auth.value.__cause__),
+        str(server.value),
+        repr(auth.value.attempts),
+        str(echoed),
+        *auth.value.errors,
+        *server.value.errors,
+    ]
     for text in texts:
         assert SIM_KEY not in text
     assert "…wxyz" in str(echoed)
@@ -204,21 +236,31 @@ async def test_keys_never_reach_logs_errors_or_reprs(sim: SimServer,
 
 
 def test_openai_sdk_kwargs_turn_sdk_retries_off(sim: SimServer) -> None:
-    config = ProviderConfig("sim", "openai", sim.openai_base_url, Secret(SIM_KEY),
-                            policy=Policy(attempts=2, timeout=5, wait=0.01))
+    config = ProviderConfig(
+        "sim",
+        "openai",
+        sim.openai_base_url,
+        Secret(SIM_KEY),
+        policy=Policy(attempts=2, timeout=5, wait=0.01),
+    )
     kwargs = openai_client_kwargs(config)
     assert kwargs["max_retries"] == 0
     assert kwargs["timeout"] == 5
     with openai_sdk.OpenAI(**kwargs) as client:
         with pytest.raises(openai_sdk.InternalServerError):
-            client.chat.completions.create(model="gpt-4o-mini", extra_headers=fault("server_error"),
-                                           messages=[{"role": "user", "content": "hi"}])
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                extra_headers=fault("server_error"),
+                messages=[{"role": "user", "content": "hi"}],
+            )
         assert requests(sim, "chat") == 1  # the SDK did not retry on its own
         assert config.policy is not None
         reply = config.policy.call(
-            client.chat.completions.create, model="gpt-4o-mini",
+            client.chat.completions.create,
+            model="gpt-4o-mini",
             extra_headers=fault("server_error*1"),
-            messages=[{"role": "user", "content": "again"}])
+            messages=[{"role": "user", "content": "again"}],
+        )
     assert reply.choices[0].message.content
     assert requests(sim, "chat") == 3  # 1 above + 2 attempts under regen's policy
 

@@ -58,19 +58,22 @@ async def test_a_clean_stream_has_no_reset(openai: OpenAIProvider, sim: SimServe
         ("hang*1", Kind.TIMEOUT),
     ],
 )
-async def test_a_broken_stream_is_reset_and_retried(openai: OpenAIProvider, sim: SimServer,
-                                                    spec: str, kind: Kind) -> None:
+async def test_a_broken_stream_is_reset_and_retried(
+    openai: OpenAIProvider, sim: SimServer, spec: str, kind: Kind
+) -> None:
     policy = Policy(attempts=3, timeout=0.5, wait=0.01)
     events = await collect(openai, headers=fault(spec), policy=policy)
     resets = [e for e in events if isinstance(e, StreamReset)]
     assert len(resets) == 1
     assert resets[0].attempt == 1
     assert resets[0].kind is kind
-    sent_before = sum(len(e.text) for e in events[: events.index(resets[0])]
-                      if isinstance(e, StreamChunk))
+    sent_before = sum(
+        len(e.text) for e in events[: events.index(resets[0])] if isinstance(e, StreamChunk)
+    )
     assert resets[0].discarded == sent_before
-    assert all(e.attempt == 2 for e in events[events.index(resets[0]) + 1 :]
-               if isinstance(e, StreamChunk))
+    assert all(
+        e.attempt == 2 for e in events[events.index(resets[0]) + 1 :] if isinstance(e, StreamChunk)
+    )
     assert text_after_last_reset(events) == (await openai.chat(PROMPT)).text
     assert requests(sim, "chat_stream") == 2
 
@@ -88,8 +91,9 @@ async def test_complete_returns_only_the_whole_text(openai: OpenAIProvider, sim:
     assert requests(sim, "chat_stream") == 3
 
 
-async def test_a_stream_that_never_completes_gives_up(openai: OpenAIProvider,
-                                                      sim: SimServer) -> None:
+async def test_a_stream_that_never_completes_gives_up(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
     events: list[StreamEvent] = []
 
     async def consume() -> None:
@@ -119,15 +123,17 @@ async def test_stream_once_raises_on_a_missing_end(openai: OpenAIProvider) -> No
 
 async def test_an_error_event_is_classified_by_its_code(openai: OpenAIProvider) -> None:
     with pytest.raises(GiveUp) as caught:
-        await openai.complete(PROMPT, stream=True, headers=fault("stream_error_event"),
-                              policy=Policy(attempts=1))
+        await openai.complete(
+            PROMPT, stream=True, headers=fault("stream_error_event"), policy=Policy(attempts=1)
+        )
     assert caught.value.kind is Kind.SERVER_ERROR
     assert caught.value.last is not None
     assert caught.value.last.reason == "server_error"
 
 
-async def test_content_policy_on_a_stream_fails_at_once(openai: OpenAIProvider,
-                                                        sim: SimServer) -> None:
+async def test_content_policy_on_a_stream_fails_at_once(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
     with pytest.raises(GiveUp) as caught:
         await collect(openai, headers=fault("content_policy"))
     assert caught.value.kind is Kind.CONTENT_POLICY

@@ -24,8 +24,7 @@ from regen.sim import SimServer
 
 from .conftest import KEY, fault, requests
 
-FAST = Polling(interval=0.03, max_interval=0.05, deadline=2.0, error_wait=0.02,
-               max_error_wait=0.05)
+FAST = Polling(interval=0.03, max_interval=0.05, deadline=2.0, error_wait=0.02, max_error_wait=0.05)
 
 
 class PhotoAPI:
@@ -36,10 +35,12 @@ class PhotoAPI:
         self.base_url = base_url
         self.headers = {"Authorization": f"Bearer {KEY}"}
 
-    async def _json(self, method: str, path: str, body: Any = None,
-                    extra: dict[str, str] | None = None) -> dict[str, Any]:
-        response = await self.transport.request(method, f"{self.base_url}{path}", json=body,
-                                                headers={**self.headers, **(extra or {})})
+    async def _json(
+        self, method: str, path: str, body: Any = None, extra: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        response = await self.transport.request(
+            method, f"{self.base_url}{path}", json=body, headers={**self.headers, **(extra or {})}
+        )
         failure = classify_response(response.status, response.headers, response.body)
         if failure is not None:
             raise APIError(f"photo API: HTTP {response.status}", failure)
@@ -67,8 +68,9 @@ async def api(sim: SimServer) -> AsyncIterator[PhotoAPI]:
 
 
 async def test_submit_and_poll_returns_the_finished_task(api: PhotoAPI, sim: SimServer) -> None:
-    reply = await submit_and_poll(lambda: api.submit("a family photo"), api.poll,
-                                  lambda r: r["status"], polling=FAST)
+    reply = await submit_and_poll(
+        lambda: api.submit("a family photo"), api.poll, lambda r: r["status"], polling=FAST
+    )
     assert reply["status"] == "succeeded"
     assert reply["result"]["image_url"]
     assert requests(sim, "photo_submit") == 1
@@ -79,14 +81,22 @@ async def test_a_failed_task_raises_what_failed_builds(api: PhotoAPI) -> None:
     with pytest.raises(TaskFailed) as caught:
         await submit_and_poll(
             lambda: api.submit("x", fault("task_failed:content_policy_violation")),
-            api.poll, lambda r: r["status"], polling=FAST, failed=failed)
+            api.poll,
+            lambda r: r["status"],
+            polling=FAST,
+            failed=failed,
+        )
     assert caught.value.kind is Kind.CONTENT_POLICY
 
 
 async def test_by_default_a_failed_task_is_a_retryable_server_error(api: PhotoAPI) -> None:
     with pytest.raises(TaskFailed) as caught:
-        await submit_and_poll(lambda: api.submit("x", fault("task_failed")), api.poll,
-                              lambda r: r["status"], polling=FAST)
+        await submit_and_poll(
+            lambda: api.submit("x", fault("task_failed")),
+            api.poll,
+            lambda r: r["status"],
+            polling=FAST,
+        )
     assert (caught.value.kind, caught.value.retry) == (Kind.SERVER_ERROR, True)
     assert caught.value.task_id is not None
     assert caught.value.task_id.startswith("art-")
@@ -96,8 +106,13 @@ async def test_under_a_policy_a_stuck_task_is_resubmitted(api: PhotoAPI, sim: Si
     polling = Polling(interval=0.05, max_interval=0.05, deadline=0.4)
     policy = Policy(attempts=2, timeout=5, wait=0.01)
     started = time.monotonic()
-    reply = await policy.acall(submit_and_poll, lambda: api.submit("x", fault("task_stuck*1")),
-                               api.poll, lambda r: r["status"], polling=polling)
+    reply = await policy.acall(
+        submit_and_poll,
+        lambda: api.submit("x", fault("task_stuck*1")),
+        api.poll,
+        lambda r: r["status"],
+        polling=polling,
+    )
     assert reply["status"] == "succeeded"
     assert time.monotonic() - started >= 0.4
     assert requests(sim, "photo_submit") == 2
@@ -106,15 +121,20 @@ async def test_under_a_policy_a_stuck_task_is_resubmitted(api: PhotoAPI, sim: Si
 async def test_the_deadline_raises_task_timeout(api: PhotoAPI) -> None:
     task_id = await api.submit("x", fault("task_stuck"))
     with pytest.raises(TaskTimeout) as caught:
-        await poll_until_done(lambda: api.poll(task_id), lambda r: r["status"],
-                              polling=Polling(interval=0.05, deadline=0.2), task_id=task_id)
+        await poll_until_done(
+            lambda: api.poll(task_id),
+            lambda r: r["status"],
+            polling=Polling(interval=0.05, deadline=0.2),
+            task_id=task_id,
+        )
     assert (caught.value.kind, caught.value.reason) == (Kind.TIMEOUT, "task_stuck")
 
 
 async def test_poll_rate_limits_and_errors_keep_the_task(api: PhotoAPI, sim: SimServer) -> None:
     task_id = await api.submit("x", fault("poll_rate_limit:2"))
-    reply = await poll_until_done(lambda: api.poll(task_id, fault("server_error*1")),
-                                  lambda r: r["status"], polling=FAST)
+    reply = await poll_until_done(
+        lambda: api.poll(task_id, fault("server_error*1")), lambda r: r["status"], polling=FAST
+    )
     assert reply["status"] == "succeeded"
     statuses = sim.stats()["routes"]["photo_task"]["statuses"]
     assert statuses["429"] == 2
@@ -129,13 +149,15 @@ async def test_a_permanent_poll_error_is_raised_at_once(api: PhotoAPI, sim: SimS
     assert requests(sim, "photo_task") == 1
 
 
-async def test_a_poll_that_gives_up_its_own_retries_is_not_retried_again(api: PhotoAPI,
-                                                                        sim: SimServer) -> None:
+async def test_a_poll_that_gives_up_its_own_retries_is_not_retried_again(
+    api: PhotoAPI, sim: SimServer
+) -> None:
     task_id = await api.submit("x")
     poll = Policy(attempts=2, timeout=1, wait=0.01)(api.poll)
     with pytest.raises(GiveUp):
-        await poll_until_done(lambda: poll(task_id, fault("server_error")),
-                              lambda r: r["status"], polling=FAST)
+        await poll_until_done(
+            lambda: poll(task_id, fault("server_error")), lambda r: r["status"], polling=FAST
+        )
     assert requests(sim, "photo_task") == 2  # retries do not multiply across layers
 
 
@@ -144,14 +166,18 @@ async def test_video_tasks_too(sim: SimServer) -> None:
         headers = {"Authorization": f"Bearer {KEY}"}
 
         async def submit() -> str:
-            response = await transport.request("POST", f"{sim.photo_base_url}/videos",
-                                               json={"prompt": "waves", "duration": 2},
-                                               headers=headers)
+            response = await transport.request(
+                "POST",
+                f"{sim.photo_base_url}/videos",
+                json={"prompt": "waves", "duration": 2},
+                headers=headers,
+            )
             return str(json.loads(response.body)["task_id"])
 
         async def poll(task_id: str) -> dict[str, Any]:
-            response = await transport.request("GET", f"{sim.photo_base_url}/videos/{task_id}",
-                                               headers=headers)
+            response = await transport.request(
+                "GET", f"{sim.photo_base_url}/videos/{task_id}", headers=headers
+            )
             data: dict[str, Any] = json.loads(response.body)
             return data
 
@@ -162,11 +188,16 @@ async def test_video_tasks_too(sim: SimServer) -> None:
 @pytest.mark.parametrize(
     ("word", "state"),
     [
-        ("SUCCEEDED", TaskState.SUCCEEDED), ("done", TaskState.SUCCEEDED),
-        ("in_queue", TaskState.PENDING), ("queued", TaskState.PENDING),
-        ("Processing", TaskState.RUNNING), ("failed", TaskState.FAILED),
-        ("cancelled", TaskState.CANCELED), ("not_found", TaskState.UNKNOWN),
-        ("weird", None), (None, None),
+        ("SUCCEEDED", TaskState.SUCCEEDED),
+        ("done", TaskState.SUCCEEDED),
+        ("in_queue", TaskState.PENDING),
+        ("queued", TaskState.PENDING),
+        ("Processing", TaskState.RUNNING),
+        ("failed", TaskState.FAILED),
+        ("cancelled", TaskState.CANCELED),
+        ("not_found", TaskState.UNKNOWN),
+        ("weird", None),
+        (None, None),
     ],
 )
 def test_status_words_are_understood(word: str | None, state: TaskState | None) -> None:
@@ -175,8 +206,13 @@ def test_status_words_are_understood(word: str | None, state: TaskState | None) 
 
 @pytest.mark.parametrize(
     "settings",
-    [{"interval": 0}, {"deadline": -1}, {"multiplier": 0.5}, {"interval": 5, "max_interval": 1},
-     {"max_errors": -1}],
+    [
+        {"interval": 0},
+        {"deadline": -1},
+        {"multiplier": 0.5},
+        {"interval": 5, "max_interval": 1},
+        {"max_errors": -1},
+    ],
 )
 def test_bad_polling_settings_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ConfigError):

@@ -21,8 +21,9 @@ async def test_a_reset_get_is_one_request_not_two(sim: SimServer) -> None:
     # the transport turns that off so the retry policy alone decides.
     async with Transport() as transport:
         with pytest.raises(TransportError) as caught:
-            await transport.request("GET", f"{sim.openai_base_url}/models",
-                                    headers={**AUTH, **fault("reset")})
+            await transport.request(
+                "GET", f"{sim.openai_base_url}/models", headers={**AUTH, **fault("reset")}
+            )
     assert caught.value.kind is Kind.CONNECTION
     assert caught.value.retry
     assert requests(sim, "models") == 1
@@ -43,8 +44,9 @@ async def test_outside_an_attempt_the_transport_timeout_applies(sim: SimServer) 
     async with Transport(timeout=0.3) as transport:
         started = time.monotonic()
         with pytest.raises(TransportError) as caught:
-            await transport.request("GET", f"{sim.openai_base_url}/models",
-                                    headers={**AUTH, **fault("hang")})
+            await transport.request(
+                "GET", f"{sim.openai_base_url}/models", headers={**AUTH, **fault("hang")}
+            )
     assert caught.value.kind is Kind.TIMEOUT
     assert time.monotonic() - started < 1.5
 
@@ -54,8 +56,12 @@ async def test_inside_an_attempt_the_attempt_timeout_cuts_first(sim: SimServer) 
         policy = Policy(attempts=1, timeout=0.3)
         started = time.monotonic()
         with pytest.raises(GiveUp) as caught:
-            await policy.acall(transport.request, "GET", f"{sim.openai_base_url}/models",
-                               headers={**AUTH, **fault("hang")})
+            await policy.acall(
+                transport.request,
+                "GET",
+                f"{sim.openai_base_url}/models",
+                headers={**AUTH, **fault("hang")},
+            )
     assert isinstance(caught.value.__cause__, AttemptTimeout)
     assert time.monotonic() - started < 1.5
 
@@ -63,8 +69,9 @@ async def test_inside_an_attempt_the_attempt_timeout_cuts_first(sim: SimServer) 
 async def test_bodies_over_the_cap_are_refused(sim: SimServer) -> None:
     async with Transport() as transport:
         with pytest.raises(BadContent) as caught:
-            await transport.request("GET", f"{sim.openai_base_url}/models", headers=AUTH,
-                                    max_bytes=10)
+            await transport.request(
+                "GET", f"{sim.openai_base_url}/models", headers=AUTH, max_bytes=10
+            )
     assert caught.value.reason == "too_large"
     assert not caught.value.retry
 

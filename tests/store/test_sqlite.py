@@ -36,8 +36,10 @@ from regen.store._sqlite_db import APPLICATION_ID, latest_version
 def _schema(path: Path) -> list[tuple[str, str, str]]:
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT type, name, sql FROM sqlite_master "
-                            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").fetchall()
+        rows = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master "
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
         versions = conn.execute("PRAGMA user_version").fetchone()
     finally:
         conn.close()
@@ -45,8 +47,7 @@ def _schema(path: Path) -> list[tuple[str, str, str]]:
     return [*normal, ("version", str(versions[0]), "")]
 
 
-def test_a_database_built_from_migrations_equals_one_built_from_the_schema(
-        tmp_path: Path) -> None:
+def test_a_database_built_from_migrations_equals_one_built_from_the_schema(tmp_path: Path) -> None:
     fresh = SQLiteStore(tmp_path / "fresh.db")
     fresh.close()
     migrated_path = tmp_path / "migrated.db"
@@ -65,10 +66,13 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(
     def columns(path: Path) -> dict[str, list[tuple[str, str, int, int]]]:
         conn = sqlite3.connect(path)
         try:
-            tables = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")]
-            return {t: [(r[1], r[2], r[3], r[5]) for r in conn.execute(
-                f"PRAGMA table_info({t})")] for t in tables}
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            return {
+                t: [(r[1], r[2], r[3], r[5]) for r in conn.execute(f"PRAGMA table_info({t})")]
+                for t in tables
+            }
         finally:
             conn.close()
 
@@ -134,8 +138,11 @@ def read_only_dir(tmp_path: Path):
         yield folder
         folder.chmod(0o755)
         return
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot make a read-only directory as root here: {done.stderr!r}")
     try:
@@ -203,9 +210,9 @@ def test_a_business_key_is_unique_per_flow(tmp_path: Path) -> None:
         b, created_b = store.create_run(_new("r2", "k"), 1.0)
         assert created_a
         assert not created_b
-        assert b.id == 'r1'
-        assert store.create_run(_new('r3'), 1.0)[1]
-        assert store.create_run(_new('r4'), 1.0)[1]
+        assert b.id == "r1"
+        assert store.create_run(_new("r3"), 1.0)[1]
+        assert store.create_run(_new("r4"), 1.0)[1]
     finally:
         store.close()
 
@@ -276,10 +283,17 @@ def test_a_step_end_that_starts_the_next_step_reads_back_as_two_events(tmp_path:
     store = SQLiteStore(tmp_path / "regen.db")
     try:
         lease = _claimed(store)
-        assert store.commit([Batch(lease, [StartStep(0, 2.0, '{"step":"a","kind":"step"}',
-                                                     lazy=True)])])[0].ok
-        assert store.commit([Batch(lease, [EndStep(0, StepStatus.SUCCEEDED, 3.0, "7", None,
-                                                   '{"step":"a"}', True, 1)])])[0].ok
+        assert store.commit(
+            [Batch(lease, [StartStep(0, 2.0, '{"step":"a","kind":"step"}', lazy=True)])]
+        )[0].ok
+        assert store.commit(
+            [
+                Batch(
+                    lease,
+                    [EndStep(0, StepStatus.SUCCEEDED, 3.0, "7", None, '{"step":"a"}', True, 1)],
+                )
+            ]
+        )[0].ok
         events = store.read_events("r1")
         assert [(e.seq, e.type, e.data) for e in events[-3:]] == [
             (3, "step.started", {"step": "a", "kind": "step"}),
@@ -287,12 +301,13 @@ def test_a_step_end_that_starts_the_next_step_reads_back_as_two_events(tmp_path:
             (5, "step.started", {"step": "b", "kind": "step"}),
         ]
         # Paging from the middle of the row: only its second event.
-        assert [(e.seq, e.type) for e in store.read_events("r1", after=4)] == [
-            (5, "step.started")]
+        assert [(e.seq, e.type) for e in store.read_events("r1", after=4)] == [(5, "step.started")]
         assert [e.seq for e in store.read_events("r1", after=2, limit=2)] == [3, 4]
         steps = store.get_steps("r1")  # nothing projected: read from the events
         assert [(s.status, s.output) for s in steps] == [
-            (StepStatus.SUCCEEDED, 7), (StepStatus.RUNNING, None)]
+            (StepStatus.SUCCEEDED, 7),
+            (StepStatus.RUNNING, None),
+        ]
         assert store.commit([Batch(lease, [AddEvent("log", "{}", 4.0)])])[0].ok
         assert [e.seq for e in store.read_events("r1", after=5)] == [6]
     finally:
@@ -323,16 +338,27 @@ def test_step_rows_are_written_only_when_a_retry_needs_them(tmp_path: Path) -> N
     store = SQLiteStore(tmp_path / "regen.db")
     try:
         lease = _claimed(store)
-        assert store.commit([Batch(lease, [
-            StartStep(0, 2.0, '{"step":"a","kind":"step"}', lazy=True),
-            EndStep(0, StepStatus.FAILED, 3.0, None, '{"type":"X"}', '{"step":"a"}', True),
-            EndRun(RunStatus.FAILED, 3.0, '{"type":"X"}')])])[0].ok
+        assert store.commit(
+            [
+                Batch(
+                    lease,
+                    [
+                        StartStep(0, 2.0, '{"step":"a","kind":"step"}', lazy=True),
+                        EndStep(
+                            0, StepStatus.FAILED, 3.0, None, '{"type":"X"}', '{"step":"a"}', True
+                        ),
+                        EndRun(RunStatus.FAILED, 3.0, '{"type":"X"}'),
+                    ],
+                )
+            ]
+        )[0].ok
         conn = sqlite3.connect(tmp_path / "regen.db")
         try:
             assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)
             store.retry_run("r1", 4.0)
-            assert conn.execute("SELECT position, status FROM steps ORDER BY position"
-                                ).fetchall() == [(0, "pending"), (1, "pending")]
+            assert conn.execute(
+                "SELECT position, status FROM steps ORDER BY position"
+            ).fetchall() == [(0, "pending"), (1, "pending")]
         finally:
             conn.close()
         assert [s.status for s in store.get_steps("r1")] == [StepStatus.PENDING] * 2

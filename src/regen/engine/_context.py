@@ -29,8 +29,9 @@ class Results(Mapping[str, Any]):
             return self._values[name]
         except KeyError:
             done = ", ".join(self._values) or "none yet"
-            raise KeyError(f"flow {self._flow!r}: no result for step {name!r} (steps with "
-                           f"results: {done})") from None
+            raise KeyError(
+                f"flow {self._flow!r}: no result for step {name!r} (steps with results: {done})"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -49,8 +50,11 @@ class Artifacts:
         """Store ``data`` (content-addressed; PNG/JPEG/GIF/WebP sizes read from the header)."""
         ex = self._ctx._execution
         ref = ex.engine.artifacts.put(data, content_type)
-        ex.writer.add(ex.lease, [LinkArtifact(ref.sha256, self._ctx.step, self._ctx.index)],
-                      blocking=ex.blocking)
+        ex.writer.add(
+            ex.lease,
+            [LinkArtifact(ref.sha256, self._ctx.step, self._ctx.index)],
+            blocking=ex.blocking,
+        )
         return ref
 
     def read(self, ref: ArtifactRef | Mapping[str, Any] | str) -> bytes:
@@ -67,11 +71,26 @@ class StepContext:
     number (streaming steps). ``item``/``index``/``key``: the item of a map step.
     """
 
-    __slots__ = ("_execution", "_output", "attempt", "idempotency_key", "index", "item", "key",
-                 "step")
+    __slots__ = (
+        "_execution",
+        "_output",
+        "attempt",
+        "idempotency_key",
+        "index",
+        "item",
+        "key",
+        "step",
+    )
 
-    def __init__(self, execution: Execution, step: str, idempotency_key: str,
-                 item: Any = None, index: int = -1, key: str | None = None) -> None:
+    def __init__(
+        self,
+        execution: Execution,
+        step: str,
+        idempotency_key: str,
+        item: Any = None,
+        index: int = -1,
+        key: str | None = None,
+    ) -> None:
         # One is made per step and per item: the run's attributes are read through
         # ``_execution`` (properties below) rather than copied in.
         self._execution = execution
@@ -122,8 +141,9 @@ class StepContext:
         if not isinstance(type, str) or not type:
             raise ValueError(f"event type must be a non-empty string, not {type!r}")
         if type in RESERVED or type.startswith(_RESERVED_PREFIXES):
-            raise ValueError(f"event type {type!r} is written by the engine itself; "
-                             "choose another name")
+            raise ValueError(
+                f"event type {type!r} is written by the engine itself; choose another name"
+            )
         self._execution.event(type, dict(data or {}), step=self.step, index=self.index)
 
     def progress(self, current: int, total: int | None = None, message: str | None = None) -> None:
@@ -135,15 +155,17 @@ class StepContext:
 
     def log(self, message: str, level: str = "info") -> None:
         """A ``log`` event (``info`` / ``warning`` / ``error``)."""
-        self._execution.event("log", {"level": level, "message": message}, step=self.step,
-                              index=self.index)
+        self._execution.event(
+            "log", {"level": level, "message": message}, step=self.step, index=self.index
+        )
 
     def set_output(self, value: Any) -> None:
         """Streaming steps: make ``value`` the step's result instead of the joined text."""
         self._output = value
 
-    async def items(self, step: str, status: ItemStatus | None = ItemStatus.SUCCEEDED,
-                    page: int = 500) -> AsyncIterator[Item]:
+    async def items(
+        self, step: str, status: ItemStatus | None = ItemStatus.SUCCEEDED, page: int = 500
+    ) -> AsyncIterator[Item]:
         """The items of an earlier map step, read page by page (bounded memory)."""
         after = -1
         store = self._execution.store
@@ -166,4 +188,3 @@ _UNSET: Any = _Unset()
 def event_write(type_: str, data: dict[str, Any], what: str) -> AddEvent:
     """An :class:`AddEvent` with ``data`` encoded (refusing what JSON cannot hold)."""
     return AddEvent(type_, encode(data, what), _time.now())
-

@@ -24,8 +24,10 @@ class RunDetail:
     @property
     def resumable(self) -> bool:
         """Whether a retry would resume this run from its checkpoints."""
-        return (self.run.status in (RunStatus.FAILED, RunStatus.PARTIAL)
-                and not self.run.checkpoints_expired)
+        return (
+            self.run.status in (RunStatus.FAILED, RunStatus.PARTIAL)
+            and not self.run.checkpoints_expired
+        )
 
     @property
     def last_successful_step(self) -> str | None:
@@ -49,8 +51,11 @@ class RunDetail:
         """A JSON-ready record with ``checkpoint.step_outputs`` ({name: output, timestamp})."""
         run = asdict(self.run)
         run["status"] = str(self.run.status)
-        outputs = {s.name: {"output": s.output, "timestamp": s.checkpointed_at}
-                   for s in self.steps if s.checkpointed_at is not None and s.output is not None}
+        outputs = {
+            s.name: {"output": s.output, "timestamp": s.checkpointed_at}
+            for s in self.steps
+            if s.checkpointed_at is not None and s.output is not None
+        }
         return {
             **run,
             "run_id": self.run.id,
@@ -58,8 +63,10 @@ class RunDetail:
             "last_successful_step": self.last_successful_step,
             "failed_step": self.failed_step,
             "checkpoint": {"step_outputs": outputs},
-            "steps": [{**asdict(s), "status": str(s.status),
-                       "items": self.items.get(s.name)} for s in self.steps],
+            "steps": [
+                {**asdict(s), "status": str(s.status), "items": self.items.get(s.name)}
+                for s in self.steps
+            ],
         }
 
 

@@ -67,15 +67,22 @@ class Engine:
     the pool that runs sync steps and sync map items.
     """
 
-    def __init__(self, store: Store | str | None = None, *,
-                 home: str | os.PathLike[str] | None = None, settings: Settings | None = None,
-                 owner: str | None = None, threads: int = 64) -> None:
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        owner: str | None = None,
+        threads: int = 64,
+    ) -> None:
         from regen.engine._writer import Writer  # noqa: PLC0415 - keeps import order obvious
 
         self.home = Path(home) if home is not None else default_home()
         self._owns_store = not isinstance(store, Store)
-        self.store: Store = store if isinstance(store, Store) else open_store(
-            store, data_home=self.home)
+        self.store: Store = (
+            store if isinstance(store, Store) else open_store(store, data_home=self.home)
+        )
         self.settings = settings or Settings.from_env()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.registry = Registry()
@@ -133,9 +140,16 @@ class Engine:
 
     # --- starting and executing -----------------------------------------------------------
 
-    def start(self, flow: Flow | str, params: Mapping[str, Any] | None = None, *,
-              key: str | None = None, on_failed: OnFailed = "retry",
-              max_retries: int | None = None, retry_delay: float | None = None) -> Started:
+    def start(
+        self,
+        flow: Flow | str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        on_failed: OnFailed = "retry",
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> Started:
         """Queue a run of ``flow`` (params checked first: nothing is created on error).
 
         With a business ``key``, a run that already exists for it is returned instead of
@@ -146,30 +160,43 @@ class Engine:
         chosen = self._flow(flow)
         values = chosen.check_params(params)
         steps = tuple((s.name, s.kind) for s in chosen.steps)
-        new = NewRun(uuid.uuid4().hex, chosen.name, chosen.ref, key, encode(values, "params"),
-                     steps, chosen.max_retries if max_retries is None else max_retries,
-                     chosen.retry_delay if retry_delay is None else retry_delay)
+        new = NewRun(
+            uuid.uuid4().hex,
+            chosen.name,
+            chosen.ref,
+            key,
+            encode(values, "params"),
+            steps,
+            chosen.max_retries if max_retries is None else max_retries,
+            chosen.retry_delay if retry_delay is None else retry_delay,
+        )
         run, created = self.store.create_run(new, _time.now())
         if created or run.status is not RunStatus.FAILED or on_failed == "return":
             return Started(run, created)
         if on_failed == "refuse":
-            raise RunExists(run.id, run.status, f"flow {chosen.name!r}: the run for key {key!r} "
-                            f"({run.id}) failed; retry it, or start with another key")
+            raise RunExists(
+                run.id,
+                run.status,
+                f"flow {chosen.name!r}: the run for key {key!r} "
+                f"({run.id}) failed; retry it, or start with another key",
+            )
         try:
             return Started(self.store.retry_run(run.id, _time.now()), False, True)
         except InvalidTransition:  # a concurrent start retried it first
             return Started(self.get_run(run.id), False)
 
-    async def execute(self, run_id: str, *, follow_retries: bool = True,
-                      inline_sync: bool = False) -> Run:
+    async def execute(
+        self, run_id: str, *, follow_retries: bool = True, inline_sync: bool = False
+    ) -> Run:
         """Execute a queued run (or take over one whose process died) in this process.
 
         Returns the run as it ends. With ``follow_retries``, waits out the run's automatic
         retries and carries them out here. A run executing elsewhere is returned as it is.
         """
         while True:
-            claimed = self.store.claim(self.owner, self.settings.lease_ttl, _time.now(),
-                                       run_id=run_id)
+            claimed = self.store.claim(
+                self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
+            )
             if claimed is not None:
                 await self._execute_claimed(claimed, inline_sync=inline_sync)
             run = self.get_run(run_id)
@@ -180,8 +207,9 @@ class Engine:
             with contextlib.suppress(InvalidTransition):
                 self.store.retry_run(run_id, _time.now(), auto=True)
 
-    async def _execute_claimed(self, claimed: Claimed, *, inline_sync: bool = False,
-                               release_on_interrupt: bool = False) -> RunStatus:
+    async def _execute_claimed(
+        self, claimed: Claimed, *, inline_sync: bool = False, release_on_interrupt: bool = False
+    ) -> RunStatus:
         try:
             flow = self.registry.get(claimed.run.flow, claimed.run.flow_ref)
         except Exception:
@@ -197,8 +225,11 @@ class Engine:
             execution.interrupted(release=release_on_interrupt)
             raise
         except LeaseLost:
-            logger.warning("regen: lost the lease of run %s; another process has it",
-                           claimed.run.id, extra={"run_id": claimed.run.id})
+            logger.warning(
+                "regen: lost the lease of run %s; another process has it",
+                claimed.run.id,
+                extra={"run_id": claimed.run.id},
+            )
             return RunStatus.RUNNING
         except Exception as exc:
             execution.crashed(exc)
@@ -207,21 +238,35 @@ class Engine:
             self.heartbeat.drop(claimed.run.id)
             self._executions.pop(claimed.run.id, None)
 
-    async def run(self, flow: Flow | str, params: Mapping[str, Any] | None = None, *,
-                  key: str | None = None, on_failed: OnFailed = "retry",
-                  max_retries: int | None = None, retry_delay: float | None = None,
-                  inline_sync: bool = False) -> Run:
+    async def run(
+        self,
+        flow: Flow | str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        on_failed: OnFailed = "retry",
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
+        inline_sync: bool = False,
+    ) -> Run:
         """Start a run and execute it here to its end (through automatic retries).
 
         A keyed run executing in another process is waited for instead.
         """
-        started = self.start(flow, params, key=key, on_failed=on_failed,
-                             max_retries=max_retries, retry_delay=retry_delay)
+        started = self.start(
+            flow,
+            params,
+            key=key,
+            on_failed=on_failed,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+        )
         run = await self.execute(started.run.id, inline_sync=inline_sync)
         return run if run.status.finished else await self.wait(run.id)
 
-    def run_sync(self, flow: Flow | str, params: Mapping[str, Any] | None = None,
-                 **options: Any) -> Run:
+    def run_sync(
+        self, flow: Flow | str, params: Mapping[str, Any] | None = None, **options: Any
+    ) -> Run:
         """:meth:`run` from synchronous code. Sync steps run on this thread (no other run
         shares the private event loop, kept for this thread's next call), async ones on
         the loop."""
@@ -229,8 +274,9 @@ class Engine:
 
     async def wait(self, run_id: str, poll: float = 0.25) -> Run:
         """Wait until the run has finished (and no automatic retry is pending)."""
-        async for _ in follow(self.store, run_id, after=self._last_seq(run_id), follow=True,
-                              poll=poll):
+        async for _ in follow(
+            self.store, run_id, after=self._last_seq(run_id), follow=True, poll=poll
+        ):
             pass
         return self.get_run(run_id)
 
@@ -267,19 +313,34 @@ class Engine:
         """The run with its steps, checkpoints and item counts."""
         run = self.get_run(run_id)
         steps = self.store.get_steps(run_id)
-        items = {s.name: item_counts(self.store.count_items(run_id, s.name))
-                 for s in steps if s.kind == "map"}
+        items = {
+            s.name: item_counts(self.store.count_items(run_id, s.name))
+            for s in steps
+            if s.kind == "map"
+        }
         return RunDetail(run, steps, items)
 
-    def list_runs(self, *, status: Sequence[RunStatus | str] | None = None,
-                  flow: str | None = None, before: float | None = None,
-                  limit: int = 50) -> list[Run]:
+    def list_runs(
+        self,
+        *,
+        status: Sequence[RunStatus | str] | None = None,
+        flow: str | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
         """Runs, newest first."""
         statuses = None if status is None else [RunStatus(s) for s in status]
         return self.store.list_runs(statuses=statuses, flow=flow, before=before, limit=limit)
 
-    def items(self, run_id: str, step: str, *, status: ItemStatus | str | None = None,
-              after: int = -1, limit: int = 100) -> list[Item]:
+    def items(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        status: ItemStatus | str | None = None,
+        after: int = -1,
+        limit: int = 100,
+    ) -> list[Item]:
         """Items of a map step, in order (page with ``after``: the last ``idx`` seen)."""
         chosen = None if status is None else ItemStatus(status)
         return self.store.get_items(run_id, step, after=after, limit=limit, status=chosen)
@@ -288,8 +349,9 @@ class Engine:
         """Events with ``seq > after``."""
         return self.store.read_events(run_id, after, limit)
 
-    def events(self, run_id: str, *, after: int = 0, follow: bool = False,
-               poll: float = 0.25) -> AsyncIterator[Event]:
+    def events(
+        self, run_id: str, *, after: int = 0, follow: bool = False, poll: float = 0.25
+    ) -> AsyncIterator[Event]:
         """Events with ``seq > after``; with ``follow``, new ones as they are written, until
         the run ends (resume a broken stream by passing the last ``seq`` seen)."""
         return _follow(self.store, run_id, after=after, follow=follow, poll=poll)
@@ -305,19 +367,35 @@ class Engine:
             checkpoints_before=at - s.checkpoint_retention_hours * 3600,
             runs_before=at - s.run_retention_days * 86400,
             artifacts_before=at - s.run_retention_days * 86400,
-            now=at, remove_file=self.artifacts.blobs.remove)
+            now=at,
+            remove_file=self.artifacts.blobs.remove,
+        )
 
-    async def worker(self, *, flows: Sequence[str] | None = None, concurrency: int = 4,
-                     poll: float = 1.0, stop: asyncio.Event | None = None,
-                     gc_interval: float | None = None, max_runs: int | None = None) -> int:
+    async def worker(
+        self,
+        *,
+        flows: Sequence[str] | None = None,
+        concurrency: int = 4,
+        poll: float = 1.0,
+        stop: asyncio.Event | None = None,
+        gc_interval: float | None = None,
+        max_runs: int | None = None,
+    ) -> int:
         """Claim and execute queued runs (and runs whose process died) until ``stop`` is set.
 
         ``flows``: names to claim (default: the registered flows, or, when none is,
         any run whose recorded ``MODULE:FLOW`` imports). Carries out due automatic
         retries and cleans up every ``gc_interval`` seconds. Returns the runs executed.
         """
-        return await work(self, flows=flows, concurrency=concurrency, poll=poll, stop=stop,
-                          gc_interval=gc_interval, max_runs=max_runs)
+        return await work(
+            self,
+            flows=flows,
+            concurrency=concurrency,
+            poll=poll,
+            stop=stop,
+            gc_interval=gc_interval,
+            max_runs=max_runs,
+        )
 
 
 _follow = follow

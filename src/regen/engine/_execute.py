@@ -77,15 +77,17 @@ class Execution:
         elif commit.cancel_requested:
             self.cancel_requested = True
 
-    def event(self, type_: str, data: dict[str, Any], *, step: str | None = None,
-              index: int = -1) -> None:
+    def event(
+        self, type_: str, data: dict[str, Any], *, step: str | None = None, index: int = -1
+    ) -> None:
         """Queue an event (any thread; committed in order, soon)."""
         if step is not None:
             data = {"step": step, **data}
             if index >= 0:
                 data["item"] = index
-        self.writer.add(self.lease, [event_write(type_, data, f"event {type_!r}")],
-                        blocking=self.blocking)
+        self.writer.add(
+            self.lease, [event_write(type_, data, f"event {type_!r}")], blocking=self.blocking
+        )
 
     async def commit(self, writes: list[Write]) -> None:
         """Commit durably, here and now, after everything queued before; :class:`LeaseLost`
@@ -118,20 +120,31 @@ class Execution:
         base = f"{self.run_id}/{step}" + (f"#{generation}" if generation else "")
         return base if item is None else f"{base}/{item}"
 
-    def policy_for(self, spec: StepSpec, key: str, *, index: int = -1,
-                   failed: list[Attempt] | None = None) -> Policy:
+    def policy_for(
+        self, spec: StepSpec, key: str, *, index: int = -1, failed: list[Attempt] | None = None
+    ) -> Policy:
         """The step's policy, carrying its idempotency key and an ``attempt.failed`` hook
         (which also collects the failed attempts into ``failed``)."""
 
         def on_retry(attempt: Attempt) -> None:
             if failed is not None:
                 failed.append(attempt)
-            self.event("attempt.failed", {
-                "attempt": attempt.number, "kind": str(attempt.kind), "status": attempt.status,
-                "message": attempt.message, "wait": attempt.wait}, step=spec.name, index=index)
+            self.event(
+                "attempt.failed",
+                {
+                    "attempt": attempt.number,
+                    "kind": str(attempt.kind),
+                    "status": attempt.status,
+                    "message": attempt.message,
+                    "wait": attempt.wait,
+                },
+                step=spec.name,
+                index=index,
+            )
 
-        return spec.policy.replace(on_retry=on_retry, idempotency_key=key,
-                                   operation=f"{self.flow.name}.{spec.name}")
+        return spec.policy.replace(
+            on_retry=on_retry, idempotency_key=key, operation=f"{self.flow.name}.{spec.name}"
+        )
 
     def check_cancel(self) -> None:
         """A safe point: stop here if cancellation was asked or the lease was lost."""
@@ -142,13 +155,17 @@ class Execution:
 
     # --- the run -----------------------------------------------------------------------------
 
-    def _end_writes(self, status: RunStatus, error: dict[str, Any] | None = None,
-                    failed_step: str | None = None) -> list[Write]:
+    def _end_writes(
+        self, status: RunStatus, error: dict[str, Any] | None = None, failed_step: str | None = None
+    ) -> list[Write]:
         at = _time.now()
         retry_at = None
         run = self.run
-        if (status is RunStatus.FAILED and self.engine.settings.auto_retry
-                and run.retry_count < run.max_retries):
+        if (
+            status is RunStatus.FAILED
+            and self.engine.settings.auto_retry
+            and run.retry_count < run.max_retries
+        ):
             retry_at = at + run.retry_delay
         data: dict[str, Any] = {}
         if error is not None:
@@ -159,8 +176,10 @@ class Execution:
             data["retry_at"] = retry_at
             data["retry"] = run.retry_count + 1
         error_text = None if error is None else encode({**error, "step": failed_step}, "error")
-        return [EndRun(status, at, error_text, retry_at),
-                event_write(f"run.{status}", data, "run event")]
+        return [
+            EndRun(status, at, error_text, retry_at),
+            event_write(f"run.{status}", data, "run event"),
+        ]
 
     def _states(self) -> tuple[list[str], list[StepState]]:
         """The run's step names and states; done steps' results go to ``results``."""
@@ -172,17 +191,22 @@ class Execution:
         for rec in records:
             if rec.status in _DONE:
                 self._results[rec.name] = rec.output
-        return [r.name for r in records], [StepState(r.position, r.status, r.generation,
-                                                     r.refresh, r.attempts) for r in records]
+        return [r.name for r in records], [
+            StepState(r.position, r.status, r.generation, r.refresh, r.attempts) for r in records
+        ]
 
     async def execute(self) -> RunStatus:
         """Run the steps not yet done; returns the run's final status."""
         names, records = self._states()
         specs = self.flow.steps
         if names != [s.name for s in specs]:
-            error = {"type": "FlowChanged", "message": (
-                f"flow {self.flow.name!r} now has steps {[s.name for s in specs]}, but the run "
-                f"was created with {names}; start a new run")}
+            error = {
+                "type": "FlowChanged",
+                "message": (
+                    f"flow {self.flow.name!r} now has steps {[s.name for s in specs]}, but the run "
+                    f"was created with {names}; start a new run"
+                ),
+            }
             await self.commit(self._end_writes(RunStatus.FAILED, error))
             return RunStatus.FAILED
         if self.cancel_requested:
@@ -200,13 +224,20 @@ class Execution:
                 self.writer.add(self.lease, self._start_writes(specs[todo[0]], todo[0]))
             for n, i in enumerate(todo):
                 spec = specs[i]
-                outcome = (_steps.run_now(self, spec, records[i]) if now[i] else
-                           await runners[i](self, spec, records[i]))
+                outcome = (
+                    _steps.run_now(self, spec, records[i])
+                    if now[i]
+                    else await runners[i](self, spec, records[i])
+                )
                 _faults.point("after_step_work")
                 if outcome.status not in _DONE:
-                    await self.commit([*outcome.writes, self._end_write(spec, i, outcome),
-                                       *self._end_writes(RunStatus.FAILED, outcome.error,
-                                                         spec.name)])
+                    await self.commit(
+                        [
+                            *outcome.writes,
+                            self._end_write(spec, i, outcome),
+                            *self._end_writes(RunStatus.FAILED, outcome.error, spec.name),
+                        ]
+                    )
                     return RunStatus.FAILED
                 self._results[spec.name] = outcome.value
                 if outcome.status is StepStatus.PARTIAL:
@@ -233,8 +264,9 @@ class Execution:
         data = _started_data(spec.name, spec.kind)
         return [StartStep(position, _time.now(), data, lazy=True)]
 
-    def _end_write(self, spec: StepSpec, position: int, outcome: Outcome,
-                   following: int | None = None) -> Write:
+    def _end_write(
+        self, spec: StepSpec, position: int, outcome: Outcome, following: int | None = None
+    ) -> Write:
         """The step's end (and checkpoint); ``following``: the position of the step
         started by the same transition. Step transitions are recorded in their
         event rows alone (``lazy``): readers of the steps table apply them."""
@@ -246,14 +278,23 @@ class Execution:
         else:
             text = _step_data(spec.name)
         error = None if outcome.error is None else encode(outcome.error, "error")
-        return EndStep(position, outcome.status, _time.now(), outcome.output, error, text,
-                       True, following)
+        return EndStep(
+            position, outcome.status, _time.now(), outcome.output, error, text, True, following
+        )
 
     async def _cancelled(self) -> RunStatus:
         at = _time.now()
-        await self.commit([EndRun(RunStatus.CANCELLED, at, encode(
-            {"type": "Cancelled", "message": "cancelled on request"}, "error"), close_steps=True),
-            event_write("run.cancelled", {}, "run event")])
+        await self.commit(
+            [
+                EndRun(
+                    RunStatus.CANCELLED,
+                    at,
+                    encode({"type": "Cancelled", "message": "cancelled on request"}, "error"),
+                    close_steps=True,
+                ),
+                event_write("run.cancelled", {}, "run event"),
+            ]
+        )
         return RunStatus.CANCELLED
 
     def interrupted(self, *, release: bool) -> None:
@@ -268,14 +309,20 @@ class Execution:
             else:
                 self.commit_now(self._interrupt_writes())
         except Exception:
-            logger.warning("regen: could not record the interruption of run %s", self.run_id,
-                           exc_info=True, extra={"run_id": self.run_id})
+            logger.warning(
+                "regen: could not record the interruption of run %s",
+                self.run_id,
+                exc_info=True,
+                extra={"run_id": self.run_id},
+            )
 
     def _interrupt_writes(self) -> list[Write]:
         error = {"type": "Interrupted", "message": "the run was interrupted; retry resumes it"}
         at = _time.now()
-        return [EndRun(RunStatus.FAILED, at, encode(error, "error")),
-                event_write("run.failed", {"error": error}, "run event")]
+        return [
+            EndRun(RunStatus.FAILED, at, encode(error, "error")),
+            event_write("run.failed", {"error": error}, "run event"),
+        ]
 
     def crashed(self, exc: BaseException) -> None:
         """An unexpected error in the engine itself: record the run as failed."""
@@ -284,8 +331,12 @@ class Execution:
         try:
             self.commit_now(self._end_writes(RunStatus.FAILED, error_of(exc)))
         except Exception:
-            logger.warning("regen: could not record the failure of run %s", self.run_id,
-                           exc_info=True, extra={"run_id": self.run_id})
+            logger.warning(
+                "regen: could not record the failure of run %s",
+                self.run_id,
+                exc_info=True,
+                extra={"run_id": self.run_id},
+            )
 
 
 @functools.cache

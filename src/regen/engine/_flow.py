@@ -60,9 +60,18 @@ class StepSpec:
         is_async = inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn)
         policy = self.policy
         object.__setattr__(self, "is_async", is_async)
-        object.__setattr__(self, "quick", (
-            self.kind == "step" and not is_async and self.cache is None and policy.attempts == 1
-            and policy.timeout is None and policy.deadline is None))
+        object.__setattr__(
+            self,
+            "quick",
+            (
+                self.kind == "step"
+                and not is_async
+                and self.cache is None
+                and policy.attempts == 1
+                and policy.timeout is None
+                and policy.deadline is None
+            ),
+        )
 
 
 def _positional(fn: Callable[..., Any], count: int, what: str) -> None:
@@ -70,9 +79,11 @@ def _positional(fn: Callable[..., Any], count: int, what: str) -> None:
         signature = inspect.signature(fn)
         signature.bind(*range(count))
     except TypeError:
-        raise FlowError(f"{what} {getattr(fn, '__name__', fn)!r} must accept {count} positional "
-                        f"argument{'s' if count > 1 else ''} "
-                        f"({'ctx, item' if count == 2 else 'ctx'})") from None
+        raise FlowError(
+            f"{what} {getattr(fn, '__name__', fn)!r} must accept {count} positional "
+            f"argument{'s' if count > 1 else ''} "
+            f"({'ctx, item' if count == 2 else 'ctx'})"
+        ) from None
     except ValueError:  # pragma: no cover - builtins without a signature
         return
 
@@ -94,9 +105,16 @@ class Flow:
     step (seed 003: 3 × 30 s); 0 switches them off.
     """
 
-    def __init__(self, name: str, *, params: Mapping[str, type | Param] | None = None,
-                 version: int = 1, max_retries: int = 0, retry_delay: float = 30.0,
-                 description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, type | Param] | None = None,
+        version: int = 1,
+        max_retries: int = 0,
+        retry_delay: float = 30.0,
+        description: str = "",
+    ) -> None:
         if not name or not isinstance(name, str) or any(c.isspace() for c in name):
             raise FlowError(f"flow name {name!r} must be a non-empty string without spaces")
         if max_retries < 0 or retry_delay < 0:
@@ -157,44 +175,67 @@ class Flow:
     def describe(self) -> dict[str, Any]:
         """The flow's shape as JSON (for dashboards and ``--json``)."""
         return {
-            "name": self.name, "version": self.version, "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
             "description": self.description,
             "params": {n: {"type": p.describe(), "help": p.help} for n, p in self.params.items()},
             "steps": [{"name": s.name, "kind": s.kind} for s in self._steps],
-            "max_retries": self.max_retries, "retry_delay": self.retry_delay,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
         }
 
     # --- declaring steps ---------------------------------------------------------------------
 
     def _add(self, spec: StepSpec) -> None:
         if any(s.name == spec.name for s in self._steps):
-            raise FlowError(f"flow {self.name!r}: a step named {spec.name!r} already exists; "
-                            "step names must be unique (pass name=...)")
+            raise FlowError(
+                f"flow {self.name!r}: a step named {spec.name!r} already exists; "
+                "step names must be unique (pass name=...)"
+            )
         self._steps.append(spec)
 
     def _source(self, items: str | Callable[..., Any], step: str) -> None:
         if callable(items):
             return
         if not isinstance(items, str):
-            raise FlowError(f"map step {step!r}: items must name an earlier step, a param "
-                            "('params.NAME') or be a function of ctx")
+            raise FlowError(
+                f"map step {step!r}: items must name an earlier step, a param "
+                "('params.NAME') or be a function of ctx"
+            )
         if items.startswith("params."):
             if items[7:] not in self.params:
-                raise FlowError(f"map step {step!r}: items={items!r} names no declared param; "
-                                f"params: {', '.join(self.params) or 'none'}")
+                raise FlowError(
+                    f"map step {step!r}: items={items!r} names no declared param; "
+                    f"params: {', '.join(self.params) or 'none'}"
+                )
         elif not any(s.name == items for s in self._steps):
             earlier = ", ".join(s.name for s in self._steps) or "none"
-            raise FlowError(f"map step {step!r}: items={items!r} is not an earlier step of "
-                            f"flow {self.name!r} (earlier steps: {earlier})")
+            raise FlowError(
+                f"map step {step!r}: items={items!r} is not an earlier step of "
+                f"flow {self.name!r} (earlier steps: {earlier})"
+            )
 
     @overload
     def step(self, fn: F, /) -> F: ...
     @overload
-    def step(self, *, name: str | None = None, policy: Policy | None = None,
-             cache: bool | Cache = False, version: int = 1) -> Callable[[F], F]: ...
-    def step(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-             policy: Policy | None = None, cache: bool | Cache = False,
-             version: int = 1) -> Any:
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        policy: Policy | None = None,
+        cache: bool | Cache = False,
+        version: int = 1,
+    ) -> Callable[[F], F]: ...
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        policy: Policy | None = None,
+        cache: bool | Cache = False,
+        version: int = 1,
+    ) -> Any:
         """Declare a step ``fn(ctx)`` (async, or sync: run in a thread). Its return value is
         checkpointed as JSON before the next step starts."""
 
@@ -202,17 +243,32 @@ class Flow:
             _positional(func, 1, "step")
             if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
                 raise FlowError(f"step {func.__name__!r} yields: declare it with flow.stream()")
-            self._add(StepSpec(name or func.__name__, "step", func, policy or STEP_POLICY,
-                               version, _cache(cache)))
+            self._add(
+                StepSpec(
+                    name or func.__name__,
+                    "step",
+                    func,
+                    policy or STEP_POLICY,
+                    version,
+                    _cache(cache),
+                )
+            )
             return func
 
         return add(fn) if fn is not None else add
 
-    def map(self, *, items: str | Callable[..., Any],
-            name: str | None = None, concurrency: int = 4, policy: Policy | None = None,
-            quota: int | str | Callable[..., Any] | None = None,
-            key: Callable[[Any], Any] | None = None, cache: bool | Cache = False,
-            version: int = 1) -> Callable[[F], F]:
+    def map(
+        self,
+        *,
+        items: str | Callable[..., Any],
+        name: str | None = None,
+        concurrency: int = 4,
+        policy: Policy | None = None,
+        quota: int | str | Callable[..., Any] | None = None,
+        key: Callable[[Any], Any] | None = None,
+        cache: bool | Cache = False,
+        version: int = 1,
+    ) -> Callable[[F], F]:
         """Declare a map step ``fn(ctx, item)`` run over ``items`` with at most
         ``concurrency`` in flight, each item retried under ``policy``.
 
@@ -227,16 +283,30 @@ class Flow:
             step = name or func.__name__
             _positional(func, 2, "map step")
             if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-                raise FlowError(f"map step {step!r}: concurrency={concurrency!r}; expected a whole "
-                                "number ≥ 1")
+                raise FlowError(
+                    f"map step {step!r}: concurrency={concurrency!r}; expected a whole number ≥ 1"
+                )
             if isinstance(quota, int) and (isinstance(quota, bool) or quota < 1):
                 raise FlowError(f"map step {step!r}: quota={quota!r}; expected a whole number ≥ 1")
-            if isinstance(quota, str) and (not quota.startswith("params.")
-                                           or quota[7:] not in self.params):
+            if isinstance(quota, str) and (
+                not quota.startswith("params.") or quota[7:] not in self.params
+            ):
                 raise FlowError(f"map step {step!r}: quota={quota!r} names no declared param")
             self._source(items, step)
-            self._add(StepSpec(step, "map", func, policy or ITEM_POLICY, version, _cache(cache),
-                               items, concurrency, quota, key))
+            self._add(
+                StepSpec(
+                    step,
+                    "map",
+                    func,
+                    policy or ITEM_POLICY,
+                    version,
+                    _cache(cache),
+                    items,
+                    concurrency,
+                    quota,
+                    key,
+                )
+            )
             return func
 
         return add
@@ -244,10 +314,17 @@ class Flow:
     @overload
     def stream(self, fn: F, /) -> F: ...
     @overload
-    def stream(self, *, name: str | None = None, policy: Policy | None = None,
-               version: int = 1) -> Callable[[F], F]: ...
-    def stream(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-               policy: Policy | None = None, version: int = 1) -> Any:
+    def stream(
+        self, *, name: str | None = None, policy: Policy | None = None, version: int = 1
+    ) -> Callable[[F], F]: ...
+    def stream(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        policy: Policy | None = None,
+        version: int = 1,
+    ) -> Any:
         """Declare a streaming step: an async generator ``fn(ctx)`` whose text chunks are
         appended to the event log as they arrive; its result is the assembled text (or
         what it passes to ``ctx.set_output``)."""
@@ -255,10 +332,13 @@ class Flow:
         def add(func: Callable[..., Any]) -> Callable[..., Any]:
             _positional(func, 1, "streaming step")
             if not inspect.isasyncgenfunction(func):
-                raise FlowError(f"streaming step {func.__name__!r} must be an async generator "
-                                "function (async def … yield)")
-            self._add(StepSpec(name or func.__name__, "stream", func, policy or ITEM_POLICY,
-                               version))
+                raise FlowError(
+                    f"streaming step {func.__name__!r} must be an async generator "
+                    "function (async def … yield)"
+                )
+            self._add(
+                StepSpec(name or func.__name__, "stream", func, policy or ITEM_POLICY, version)
+            )
             return func
 
         return add(fn) if fn is not None else add

@@ -11,8 +11,9 @@ from regen.store import Event, RunNotFound, Store
 _PAGE = 500
 
 
-async def follow(store: Store, run_id: str, *, after: int = 0, follow: bool = False,
-                 poll: float = 0.25) -> AsyncIterator[Event]:
+async def follow(
+    store: Store, run_id: str, *, after: int = 0, follow: bool = False, poll: float = 0.25
+) -> AsyncIterator[Event]:
     """Events with ``seq > after``; with ``follow``, keep waiting for new ones until the run
     has finished (and no automatic retry is pending).
 

@@ -33,8 +33,9 @@ class Heartbeat:
         with self._lock:
             self._leases[lease.run_id] = lease
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="regen-heartbeat",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="regen-heartbeat", daemon=True
+                )
                 self._thread.start()
 
     def drop(self, run_id: str) -> None:

@@ -24,14 +24,24 @@ class ArtifactRef:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in checkpoints and events."""
-        return {"artifact": self.sha256, "size": self.size, "content_type": self.content_type,
-                "width": self.width, "height": self.height}
+        return {
+            "artifact": self.sha256,
+            "size": self.size,
+            "content_type": self.content_type,
+            "width": self.width,
+            "height": self.height,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactRef:
         """Rebuild a reference from :meth:`to_dict`'s output (as later steps receive it)."""
-        return cls(str(data["artifact"]), int(data["size"]), str(data["content_type"]),
-                   data.get("width"), data.get("height"))
+        return cls(
+            str(data["artifact"]),
+            int(data["size"]),
+            str(data["content_type"]),
+            data.get("width"),
+            data.get("height"),
+        )
 
 
 class NotJSON(EngineError):
@@ -40,8 +50,12 @@ class NotJSON(EngineError):
 
 _PLAIN = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # Scalars whose JSON is known without the encoder's machinery (exact types: no subclasses).
-_QUICK: dict[type, Any] = {int: int.__repr__, bool: lambda b: "true" if b else "false",
-                           type(None): lambda _: "null", str: _PLAIN.encode}
+_QUICK: dict[type, Any] = {
+    int: int.__repr__,
+    bool: lambda b: "true" if b else "false",
+    type(None): lambda _: "null",
+    str: _PLAIN.encode,
+}
 
 
 def encode(value: Any, what: str, found: list[str] | None = None) -> str:
@@ -65,8 +79,9 @@ def encode(value: Any, what: str, found: list[str] | None = None) -> str:
         if isinstance(obj, (set, frozenset, tuple)):
             return list(obj)
         if isinstance(obj, bytes):
-            raise TypeError("bytes: store binary output with ctx.artifacts.put() and "
-                            "return the reference")
+            raise TypeError(
+                "bytes: store binary output with ctx.artifacts.put() and return the reference"
+            )
         raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
     try:

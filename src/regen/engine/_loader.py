@@ -22,8 +22,10 @@ def load_flow(ref: str) -> Flow:
         value = getattr(value, part, None)
         if value is None:
             flows = sorted(k for k, v in vars(module).items() if isinstance(v, Flow))
-            raise FlowNotFound(f"{ref!r}: module {module_name!r} has no {attr!r}; flows in it: "
-                               f"{', '.join(flows) or 'none'}")
+            raise FlowNotFound(
+                f"{ref!r}: module {module_name!r} has no {attr!r}; flows in it: "
+                f"{', '.join(flows) or 'none'}"
+            )
     if not isinstance(value, Flow):
         raise FlowNotFound(f"{ref!r} is a {type(value).__name__}, not a regen Flow")
     value.ref = ref
@@ -54,9 +56,11 @@ class Registry:
         if flow is not None:
             return flow
         if ref is None or ref.startswith("__main__:"):
-            raise FlowNotFound(f"flow {name!r} is not registered in this process and its run "
-                               "records no importable MODULE:FLOW; register it or pass its "
-                               "import string")
+            raise FlowNotFound(
+                f"flow {name!r} is not registered in this process and its run "
+                "records no importable MODULE:FLOW; register it or pass its "
+                "import string"
+            )
         flow = load_flow(ref)
         if flow.name != name:
             raise FlowNotFound(f"{ref!r} is flow {flow.name!r}, not {name!r}")

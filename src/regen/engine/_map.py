@@ -76,8 +76,9 @@ async def _iterate(values: Any, step: str) -> AsyncIterator[Any]:
     try:
         iterator = iter(values)
     except TypeError:
-        raise FlowError(f"map step {step!r}: its items are a {type(values).__name__}, not an "
-                        "iterable") from None
+        raise FlowError(
+            f"map step {step!r}: its items are a {type(values).__name__}, not an iterable"
+        ) from None
     for value in iterator:
         yield value
 
@@ -105,8 +106,11 @@ def _quota(ex: Execution, spec: StepSpec, ctx: StepContext) -> int | None:
     quota = spec.quota
     if quota is None:
         return None
-    value = ex.params[quota[7:]] if isinstance(quota, str) else (
-        quota(ctx) if callable(quota) else quota)
+    value = (
+        ex.params[quota[7:]]
+        if isinstance(quota, str)
+        else (quota(ctx) if callable(quota) else quota)
+    )
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise FlowError(f"map step {spec.name!r}: quota {value!r} is not a whole number ≥ 1")
     return value
@@ -170,14 +174,27 @@ async def run_map(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
     return _outcome(spec, state, quota)
 
 
-async def _skip_rest(ex: Execution, spec: StepSpec, state: _State, first: tuple[int, Any],
-                     merged: AsyncIterator[tuple[int, Any, Any]]) -> None:
+async def _skip_rest(
+    ex: Execution,
+    spec: StepSpec,
+    state: _State,
+    first: tuple[int, Any],
+    merged: AsyncIterator[tuple[int, Any, Any]],
+) -> None:
     writes: list[Write] = []
 
     def skip(idx: int, item: Any) -> None:
         state.skipped += 1
-        writes.append(EndItem(spec.name, idx, ItemStatus.SKIPPED, _time.now(),
-                              _item_key(spec, item), encode(item, "item")))
+        writes.append(
+            EndItem(
+                spec.name,
+                idx,
+                ItemStatus.SKIPPED,
+                _time.now(),
+                _item_key(spec, item),
+                encode(item, "item"),
+            )
+        )
         if len(writes) >= 500:
             ex.writer.add(ex.lease, list(writes))
             writes.clear()
@@ -194,8 +211,9 @@ def _item_key(spec: StepSpec, item: Any) -> str | None:
     return None if spec.key is None else str(spec.key(item))
 
 
-async def _run_item(ex: Execution, spec: StepSpec, rec: StepState, slots: Slots, state: _State,
-                    idx: int, item: Any) -> None:
+async def _run_item(
+    ex: Execution, spec: StepSpec, rec: StepState, slots: Slots, state: _State, idx: int, item: Any
+) -> None:
     held = True  # the loop acquired the first attempt's slot
     key = _item_key(spec, item)
     ikey = ex.key(spec.name, rec.generation, key or str(idx))
@@ -203,10 +221,19 @@ async def _run_item(ex: Execution, spec: StepSpec, rec: StepState, slots: Slots,
     failed: list[Attempt] = []
     base: dict[str, Any] = {"step": spec.name, "item": idx, "key": key}
     try:
-        ex.writer.add(ex.lease, [
-            StartItem(spec.name, idx, _time.now(), key,
-                      encode(item, f"map step {spec.name!r}: item {idx}")),
-            event_write("item.started", base, "item event")])
+        ex.writer.add(
+            ex.lease,
+            [
+                StartItem(
+                    spec.name,
+                    idx,
+                    _time.now(),
+                    key,
+                    encode(item, f"map step {spec.name!r}: item {idx}"),
+                ),
+                event_write("item.started", base, "item event"),
+            ],
+        )
         output, cached, cached_key = None, False, None
         if spec.cache is not None:
             inputs = spec.cache.key(ctx, item) if spec.cache.key is not None else item
@@ -236,17 +263,50 @@ async def _run_item(ex: Execution, spec: StepSpec, rec: StepState, slots: Slots,
 
             output = await ex.policy_for(spec, ikey, index=idx, failed=failed).acall(attempt)
         _faults.point("after_item_work")
-        await _commit(ex, _success(ex, spec, idx, key, output, failed, found, cached,
-                                   None if cached else cached_key, base))
+        await _commit(
+            ex,
+            _success(
+                ex,
+                spec,
+                idx,
+                key,
+                output,
+                failed,
+                found,
+                cached,
+                None if cached else cached_key,
+                base,
+            ),
+        )
         state.succeeded += 1
     except GiveUp as exc:
         attempts = [a.to_dict() for a in exc.attempts]
-        await _commit(ex, [
-            EndItem(spec.name, idx, ItemStatus.GIVEN_UP, _time.now(), key, None, None,
-                    encode(attempts, "attempts"), encode(exc.errors, "errors")),
-            event_write("item.given_up", {**base, "attempts": len(attempts),
-                                          "kind": str(exc.kind), "errors": exc.errors},
-                        "item event")])
+        await _commit(
+            ex,
+            [
+                EndItem(
+                    spec.name,
+                    idx,
+                    ItemStatus.GIVEN_UP,
+                    _time.now(),
+                    key,
+                    None,
+                    None,
+                    encode(attempts, "attempts"),
+                    encode(exc.errors, "errors"),
+                ),
+                event_write(
+                    "item.given_up",
+                    {
+                        **base,
+                        "attempts": len(attempts),
+                        "kind": str(exc.kind),
+                        "errors": exc.errors,
+                    },
+                    "item event",
+                ),
+            ],
+        )
         state.given_up += 1
     finally:
         if held:
@@ -257,23 +317,52 @@ async def _run_item(ex: Execution, spec: StepSpec, rec: StepState, slots: Slots,
     _progress(ex, spec, state)
 
 
-def _success(ex: Execution, spec: StepSpec, idx: int, key: str | None, output: str,
-             failed: list[Attempt], found: list[str], cached: bool, cache_as: str | None,
-             base: dict[str, Any]) -> list[Write]:
+def _success(
+    ex: Execution,
+    spec: StepSpec,
+    idx: int,
+    key: str | None,
+    output: str,
+    failed: list[Attempt],
+    found: list[str],
+    cached: bool,
+    cache_as: str | None,
+    base: dict[str, Any],
+) -> list[Write]:
     """The writes that record an item's success (durable before it is reported)."""
     at = _time.now()
     writes: list[Write] = [
-        EndItem(spec.name, idx, ItemStatus.SUCCEEDED, at, key, None, output,
-                encode([a.to_dict() for a in failed], "attempts"), None, cached),
+        EndItem(
+            spec.name,
+            idx,
+            ItemStatus.SUCCEEDED,
+            at,
+            key,
+            None,
+            output,
+            encode([a.to_dict() for a in failed], "attempts"),
+            None,
+            cached,
+        ),
         *(LinkArtifact(sha, spec.name, idx) for sha in found),
     ]
     if cache_as is not None:
         ttl = spec.cache.ttl if spec.cache is not None else None
-        writes.append(PutCache(cache_as, f"{ex.flow.name}.{spec.name}", output, at,
-                               None if ttl is None else at + ttl))
+        writes.append(
+            PutCache(
+                cache_as,
+                f"{ex.flow.name}.{spec.name}",
+                output,
+                at,
+                None if ttl is None else at + ttl,
+            )
+        )
     data = {**base, "cached": cached, "attempts": len(failed) + 1}
-    writes.append(event_write("item.succeeded", data, "item event")
-                  if len(output) > _SMALL_OUTPUT else _with_output(data, output))
+    writes.append(
+        event_write("item.succeeded", data, "item event")
+        if len(output) > _SMALL_OUTPUT
+        else _with_output(data, output)
+    )
     return writes
 
 
@@ -294,24 +383,39 @@ def _progress(ex: Execution, spec: StepSpec, state: _State, *, force: bool = Fal
     if not force and now - state.last_progress < _PROGRESS_EVERY:
         return
     state.last_progress = now
-    ex.event("progress", {"current": state.finished, "total": state.total,
-                          "succeeded": state.succeeded, "given_up": state.given_up},
-             step=spec.name)
+    ex.event(
+        "progress",
+        {
+            "current": state.finished,
+            "total": state.total,
+            "succeeded": state.succeeded,
+            "given_up": state.given_up,
+        },
+        step=spec.name,
+    )
 
 
 def _outcome(spec: StepSpec, state: _State, quota: int | None) -> Outcome:
     s, g = state.succeeded, state.given_up
-    counts = {"total": state.seen, "succeeded": s, "given_up": g, "skipped": state.skipped,
-              "quota": quota}
+    counts = {
+        "total": state.seen,
+        "succeeded": s,
+        "given_up": g,
+        "skipped": state.skipped,
+        "quota": quota,
+    }
     if quota is not None:
-        status = StepStatus.SUCCEEDED if s >= quota else (
-            StepStatus.PARTIAL if s else StepStatus.FAILED)
+        status = (
+            StepStatus.SUCCEEDED if s >= quota else (StepStatus.PARTIAL if s else StepStatus.FAILED)
+        )
     else:
-        status = StepStatus.SUCCEEDED if not g else (
-            StepStatus.PARTIAL if s else StepStatus.FAILED)
+        status = StepStatus.SUCCEEDED if not g else (StepStatus.PARTIAL if s else StepStatus.FAILED)
     error = None
     if status is StepStatus.FAILED:
         what = f"quota {quota} not met" if quota is not None else "every item gave up"
-        error = {"type": "MapFailed", "message": f"map step {spec.name!r}: {what} "
-                 f"({s} succeeded, {g} gave up of {state.seen})"}
+        error = {
+            "type": "MapFailed",
+            "message": f"map step {spec.name!r}: {what} "
+            f"({s} succeeded, {g} gave up of {state.seen})",
+        }
     return Outcome(status, counts, encode(counts, "counts"), error, data=dict(counts))

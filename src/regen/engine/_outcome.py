@@ -31,8 +31,10 @@ class Stop(BaseException):
 def error_of(exc: BaseException) -> dict[str, Any]:
     """A JSON record of a failure: type, masked message, kind, attempts, last errors."""
     cause = exc.__cause__ if isinstance(exc, GiveUp) and exc.__cause__ is not None else exc
-    record: dict[str, Any] = {"type": type(cause).__name__,
-                              "message": mask_secrets(str(exc) or type(exc).__name__)}
+    record: dict[str, Any] = {
+        "type": type(cause).__name__,
+        "message": mask_secrets(str(exc) or type(exc).__name__),
+    }
     if not isinstance(exc, GiveUp):
         record["kind"] = str(classify(exc).kind)
     else:
@@ -44,7 +46,9 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 
 def cache_key(flow: str, step: str, version: int, inputs: Any) -> str:
     """The result cache's key: a hash of the step's identity, version and inputs."""
-    text = encode({"flow": flow, "step": step, "version": version, "inputs": inputs},
-                  f"cache key of step {step!r}")
+    text = encode(
+        {"flow": flow, "step": step, "version": version, "inputs": inputs},
+        f"cache key of step {step!r}",
+    )
     canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -10,8 +10,15 @@ from typing import Any
 from regen.engine._errors import FlowError, ParamsError
 
 _REQUIRED: Any = object()
-_TYPES: dict[type, str] = {str: "str", int: "int", float: "float", bool: "bool", list: "list",
-                           dict: "dict", object: "any"}
+_TYPES: dict[type, str] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    list: "list",
+    dict: "dict",
+    object: "any",
+}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -48,11 +55,13 @@ class Param:
         kind = self.type
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        ok = kind is object or (isinstance(value, kind)
-                                and not (kind is int and isinstance(value, bool)))
+        ok = kind is object or (
+            isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        )
         if not ok:
-            raise ParamsError(f"param {name!r} must be {_TYPES[kind]}, got "
-                              f"{type(value).__name__} {value!r}")
+            raise ParamsError(
+                f"param {name!r} must be {_TYPES[kind]}, got {type(value).__name__} {value!r}"
+            )
         return value
 
     def parse(self, name: str, text: str) -> Any:
@@ -82,15 +91,18 @@ def declare(params: Mapping[str, type | Param] | None) -> dict[str, Param]:
     return declared
 
 
-def check(flow: str, declared: Mapping[str, Param],
-          given: Mapping[str, Any] | None) -> dict[str, Any]:
+def check(
+    flow: str, declared: Mapping[str, Param], given: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The run's params: ``given`` checked against ``declared``, defaults filled in."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(declared))
     if unknown:
         takes = "; ".join(f"{n} ({p.describe()})" for n, p in declared.items()) or "no params"
-        raise ParamsError(f"flow {flow!r}: unknown param{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(map(repr, unknown))}; it takes: {takes}")
+        raise ParamsError(
+            f"flow {flow!r}: unknown param{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; it takes: {takes}"
+        )
     values: dict[str, Any] = {}
     for name, param in declared.items():
         if name in given:

@@ -51,8 +51,9 @@ class Settings:
             raise ConfigError(f"REGEN_AUTO_RETRY={auto!r}: expected 1/0, true/false, on/off")
         return cls(
             lease_ttl=_number(env, "REGEN_LEASE_TTL_S", 30.0),
-            checkpoint_retention_hours=_number(env, "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0,
-                                               positive=False),
+            checkpoint_retention_hours=_number(
+                env, "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0, positive=False
+            ),
             run_retention_days=_number(env, "REGEN_RUN_RETENTION_DAYS", 30.0, positive=False),
             gc_interval=_number(env, "REGEN_GC_INTERVAL_S", 3600.0),
             auto_retry=auto in ("1", "true", "yes", "on"),

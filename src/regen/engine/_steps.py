@@ -22,8 +22,11 @@ async def run_plain(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
     ctx = StepContext(ex, spec.name, ex.key(spec.name, rec.generation))
     cached_key = None
     if spec.cache is not None:
-        inputs: Any = (spec.cache.key(ctx) if spec.cache.key is not None
-                       else {"params": ex.params, "results": dict(ex.results)})
+        inputs: Any = (
+            spec.cache.key(ctx)
+            if spec.cache.key is not None
+            else {"params": ex.params, "results": dict(ex.results)}
+        )
         cached_key = cache_key(ex.flow.name, spec.name, spec.version, inputs)
         if not rec.refresh:
             hit = ex.store.cache_get(cached_key, _time.now())
@@ -62,8 +65,15 @@ def _checkpoint(ex: Execution, spec: StepSpec, value: Any, cached_key: str | Non
     if cached_key is not None:
         ttl = spec.cache.ttl if spec.cache is not None else None
         at = _time.now()
-        writes.append(PutCache(cached_key, f"{ex.flow.name}.{spec.name}", output, at,
-                               None if ttl is None else at + ttl))
+        writes.append(
+            PutCache(
+                cached_key,
+                f"{ex.flow.name}.{spec.name}",
+                output,
+                at,
+                None if ttl is None else at + ttl,
+            )
+        )
     # What later steps see is the checkpoint read back; a plain scalar reads back as itself.
     seen = value if type(value) in _SCALARS else decode(output)
     return Outcome(StepStatus.SUCCEEDED, seen, output, None, None, writes)

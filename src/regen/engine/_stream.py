@@ -35,8 +35,10 @@ async def run_stream(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
         parts: list[str] = []
         async for chunk in spec.fn(ctx):
             if not isinstance(chunk, str):
-                raise TypeError(f"streaming step {spec.name!r} yielded "
-                                f"{type(chunk).__name__}; yield text (str) chunks")
+                raise TypeError(
+                    f"streaming step {spec.name!r} yielded "
+                    f"{type(chunk).__name__}; yield text (str) chunks"
+                )
             parts.append(chunk)
             streamed[0] = True
             ex.event("chunk", {"text": chunk, "attempt": number}, step=spec.name)
@@ -45,8 +47,7 @@ async def run_stream(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
 
     def reset(failed: Attempt) -> None:
         if streamed[0]:
-            ex.event("stream.reset", {"attempt": number, "reason": failed.message},
-                     step=spec.name)
+            ex.event("stream.reset", {"attempt": number, "reason": failed.message}, step=spec.name)
 
     policy = ex.policy_for(spec, key)
     hook = policy.on_retry
@@ -58,8 +59,9 @@ async def run_stream(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
 
     try:
         text, custom = await policy.replace(on_retry=on_retry, on_give_up=reset).acall(attempt)
-        output = encode(text if custom is _UNSET else custom,
-                        f"streaming step {spec.name!r} output")
+        output = encode(
+            text if custom is _UNSET else custom, f"streaming step {spec.name!r} output"
+        )
     except (GiveUp, Exception) as exc:
         return Outcome(StepStatus.FAILED, error=error_of(exc))
     return Outcome(StepStatus.SUCCEEDED, decode(output), output, data={"attempts": number})

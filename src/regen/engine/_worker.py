@@ -19,9 +19,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("regen.engine")
 
 
-async def work(engine: Engine, *, flows: Sequence[str] | None = None, concurrency: int = 4,
-               poll: float = 1.0, stop: asyncio.Event | None = None,
-               gc_interval: float | None = None, max_runs: int | None = None) -> int:
+async def work(
+    engine: Engine,
+    *,
+    flows: Sequence[str] | None = None,
+    concurrency: int = 4,
+    poll: float = 1.0,
+    stop: asyncio.Event | None = None,
+    gc_interval: float | None = None,
+    max_runs: int | None = None,
+) -> int:
     """Run queued runs until ``stop`` is set (or ``max_runs`` have been run); returns how
     many runs this worker executed. See :meth:`Engine.worker`."""
     stop = stop or asyncio.Event()
@@ -44,8 +51,9 @@ async def work(engine: Engine, *, flows: Sequence[str] | None = None, concurrenc
             wake.clear()
             _carry_out_due_retries(engine, names)
             while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
-                claimed = engine.store.claim(engine.owner, engine.settings.lease_ttl,
-                                             _time.now(), flows=names)
+                claimed = engine.store.claim(
+                    engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
+                )
                 if claimed is None:
                     break
                 try:
@@ -53,8 +61,12 @@ async def work(engine: Engine, *, flows: Sequence[str] | None = None, concurrenc
                 except FlowNotFound as exc:
                     engine.store.release(claimed.lease, _time.now())
                     if claimed.run.flow not in unloadable:
-                        logger.error("regen worker: skipping runs of flow %s: %s",
-                                     claimed.run.flow, exc, extra={"flow": claimed.run.flow})
+                        logger.error(
+                            "regen worker: skipping runs of flow %s: %s",
+                            claimed.run.flow,
+                            exc,
+                            extra={"flow": claimed.run.flow},
+                        )
                         unloadable.add(claimed.run.flow)
                     names = [n for n in (names or _known(engine)) if n not in unloadable]
                     continue
@@ -89,8 +101,14 @@ def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> None:
 
 
 def _known(engine: Engine) -> list[str]:
-    return sorted({r.flow for r in engine.store.list_runs(
-        statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000)})
+    return sorted(
+        {
+            r.flow
+            for r in engine.store.list_runs(
+                statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000
+            )
+        }
+    )
 
 
 async def _run(engine: Engine, claimed: Claimed) -> None:

@@ -149,8 +149,9 @@ class Writer:
             self._thread = threading.Thread(target=self._loop, name="regen-writer", daemon=True)
             self._thread.start()
 
-    def _flush_on(self, loop: asyncio.AbstractEventLoop,
-                  schedule: weakref.WeakSet[asyncio.AbstractEventLoop]) -> None:
+    def _flush_on(
+        self, loop: asyncio.AbstractEventLoop, schedule: weakref.WeakSet[asyncio.AbstractEventLoop]
+    ) -> None:
         with self._lock:
             schedule.discard(loop)
         self.drain()

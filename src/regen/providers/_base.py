@@ -185,8 +185,9 @@ class BaseProvider:
         if message is None:
             message = _excerpt(body)
         text = f"{self.name}: HTTP {status}" + (f" {code}" if code else "") + f": {message}"
-        return APIError(self._scrub(text), failure, provider=self.name, code=code,
-                        request_id=request_id)
+        return APIError(
+            self._scrub(text), failure, provider=self.name, code=code, request_id=request_id
+        )
 
     def embedded_error(self, payload: Mapping[str, Any], status: int | None = None) -> APIError:
         """The error a 200 body or a stream event carries as ``{"error": {...}}``."""
@@ -194,11 +195,13 @@ class BaseProvider:
         kind = kind_of_code(code) or Kind.SERVER_ERROR
         failure = Failure.of(kind, code or "embedded_error", status=status)
         text = f"{self.name}: error in reply" + (f" {code}" if code else "") + f": {message}"
-        return APIError(self._scrub(text), failure, provider=self.name, code=code,
-                        request_id=request_id)
+        return APIError(
+            self._scrub(text), failure, provider=self.name, code=code, request_id=request_id
+        )
 
-    def json_of(self, response: Response, what: str, *,
-                embedded_errors: bool = True) -> dict[str, Any]:
+    def json_of(
+        self, response: Response, what: str, *, embedded_errors: bool = True
+    ) -> dict[str, Any]:
         """The JSON object a successful reply must carry, or the right error for what came.
 
         ``embedded_errors``: a 200 carrying ``{"error": {...}}`` is an error (OpenAI-style
@@ -220,8 +223,9 @@ class BaseProvider:
         head = response.body.lstrip()[:256].lower()
         if not response.body.strip():
             reason, described = "empty_body", "an empty body"
-        elif response.content_type in ("text/html", "application/xhtml+xml") or \
-                head.startswith((b"<!doctype html", b"<html")):
+        elif response.content_type in ("text/html", "application/xhtml+xml") or head.startswith(
+            (b"<!doctype html", b"<html")
+        ):
             reason, described = "html_200", "an HTML page"
         elif _loads(response.body) is None:
             reason, described = "invalid_json", f"invalid JSON ({_excerpt(response.body)})"
@@ -229,13 +233,19 @@ class BaseProvider:
             reason, described = "missing_fields", "JSON that is not an object"
         return BadResponse(
             self._scrub(f"{self.name}: {what}: HTTP {response.status} with {described}"),
-            reason, provider=self.name, status=response.status,
+            reason,
+            provider=self.name,
+            status=response.status,
         )
 
     def missing(self, what: str, field: str, status: int = 200) -> BadResponse:
         """A :class:`BadResponse` for a reply without a field the protocol promises."""
-        return BadResponse(f"{self.name}: {what}: reply has no {field}", "missing_fields",
-                           provider=self.name, status=status)
+        return BadResponse(
+            f"{self.name}: {what}: reply has no {field}",
+            "missing_fields",
+            provider=self.name,
+            status=status,
+        )
 
 
 def _loads(body: bytes) -> Any:

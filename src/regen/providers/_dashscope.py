@@ -61,8 +61,15 @@ class DashScopeProvider(BaseProvider):
         transport: Transport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, name=name, model=model, policy=policy,
-                         transport=transport, headers=headers)
+        super().__init__(
+            base_url,
+            api_key,
+            name=name,
+            model=model,
+            policy=policy,
+            transport=transport,
+            headers=headers,
+        )
         self.polling = polling or Polling(interval=1.0, max_interval=5.0, deadline=240.0)
 
     # --- one task -----------------------------------------------------------------------------
@@ -87,10 +94,15 @@ class DashScopeProvider(BaseProvider):
             params["size"] = size
         params.update(parameters or {})
         body = {"model": model or self.model, "input": task_input, "parameters": params}
-        response = await self._send("POST", self.submit_path, json_body=body,
-                                    headers={"X-DashScope-Async": "enable", **(headers or {})})
-        payload = self._native_json(response.status, response.headers, response.body,
-                                    "task submission")
+        response = await self._send(
+            "POST",
+            self.submit_path,
+            json_body=body,
+            headers={"X-DashScope-Async": "enable", **(headers or {})},
+        )
+        payload = self._native_json(
+            response.status, response.headers, response.body, "task submission"
+        )
         output = payload.get("output")
         task_id = output.get("task_id") if isinstance(output, Mapping) else None
         if not isinstance(task_id, str) or not task_id:
@@ -113,15 +125,21 @@ class DashScopeProvider(BaseProvider):
             task_id=str(output.get("task_id") or task_id),
             status=status,
             results=tuple(r for r in results if isinstance(r, Mapping))
-            if isinstance(results, list) else (),
+            if isinstance(results, list)
+            else (),
             code=str(code) if code else None,
             message=str(message) if message else None,
             request_id=payload.get("request_id"),
             output=output,
         )
 
-    async def wait(self, task_id: str, *, polling: Polling | None = None,
-                   headers: Mapping[str, str] | None = None) -> TaskStatus:
+    async def wait(
+        self,
+        task_id: str,
+        *,
+        polling: Polling | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> TaskStatus:
         """Poll a task until it succeeds (one attempt: see :func:`poll_until_done`)."""
         return await poll_until_done(
             lambda: self.fetch(task_id, headers=headers),
@@ -136,11 +154,17 @@ class DashScopeProvider(BaseProvider):
         kind = kind_of_code(status.code) or Kind.SERVER_ERROR
         failure = Failure.of(kind, status.code or f"task_{state.lower()}")
         detail = f"{status.code}: {status.message}" if status.code else str(state)
-        return TaskFailed(self._scrub(f"{self.name}: task {status.task_id} {state}: {detail}"),
-                          failure, task_id=status.task_id, code=status.code, provider=self.name)
+        return TaskFailed(
+            self._scrub(f"{self.name}: task {status.task_id} {state}: {detail}"),
+            failure,
+            task_id=status.task_id,
+            code=status.code,
+            provider=self.name,
+        )
 
-    def _native_json(self, status: int, headers: Mapping[str, str], body: bytes,
-                     what: str) -> dict[str, Any]:
+    def _native_json(
+        self, status: int, headers: Mapping[str, str], body: bytes, what: str
+    ) -> dict[str, Any]:
         payload = self.json_of(Response(status, headers, body, self.base_url), what)
         code = payload.get("code")
         if code and "output" not in payload:
@@ -150,10 +174,15 @@ class DashScopeProvider(BaseProvider):
 
     # --- images -------------------------------------------------------------------------------
 
-    async def _images_attempt(self, prompt: str, n: int, polling: Polling | None,
-                              headers: Mapping[str, str] | None,
-                              poll_headers: Mapping[str, str] | None,
-                              params: Mapping[str, Any]) -> tuple[list[GeneratedImage], list[str]]:
+    async def _images_attempt(
+        self,
+        prompt: str,
+        n: int,
+        polling: Polling | None,
+        headers: Mapping[str, str] | None,
+        poll_headers: Mapping[str, str] | None,
+        params: Mapping[str, Any],
+    ) -> tuple[list[GeneratedImage], list[str]]:
         task_id = await self.submit(prompt, n=n, headers=headers, **params)
         status = await self.wait(task_id, polling=polling, headers=poll_headers)
         images: list[GeneratedImage] = []
@@ -185,8 +214,9 @@ class DashScopeProvider(BaseProvider):
         only, ``poll_headers`` with the polls only (the adapter's own ``headers`` go with
         every request).
         """
-        images, problems = await self._images_attempt(prompt, n, polling, headers,
-                                                      poll_headers, params)
+        images, problems = await self._images_attempt(
+            prompt, n, polling, headers, poll_headers, params
+        )
         if problems or len(images) < n:
             raise self._partial(len(images), n, problems)
         return _indexed(images)
@@ -195,7 +225,8 @@ class DashScopeProvider(BaseProvider):
         return BadResponse(
             f"{self.name}: {wanted - got} of {wanted} results carried no url "
             f"({', '.join(problems) or 'missing'})",
-            "partial_results", provider=self.name,
+            "partial_results",
+            provider=self.name,
         )
 
     async def generate_images(
@@ -218,8 +249,9 @@ class DashScopeProvider(BaseProvider):
 
         async def attempt() -> list[GeneratedImage]:
             missing = n - len(kept)
-            images, problems = await self._images_attempt(prompt, missing, polling, headers,
-                                                          poll_headers, params)
+            images, problems = await self._images_attempt(
+                prompt, missing, polling, headers, poll_headers, params
+            )
             kept.extend(images[:missing])
             if len(kept) < n:
                 raise self._partial(len(kept), n, problems)
@@ -227,8 +259,9 @@ class DashScopeProvider(BaseProvider):
 
         return await self._policy(policy, "images").acall(attempt)
 
-    async def generate_image(self, prompt: str, *, policy: Policy | None = None,
-                             **params: Any) -> GeneratedImage:
+    async def generate_image(
+        self, prompt: str, *, policy: Policy | None = None, **params: Any
+    ) -> GeneratedImage:
         """One image, retried under the policy."""
         images = await self.generate_images(prompt, n=1, policy=policy, **params)
         return images[0]
@@ -245,5 +278,6 @@ class DashScopeProvider(BaseProvider):
 
 
 def _indexed(images: list[GeneratedImage]) -> list[GeneratedImage]:
-    return [GeneratedImage(i.url, i.data, i.revised_prompt, index) for index, i in
-            enumerate(images)]
+    return [
+        GeneratedImage(i.url, i.data, i.revised_prompt, index) for index, i in enumerate(images)
+    ]

@@ -59,8 +59,9 @@ class Image:
         return target
 
 
-def image_from_bytes(data: bytes, *, url: str | None = None,
-                     content_type: str | None = None) -> Image:
+def image_from_bytes(
+    data: bytes, *, url: str | None = None, content_type: str | None = None
+) -> Image:
     """An :class:`Image` from bytes already in hand (``b64_json`` replies); checked the same way."""
     return Image(data, image_info(data, source="image data"), url, content_type)
 
@@ -90,8 +91,9 @@ async def download_image(
     try:
         try:
             async with asyncio.timeout(limit):
-                response = await client.request("GET", url, headers=headers,
-                                                timeout=limit + _SLACK, max_bytes=max_bytes)
+                response = await client.request(
+                    "GET", url, headers=headers, timeout=limit + _SLACK, max_bytes=max_bytes
+                )
         except TimeoutError:
             raise AttemptTimeout(limit, phase="download") from None
         except TransportError as exc:
@@ -109,7 +111,8 @@ async def download_image(
     encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
     if length is not None and length.isdigit() and not encoded and int(length) != len(body):
         raise BadContent(
-            f"{shown}: got {len(body)} of the {length} bytes announced", "truncated",
+            f"{shown}: got {len(body)} of the {length} bytes announced",
+            "truncated",
             status=response.status,
         )
     info = image_info(body, source=shown, status=response.status)
@@ -119,11 +122,17 @@ async def download_image(
 def _error(shown: str, status: int, headers: Mapping[str, str], body: bytes) -> Exception:
     lowered = body[:2048].lower()
     if status == 403 and (b"accessdenied" in lowered or b"expired" in lowered):
-        return BadContent(f"{shown}: HTTP 403, the signed URL has expired or was refused",
-                          "url_expired", status=status)
+        return BadContent(
+            f"{shown}: HTTP 403, the signed URL has expired or was refused",
+            "url_expired",
+            status=status,
+        )
     if status == 429 or status >= 500:
         failure = classify_response(status, headers, body)
         assert failure is not None
         return APIError(f"{shown}: HTTP {status} from the image host", failure)
-    return BadContent(f"{shown}: HTTP {status}, the URL no longer serves the image",
-                      f"http_{status}", status=status)
+    return BadContent(
+        f"{shown}: HTTP {status}, the URL no longer serves the image",
+        f"http_{status}",
+        status=status,
+    )

@@ -83,10 +83,12 @@ class APIError(ProviderError):
 class BadResponse(ProviderError):
     """A successful status whose body breaks the protocol (kind ``bad_response``)."""
 
-    def __init__(self, message: str, reason: str, *, provider: str | None = None,
-                 status: int | None = None) -> None:
-        super().__init__(message, Failure.of(Kind.BAD_RESPONSE, reason, status=status),
-                         provider=provider)
+    def __init__(
+        self, message: str, reason: str, *, provider: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(
+            message, Failure.of(Kind.BAD_RESPONSE, reason, status=status), provider=provider
+        )
 
 
 class BadContent(ProviderError):
@@ -97,8 +99,15 @@ class BadContent(ProviderError):
     failures a new image will not fix (a body over the size cap).
     """
 
-    def __init__(self, message: str, reason: str, *, status: int | None = None,
-                 retry: bool = True, provider: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry: bool = True,
+        provider: str | None = None,
+    ) -> None:
         failure = Failure(Kind.BAD_CONTENT, retry, reason, status)
         super().__init__(message, failure, provider=provider)
 
@@ -106,8 +115,15 @@ class BadContent(ProviderError):
 class TaskError(ProviderError):
     """An asynchronous task did not succeed; ``task_id`` names it."""
 
-    def __init__(self, message: str, failure: Failure, *, task_id: str | None = None,
-                 code: str | None = None, provider: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        failure: Failure,
+        *,
+        task_id: str | None = None,
+        code: str | None = None,
+        provider: str | None = None,
+    ) -> None:
         super().__init__(message, failure, provider=provider)
         self.task_id = task_id
         self.code = code

@@ -16,8 +16,7 @@ from regen.providers._errors import BadContent
 _PNG = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
 _JPEG = b"\xff\xd8\xff"
-_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
-                "gif": "image/gif"}
+_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -44,8 +43,14 @@ class ImageInfo:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready form."""
-        return {"format": self.format, "width": self.width, "height": self.height,
-                "bytes": self.bytes, "sha256": self.sha256, "media_type": self.media_type}
+        return {
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+        }
 
 
 def sniff(data: bytes) -> str | None:
@@ -94,8 +99,11 @@ def image_info(data: bytes, *, source: str = "image", status: int | None = None)
     else:
         size, whole = _gif(data)
     if not whole:
-        raise BadContent(f"{source}: the {fmt.upper()} is cut short ({len(data)} bytes)",
-                         "truncated", status=status)
+        raise BadContent(
+            f"{source}: the {fmt.upper()} is cut short ({len(data)} bytes)",
+            "truncated",
+            status=status,
+        )
     width, height = size if size is not None else (None, None)
     return ImageInfo(fmt, width, height, len(data), hashlib.sha256(data).hexdigest())
 
@@ -150,8 +158,10 @@ def _webp(data: bytes) -> tuple[Size, bool]:
         bits = int.from_bytes(data[21:25], "little")
         size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
     elif chunk == b"VP8X" and len(data) >= 30:
-        size = (int.from_bytes(data[24:27], "little") + 1,
-                int.from_bytes(data[27:30], "little") + 1)
+        size = (
+            int.from_bytes(data[24:27], "little") + 1,
+            int.from_bytes(data[27:30], "little") + 1,
+        )
     return size, whole
 
 

@@ -73,14 +73,22 @@ class OpenAIProvider(BaseProvider):
         transport: Transport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, name=name, model=model, policy=policy,
-                         transport=transport, headers=headers)
+        super().__init__(
+            base_url,
+            api_key,
+            name=name,
+            model=model,
+            policy=policy,
+            transport=transport,
+            headers=headers,
+        )
         self.image_model = image_model
 
     # --- chat --------------------------------------------------------------------------------
 
-    def _chat_body(self, messages: Messages, model: str | None, params: Mapping[str, Any],
-                   *, stream: bool) -> dict[str, Any]:
+    def _chat_body(
+        self, messages: Messages, model: str | None, params: Mapping[str, Any], *, stream: bool
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model or self.model, "messages": _messages(messages)}
         body.update(params)
         if stream:
@@ -105,7 +113,9 @@ class OpenAIProvider(BaseProvider):
         if not isinstance(choices, list) or not choices:
             raise BadResponse(
                 f"{self.name}: chat completion: reply has no choices ({choices!r})",
-                "empty_choices", provider=self.name, status=response.status,
+                "empty_choices",
+                provider=self.name,
+                status=response.status,
             )
         first = choices[0] if isinstance(choices[0], Mapping) else {}
         message = first.get("message")
@@ -142,7 +152,8 @@ class OpenAIProvider(BaseProvider):
     def _filtered(self) -> APIError:
         return APIError(
             f"{self.name}: the provider's content filter stopped the completion",
-            Failure.of(Kind.CONTENT_POLICY, "content_filter"), provider=self.name,
+            Failure.of(Kind.CONTENT_POLICY, "content_filter"),
+            provider=self.name,
             code="content_filter",
         )
 
@@ -168,8 +179,9 @@ class OpenAIProvider(BaseProvider):
                 raw = await response.read(1024 * 1024)
                 raise self.error_from(response.status, response.headers, raw)
             if response.content_type != "text/event-stream":
-                async for text in self._not_a_stream(response.status, response.headers,
-                                                     await response.read(1024 * 1024)):
+                async for text in self._not_a_stream(
+                    response.status, response.headers, await response.read(1024 * 1024)
+                ):
                     yield text
                 return
             decoder = SSEDecoder()
@@ -193,12 +205,18 @@ class OpenAIProvider(BaseProvider):
         """A stream is whole when it delivered a choice and ended with ``[DONE]`` or a
         ``finish_reason``; anything less is a truncated answer."""
         if not seen.choices:
-            raise BadResponse(f"{self.name}: stream carried no choices", "empty_choices",
-                              provider=self.name, status=status)
+            raise BadResponse(
+                f"{self.name}: stream carried no choices",
+                "empty_choices",
+                provider=self.name,
+                status=status,
+            )
         if not done and seen.finish is None:
             raise BadResponse(
                 f"{self.name}: stream ended without [DONE] or a finish_reason",
-                "stream_no_done", provider=self.name, status=status,
+                "stream_no_done",
+                provider=self.name,
+                status=status,
             )
 
     @staticmethod
@@ -211,11 +229,13 @@ class OpenAIProvider(BaseProvider):
         except ValueError:
             raise BadResponse(
                 f"{self.name}: stream event is not JSON: {event.data[:80]!r}",
-                "invalid_json", provider=self.name,
+                "invalid_json",
+                provider=self.name,
             ) from None
         if not isinstance(payload, Mapping):
-            raise BadResponse(f"{self.name}: stream event is not an object", "invalid_json",
-                              provider=self.name)
+            raise BadResponse(
+                f"{self.name}: stream event is not an object", "invalid_json", provider=self.name
+            )
         if isinstance(payload.get("error"), Mapping):
             raise self.embedded_error(payload)
         texts: list[str] = []
@@ -234,16 +254,21 @@ class OpenAIProvider(BaseProvider):
                 seen.finish = finish
         return texts
 
-    async def _not_a_stream(self, status: int, headers: Mapping[str, str],
-                            raw: bytes) -> AsyncIterator[str]:
+    async def _not_a_stream(
+        self, status: int, headers: Mapping[str, str], raw: bytes
+    ) -> AsyncIterator[str]:
         """A non-SSE reply to a streaming request: an error object, a whole completion
         (some gateways ignore ``stream``), or a proxy's HTML page."""
         response = Response(status, headers, raw, self._url("chat/completions"))
         payload = self.json_of(response, "chat stream")
         choices = payload.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-            raise BadResponse(f"{self.name}: chat stream: reply has no choices",
-                              "empty_choices", provider=self.name, status=status)
+            raise BadResponse(
+                f"{self.name}: chat stream: reply has no choices",
+                "empty_choices",
+                provider=self.name,
+                status=status,
+            )
         message = choices[0].get("message") or {}
         content = message.get("content") if isinstance(message, Mapping) else None
         if not isinstance(content, str):
@@ -286,8 +311,9 @@ class OpenAIProvider(BaseProvider):
     ) -> str:
         """The full text of a completion, retried; streamed underneath when ``stream=True``."""
         if not stream:
-            result = await self.chat(messages, model=model, policy=policy, headers=headers,
-                                     **params)
+            result = await self.chat(
+                messages, model=model, policy=policy, headers=headers, **params
+            )
             return result.text
         parts: list[str] = []
         events = self.stream(messages, model=model, policy=policy, headers=headers, **params)
@@ -324,13 +350,16 @@ class OpenAIProvider(BaseProvider):
             "n": n,
             "response_format": response_format,
         }
-        for key, value in (("size", size), ("ratio", ratio), ("resolution", resolution),
-                           ("negative_prompt", negative_prompt)):
+        for key, value in (
+            ("size", size),
+            ("ratio", ratio),
+            ("resolution", resolution),
+            ("negative_prompt", negative_prompt),
+        ):
             if value is not None:
                 body[key] = value
         body.update(extra)
-        response = await self._send("POST", "images/generations", json_body=body,
-                                    headers=headers)
+        response = await self._send("POST", "images/generations", json_body=body, headers=headers)
         payload = self.json_of(response, "image generation")
         data = payload.get("data")
         if not isinstance(data, list) or not data:
@@ -344,13 +373,17 @@ class OpenAIProvider(BaseProvider):
             if response_format == "b64_json" or item.get("b64_json"):
                 encoded = item.get("b64_json")
                 if not isinstance(encoded, str) or not encoded:
-                    raise self.missing("image generation", f"data[{index}].b64_json",
-                                       response.status)
+                    raise self.missing(
+                        "image generation", f"data[{index}].b64_json", response.status
+                    )
                 try:
                     raw = base64.b64decode(encoded, validate=True)
                 except (binascii.Error, ValueError):
-                    raise BadResponse(f"{self.name}: data[{index}].b64_json is not base64",
-                                      "invalid_base64", provider=self.name) from None
+                    raise BadResponse(
+                        f"{self.name}: data[{index}].b64_json is not base64",
+                        "invalid_base64",
+                        provider=self.name,
+                    ) from None
                 images.append(GeneratedImage(data=raw, revised_prompt=revised, index=index))
                 continue
             url = item.get("url")
@@ -368,19 +401,20 @@ class OpenAIProvider(BaseProvider):
         **params: Any,
     ) -> list[GeneratedImage]:
         """``n`` generated images, retried under the policy. ``params`` as :meth:`generate_once`."""
-        return await self._policy(policy, "images").acall(self.generate_once, prompt, n=n,
-                                                           **params)
+        return await self._policy(policy, "images").acall(self.generate_once, prompt, n=n, **params)
 
-    async def generate_image(self, prompt: str, *, policy: Policy | None = None,
-                             **params: Any) -> GeneratedImage:
+    async def generate_image(
+        self, prompt: str, *, policy: Policy | None = None, **params: Any
+    ) -> GeneratedImage:
         """One generated image, retried under the policy."""
         images = await self.generate_images(prompt, n=1, policy=policy, **params)
         return images[0]
 
     # --- models -------------------------------------------------------------------------------
 
-    async def list_models(self, *, policy: Policy | None = None,
-                          headers: Mapping[str, str] | None = None) -> list[str]:
+    async def list_models(
+        self, *, policy: Policy | None = None, headers: Mapping[str, str] | None = None
+    ) -> list[str]:
         """The ids of the models the API offers (a cheap health check)."""
 
         async def once() -> list[str]:

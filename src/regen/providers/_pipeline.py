@@ -120,7 +120,9 @@ class ImagePipeline:
             return None if user_hook is None else user_hook(attempt)
 
         return policy.replace(
-            timeout=total, phases=phases, on_retry=on_retry,
+            timeout=total,
+            phases=phases,
+            on_retry=on_retry,
             operation=policy.operation or f"{self.provider.name}.image",
         )
 
@@ -144,8 +146,9 @@ class ImagePipeline:
             limit = phase_timeout("generate")
             try:
                 async with asyncio.timeout(limit):
-                    images = await self.provider.generate_once(prompt, n=1, headers=headers,
-                                                                **params)
+                    images = await self.provider.generate_once(
+                        prompt, n=1, headers=headers, **params
+                    )
             except TimeoutError as exc:
                 if isinstance(exc, AttemptTimeout) or limit is None:
                     raise
@@ -154,8 +157,12 @@ class ImagePipeline:
             if generated.data is not None:
                 return image_from_bytes(generated.data), generated.revised_prompt
             assert generated.url is not None
-            image = await download_image(generated.url, transport=self.provider.transport,
-                                         max_bytes=self.max_bytes, headers=download_headers)
+            image = await download_image(
+                generated.url,
+                transport=self.provider.transport,
+                max_bytes=self.max_bytes,
+                headers=download_headers,
+            )
             return image, generated.revised_prompt
 
         image, revised = await self._attempt_policy(history).acall(attempt)

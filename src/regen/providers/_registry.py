@@ -53,16 +53,43 @@ KINDS: dict[str, type[BaseProvider]] = {"openai": OpenAIProvider, "dashscope": D
 _ENV_PROVIDERS: tuple[tuple[str, str, str, str, str], ...] = (
     ("openai", "OPENAI", "openai", "https://api.openai.com/v1", "gpt-4o-mini"),
     ("deepseek", "DEEPSEEK", "openai", "https://api.deepseek.com/v1", "deepseek-chat"),
-    ("dashscope", "DASHSCOPE", "dashscope", "https://dashscope.aliyuncs.com/api/v1",
-     "wanx2.1-t2i-turbo"),
+    (
+        "dashscope",
+        "DASHSCOPE",
+        "dashscope",
+        "https://dashscope.aliyuncs.com/api/v1",
+        "wanx2.1-t2i-turbo",
+    ),
     ("moonshot", "MOONSHOT", "openai", "https://api.moonshot.cn/v1", "moonshot-v1-8k"),
 )
 _DEFAULT_TIMEOUT = {"openai": 120.0, "dashscope": 300.0}
 
-_PROVIDER_KEYS = frozenset({"kind", "base_url", "api_key", "api_key_env", "model",
-                            "image_model", "headers", "policy", "polling"})
-_POLICY_KEYS = frozenset({"attempts", "timeout", "deadline", "wait", "multiplier", "max_wait",
-                          "jitter", "retry_after_max", "download_timeout"})
+_PROVIDER_KEYS = frozenset(
+    {
+        "kind",
+        "base_url",
+        "api_key",
+        "api_key_env",
+        "model",
+        "image_model",
+        "headers",
+        "policy",
+        "polling",
+    }
+)
+_POLICY_KEYS = frozenset(
+    {
+        "attempts",
+        "timeout",
+        "deadline",
+        "wait",
+        "multiplier",
+        "max_wait",
+        "jitter",
+        "retry_after_max",
+        "download_timeout",
+    }
+)
 _POLLING_KEYS = frozenset(f.name for f in fields(Polling))
 
 
@@ -150,8 +177,9 @@ def _polling_from_table(name: str, source: str, table: Any) -> Polling:
         raise ConfigError(f"provider {name!r} ({source}): polling: {exc}") from None
 
 
-def _config_from_table(name: str, table: Any, source: str,
-                       environ: Mapping[str, str]) -> ProviderConfig:
+def _config_from_table(
+    name: str, table: Any, source: str, environ: Mapping[str, str]
+) -> ProviderConfig:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: [providers.{name}] must be a table")
     unknown = set(table) - _PROVIDER_KEYS
@@ -190,10 +218,17 @@ def _config_from_table(name: str, table: Any, source: str,
     policy = _policy_from_table(name, source, table.get("policy", {}), kind)
     polling = _polling_from_table(name, source, table["polling"]) if "polling" in table else None
     return ProviderConfig(
-        name=name, kind=kind, base_url=str(base_url),
-        api_key=Secret(key) if key else None, key_source=key_source,
-        model=table.get("model"), image_model=table.get("image_model"),
-        headers=dict(headers), policy=policy, polling=polling, source=source,
+        name=name,
+        kind=kind,
+        base_url=str(base_url),
+        api_key=Secret(key) if key else None,
+        key_source=key_source,
+        model=table.get("model"),
+        image_model=table.get("image_model"),
+        headers=dict(headers),
+        policy=policy,
+        polling=polling,
+        source=source,
     )
 
 
@@ -222,25 +257,35 @@ class Registry:
     # --- building ----------------------------------------------------------------------------
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *,
-                 transport: Transport | None = None) -> Registry:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, transport: Transport | None = None
+    ) -> Registry:
         """The well-known providers whose ``{PREFIX}_API_KEY`` or ``_BASE_URL`` is set."""
         registry = cls(transport=transport)
         registry._add_env(os.environ if environ is None else environ)
         return registry
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
-                  transport: Transport | None = None) -> Registry:
+    def from_toml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        environ: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
+    ) -> Registry:
         """The providers declared in a TOML file (see the module docs for its shape)."""
         registry = cls(transport=transport)
         registry._add_toml(Path(path), os.environ if environ is None else environ)
         return registry
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *,
-             environ: Mapping[str, str] | None = None,
-             transport: Transport | None = None) -> Registry:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
+    ) -> Registry:
         """Providers from the environment, then from a TOML file (which wins on a name).
 
         The file is ``path``, else ``$REGEN_PROVIDERS_FILE``, else ``./regen.toml`` when it
@@ -264,15 +309,22 @@ class Registry:
             url = environ.get(f"{prefix}_BASE_URL") or None
             if key is None and url is None:
                 continue
-            policy = Policy.from_env(prefix, environ, timeout=_DEFAULT_TIMEOUT[kind],
-                                     wait=1.0, multiplier=2.0)
-            self.add(ProviderConfig(
-                name=name, kind=kind, base_url=url or base_url,
-                api_key=Secret(key) if key else None, key_source=f"{prefix}_API_KEY",
-                model=environ.get(f"{prefix}_MODEL") or model,
-                image_model=environ.get(f"{prefix}_IMAGE_MODEL") or None,
-                policy=policy, source="environment",
-            ))
+            policy = Policy.from_env(
+                prefix, environ, timeout=_DEFAULT_TIMEOUT[kind], wait=1.0, multiplier=2.0
+            )
+            self.add(
+                ProviderConfig(
+                    name=name,
+                    kind=kind,
+                    base_url=url or base_url,
+                    api_key=Secret(key) if key else None,
+                    key_source=f"{prefix}_API_KEY",
+                    model=environ.get(f"{prefix}_MODEL") or model,
+                    image_model=environ.get(f"{prefix}_IMAGE_MODEL") or None,
+                    policy=policy,
+                    source="environment",
+                )
+            )
 
     def _add_toml(self, path: Path, environ: Mapping[str, str]) -> None:
         source = str(path)
@@ -332,7 +384,7 @@ class Registry:
         if len(self._configs) == 1:
             return next(iter(self._configs))
         raise ConfigError(
-            "no provider named and no default: pass a name, set default = \"…\" in the "
+            'no provider named and no default: pass a name, set default = "…" in the '
             f"providers file or REGEN_PROVIDER (declared: {', '.join(self.names()) or 'none'})"
         )
 
@@ -387,8 +439,9 @@ class Registry:
         if config.model is not None:
             common["model"] = config.model
         if config.kind == "dashscope":
-            return DashScopeProvider(config.base_url, config.api_key, polling=config.polling,
-                                     **common)
+            return DashScopeProvider(
+                config.base_url, config.api_key, polling=config.polling, **common
+            )
         if config.image_model is not None:
             common["image_model"] = config.image_model
         return OpenAIProvider(config.base_url, config.api_key, **common)
@@ -419,8 +472,7 @@ def openai_client_kwargs(provider: OpenAIProvider | ProviderConfig) -> dict[str,
     if isinstance(provider, ProviderConfig):
         if not provider.api_key:
             raise ConfigError(
-                f"provider {provider.name!r} has no API key: set "
-                f"{provider.key_source or 'its key'}"
+                f"provider {provider.name!r} has no API key: set {provider.key_source or 'its key'}"
             )
         key, base_url, policy = provider.api_key, provider.base_url, provider.policy
     else:

@@ -69,8 +69,9 @@ async def retry_stream(
     user_hook = policy.on_retry
 
     def on_retry(failed: Attempt) -> Any:
-        queue.put_nowait(StreamReset(failed.number, failed.kind, failed.message, sent[0],
-                                     failed.wait))
+        queue.put_nowait(
+            StreamReset(failed.number, failed.kind, failed.message, sent[0], failed.wait)
+        )
         return None if user_hook is None else user_hook(failed)
 
     task = asyncio.ensure_future(policy.replace(on_retry=on_retry).acall(one_attempt))

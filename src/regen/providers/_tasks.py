@@ -62,8 +62,16 @@ _SYNONYMS: dict[str, TaskState] = {
         TaskState.RUNNING,
     ),
     **dict.fromkeys(
-        ("succeeded", "success", "successful", "succeed", "completed", "complete", "done",
-         "finished"),
+        (
+            "succeeded",
+            "success",
+            "successful",
+            "succeed",
+            "completed",
+            "complete",
+            "done",
+            "finished",
+        ),
         TaskState.SUCCEEDED,
     ),
     **dict.fromkeys(("failed", "failure", "fail", "error"), TaskState.FAILED),
@@ -143,9 +151,17 @@ async def poll_until_done(
             wait = failure.retry_after if failure.retry_after is not None else error_wait
             error_wait = min(error_wait * 2, chosen.max_error_wait)
             logger.info(
-                "%s: poll failed (%s), polling again in %.2f s", name, failure.kind, wait,
-                extra={"task_id": task_id, "kind": str(failure.kind), "wait": wait,
-                       "provider": provider, "outcome": "poll_failed"},
+                "%s: poll failed (%s), polling again in %.2f s",
+                name,
+                failure.kind,
+                wait,
+                extra={
+                    "task_id": task_id,
+                    "kind": str(failure.kind),
+                    "wait": wait,
+                    "provider": provider,
+                    "outcome": "poll_failed",
+                },
             )
         else:
             errors, error_wait, last_error = 0, chosen.error_wait, None
@@ -154,20 +170,28 @@ async def poll_until_done(
                 current = TaskState.RUNNING
                 if str(raw) not in unrecognised:
                     unrecognised.add(str(raw))
-                    logger.warning("%s: unrecognised status %r, treated as running", name, raw,
-                                   extra={"task_id": task_id, "status": str(raw)})
+                    logger.warning(
+                        "%s: unrecognised status %r, treated as running",
+                        name,
+                        raw,
+                        extra={"task_id": task_id, "status": str(raw)},
+                    )
             if current is TaskState.SUCCEEDED:
                 return reply
             if current in (TaskState.FAILED, TaskState.CANCELED):
                 if failed is not None:
                     raise failed(reply, current)
-                raise TaskFailed(f"{name} ended {current}",
-                                 Failure.of(Kind.SERVER_ERROR, f"task_{current.lower()}"),
-                                 task_id=task_id, provider=provider)
+                raise TaskFailed(
+                    f"{name} ended {current}",
+                    Failure.of(Kind.SERVER_ERROR, f"task_{current.lower()}"),
+                    task_id=task_id,
+                    provider=provider,
+                )
             if current is TaskState.UNKNOWN:
                 raise TaskUnknown(
                     f"{name} is unknown to the provider (expired or invalid id)",
-                    Failure.of(Kind.BAD_RESPONSE, "task_unknown"), task_id=task_id,
+                    Failure.of(Kind.BAD_RESPONSE, "task_unknown"),
+                    task_id=task_id,
                     provider=provider,
                 )
             wait = interval
@@ -178,7 +202,9 @@ async def poll_until_done(
                 raise last_error
             raise TaskTimeout(
                 f"{name} still pending after the {chosen.deadline:g}s poll deadline",
-                Failure.of(Kind.TIMEOUT, "task_stuck"), task_id=task_id, provider=provider,
+                Failure.of(Kind.TIMEOUT, "task_stuck"),
+                task_id=task_id,
+                provider=provider,
             )
         await asyncio.sleep(min(wait, left))
 
@@ -199,7 +225,14 @@ async def submit_and_poll(
     ``task_id(handle)`` names the task in logs and errors. See :func:`poll_until_done`.
     """
     handle = await submit()
-    ident = task_id(handle) if task_id is not None else (handle if isinstance(handle, str)
-                                                         else None)
-    return await poll_until_done(lambda: poll(handle), state, polling=polling, task_id=ident,
-                                 failed=failed, provider=provider)
+    ident = (
+        task_id(handle) if task_id is not None else (handle if isinstance(handle, str) else None)
+    )
+    return await poll_until_done(
+        lambda: poll(handle),
+        state,
+        polling=polling,
+        task_id=ident,
+        failed=failed,
+        provider=provider,
+    )

@@ -109,8 +109,9 @@ class StreamingResponse:
         return b"".join(parts)
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int | None, method: str,
-                       url: str) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int | None, method: str, url: str
+) -> bytes:
     """The whole body, refusing more than ``max_bytes`` (:class:`BadContent`, no retry)."""
     parts: list[bytes] = []
     size = 0
@@ -126,8 +127,12 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int | None, 
             return parts[0] if len(parts) == 1 else b"".join(parts)
         size += len(chunk)
         if max_bytes is not None and size > max_bytes:
-            raise BadContent(f"{redact_url(url)}: body exceeds the {max_bytes}-byte cap",
-                             "too_large", status=response.status, retry=False)
+            raise BadContent(
+                f"{redact_url(url)}: body exceeds the {max_bytes}-byte cap",
+                "too_large",
+                status=response.status,
+                retry=False,
+            )
         parts.append(chunk)
 
 
@@ -234,11 +239,14 @@ class Transport:
         try:
             started = time.monotonic()
             length = response.headers.get("Content-Length")
-            if max_bytes is not None and length is not None and length.isdigit() \
-                    and int(length) > max_bytes:
+            if (
+                max_bytes is not None
+                and length is not None
+                and length.isdigit()
+                and int(length) > max_bytes
+            ):
                 raise BadContent(
-                    f"{redact_url(url)}: Content-Length {length} exceeds the "
-                    f"{max_bytes}-byte cap",
+                    f"{redact_url(url)}: Content-Length {length} exceeds the {max_bytes}-byte cap",
                     "too_large",
                     status=response.status,
                     retry=False,
@@ -248,11 +256,16 @@ class Transport:
             response.close()  # unread bytes may be left: not pooled
             raise
         response.release()
-        return Response(response.status, response.headers, body, url,
-                        time.monotonic() - started)
+        return Response(response.status, response.headers, body, url, time.monotonic() - started)
 
-    async def _send(self, method: str, url: str, headers: Mapping[str, str] | None, json: Any,
-                    timeout: float | None) -> aiohttp.ClientResponse:  # noqa: ASYNC109
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        timeout: float | None,  # noqa: ASYNC109 - handed to aiohttp as its ClientTimeout
+    ) -> aiohttp.ClientResponse:
         session = self._session_here()
         started = time.monotonic()
         try:
@@ -268,13 +281,19 @@ class Transport:
             if isinstance(exc, AttemptTimeout):
                 raise
             logger.debug(
-                "%s %s failed: %s", method, redact_url(url), type(exc).__name__,
+                "%s %s failed: %s",
+                method,
+                redact_url(url),
+                type(exc).__name__,
                 extra={"method": method, "url": redact_url(url), "error": type(exc).__name__},
             )
             raise _translate(exc, method, url) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s %s -> %d in %.0f ms", method, redact_url(url), response.status,
+                "%s %s -> %d in %.0f ms",
+                method,
+                redact_url(url),
+                response.status,
                 (time.monotonic() - started) * 1000,
                 extra={"method": method, "url": redact_url(url), "status": response.status},
             )

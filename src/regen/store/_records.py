@@ -126,8 +126,13 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
-        return {"run_id": self.run_id, "seq": self.seq, "at": self.at, "type": self.type,
-                "data": self.data}
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "at": self.at,
+            "type": self.type,
+            "data": self.data,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +309,15 @@ class EndRun(NamedTuple):
 
 
 Write = (
-    AddEvent | StartStep | EndStep | CountAttempt | StartItem | EndItem | PutCache
-    | LinkArtifact | EndRun
+    AddEvent
+    | StartStep
+    | EndStep
+    | CountAttempt
+    | StartItem
+    | EndItem
+    | PutCache
+    | LinkArtifact
+    | EndRun
 )
 
 

@@ -103,7 +103,7 @@ class SQLiteStore(Store):
     def _notify(self, run_ids: set[str]) -> None:
         group = _listeners.get(self._key)
         if not group:  # nobody listens (read without the lock: a listener added meanwhile
-            return     # reads the log itself after adding itself)
+            return  # reads the log itself after adding itself)
         with _listeners_lock:
             listeners = list(group)
         for listener in listeners:
@@ -131,14 +131,24 @@ class SQLiteStore(Store):
 
     def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
         with self._write() as conn:
-            cursor = conn.execute(Q["insert_run"], {
-                "id": new.id, "flow": new.flow, "flow_ref": new.flow_ref,
-                "business_key": new.business_key, "params": new.params,
-                "steps": _dumps(new.steps), "now": now, "max_retries": new.max_retries,
-                "retry_delay": new.retry_delay})
+            cursor = conn.execute(
+                Q["insert_run"],
+                {
+                    "id": new.id,
+                    "flow": new.flow,
+                    "flow_ref": new.flow_ref,
+                    "business_key": new.business_key,
+                    "params": new.params,
+                    "steps": _dumps(new.steps),
+                    "now": now,
+                    "max_retries": new.max_retries,
+                    "retry_delay": new.retry_delay,
+                },
+            )
             if cursor.rowcount == 0:
-                row = conn.execute(Q["find_run"], {"flow": new.flow,
-                                                   "business_key": new.business_key}).fetchone()
+                row = conn.execute(
+                    Q["find_run"], {"flow": new.flow, "business_key": new.business_key}
+                ).fetchone()
                 return _run(row), False
             key = int(cursor.lastrowid or 0)
             control.add_event(conn, key, "run.queued", {"flow": new.flow}, now)
@@ -153,17 +163,24 @@ class SQLiteStore(Store):
 
     def find_run(self, flow: str, business_key: str) -> Run | None:
         with self._read() as conn:
-            row = conn.execute(Q["find_run"],
-                               {"flow": flow, "business_key": business_key}).fetchone()
+            row = conn.execute(
+                Q["find_run"], {"flow": flow, "business_key": business_key}
+            ).fetchone()
         return None if row is None else _run(row)
 
-    def list_runs(self, *, statuses: Sequence[RunStatus] | None = None,
-                  flow: str | None = None, before: float | None = None,
-                  limit: int = 50) -> list[Run]:
+    def list_runs(
+        self,
+        *,
+        statuses: Sequence[RunStatus] | None = None,
+        flow: str | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
         wanted = None if statuses is None else _dumps([str(s) for s in statuses])
         with self._read() as conn:
-            rows = conn.execute(Q["list_runs"], {"statuses": wanted, "flow": flow,
-                                                 "before": before, "limit": limit}).fetchall()
+            rows = conn.execute(
+                Q["list_runs"], {"statuses": wanted, "flow": flow, "before": before, "limit": limit}
+            ).fetchall()
         return [_run(row) for row in rows]
 
     def get_steps(self, run_id: str) -> list[Step]:
@@ -186,19 +203,35 @@ class SQLiteStore(Store):
         rows: list[tuple[Any, ...]] = self._cursor.execute(sql, params).fetchall()
         return rows
 
-    def get_items(self, run_id: str, step: str, *, after: int = -1, limit: int = 1000,
-                  status: ItemStatus | None = None) -> list[Item]:
+    def get_items(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        after: int = -1,
+        limit: int = 1000,
+        status: ItemStatus | None = None,
+    ) -> list[Item]:
         with self._read() as conn:
-            rows = conn.execute(Q["get_items"], {
-                "run_id": run_id, "step": step, "after": after, "limit": limit,
-                "status": None if status is None else str(status)}).fetchall()
+            rows = conn.execute(
+                Q["get_items"],
+                {
+                    "run_id": run_id,
+                    "step": step,
+                    "after": after,
+                    "limit": limit,
+                    "status": None if status is None else str(status),
+                },
+            ).fetchall()
         return [_item(row) for row in rows]
 
-    def item_states(self, run_id: str, step: str, *, after: int = -1,
-                    limit: int = 1000) -> list[tuple[int, ItemStatus]]:
+    def item_states(
+        self, run_id: str, step: str, *, after: int = -1, limit: int = 1000
+    ) -> list[tuple[int, ItemStatus]]:
         with self._read() as conn:
-            rows = conn.execute(Q["item_states"], {"run_id": run_id, "step": step,
-                                                   "after": after, "limit": limit}).fetchall()
+            rows = conn.execute(
+                Q["item_states"], {"run_id": run_id, "step": step, "after": after, "limit": limit}
+            ).fetchall()
         return [(row[0], ItemStatus(row[1])) for row in rows]
 
     def count_items(self, run_id: str, step: str) -> dict[ItemStatus, int]:
@@ -208,8 +241,15 @@ class SQLiteStore(Store):
 
     # --- leases and writes ------------------------------------------------------------------
 
-    def claim(self, owner: str, ttl: float, now: float, *, run_id: str | None = None,
-              flows: Sequence[str] | None = None) -> Claimed | None:
+    def claim(
+        self,
+        owner: str,
+        ttl: float,
+        now: float,
+        *,
+        run_id: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> Claimed | None:
         wanted = None if flows is None else _dumps(list(flows))
         # A named run is looked up by its id (the general query scans the queue).
         query = Q["claim_candidate"] if run_id is None else Q["claim_named"]
@@ -219,11 +259,20 @@ class SQLiteStore(Store):
                 return None
             token = uuid.uuid4().hex
             taken_over = row["status"] == RunStatus.RUNNING
-            conn.execute(Q["claim_run"], {"id": row["id"], "owner": owner, "token": token,
-                                          "expires_at": now + ttl, "now": now})
+            conn.execute(
+                Q["claim_run"],
+                {
+                    "id": row["id"],
+                    "owner": owner,
+                    "token": token,
+                    "expires_at": now + ttl,
+                    "now": now,
+                },
+            )
             run, key = control.locked_run(conn, row["id"])
-            control.add_event(conn, key, "run.started",
-                              {"execution": run.executions, "resumed": taken_over}, now)
+            control.add_event(
+                conn, key, "run.started", {"execution": run.executions, "resumed": taken_over}, now
+            )
             self._held[token] = (key, last_seq(conn, key))
         self._notify({run.id})
         return Claimed(run, Lease(run.id, token, owner, now + ttl), taken_over)
@@ -232,11 +281,11 @@ class SQLiteStore(Store):
         outcome: dict[str, Commit] = {}
         with self._write() as conn:
             for lease in leases:
-                row = conn.execute(Q["heartbeat"], {"run_id": lease.run_id,
-                                                    "token": lease.token,
-                                                    "expires_at": now + ttl}).fetchone()
-                outcome[lease.run_id] = Commit(False) if row is None else Commit(True,
-                                                                                 bool(row[0]))
+                row = conn.execute(
+                    Q["heartbeat"],
+                    {"run_id": lease.run_id, "token": lease.token, "expires_at": now + ttl},
+                ).fetchone()
+                outcome[lease.run_id] = Commit(False) if row is None else Commit(True, bool(row[0]))
         return outcome
 
     def commit(self, batches: Sequence[Batch]) -> list[Commit]:
@@ -318,8 +367,9 @@ class SQLiteStore(Store):
 
     def release(self, lease: Lease, now: float) -> bool:
         with self._write() as conn:
-            done = conn.execute(Q["release_run"], {"run_id": lease.run_id,
-                                                   "token": lease.token, "now": now}).rowcount
+            done = conn.execute(
+                Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": now}
+            ).rowcount
             self._held.pop(lease.token, None)
             if done:
                 _, key = control.locked_run(conn, lease.run_id)
@@ -330,8 +380,9 @@ class SQLiteStore(Store):
 
     # --- control -----------------------------------------------------------------------------
 
-    def retry_run(self, run_id: str, now: float, *, from_step: str | None = None,
-                  auto: bool = False) -> Run:
+    def retry_run(
+        self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
+    ) -> Run:
         with self._write() as conn:
             run = control.retry_run(conn, run_id, now, from_step=from_step, auto=auto)
         self._notify({run_id})
@@ -346,8 +397,9 @@ class SQLiteStore(Store):
     def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
         wanted = None if flows is None else _dumps(list(flows))
         with self._read() as conn:
-            rows = conn.execute(Q["due_retries"],
-                                {"now": now, "flows": wanted, "limit": 100}).fetchall()
+            rows = conn.execute(
+                Q["due_retries"], {"now": now, "flows": wanted, "limit": 100}
+            ).fetchall()
         return [row[0] for row in rows]
 
     def next_retry_at(self, flows: Sequence[str] | None = None) -> float | None:
@@ -361,8 +413,9 @@ class SQLiteStore(Store):
     def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         with self._read() as conn:
             # One more row than asked: the first may stand only for events up to ``after``.
-            rows = conn.execute(Q["read_events"], {"run_id": run_id, "after": after,
-                                                   "limit": limit + 1}).fetchall()
+            rows = conn.execute(
+                Q["read_events"], {"run_id": run_id, "after": after, "limit": limit + 1}
+            ).fetchall()
             names: dict[int, tuple[str, str]] = {}
             if any(row[4] is not None for row in rows):
                 key = self._run_key(conn, run_id)
@@ -374,10 +427,17 @@ class SQLiteStore(Store):
 
     def put_artifact(self, artifact: Artifact, place: Callable[[], None], now: float) -> None:
         with self._write() as conn:
-            conn.execute(Q["artifact_put"], {
-                "sha256": artifact.sha256, "size": artifact.size,
-                "content_type": artifact.content_type, "width": artifact.width,
-                "height": artifact.height, "now": now})
+            conn.execute(
+                Q["artifact_put"],
+                {
+                    "sha256": artifact.sha256,
+                    "size": artifact.size,
+                    "content_type": artifact.content_type,
+                    "width": artifact.width,
+                    "height": artifact.height,
+                    "now": now,
+                },
+            )
             place()
 
     def get_artifact(self, sha256: str) -> Artifact | None:
@@ -385,8 +445,14 @@ class SQLiteStore(Store):
             row = conn.execute(Q["get_artifact"], {"sha256": sha256}).fetchone()
         if row is None:
             return None
-        return Artifact(row["sha256"], row["size"], row["content_type"], row["width"],
-                        row["height"], row["created_at"])
+        return Artifact(
+            row["sha256"],
+            row["size"],
+            row["content_type"],
+            row["width"],
+            row["height"],
+            row["created_at"],
+        )
 
     def cache_get(self, key: str, now: float) -> str | None:
         with self._read() as conn:
@@ -395,20 +461,30 @@ class SQLiteStore(Store):
 
     # --- retention ------------------------------------------------------------------------
 
-    def collect(self, *, checkpoints_before: float, runs_before: float,
-                artifacts_before: float, now: float,
-                remove_file: Callable[[str], None]) -> GcCounts:
+    def collect(
+        self,
+        *,
+        checkpoints_before: float,
+        runs_before: float,
+        artifacts_before: float,
+        now: float,
+        remove_file: Callable[[str], None],
+    ) -> GcCounts:
         with self._write() as conn:
             expired, deleted, purged = control.expire(
-                conn, checkpoints_before=checkpoints_before, runs_before=runs_before, now=now)
+                conn, checkpoints_before=checkpoints_before, runs_before=runs_before, now=now
+            )
         removed = 0
         while True:
             with self._read() as conn:
-                shas = [r[0] for r in conn.execute(Q["unreferenced_artifacts"], {
-                    "before": artifacts_before, "limit": 500})]
+                shas = [
+                    r[0]
+                    for r in conn.execute(
+                        Q["unreferenced_artifacts"], {"before": artifacts_before, "limit": 500}
+                    )
+                ]
             if not shas:
                 break
             with self._write() as conn:
                 removed += control.delete_artifacts(conn, shas, remove_file)
         return GcCounts(expired, deleted, removed, purged)
-

@@ -18,8 +18,9 @@ from regen.store._transitions import check_retry, retry_start
 Q = _queries.queries("sqlite")
 
 
-def add_event(conn: sqlite3.Connection, key: int, type_: str, data: dict[str, Any],
-              at: float) -> None:
+def add_event(
+    conn: sqlite3.Connection, key: int, type_: str, data: dict[str, Any], at: float
+) -> None:
     """Append an event to a run no lease holder writes to (numbered after the last)."""
     conn.execute(Q["insert_event"], {"run": key, "at": at, "type": type_, "data": dumps(data)})
 
@@ -32,8 +33,9 @@ def locked_run(conn: sqlite3.Connection, run_id: str) -> tuple[Run, int]:
     return _run(row), int(row[20])
 
 
-def retry_run(conn: sqlite3.Connection, run_id: str, now: float, *, from_step: str | None,
-              auto: bool) -> Run:
+def retry_run(
+    conn: sqlite3.Connection, run_id: str, now: float, *, from_step: str | None, auto: bool
+) -> Run:
     """Queue a finished run again (see :meth:`Store.retry_run`), in the open transaction."""
     run, key = locked_run(conn, run_id)
     check_retry(run, now, from_step=from_step, auto=auto)
@@ -52,8 +54,13 @@ def retry_run(conn: sqlite3.Connection, run_id: str, now: float, *, from_step: s
         conn.execute(Q["delete_items_from"], later)
         conn.execute(Q["invalidate_steps"], {**later, "named": -1})
     conn.execute(Q["requeue_run"], {"run": key, "now": now})
-    add_event(conn, key, "run.queued", {
-        "retry": run.retry_count + 1, "from_step": start.name, "auto": auto}, now)
+    add_event(
+        conn,
+        key,
+        "run.queued",
+        {"retry": run.retry_count + 1, "from_step": start.name, "auto": auto},
+        now,
+    )
     return _run(conn.execute(Q["get_run"], {"id": run_id}).fetchone())
 
 
@@ -68,13 +75,17 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: float) -> Run:
         # Only the flag: while the lease holds, its holder alone appends events.
         conn.execute(Q["request_cancel"], {"run": key, "now": now})
     else:
-        raise InvalidTransition(run_id, run.status, f"run {run_id} has already finished "
-                                f"({run.status}): there is nothing to cancel")
+        raise InvalidTransition(
+            run_id,
+            run.status,
+            f"run {run_id} has already finished ({run.status}): there is nothing to cancel",
+        )
     return _run(conn.execute(Q["get_run"], {"id": run_id}).fetchone())
 
 
-def expire(conn: sqlite3.Connection, *, checkpoints_before: float, runs_before: float,
-           now: float) -> tuple[int, int, int]:
+def expire(
+    conn: sqlite3.Connection, *, checkpoints_before: float, runs_before: float, now: float
+) -> tuple[int, int, int]:
     """Expire old checkpoints, delete old runs and stale cache entries (the first part of
     :meth:`Store.collect`): ``(checkpoints expired, runs deleted, cache entries purged)``."""
     args = {"before": checkpoints_before}
@@ -90,8 +101,9 @@ def expire(conn: sqlite3.Connection, *, checkpoints_before: float, runs_before: 
     return expired, deleted, purged
 
 
-def delete_artifacts(conn: sqlite3.Connection, shas: list[str],
-                     remove_file: Callable[[str], None]) -> int:
+def delete_artifacts(
+    conn: sqlite3.Connection, shas: list[str], remove_file: Callable[[str], None]
+) -> int:
     """Delete the artifacts still unreferenced, and their files (in the open transaction,
     so no put can interleave); how many were deleted."""
     removed = 0
@@ -100,4 +112,3 @@ def delete_artifacts(conn: sqlite3.Connection, shas: list[str],
             remove_file(sha)
             removed += 1
     return removed
-

@@ -65,8 +65,11 @@ def _check_file(path: Path) -> None:
         with path.open("rb") as handle:
             header = handle.read(len(_HEADER))
         if header and header != _HEADER:
-            raise CorruptDatabase(str(path), "not an SQLite database (bad file header); "
-                                  "move it away or point REGEN_HOME elsewhere")
+            raise CorruptDatabase(
+                str(path),
+                "not an SQLite database (bad file header); "
+                "move it away or point REGEN_HOME elsewhere",
+            )
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -74,8 +77,9 @@ def connect(path: Path) -> sqlite3.Connection:
     _check_file(path)
     try:
         # isolation_level=None: no implicit transactions; writers say BEGIN IMMEDIATE.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
     except sqlite3.Error as exc:
         raise translate(exc, str(path)) from exc
     try:
@@ -95,16 +99,25 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise CorruptDatabase(str(path), f"cannot be read as a database ({exc}); "
-                              "nothing was changed: restore it from a backup or move it "
-                              "away") from exc
+        raise CorruptDatabase(
+            str(path),
+            f"cannot be read as a database ({exc}); "
+            "nothing was changed: restore it from a backup or move it "
+            "away",
+        ) from exc
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
-        raise NotARegenDatabase(str(path), "an SQLite database that regen did not create; "
-                                "nothing was changed: point REGEN_HOME elsewhere")
+        raise NotARegenDatabase(
+            str(path),
+            "an SQLite database that regen did not create; "
+            "nothing was changed: point REGEN_HOME elsewhere",
+        )
     if version > latest_version():
-        raise SchemaTooNew(str(path), f"schema version {version} was written by a newer "
-                           f"regen (this one knows up to {latest_version()}); nothing was "
-                           "changed: upgrade regen to use it")
+        raise SchemaTooNew(
+            str(path),
+            f"schema version {version} was written by a newer "
+            f"regen (this one knows up to {latest_version()}); nothing was "
+            "changed: upgrade regen to use it",
+        )
 
 
 def _configure(conn: sqlite3.Connection) -> None:
@@ -172,8 +185,10 @@ def translate(exc: sqlite3.Error, where: str) -> StoreError:
     text = str(exc)
     lowered = text.lower()
     if "locked" in lowered or "busy" in lowered:
-        return StoreBusy(f"{where}: the database stayed locked by another process "
-                         f"for {BUSY_TIMEOUT_MS / 1000:g}s ({text})")
+        return StoreBusy(
+            f"{where}: the database stayed locked by another process "
+            f"for {BUSY_TIMEOUT_MS / 1000:g}s ({text})"
+        )
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return ReadOnlyStore(f"{where}: {text}; the data directory must be writable")
     if "malformed" in lowered or "not a database" in lowered:

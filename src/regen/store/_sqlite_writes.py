@@ -78,8 +78,9 @@ def project(conn: Executor, key: int) -> None:
             patch[6] = 1
         if started is not None:
             _start(patches, started, at)
-    conn.executemany(Q["project_step"], [(key, position, *patch)
-                                         for position, patch in patches.items()])
+    conn.executemany(
+        Q["project_step"], [(key, position, *patch) for position, patch in patches.items()]
+    )
     conn.execute(Q["mark_projected"], (key,))
 
 
@@ -95,8 +96,20 @@ def _add_event(conn: Executor, cur: Cursor, w: AddEvent) -> None:
 
 def _start_step(conn: Executor, cur: Cursor, w: StartStep) -> None:
     cur.seq += 1
-    conn.execute(_STEP_EVENT, (cur.key << 32 | cur.seq, w.at, "step.started", w.data,
-                               w.position, "running", None, None, None))
+    conn.execute(
+        _STEP_EVENT,
+        (
+            cur.key << 32 | cur.seq,
+            w.at,
+            "step.started",
+            w.data,
+            w.position,
+            "running",
+            None,
+            None,
+            None,
+        ),
+    )
     if not w.lazy:
         project(conn, cur.key)
 
@@ -106,8 +119,20 @@ def _end_step(conn: Executor, cur: Cursor, w: EndStep) -> None:
     started = w.next
     cur.seq = seq if started is None else seq + 1
     state = w.status._value_
-    conn.execute(_STEP_EVENT, (cur.key << 32 | seq, w.at, _END_TYPE[state], w.data, w.position,
-                               state, w.output, w.error, started))
+    conn.execute(
+        _STEP_EVENT,
+        (
+            cur.key << 32 | seq,
+            w.at,
+            _END_TYPE[state],
+            w.data,
+            w.position,
+            state,
+            w.output,
+            w.error,
+            started,
+        ),
+    )
     if not w.lazy:
         project(conn, cur.key)
 
@@ -120,9 +145,25 @@ def end_step_alone(conn: Executor, key: int, seq: int, w: EndStep, token: str) -
     seq += 1
     started = w.next
     state = w.status._value_
-    if conn.execute(_STEP_EVENT_GUARDED, (
-            key << 32 | seq, w.at, _END_TYPE[state], w.data, w.position, state, w.output,
-            w.error, started, key, token)).rowcount != 1:
+    if (
+        conn.execute(
+            _STEP_EVENT_GUARDED,
+            (
+                key << 32 | seq,
+                w.at,
+                _END_TYPE[state],
+                w.data,
+                w.position,
+                state,
+                w.output,
+                w.error,
+                started,
+                key,
+                token,
+            ),
+        ).rowcount
+        != 1
+    ):
         return 0
     return seq if started is None else seq + 1
 
@@ -137,13 +178,29 @@ def _start_item(conn: Executor, cur: Cursor, w: StartItem) -> None:
 
 
 def _end_item(conn: Executor, cur: Cursor, w: EndItem) -> None:
-    conn.execute(_ITEM_END, (cur.key, w.step, w.idx, w.key, w.status._value_, w.input, w.output,
-                             w.attempts, w.errors, int(w.cached), w.at))
+    conn.execute(
+        _ITEM_END,
+        (
+            cur.key,
+            w.step,
+            w.idx,
+            w.key,
+            w.status._value_,
+            w.input,
+            w.output,
+            w.attempts,
+            w.errors,
+            int(w.cached),
+            w.at,
+        ),
+    )
 
 
 def _put_cache(conn: Executor, cur: Cursor, w: PutCache) -> None:
-    conn.execute(Q["cache_put"], {"key": w.key, "step": w.step, "value": w.value,
-                                  "at": w.at, "expires_at": w.expires_at})
+    conn.execute(
+        Q["cache_put"],
+        {"key": w.key, "step": w.step, "value": w.value, "at": w.at, "expires_at": w.expires_at},
+    )
 
 
 def _link_artifact(conn: Executor, cur: Cursor, w: LinkArtifact) -> None:
@@ -155,8 +212,16 @@ def end_run(conn: Executor, cur: Cursor, w: EndRun) -> None:
     cur.ended = True
     if w.close_steps:  # the steps' states are changed below: bring the table up to date
         project(conn, cur.key)
-    conn.execute(Q["finish_run"], {"run": cur.key, "status": str(w.status), "error": w.error,
-                                   "at": w.at, "retry_at": w.retry_at})
+    conn.execute(
+        Q["finish_run"],
+        {
+            "run": cur.key,
+            "status": str(w.status),
+            "error": w.error,
+            "at": w.at,
+            "retry_at": w.retry_at,
+        },
+    )
     if w.close_steps:
         conn.execute(Q["fail_running_steps"], {"run": cur.key, "at": w.at, "error": w.error})
         conn.execute(Q["skip_pending_steps"], {"run": cur.key})
@@ -164,7 +229,13 @@ def end_run(conn: Executor, cur: Cursor, w: EndRun) -> None:
 
 #: The statement(s) each kind of write becomes.
 APPLY: dict[type, Callable[[Executor, Cursor, Any], None]] = {
-    AddEvent: _add_event, StartStep: _start_step, EndStep: _end_step,
-    CountAttempt: _count_attempt, StartItem: _start_item, EndItem: _end_item,
-    PutCache: _put_cache, LinkArtifact: _link_artifact, EndRun: end_run,
+    AddEvent: _add_event,
+    StartStep: _start_step,
+    EndStep: _end_step,
+    CountAttempt: _count_attempt,
+    StartItem: _start_item,
+    EndItem: _end_item,
+    PutCache: _put_cache,
+    LinkArtifact: _link_artifact,
+    EndRun: end_run,
 }

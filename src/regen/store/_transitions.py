@@ -9,25 +9,43 @@ from regen.store._records import Run, RunStatus, Step, StepStatus
 def check_retry(run: Run, now: float, *, from_step: str | None, auto: bool) -> None:
     rid = run.id
     if run.checkpoints_expired:
-        raise InvalidTransition(rid, run.status, f"run {rid} cannot be retried: its "
-                                "checkpoints were deleted by the retention clean-up; start a "
-                                "new run")
+        raise InvalidTransition(
+            rid,
+            run.status,
+            f"run {rid} cannot be retried: its "
+            "checkpoints were deleted by the retention clean-up; start a "
+            "new run",
+        )
     if auto:
         if run.status is not RunStatus.FAILED or run.retry_at is None or run.retry_at > now:
-            raise InvalidTransition(rid, run.status, f"run {rid}: no automatic retry is due "
-                                    "(a manual retry may have replaced it)")
+            raise InvalidTransition(
+                rid,
+                run.status,
+                f"run {rid}: no automatic retry is due (a manual retry may have replaced it)",
+            )
         return
     if run.status is RunStatus.RUNNING:
-        raise InvalidTransition(rid, run.status, f"run {rid} is running: a retry would run "
-                                "it twice; wait for it to end or cancel it first")
+        raise InvalidTransition(
+            rid,
+            run.status,
+            f"run {rid} is running: a retry would run "
+            "it twice; wait for it to end or cancel it first",
+        )
     if run.status is RunStatus.QUEUED:
-        raise InvalidTransition(rid, run.status, f"run {rid} is already queued (a retry or "
-                                "start is pending): refusing a second retry")
+        raise InvalidTransition(
+            rid,
+            run.status,
+            f"run {rid} is already queued (a retry or start is pending): refusing a second retry",
+        )
     if run.status is RunStatus.CANCELLED:
         raise InvalidTransition(rid, run.status, f"run {rid} was cancelled; start a new run")
     if run.status is RunStatus.SUCCEEDED and from_step is None:
-        raise InvalidTransition(rid, run.status, f"run {rid} succeeded: nothing failed to "
-                                "retry; name a step to re-run it and the steps after it")
+        raise InvalidTransition(
+            rid,
+            run.status,
+            f"run {rid} succeeded: nothing failed to "
+            "retry; name a step to re-run it and the steps after it",
+        )
 
 
 def retry_start(run: Run, steps: list[Step], from_step: str | None) -> Step:
@@ -36,8 +54,11 @@ def retry_start(run: Run, steps: list[Step], from_step: str | None) -> Step:
             if step.name == from_step:
                 return step
         names = ", ".join(s.name for s in steps)
-        raise InvalidTransition(run.id, run.status, f"run {run.id} has no step named "
-                                f"{from_step!r}; its steps are: {names}")
+        raise InvalidTransition(
+            run.id,
+            run.status,
+            f"run {run.id} has no step named {from_step!r}; its steps are: {names}",
+        )
     for step in steps:
         if step.status in (StepStatus.FAILED, StepStatus.PARTIAL):
             return step
