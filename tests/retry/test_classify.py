@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import io
 import json
 import socket
 from typing import Any
@@ -218,23 +219,24 @@ def test_openai_transport_and_stream_errors() -> None:
     assert _verdict(blocked) == (Kind.CONTENT_POLICY, False)
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "kind", "retry"),
-    [
-        (400, {"code": "InvalidParameter", "message": "size"}, Kind.BAD_REQUEST, False),
-        (400, {"code": "DataInspectionFailed"}, Kind.CONTENT_POLICY, False),
-        (400, {"code": "Arrearage"}, Kind.QUOTA_EXHAUSTED, False),
-        (401, {"code": "InvalidApiKey"}, Kind.AUTH, False),
-        (403, {"code": "AccessDenied"}, Kind.AUTH, False),
-        (429, {"code": "Throttling.RateQuota"}, Kind.RATE_LIMITED, True),
-        (429, {"code": "Throttling.AllocationQuota"}, Kind.RATE_LIMITED, True),
-        (500, {"code": "InternalError"}, Kind.SERVER_ERROR, True),
-        (502, b"<html><body>Bad Gateway</body></html>", Kind.SERVER_ERROR, True),
-        (503, b"", Kind.SERVER_ERROR, True),
-        (504, None, Kind.TIMEOUT, True),
-        (429, json.dumps({"error": {"code": "insufficient_quota"}}), Kind.QUOTA_EXHAUSTED, False),
-    ],
-)
+# Error replies as OpenAI-compatible and DashScope APIs send them: (status, body, kind, retry).
+_REPLIES: list[tuple[int, Any, Kind, bool]] = [
+    (400, {"code": "InvalidParameter", "message": "size"}, Kind.BAD_REQUEST, False),
+    (400, {"code": "DataInspectionFailed"}, Kind.CONTENT_POLICY, False),
+    (400, {"code": "Arrearage"}, Kind.QUOTA_EXHAUSTED, False),
+    (401, {"code": "InvalidApiKey"}, Kind.AUTH, False),
+    (403, {"code": "AccessDenied"}, Kind.AUTH, False),
+    (429, {"code": "Throttling.RateQuota"}, Kind.RATE_LIMITED, True),
+    (429, {"code": "Throttling.AllocationQuota"}, Kind.RATE_LIMITED, True),
+    (500, {"code": "InternalError"}, Kind.SERVER_ERROR, True),
+    (502, b"<html><body>Bad Gateway</body></html>", Kind.SERVER_ERROR, True),
+    (503, b"", Kind.SERVER_ERROR, True),
+    (504, None, Kind.TIMEOUT, True),
+    (429, json.dumps({"error": {"code": "insufficient_quota"}}), Kind.QUOTA_EXHAUSTED, False),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "retry"), _REPLIES)
 def test_responses_by_status_and_code(status: int, body: Any, kind: Kind, retry: bool) -> None:
     failure = classify_response(status, {}, body)
     assert failure is not None
@@ -243,6 +245,140 @@ def test_responses_by_status_and_code(status: int, body: Any, kind: Kind, retry:
 
 def test_success_is_not_a_failure() -> None:
     assert classify_response(200, {}, {"output": {}}) is None
+
+
+_QUOTA_BODY = {
+    "error": {
+        "message": "You exceeded your current quota, please check your plan and billing details.",
+        "type": "insufficient_quota",
+        "code": "insufficient_quota",
+    }
+}
+
+
+def _content(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, str)):
+        return body.encode() if isinstance(body, str) else body
+    return json.dumps(body).encode()
+
+
+def _httpx_raised(response: httpx.Response) -> httpx.HTTPStatusError:
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        response.raise_for_status()
+    return caught.value
+
+
+def _requests_raised(
+    status: int, body: Any, headers: dict[str, str] | None = None
+) -> requests.HTTPError:
+    # What requests builds from a (non-streamed) reply: the body already read into memory.
+    response = requests.Response()
+    response.status_code = status
+    response.url = "http://127.0.0.1/api/v1/services/aigc/text2image/image-synthesis"
+    response.headers.update(headers or {})
+    response._content = _content(body)
+    with pytest.raises(requests.HTTPError) as caught:
+        response.raise_for_status()
+    return caught.value
+
+
+@pytest.mark.parametrize(("status", "body", "kind", "retry"), _REPLIES)
+def test_raise_for_status_errors_are_classified_by_their_body(
+    status: int, body: Any, kind: Kind, retry: bool
+) -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/images/generations")
+    from_httpx = _httpx_raised(httpx.Response(status, content=_content(body), request=request))
+    from_requests = _requests_raised(status, body)
+    expected = classify_response(status, {}, body)
+    assert expected is not None
+    for exc in (from_httpx, from_requests):
+        failure = classify(exc)
+        assert (failure.kind, failure.retry, failure.status) == (kind, retry, status)
+        assert failure.reason == expected.reason
+
+
+def test_httpx_429_insufficient_quota_is_not_retried() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(429, json=_QUOTA_BODY, request=request)
+    failure = classify(_httpx_raised(response))
+    assert (failure.kind, failure.retry, failure.reason) == (
+        Kind.QUOTA_EXHAUSTED,
+        False,
+        "insufficient_quota",
+    )
+
+
+def test_httpx_429_rate_limit_body_keeps_retry_after() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    body = {"error": {"code": "rate_limit_exceeded", "message": "Rate limit reached"}}
+    response = httpx.Response(429, json=body, headers={"retry-after": "4"}, request=request)
+    failure = classify(_httpx_raised(response))
+    assert (failure.kind, failure.retry, failure.retry_after) == (Kind.RATE_LIMITED, True, 4)
+    assert failure.reason == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (
+            {
+                "code": "DataInspectionFailed",
+                "message": "Input data may contain inappropriate content.",
+            },
+            Kind.CONTENT_POLICY,
+        ),
+        (
+            {
+                "code": "Arrearage",
+                "message": "Access denied, please make sure your account is in good standing.",
+            },
+            Kind.QUOTA_EXHAUSTED,
+        ),
+    ],
+)
+def test_dashscope_400_bodies_through_raise_for_status(body: Any, kind: Kind) -> None:
+    request = httpx.Request(
+        "POST", "http://127.0.0.1/api/v1/services/aigc/text2image/image-synthesis"
+    )
+    from_httpx = _httpx_raised(httpx.Response(400, json=body, request=request))
+    assert _verdict(from_httpx) == (kind, False)
+    assert _verdict(_requests_raised(400, body)) == (kind, False)
+
+
+def test_requests_429_insufficient_quota_is_not_retried() -> None:
+    failure = classify(_requests_raised(429, _QUOTA_BODY, {"Retry-After": "1"}))
+    assert (failure.kind, failure.retry, failure.reason) == (
+        Kind.QUOTA_EXHAUSTED,
+        False,
+        "insufficient_quota",
+    )
+
+
+def test_an_unread_httpx_stream_is_classified_by_status_without_reading_it() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    content = json.dumps(_QUOTA_BODY).encode()
+    response = httpx.Response(429, stream=httpx.ByteStream(content), request=request)
+    failure = classify(_httpx_raised(response))
+    assert (failure.kind, failure.retry) == (Kind.RATE_LIMITED, True)
+    assert not response.is_stream_consumed
+    assert response.read() == content  # still there for the caller
+
+
+def test_an_unread_requests_stream_is_classified_by_status_without_reading_it() -> None:
+    content = json.dumps(_QUOTA_BODY).encode()
+    raw = io.BytesIO(content)
+    response = requests.Response()  # as with stream=True: the body still on the wire
+    response.status_code = 429
+    response.url = "http://127.0.0.1/v1/chat/completions"
+    response.raw = raw
+    with pytest.raises(requests.HTTPError) as caught:
+        response.raise_for_status()
+    failure = classify(caught.value)
+    assert (failure.kind, failure.retry) == (Kind.RATE_LIMITED, True)
+    assert raw.tell() == 0
+    assert response.content == content
 
 
 def test_retry_after_forms() -> None:

@@ -128,11 +128,30 @@ def classify_response(
     """Classify an HTTP response by status, error code and headers; ``None`` for success."""
     if status < 400:
         return None
-    code = body_code(body)
+    return _reply_failure(status, headers, body_code(body), now)
+
+
+def _reply_failure(status: int, headers: Any, code: str | None, now: float | None) -> Failure:
     kind = _kind_of(code, status)
     retry_after = parse_retry_after(headers, time.time() if now is None else now)
-    reason = code or f"http_{status}"
-    return Failure.of(kind, reason, status=status, retry_after=retry_after)
+    return Failure.of(kind, code or f"http_{status}", status=status, retry_after=retry_after)
+
+
+def _response_body(response: Any) -> bytes | str | None:
+    """The body of an httpx or requests response object if it is already in memory.
+
+    Never reads from the network: a streamed httpx response that was not read raises
+    ``ResponseNotRead`` (a ``RuntimeError``), and requests' ``.content`` would read a
+    ``stream=True`` body from the socket, so its ``_content`` (``False`` until the body has
+    been read) is checked first.
+    """
+    if response is None or getattr(response, "_content", None) is False:
+        return None
+    try:
+        content = response.content
+    except RuntimeError:
+        return None
+    return content if isinstance(content, (bytes, str)) else None
 
 
 def _status_failure(
@@ -144,10 +163,10 @@ def _status_failure(
     # aiohttp's ``code`` is a deprecated alias of ``status``, not an API error code.
     code = None if module == "aiohttp" else getattr(exc, "code", None)
     if not isinstance(code, str) or kind_of_code(code) is None:
+        if body is None and module != "aiohttp":
+            body = _response_body(response)
         code = body_code(body) or (code if isinstance(code, str) else None)
-    kind = _kind_of(code, status)
-    retry_after = parse_retry_after(headers, time.time())
-    return Failure.of(kind, code or f"http_{status}", status=status, retry_after=retry_after)
+    return _reply_failure(status, headers, code, None)
 
 
 # Third-party transport errors by class name: (kind, reached the server?).
