@@ -4,14 +4,45 @@ import math
 
 import pytest
 
-from regen import ConfigError, Policy
+from regen import ConfigError, GiveUp, Policy, Retryable, test_mode
+from regen.retry import FakeClock
 
 
 def test_defaults_are_bounded() -> None:
+    """``Policy()`` gives up after 3 attempts and within 20 minutes, whatever the server says.
+
+    Every attempt here runs to its timeout and the server asks for the longest
+    ``Retry-After`` the defaults honour; a longer one ends the call at once.
+    """
     policy = Policy()
-    assert policy.attempts == 3
     assert policy.timeout is not None
-    assert policy.max_wait < math.inf
+    timeout = policy.timeout
+    calls = 0
+
+    def slow_and_throttled(clock: FakeClock, retry_after: float) -> None:
+        nonlocal calls
+        calls += 1
+        clock.advance(timeout)
+        raise Retryable("throttled", kind="rate_limited", retry_after=retry_after)
+
+    with test_mode() as clock:
+        assert isinstance(clock, FakeClock)
+        started = clock.monotonic()
+        with pytest.raises(GiveUp) as caught:
+            policy.call(slow_and_throttled, clock, policy.retry_after_max)
+        elapsed = clock.monotonic() - started
+    assert calls == 3
+    assert len(caught.value.attempts) == 3
+    assert elapsed <= 20 * 60
+
+    calls = 0
+    with test_mode() as clock:
+        assert isinstance(clock, FakeClock)
+        with pytest.raises(GiveUp) as caught:
+            policy.call(slow_and_throttled, clock, policy.retry_after_max + 1)
+    assert calls == 1
+    assert caught.value.attempts[-1].reason == "retry_after_too_long"
+    assert clock.sleeps == []
 
 
 @pytest.mark.parametrize(

@@ -244,19 +244,25 @@ def test_non_idempotent_call_with_a_key_retries_timeouts_and_5xx(clock: FakeCloc
 
 
 async def test_a_hung_async_call_is_cut_at_its_per_attempt_timeout() -> None:
-    calls = 0
+    events: list[str] = []
 
     async def hang() -> str:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            await asyncio.sleep(3600)
+        number = len([e for e in events if e.startswith("start")]) + 1
+        events.append(f"start {number}")
+        if number == 1:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                events.append("cancelled 1")
+                raise
         return "ok"
 
     started = time.monotonic()
     assert await Policy(attempts=2, timeout=0.1, wait=0).acall(hang) == "ok"
     assert time.monotonic() - started < 1
-    assert calls == 2
+    # The hung attempt was cancelled (not left running) before the next one started.
+    assert events == ["start 1", "cancelled 1", "start 2"]
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
 
 async def test_async_give_up_after_hangs_records_timeouts() -> None:
