@@ -44,3 +44,22 @@ def test_the_batch_benchmark_runs_and_reports_its_figures() -> None:
         assert isinstance(figures[name], float)
         assert figures[name] > 0
     assert figures["ratios"] == {"wall_vs_ideal": figures["wall_vs_ideal"]}
+
+
+@pytest.mark.timeout(150)
+def test_the_durable_steps_benchmark_runs_every_peer_and_reports_its_ratios() -> None:
+    figures = _last_json_line(
+        str(BENCHMARKS / "durable_steps.py"), "--steps", "5", "--repeat", "1", "--json"
+    )
+    assert figures["steps"] == 5
+    us = figures["us_per_step"]
+    assert isinstance(us, dict)
+    for name in ("regen", "dbos", "langgraph"):
+        assert us[f"{name}_sync"] > 0
+        assert us[f"{name}_async"] > 0
+    assert us["raw_sync"] > 0
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"step_vs_dbos", "step_vs_langgraph", "step_vs_raw_commit"}
+    assert ratios["step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
+    assert isinstance(figures["step_vs_dbos_wal_normal"], float)
