@@ -96,6 +96,7 @@ async def test_a_submission_is_retried_once(
     assert requests(sim, route) == 2
 
 
+@pytest.mark.parametrize("call", ["generate_art_photo", "generate_video"])
 @pytest.mark.parametrize(
     ("spec", "kind"),
     [
@@ -108,12 +109,16 @@ async def test_a_submission_is_retried_once(
     ],
 )
 async def test_a_client_error_is_not_retried(
-    photos: PhotoAPI, sim: SimServer, spec: str, kind: Kind
+    photos: PhotoAPI, sim: SimServer, call: str, spec: str, kind: Kind
 ) -> None:
     with pytest.raises(GiveUp) as caught:
-        await photos.generate_art_photo("全家福", headers=fault(spec))
+        await getattr(photos, call)("全家福", headers=fault(spec))
     assert caught.value.kind is kind
-    assert requests(sim, "photo_submit") == 1
+    assert caught.value.last is not None
+    assert not caught.value.last.retry
+    route = "photo_submit" if call == "generate_art_photo" else "video_submit"
+    assert requests(sim, route) == 1
+    assert sim.stats()["tasks"] == {}
 
 
 async def test_a_second_failure_gives_up_after_two_attempts(
@@ -128,11 +133,64 @@ async def test_a_second_failure_gives_up_after_two_attempts(
 # --- task status -------------------------------------------------------------------------------
 
 
-async def test_status_polls_are_retried_once(photos: PhotoAPI, sim: SimServer) -> None:
-    task_id = await photos.generate_art_photo("全家福")
-    task = await photos.get_task_status(task_id, headers=fault("server_error*1"))
+#: Each status call, the submission that makes its task, and the route it polls.
+STATUS_CALLS = {
+    "get_task_status": ("generate_art_photo", "photo_task"),
+    "get_video_task_status": ("generate_video", "video_task"),
+}
+
+
+@pytest.mark.parametrize("call", sorted(STATUS_CALLS))
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("server_error*1", Kind.SERVER_ERROR),
+        ("bad_gateway_html*1", Kind.SERVER_ERROR),
+        ("rate_limit:0*1", Kind.RATE_LIMITED),
+        ("reset*1", Kind.CONNECTION),
+        ("hang*1", Kind.TIMEOUT),
+        ("html_200*1", Kind.BAD_RESPONSE),
+    ],
+)
+async def test_a_status_poll_is_retried_once(
+    photos: PhotoAPI, sim: SimServer, call: str, spec: str, kind: Kind
+) -> None:
+    submit, route = STATUS_CALLS[call]
+    task_id = await getattr(photos, submit)("全家福")
+    failed: list[Attempt] = []
+    photos.policy = FAST.replace(on_retry=failed.append)
+    task = await getattr(photos, call)(task_id, headers=fault(spec))
+    assert task.task_id == task_id
     assert task.status in ("queued", "processing", "succeeded")
-    assert requests(sim, "photo_task") == 2
+    assert [a.kind for a in failed] == [kind]
+    assert requests(sim, route) == 2
+
+
+@pytest.mark.parametrize("call", sorted(STATUS_CALLS))
+@pytest.mark.parametrize(("spec", "kind"), [("auth", Kind.AUTH), ("permission", Kind.AUTH)])
+async def test_a_refused_status_poll_is_not_retried(
+    photos: PhotoAPI, sim: SimServer, call: str, spec: str, kind: Kind
+) -> None:
+    submit, route = STATUS_CALLS[call]
+    task_id = await getattr(photos, submit)("全家福")
+    with pytest.raises(GiveUp) as caught:
+        await getattr(photos, call)(task_id, headers=fault(spec))
+    assert caught.value.kind is kind
+    assert len(caught.value.attempts) == 1
+    assert requests(sim, route) == 1
+
+
+@pytest.mark.parametrize("call", sorted(STATUS_CALLS))
+async def test_a_status_poll_that_fails_twice_gives_up(
+    photos: PhotoAPI, sim: SimServer, call: str
+) -> None:
+    submit, route = STATUS_CALLS[call]
+    task_id = await getattr(photos, submit)("全家福")
+    with pytest.raises(GiveUp) as caught:
+        await getattr(photos, call)(task_id, headers=fault("server_error"))
+    assert caught.value.kind is Kind.SERVER_ERROR
+    assert [a.number for a in caught.value.attempts] == [1, 2]
+    assert requests(sim, route) == 2
 
 
 async def test_a_rate_limited_status_poll_waits_its_retry_after(
@@ -163,23 +221,42 @@ async def test_a_photo_and_a_video_are_made(photos: PhotoAPI, sim: SimServer) ->
     assert ".gif?" in video.url
 
 
-@pytest.mark.parametrize("spec", ["task_stuck*1", "task_failed*1", "task_unknown*1"])
+#: Each submit-and-poll call and the route it submits to.
+TASK_CALLS = {"create_art_photo": "photo_submit", "create_video": "video_submit"}
+
+
+@pytest.mark.parametrize("call", sorted(TASK_CALLS))
+@pytest.mark.parametrize(
+    ("spec", "kind", "reason"),
+    [
+        ("task_stuck*1", Kind.TIMEOUT, "task_stuck"),
+        ("task_failed*1", Kind.SERVER_ERROR, "InternalError"),
+        ("task_unknown*1", Kind.BAD_RESPONSE, "task_unknown"),
+    ],
+)
 async def test_a_task_that_cannot_finish_is_submitted_again(
-    photos: PhotoAPI, sim: SimServer, spec: str
+    photos: PhotoAPI, sim: SimServer, call: str, spec: str, kind: Kind, reason: str
 ) -> None:
-    photo = await photos.create_art_photo("全家福", headers=fault(spec))
-    assert photo.url
-    assert requests(sim, "photo_submit") == 2
+    failed: list[Attempt] = []
+    photos.policy = FAST.replace(on_retry=failed.append)
+    made = await getattr(photos, call)("全家福", headers=fault(spec))
+    assert made.url
+    assert [(a.kind, a.reason) for a in failed] == [(kind, reason)]
+    assert requests(sim, TASK_CALLS[call]) == 2
+    first, second = sim.stats()["tasks"].values()
+    assert first["status"] != "SUCCEEDED"
+    assert second["status"] == "SUCCEEDED"
 
 
-async def test_a_moderated_task_is_not_submitted_again(photos: PhotoAPI, sim: SimServer) -> None:
+@pytest.mark.parametrize("call", sorted(TASK_CALLS))
+async def test_a_moderated_task_is_not_submitted_again(
+    photos: PhotoAPI, sim: SimServer, call: str
+) -> None:
     with pytest.raises(GiveUp) as caught:
-        await photos.create_art_photo(
-            "全家福", headers=fault("task_failed:content_policy_violation")
-        )
+        await getattr(photos, call)("全家福", headers=fault("task_failed:content_policy_violation"))
     assert caught.value.kind is Kind.CONTENT_POLICY
     assert isinstance(caught.value.__cause__, TaskFailed)
-    assert requests(sim, "photo_submit") == 1
+    assert requests(sim, TASK_CALLS[call]) == 1
 
 
 # --- payment -----------------------------------------------------------------------------------
@@ -243,6 +320,40 @@ async def test_a_payment_that_never_left_is_retried_even_without_a_key() -> None
         with pytest.raises(GiveUp) as caught:
             await nowhere.transactions_jsapi(ORDER, policy=nowhere.policy)
     assert [a.kind for a in caught.value.attempts] == [Kind.CONNECTION, Kind.CONNECTION]
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "charged_first"),
+    [
+        ("hang*1", Kind.TIMEOUT, True),  # charged, then the answer never came
+        ("bad_gateway_html*1", Kind.SERVER_ERROR, True),  # charged, then a proxy's 502 page
+        ("server_error*1", Kind.SERVER_ERROR, False),  # a 500 before the charge
+        ("overloaded*1", Kind.SERVER_ERROR, False),  # a 503 before the charge
+    ],
+)
+async def test_retry_payment_is_retried_with_the_same_order_number_and_charged_once(
+    pay: PayAPI, sim: SimServer, spec: str, kind: Kind, charged_first: bool
+) -> None:
+    failed: list[tuple[Kind, int]] = []
+
+    def on_retry(attempt: Attempt) -> None:  # what the first try left on the server
+        failed.append((attempt.kind, charges(sim)))
+
+    pay.policy = FAST.replace(on_retry=on_retry)
+    payment = await pay.retry_payment(ORDER, headers=fault(spec))
+    assert payment.out_trade_no == ORDER.out_trade_no
+    assert payment.prepay_id.startswith("wx")
+    assert failed == [(kind, 1 if charged_first else 0)]
+    assert requests(sim, "pay") == 2
+    payments = sim.stats()["payments"]
+    assert payments["charges"] == 1
+    assert payments["amount_total"] == ORDER.total
+    # Both requests carried the one order number; the ledger holds one order for it.
+    assert payments["by_out_trade_no"] == {
+        ORDER.out_trade_no: {"requests": 2, "charges": 1, "amount": ORDER.total}
+    }
+    outcomes = sim.stats()["routes"]["pay"]["outcomes"]
+    assert outcomes == {spec.partition("*")[0]: 1, "ok": 1}
 
 
 async def test_retry_payment_returns_the_first_prepay_id(pay: PayAPI, sim: SimServer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from regen.providers import DashScopeProvider, OpenAIProvider, Polling
-from regen.retry import Policy
+from regen.retry import Kind, Policy
 from regen.sim import SimServer, run_simulator
 
 KEY = "sk-test-regen-0123456789abcdef"
@@ -29,6 +29,15 @@ def requests(sim: SimServer, route: str) -> int:
     """How many requests the simulator saw on ``route``."""
     routes: dict[str, Any] = sim.stats()["routes"]
     return int(routes.get(route, {}).get("requests", 0))
+
+
+def poll_failures(caplog: pytest.LogCaptureFixture) -> list[tuple[Kind, float]]:
+    """The kind and the wait of every failed poll the adapters logged, in order."""
+    return [
+        (Kind(record.kind), record.wait)
+        for record in caplog.records
+        if getattr(record, "outcome", None) == "poll_failed"
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from regen.providers import (
 from regen.retry import Attempt, GiveUp, Kind, Policy
 from regen.sim import SimServer
 
-from .conftest import fault, requests
+from .conftest import fault, poll_failures, requests
 
 PROMPT = "a red fox in snow"
 
@@ -168,30 +169,65 @@ async def test_generate_once_refuses_partial_results(dashscope: DashScopeProvide
 
 
 async def test_a_rate_limited_poll_backs_off_and_keeps_the_task(
-    dashscope: DashScopeProvider, sim: SimServer
+    dashscope: DashScopeProvider, sim: SimServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="regen.providers")
+    failed: list[Attempt] = []
+    policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
     started = time.monotonic()
-    images = await dashscope.generate_images(PROMPT, headers=fault("poll_rate_limit"))
+    images = await dashscope.generate_images(
+        PROMPT, headers=fault("poll_rate_limit"), policy=policy
+    )
     assert images[0].url
     assert time.monotonic() - started >= 1.0  # the poll's Retry-After: 1 was honoured
+    assert poll_failures(caplog) == [(Kind.RATE_LIMITED, 1.0)]
+    assert failed == []  # the task was kept: no attempt failed
     assert requests(sim, "dashscope_submit") == 1
-    statuses = sim.stats()["routes"]["dashscope_task"]["statuses"]
+    stats = sim.stats()
+    statuses = stats["routes"]["dashscope_task"]["statuses"]
     assert statuses["429"] == 1
     assert statuses["200"] >= 1
+    assert [task["polls"] for task in stats["tasks"].values()] == [
+        statuses["429"] + statuses["200"]
+    ]
 
 
 @pytest.mark.parametrize(
-    "spec", ["server_error*2", "reset*1", "html_200*1", "missing_fields*1", "bad_gateway_html*1"]
+    ("spec", "name", "status", "kinds"),
+    [
+        ("server_error*2", "server_error", "500", [Kind.SERVER_ERROR] * 2),
+        ("overloaded*1", "overloaded", "503", [Kind.SERVER_ERROR]),
+        ("bad_gateway_html*1", "bad_gateway_html", "502", [Kind.SERVER_ERROR]),
+        ("rate_limit:0*1", "rate_limit", "429", [Kind.RATE_LIMITED]),
+        ("reset*1", "reset", None, [Kind.CONNECTION]),
+        ("html_200*1", "html_200", "200", [Kind.BAD_RESPONSE]),
+        ("missing_fields*1", "missing_fields", "200", [Kind.BAD_RESPONSE]),  # no task_status
+    ],
 )
 async def test_transient_poll_errors_are_retried_in_place(
-    dashscope: DashScopeProvider, sim: SimServer, spec: str
+    dashscope: DashScopeProvider,
+    sim: SimServer,
+    caplog: pytest.LogCaptureFixture,
+    spec: str,
+    name: str,
+    status: str | None,
+    kinds: list[Kind],
 ) -> None:
+    caplog.set_level(logging.INFO, logger="regen.providers")
     failed: list[Attempt] = []
     policy = Policy(attempts=2, timeout=5, wait=0.01, on_retry=failed.append)
     images = await dashscope.generate_images(PROMPT, poll_headers=fault(spec), policy=policy)
     assert images[0].url
     assert failed == []  # polls are not attempts
+    assert [kind for kind, _ in poll_failures(caplog)] == kinds
     assert requests(sim, "dashscope_submit") == 1
+    # The simulator did answer the polls with the fault, and then with the task.
+    polls = sim.stats()["routes"]["dashscope_task"]
+    assert polls["outcomes"][name] == len(kinds)
+    assert polls["outcomes"]["ok"] >= 1
+    assert polls["requests"] == len(kinds) + polls["outcomes"]["ok"]
+    if status is not None:
+        assert polls["statuses"][status] >= len(kinds)
 
 
 async def test_a_refused_poll_fails_the_attempt(

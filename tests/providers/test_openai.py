@@ -8,7 +8,7 @@ import time
 import pytest
 
 from regen.providers import APIError, BadResponse, OpenAIProvider, download_image, image_info
-from regen.retry import GiveUp, Kind, Policy, test_mode
+from regen.retry import Attempt, GiveUp, Kind, Policy, test_mode
 from regen.sim import SimServer
 
 from .conftest import fault, requests
@@ -72,13 +72,15 @@ async def test_retry_after_longer_than_allowed_gives_up_without_waiting(
 async def test_rate_limit_waits_for_retry_after_then_succeeds(
     openai: OpenAIProvider, sim: SimServer
 ) -> None:
-    waits: list[float | None] = []
-    policy = Policy(attempts=3, timeout=5, wait=0.01, on_retry=lambda a: waits.append(a.wait))
+    failed: list[Attempt] = []
+    policy = Policy(attempts=3, timeout=5, wait=0.01, on_retry=failed.append)
     started = time.monotonic()
     result = await openai.chat("hello", headers=fault("rate_limit:1*1"), policy=policy)
     assert result.text
     assert time.monotonic() - started >= 1.0
-    assert waits == [1.0]
+    assert [(a.kind, a.retry, a.status, a.wait) for a in failed] == [
+        (Kind.RATE_LIMITED, True, 429, 1.0)
+    ]
     assert requests(sim, "chat") == 2
 
 
@@ -88,10 +90,14 @@ async def test_rate_limit_burst_backs_off_exponentially(
     # A burst of three 429s without Retry-After (scripted: the simulator's burst carries
     # on over requests that name no fault of their own).
     sim.script({"prompt": "hello", "steps": ["rate_limit_burst:3"]})
-    policy = Policy(attempts=4, timeout=5, wait=0.5, multiplier=2, max_wait=8)
+    failed: list[Attempt] = []
+    policy = Policy(
+        attempts=4, timeout=5, wait=0.5, multiplier=2, max_wait=8, on_retry=failed.append
+    )
     with test_mode() as clock:
         result = await openai.chat("hello", policy=policy)
     assert result.text
+    assert [(a.kind, a.retry, a.status) for a in failed] == [(Kind.RATE_LIMITED, True, 429)] * 3
     assert clock.sleeps == [0.5, 1.0, 2.0]  # type: ignore[attr-defined]
     assert requests(sim, "chat") == 4
     assert sim.stats()["routes"]["chat"]["statuses"] == {"429": 3, "200": 1}
@@ -142,8 +148,11 @@ async def test_keepalive_blank_lines_before_a_plain_reply_parse(
     openai: OpenAIProvider, sim: SimServer
 ) -> None:
     result = await openai.chat("hello", headers=fault("keepalive_noise"))
-    assert result.text.startswith("Simulated reply")
-    assert requests(sim, "chat") == 1
+    assert result.text == (await openai.chat("hello")).text
+    stats = sim.stats()
+    assert stats["faults"] == {"keepalive_noise": 1}  # the blank lines were sent
+    assert stats["routes"]["chat"]["outcomes"] == {"keepalive_noise": 1, "ok": 1}
+    assert requests(sim, "chat") == 2
 
 
 async def test_html_200_is_a_bad_response_naming_it(openai: OpenAIProvider) -> None:

@@ -4,6 +4,7 @@ announced with a reset, and partial text is never a result."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -81,7 +82,10 @@ async def test_a_broken_stream_is_reset_and_retried(
 async def test_keepalive_comments_are_not_a_fault(openai: OpenAIProvider, sim: SimServer) -> None:
     events = await collect(openai, headers=fault("keepalive_noise"))
     assert not any(isinstance(e, StreamReset) for e in events)
-    assert text_after_last_reset(events).startswith("Simulated reply")
+    assert text_after_last_reset(events) == (await openai.chat(PROMPT)).text
+    stats = sim.stats()
+    assert stats["faults"] == {"keepalive_noise": 1}  # the comments were sent
+    assert stats["routes"]["chat_stream"]["outcomes"] == {"keepalive_noise": 1}
     assert requests(sim, "chat_stream") == 1
 
 
@@ -140,14 +144,43 @@ async def test_content_policy_on_a_stream_fails_at_once(
     assert requests(sim, "chat_stream") == 1
 
 
-async def test_a_consumer_that_stops_early_cancels_the_attempt(openai: OpenAIProvider) -> None:
+def connections_to(port: int) -> set[tuple[int, int]]:
+    """The (local port, remote port) pairs of loopback TCP connections established to or
+    from ``port``, from the kernel's table (both ends show when both are on this host)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        pytest.skip("needs Linux's /proc/net/tcp to see the connections")
+    found: set[tuple[int, int]] = set()
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = int(fields[1][-4:], 16), int(fields[2][-4:], 16), fields[3]
+        if state == "01" and port in (local, remote):  # 01: ESTABLISHED
+            found.add((local, remote))
+    return found
+
+
+async def test_a_consumer_that_stops_early_cancels_the_attempt(
+    openai: OpenAIProvider, sim: SimServer
+) -> None:
+    before = connections_to(sim.port)
     stream = openai.stream(PROMPT, headers=fault("hang"), policy=Policy(attempts=1, timeout=30))
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.1)
+    # Until the request reaches the hanging simulator (its stats live on another thread,
+    # with no event to wait on).
+    while requests(sim, "chat_stream") == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    opened = connections_to(sim.port) - before
+    assert len(opened) == 2  # the client's end and the simulator's end of one connection
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
     await stream.aclose()
+    # The attempt was cancelled with the consumer: its connection is closed, not left
+    # hanging on the simulator nor put back in the pool.
+    assert not opened & connections_to(sim.port)
+    routes = sim.stats()["routes"]["chat_stream"]
+    assert routes["outcomes"] == {"hang": 1}
+    assert routes["statuses"] == {}  # never answered
 
 
 async def test_breaking_out_of_a_stream_closes_it(openai: OpenAIProvider, sim: SimServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,7 @@ from regen.providers import (
 from regen.retry import ConfigError, Failure, GiveUp, Kind, Policy, classify_response
 from regen.sim import SimServer
 
-from .conftest import KEY, fault, requests
+from .conftest import KEY, fault, poll_failures, requests
 
 FAST = Polling(interval=0.03, max_interval=0.05, deadline=2.0, error_wait=0.02, max_error_wait=0.05)
 
@@ -130,12 +131,26 @@ async def test_the_deadline_raises_task_timeout(api: PhotoAPI) -> None:
     assert (caught.value.kind, caught.value.reason) == (Kind.TIMEOUT, "task_stuck")
 
 
-async def test_poll_rate_limits_and_errors_keep_the_task(api: PhotoAPI, sim: SimServer) -> None:
+async def test_poll_rate_limits_and_errors_keep_the_task(
+    api: PhotoAPI, sim: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="regen.providers")
     task_id = await api.submit("x", fault("poll_rate_limit:2"))
     reply = await poll_until_done(
-        lambda: api.poll(task_id, fault("server_error*1")), lambda r: r["status"], polling=FAST
+        lambda: api.poll(task_id, fault("server_error*1")),
+        lambda r: r["status"],
+        polling=FAST,
+        task_id=task_id,
     )
     assert reply["status"] == "succeeded"
+    assert reply["task_id"] == task_id  # the same task, kept through every failed poll
+    # The 500 comes first (the header's fault); the task's two throttled polls follow,
+    # each waiting the Retry-After: 1 the 429 carries.
+    assert poll_failures(caplog) == [
+        (Kind.SERVER_ERROR, FAST.error_wait),
+        (Kind.RATE_LIMITED, 1.0),
+        (Kind.RATE_LIMITED, 1.0),
+    ]
     statuses = sim.stats()["routes"]["photo_task"]["statuses"]
     assert statuses["429"] == 2
     assert statuses["500"] == 1

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import time
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import dashscope
+import dashscope.client.base_api
 import httpx
 import pytest
+import requests
 from dashscope import ImageSynthesis
 from PIL import Image
 
-from regen.sim import SimServer
+from regen.sim import SimServer, run_simulator
 
 PROMPT = "一只在雪地里的红狐狸"
 
@@ -230,3 +234,120 @@ def test_task_stuck_pending_variant(sim: SimServer) -> None:
     task = submit(fault="task_stuck:PENDING")
     time.sleep(0.4)
     assert ImageSynthesis.fetch(task).output.task_status == "PENDING"
+
+
+# --- network faults, as the SDK surfaces them (requests' exceptions) -------------------
+
+
+def submit_stats(sim: SimServer) -> dict[str, Any]:
+    routes: dict[str, Any] = sim.stats()["routes"]
+    return dict(routes["dashscope_submit"])
+
+
+def test_reset_raises_requests_connection_error_after_one_silent_resend(sim: SimServer) -> None:
+    # The SDK resends a submission once when the connection drops before any header (it
+    # takes the reset for a stale pooled connection): the simulator sees two requests.
+    with pytest.raises(requests.exceptions.ConnectionError):
+        submit(fault="reset")
+    stats = submit_stats(sim)
+    assert stats["requests"] == 2
+    assert stats["outcomes"] == {"reset": 2}
+    assert sim.stats()["tasks"] == {}
+
+
+def test_one_reset_is_ridden_through_by_the_sdk_resend(sim: SimServer) -> None:
+    task = submit(fault="reset*1")
+    assert task.status_code == 200
+    assert task.output.task_status == "PENDING"
+    stats = submit_stats(sim)
+    assert stats["requests"] == 2
+    assert stats["outcomes"] == {"reset": 1, "ok": 1}
+    assert len(sim.stats()["tasks"]) == 1  # the reset came before the task was made
+
+
+def test_html_200_raises_a_json_decode_error(sim: SimServer) -> None:
+    # A proxy's HTML page with status 200: the SDK parses it as JSON and raises; it is not
+    # resent and no task exists.
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        submit(fault="html_200")
+    stats = submit_stats(sim)
+    assert stats["requests"] == 1
+    assert stats["outcomes"] == {"html_200": 1}
+    assert stats["statuses"] == {"200": 1}
+    assert sim.stats()["tasks"] == {}
+
+
+def test_hang_raises_read_timeout_at_the_request_timeout(sim: SimServer) -> None:
+    # ``request_timeout`` is the SDK's per-request timeout (300 s by default). A read
+    # timeout is not a ConnectionError, so the SDK does not resend it.
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        submit(fault="hang", request_timeout=0.3)
+    stats = submit_stats(sim)
+    assert stats["requests"] == 1
+    assert stats["outcomes"] == {"hang": 1}
+    assert stats["statuses"] == {}  # never answered
+
+
+# --- ImageSynthesis.wait: what it retries while polling ---------------------------------
+
+
+@pytest.fixture
+def instant(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
+    """A simulator whose tasks are done at once, the SDK pointed at it."""
+    with run_simulator(task_seconds=0.0) as server:
+        monkeypatch.setattr(dashscope, "base_http_api_url", server.dashscope_base_url)
+        yield server
+
+
+@pytest.fixture
+def sdk_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits ``ImageSynthesis.wait`` asks for between polls, recorded instead of slept."""
+    sleeps: list[float] = []
+    clock = types.SimpleNamespace(time=time.time, sleep=sleeps.append)
+    monkeypatch.setattr(dashscope.client.base_api, "time", clock)
+    return sleeps
+
+
+def poll_stats(sim: SimServer) -> dict[str, Any]:
+    routes: dict[str, Any] = sim.stats()["routes"]
+    return dict(routes["dashscope_task"])
+
+
+def test_wait_rides_through_a_503_poll(instant: SimServer, sdk_sleeps: list[float]) -> None:
+    task = submit()
+    instant.script(
+        {"task_id": task.output.task_id, "route": "dashscope_task", "steps": ["overloaded"]}
+    )
+    result = ImageSynthesis.wait(task)
+    assert result.status_code == 200
+    assert result.output.task_status == "SUCCEEDED"
+    stats = poll_stats(instant)
+    assert stats["requests"] == 2
+    assert stats["statuses"] == {"503": 1, "200": 1}
+    assert sdk_sleeps == [1]  # its first poll interval, then it polled again
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ("server_error", 500, "InternalError"),
+        ("bad_gateway_html", 502, None),
+        ("rate_limit", 429, "Throttling"),
+    ],
+)
+def test_wait_returns_any_other_failed_poll_without_retrying(
+    instant: SimServer, sdk_sleeps: list[float], fault: str, status: int, code: str | None
+) -> None:
+    task = submit()
+    instant.script({"task_id": task.output.task_id, "route": "dashscope_task", "steps": [fault]})
+    result = ImageSynthesis.wait(task)
+    assert result.status_code == status
+    if code is not None:
+        assert result.code == code
+    assert result.output is None
+    stats = poll_stats(instant)
+    assert stats["requests"] == 1
+    assert stats["statuses"] == {str(status): 1}
+    assert sdk_sleeps == []
+    # The task itself is fine: one more poll finds it done.
+    assert ImageSynthesis.fetch(task).output.task_status == "SUCCEEDED"
