@@ -1,7 +1,9 @@
 """The example's command line: ``python -m examples.daily_news auto --title … --count 3``.
 
-Every option can also be set by an environment variable ``DAILY_NEWS_<OPTION>``
-(``DAILY_NEWS_DATA_DIR=…``).
+Every option of ``auto`` and ``posts`` can also be set by an environment variable
+``DAILY_NEWS_<OPTION>`` (``DAILY_NEWS_DATA_DIR=…``, ``DAILY_NEWS_COUNT=5``); the demo's
+``--data-dir`` is ``DAILY_NEWS_DEMO_DATA_DIR``, so a demo never writes into the batch's
+data.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def _profile(ctx: click.Context, param: click.Parameter, value: str) -> dict[str
         raise click.BadParameter(str(exc)) from None
 
 
+#: ``auto`` and ``posts`` read ``DAILY_NEWS_<OPTION>`` (click would otherwise prefix each
+#: command's options with its name: ``DAILY_NEWS_AUTO_DATA_DIR``).
+_SHARED_ENV = {"auto_envvar_prefix": "DAILY_NEWS"}
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "DAILY_NEWS"}
 )
@@ -49,7 +56,7 @@ def cli() -> None:
     """Daily news posts illustrated by DashScope images that survive flaky APIs (regen seed 000)."""
 
 
-@cli.command()
+@cli.command(context_settings=_SHARED_ENV)
 @click.option("--title", default="每日新闻", show_default=True, help="The batch's title.")
 @click.option(
     "--count",
@@ -155,7 +162,7 @@ def auto(
         sys.exit(1)
 
 
-@cli.command()
+@cli.command(context_settings=_SHARED_ENV)
 @click.option(
     "--data-dir",
     default="data",

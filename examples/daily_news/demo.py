@@ -1,4 +1,5 @@
-"""A short version of the daily batch for ``regen demo``: seconds, offline, faults guaranteed.
+"""A short version of the daily batch, ``python -m examples.daily_news demo``: seconds,
+offline, faults guaranteed.
 
 Three posts are wanted from fifteen candidates, against an in-process simulator scripted
 so that every behaviour of the seed shows up once:

@@ -1,7 +1,7 @@
 """Seed 003's task record (its ``data/tasks.json`` entry), read from regen's run detail.
 
 Nothing here stores anything: the engine checkpoints every step in its own store, and
-these functions only present a run the way the seed's monitor page expects it::
+these functions only present a run in the shape of the seed's task record::
 
     {"task_id": "task_publish_20251229", "status": "failed", "resumable": true,
      "last_successful_step": "openai_analyze", "failed_step": "render_images",

@@ -248,6 +248,35 @@ async def test_scripted_faults_give_up_skip_and_backfill_to_count(
     assert "gave up after 1 attempt (auth)" in text
 
 
+async def test_a_download_past_its_timeout_makes_a_new_image_and_the_post_succeeds(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    c = candidates(1)
+    # The task succeeds, then the download of its image never answers; the next one does.
+    sim.script({"prompt": c[0].prompt, "route": "file", "steps": ["hang", "ok"]})
+    env = {**FAST, "ALIYUN_IMAGE_TIMEOUT_S": "5", "ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S": "0.3"}
+    summary = await batch(sim, tmp_path, count=1, env=env)
+
+    assert summary["status"] == "succeeded"
+    assert summary["succeeded"] == [c[0].post_id]
+    assert summary["failed_attempts"] == 1
+    post = PostStore(tmp_path).load(c[0].post_id)
+    assert post is not None
+    assert post["status"] == "draft_saved"
+    image = post["platform"]["image"]
+    assert image["attempts"] == 2
+    (error,) = image["attempt_errors"]
+    assert error.startswith("timeout: AttemptTimeout: phase 'download' timed out after 0.3s")
+    assert post["platform"]["images"] == [image]
+    generate = post["platform"]["image_generate"]
+    assert (generate["attempts"], generate["errors"], generate["give_up"]) == (2, [error], False)
+    # The download was not fetched again: a new task made a new image (and was billed).
+    assert prompt_stats(sim, c[0].prompt) == (2, 2)
+    routes = sim.stats()["prompts"][c[0].prompt]["routes"]
+    assert routes["file"] == 2
+    assert sim.stats()["prompts"][c[0].prompt]["faults"] == {"hang": 1}
+
+
 async def test_running_the_same_batch_again_resumes_it_and_makes_no_new_image(
     sim: SimServer,
     tmp_path: Path,
@@ -442,7 +471,7 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
     assert again["succeeded"][0] == c[0].post_id
 
 
-# --- the demo `regen demo` runs -----------------------------------------------------------------
+# --- the example's demo (python -m examples.daily_news demo) ------------------------------------
 
 
 def test_the_demo_shows_retries_a_give_up_and_backfill(tmp_path: Path) -> None:
@@ -478,7 +507,9 @@ def command(
     base = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ALIYUN_IMAGE_", "DASHSCOPE_", "IMAGE_PROVIDER", "REGEN_"))
+        if not k.startswith(
+            ("ALIYUN_IMAGE_", "DASHSCOPE_", "IMAGE_PROVIDER", "REGEN_", "DAILY_NEWS_")
+        )
     }
     base["PYTHONPATH"] = str(ROOT)
     base["ALIYUN_IMAGE_POLL_INTERVAL_S"] = "0.02"
@@ -550,6 +581,19 @@ def test_local_assets_are_attached_as_references(tmp_path: Path) -> None:
         ["assets/reference_a.png"],
         ["assets/reference_b.png"],
     ]
+
+
+def test_options_are_read_from_daily_news_variables(tmp_path: Path) -> None:
+    env = {"DAILY_NEWS_DATA_DIR": "news-out", "DAILY_NEWS_COUNT": "1", "DAILY_NEWS_DATE": DATE}
+    done = command("auto", "--sim-task-seconds", "0.02", "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    (post_id,) = json.loads(done.stdout)["succeeded"]
+    assert post_id.startswith("20250601-")
+    assert PostStore(tmp_path / "news-out").load(post_id)["status"] == "draft_saved"
+    assert not (tmp_path / "data").exists()
+    listed = command("posts", cwd=tmp_path, env={"DAILY_NEWS_DATA_DIR": "news-out"})
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(f"{post_id}  draft_saved")
 
 
 def test_the_command_uses_dashscope_when_a_key_and_url_are_set(

@@ -1,14 +1,17 @@
 """Seed 003's checkpoint half, end to end against the simulator.
 
 Each claim of the seed is checked from the outside: the simulator's request counts say
-which steps called the provider again, the outbox says how often the digest went out,
-and the task record is the one the seed's ``data/tasks.json`` shows.
+which steps called the provider again and its ``produced`` counts what was generated (and
+billed), the outbox says how often the digest went out, and the task record is the one the
+seed's ``data/tasks.json`` shows. Faults are scripted by prompt (exact assertions) or drawn
+from a seeded profile (invariants).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,14 @@ from examples.paper_pipeline import (
     TaskExpired,
     TaskNotFound,
     flow,
+    image_prompt,
     papers_for,
     parse_day,
 )
 
 import regen
 from regen.engine import Event, FlowError, InvalidTransition, RunStatus
-from regen.providers import OpenAIProvider
+from regen.providers import OpenAIProvider, image_from_bytes
 from regen.retry import FakeClock
 from regen.sim import SimServer, run_simulator
 
@@ -68,7 +72,11 @@ def open_app(home: Path, provider: OpenAIProvider, **config: Any) -> PaperPipeli
 
 
 def requests(sim: SimServer, route: str) -> int:
-    return int(sim.stats()["routes"].get(route, {}).get("requests", 0))
+    return requests_of(sim.stats(), route)
+
+
+def requests_of(stats: dict[str, Any], route: str) -> int:
+    return int(stats["routes"].get(route, {}).get("requests", 0))
 
 
 def step_status(app: PaperPipeline, step: str) -> str | None:
@@ -77,9 +85,31 @@ def step_status(app: PaperPipeline, step: str) -> str | None:
     return next(s["status"] for s in app.record(TASK)["steps"] if s["name"] == step)
 
 
+def day_papers() -> list[dict[str, Any]]:
+    """The papers the day's run features, in order."""
+    return papers_for(parse_day(DAY), 3)
+
+
 def first_paper() -> str:
     """The id of the first paper the day's run features (its image is where faults go)."""
-    return str(papers_for(parse_day(DAY), 3)[0]["id"])
+    return str(day_papers()[0]["id"])
+
+
+def billed(sim: SimServer) -> list[tuple[int, int]]:
+    """Per paper of the day: (analyses the chat model produced, cover images generated),
+    as the simulator counted them: what was actually generated and would be billed."""
+    prompts = sim.stats()["prompts"]
+    counts = []
+    for paper in day_papers():
+        chats = [
+            entry["produced"]
+            for prompt, entry in prompts.items()
+            if prompt.startswith(f"Paper {paper['id']}:")
+        ]
+        assert len(chats) <= 1  # one analysis prompt per paper
+        image = prompts.get(image_prompt(paper), {"produced": 0})
+        counts.append((sum(chats), int(image["produced"])))
+    return counts
 
 
 def fail_image(sim: SimServer, *steps: str, then: str | None = None) -> None:
@@ -147,6 +177,10 @@ async def test_failure_at_render_images_resumes_without_a_second_analysis(
         assert app.outbox.entries() == []
         chats, images = requests(sim, "chat"), requests(sim, "images")
         assert chats == 3
+        first = billed(sim)
+        assert [analyses for analyses, _ in first] == [1, 1, 1]  # one analysis per paper
+        assert first[0][1] == 0  # the refused cover was never generated
+        # (the other two covers may have been generated before the refusal stopped the step)
 
         run = await app.retry(TASK)  # from the failed step
 
@@ -154,6 +188,8 @@ async def test_failure_at_render_images_resumes_without_a_second_analysis(
         assert run.retry_count == 1
         assert requests(sim, "chat") == chats  # the analyses were kept, not redone
         assert requests(sim, "images") == images + 3  # only the retried step called again
+        # What was generated: no analysis billed twice, exactly one new cover per paper.
+        assert billed(sim) == [(1, covers + 1) for _, covers in first]
         assert len(app.outbox.entries()) == 1
         after = app.record(TASK)
         kept = ("fetch_papers", "openai_analyze")
@@ -358,3 +394,98 @@ async def test_unknown_tasks_are_refused_with_the_recent_ones(
         assert app.find("20251229").id == app.find(TASK).id == app.find(DAY).id
         with pytest.raises(TaskNotFound, match=f"recent tasks: {TASK}"):
             app.record("task_publish_20000101")
+
+
+# --- a seeded random fault profile: invariants ------------------------------------------------
+
+#: Weather on every call the pipeline makes: chat and image requests refused, cut or
+#: malformed, content-policy refusals (not retried: the step fails at once and the run's
+#: automatic retry takes over), and downloads that are not images.
+PROFILE = {
+    "server_error": 0.08,
+    "rate_limit": 0.04,
+    "reset": 0.04,
+    "html_200": 0.03,
+    "empty_choices": 0.03,
+    "missing_fields": 0.03,
+    "content_policy": 0.03,
+    "fake_image": 0.08,
+    "truncated_image": 0.05,
+    "url_expired": 0.03,
+}
+
+
+# Seed 3 fails openai_analyze once (it runs again), 5 needs all three automatic retries
+# at render_images, 7 still fails after them: the invariants hold either way.
+@pytest.mark.parametrize("seed", [3, 5, 7])
+async def test_a_seeded_fault_profile_keeps_the_invariants(
+    tmp_path: Path, clock: FakeClock, seed: int
+) -> None:
+    with run_simulator(faults=PROFILE, seed=seed) as flaky:
+        async with OpenAIProvider(flaky.openai_base_url, "sk-test-paper", policy=CHAT) as adapter:
+            with open_app(tmp_path, adapter) as app:  # the seed's defaults: 3 × 30 s
+                run = await app.run(DAY)
+                record = app.record(TASK)
+                events = app.engine.read_events(run.id, limit=10_000)
+                posts = app.outbox.entries()
+                covers = [
+                    app.engine.artifacts.read(image["image"])
+                    for image in record["checkpoint"]["step_outputs"]
+                    .get("render_images", {})
+                    .get("images", [])
+                ]
+        stats = flaky.stats()
+        counts = billed(flaky)
+    assert sum(stats["faults"].values()) > 0  # the profile did inject faults
+
+    # the run's end agrees with its record, its retries and the outbox
+    assert run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+    assert record["status"] == str(run.status)
+    assert run.executions == run.retry_count + 1 <= 3 + 1  # AUTO_RETRY_MAX_ATTEMPTS
+    assert clock.sleeps.count(30.0) == run.retry_count  # AUTO_RETRY_DELAY_SECONDS each
+    steps = Counter((e.type, e.data.get("step")) for e in events if e.type.startswith("step."))
+    runs = Counter(e.type for e in events if e.type.startswith("run."))
+    assert runs["run.started"] == run.executions
+    assert runs["run.failed"] == run.executions - (run.status is RunStatus.SUCCEEDED)
+    # A checkpointed step never runs again: each succeeds at most once, and an automatic
+    # retry starts from the failed step.
+    for name in STEPS:
+        started, failed = steps["step.started", name], steps["step.failed", name]
+        done = steps["step.succeeded", name]
+        assert done <= 1
+        assert started == failed + done
+    assert steps["step.started", "fetch_papers"] == 1
+    if run.status is RunStatus.SUCCEEDED:
+        assert [steps["step.succeeded", name] for name in STEPS] == [1] * 5
+        assert record["failed_step"] is None
+        (post,) = posts  # published exactly once
+        assert post["post_id"] == record["checkpoint"]["step_outputs"]["publish_mcp"]["post_id"]
+        assert len(post["post"]["notes"]) == 3
+        assert len(covers) == 3
+        for data in covers:
+            image = image_from_bytes(data)
+            assert (image.info.width, image.info.height) == (1024, 1024)
+    else:
+        assert (record["retry_count"], record["max_retries"]) == (3, 3)
+        assert record["next_auto_retry_at"] is None
+        assert record["resumable"] is True
+        assert record["failed_step"] in ("openai_analyze", "render_images")
+        kept = set(record["checkpoint"]["step_outputs"])
+        assert kept == set(STEPS[: STEPS.index(record["failed_step"])])
+        assert posts == []  # nothing published
+
+    # what the simulator generated (and billed)
+    analyses = steps["step.started", "openai_analyze"]
+    renders = steps["step.started", "render_images"]
+    for analysed, generated in counts:
+        # an analysis per execution of openai_analyze at most, none once it is checkpointed
+        assert analysed <= analyses
+        if steps["step.succeeded", "openai_analyze"]:
+            assert analysed >= 1
+        if analyses == 1:
+            assert analysed == 1
+        assert generated <= renders * IMAGES.attempts
+        if run.status is RunStatus.SUCCEEDED:
+            assert generated >= 1
+    assert requests_of(stats, "chat") <= analyses * 3 * CHAT.attempts
+    assert requests_of(stats, "images") <= renders * 3 * IMAGES.attempts

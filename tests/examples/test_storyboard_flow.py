@@ -1,6 +1,7 @@
 """Seed 004's stage through its Python API, on the simulator: regenerating only failed
-storyboards, the result cache, an all-failed stage, bounded concurrency, provider choice
-and a seeded random fault profile."""
+storyboards, the result cache, the generation parameters the gateway receives, records
+going pending → processing → completed, an all-failed stage, bounded concurrency, provider
+choice and a seeded random fault profile."""
 
 from __future__ import annotations
 
@@ -185,6 +186,87 @@ async def test_identical_requests_are_served_from_the_result_cache(
     await processor.process(PipelineContext(project_id=other.id))
     assert image_requests(sim) == 2
     assert sim.stats()["prompts"]["山顶的日出，油画"]["produced"] == 2
+
+
+async def test_the_generation_parameters_reach_the_gateway(
+    app: StoryboardApp, sim: SimServer
+) -> None:
+    records = app.records
+    project = records.create_project("参数")
+    plain = records.add_storyboard(project.id, "默认参数的镜头", negative_prompt="文字，水印")
+    sized = records.add_storyboard(project.id, "指定尺寸的镜头", custom_params={"size": "640x360"})
+    square = records.add_storyboard(
+        project.id, "方形的镜头", custom_params={"ratio": "1:1", "resolution": "4k"}
+    )
+    wrong = records.add_storyboard(
+        project.id, "分辨率写错的镜头", custom_params={"resolution": "8k"}
+    )
+    # A rule that matches only requests whose body names the model jimeng-4.0.
+    sim.script({"model": "jimeng-4.0", "prompt": plain.image_prompt, "steps": ["server_error"]})
+
+    result = await Text2ImageStageProcessor(app).process(PipelineContext(project_id=project.id))
+
+    assert result.status == "partial"
+    images = {i.storyboard_id: i for i in records.images(project_id=project.id)}
+    prompts = sim.stats()["prompts"]
+    # The model reached the gateway: the rule met the first request.
+    assert prompts[plain.image_prompt]["faults"] == {"server_error": 1}
+    assert images[plain.id].attempts == 2
+    # ratio 16:9 by default (the gateway's own default is square); a 2k preview is 1024 wide
+    assert (images[plain.id].width, images[plain.id].height) == (1024, 576)
+    # (the simulator neither uses nor records negative_prompt: only the record shows it)
+    assert images[plain.id].generation_params["negative_prompt"] == "文字，水印"
+    # custom_params: the storyboard's ratio, and any other gateway parameter, are sent
+    assert (images[square.id].width, images[square.id].height) == (1024, 1024)
+    assert (images[sized.id].width, images[sized.id].height) == (640, 360)
+    # a custom resolution the gateway does not know is its 400, not retried
+    refused = images[wrong.id]
+    assert refused.status == "failed"
+    assert refused.attempts == 1
+    assert "resolution" in (refused.error or "")
+    assert "8k" in (refused.error or "")
+    assert prompts[wrong.image_prompt]["routes"] == {"images": 1}
+    assert prompts[wrong.image_prompt]["produced"] == 0
+    for sb in (plain, sized, square):
+        assert images[sb.id].status == "completed"
+        assert prompts[sb.image_prompt]["produced"] == 1
+
+
+async def test_image_records_are_pending_until_their_generation_starts(
+    app: StoryboardApp, sim: SimServer
+) -> None:
+    records = app.records
+    project = records.create_project("排队")
+    storyboards = [records.add_storyboard(project.id, f"排队的镜头 {n}") for n in range(4)]
+    for sb in storyboards:  # each image takes half a second: three at a time, one waits
+        sim.script({"prompt": sb.image_prompt, "steps": ["slow:0.5"]})
+    run_id = app.start(project.id)
+    assert records.run_images(run_id) == []  # created by the stage itself, when it runs
+    task = app.launch(run_id)
+
+    async def when_requested(count: int) -> dict[str, tuple[str, int]]:
+        """Each storyboard's record (status, attempts) once the gateway has seen ``count``
+        image requests."""
+        for _ in range(1000):
+            if image_requests(sim) >= count:
+                break
+            await asyncio.sleep(0.01)
+        assert image_requests(sim) == count
+        return {i.storyboard_id: (i.status, i.attempts) for i in records.run_images(run_id)}
+
+    first = await when_requested(3)
+    started = {sb.id for sb in storyboards if sb.image_prompt in sim.stats()["prompts"]}
+    assert len(started) == 3
+    (waiting,) = {sb.id for sb in storyboards} - started
+    assert first == {
+        **dict.fromkeys(started, ("processing", 1)),
+        waiting: ("pending", 0),
+    }
+    second = await when_requested(4)
+    assert second[waiting] == ("processing", 1)
+    run = await task
+    assert run.status == "succeeded"
+    assert {i.status for i in records.run_images(run_id)} == {"completed"}
 
 
 async def test_a_stage_where_every_image_fails_ends_failed_and_its_retry_completes(
