@@ -35,3 +35,18 @@ async def publish(ctx: StepContext) -> int:
     if os.environ.get("CLI_TEST_FAIL_PUBLISH"):
         raise RuntimeError("publish failed")
     return len(ctx.results["illustrate"])
+
+
+# A flow whose run keeps an artifact (a PNG header is enough for its size to be read).
+art = Flow("cli-art", params={"name": str})
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    + (4).to_bytes(4, "big")
+    + (3).to_bytes(4, "big")
+    + b"\x08\x02\x00\x00\x00"
+)
+
+
+@art.step()
+async def draw(ctx: StepContext) -> Any:
+    return ctx.artifacts.put(PNG + ctx.params["name"].encode())

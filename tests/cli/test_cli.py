@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from regen.cli import cli
+from regen.cli import _runs, cli
 from regen.cli._app import _load_commands
+from regen.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = "tests.cli.flows:demo"
+ART = "tests.cli.flows:art"
 
 _load_commands()
 
@@ -81,6 +84,123 @@ def test_events_json_is_the_ordered_log(home: Path) -> None:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["type"] == "run.queued"
     assert events[-1]["type"] == "run.succeeded"
+
+
+def test_events_json_pages_through_the_whole_log(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    regen("run", FLOW, "-p", "count=2", "-p", "fail_item=1")
+    run_id = only_run()["id"]
+    whole = as_json("events", run_id)
+    monkeypatch.setattr(_runs, "EVENT_PAGE", 3)  # many pages for this log
+    assert len(whole) > 3 * 5
+    assert as_json("events", run_id) == whole
+    assert as_json("events", run_id, "--after", "7") == whole[7:]
+    assert as_json("events", run_id, "--after", str(len(whole))) == []
+
+
+def _regen_process(*args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "regen.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_events_follow_prints_json_lines_until_the_run_ends(home: Path) -> None:
+    regen("run", FLOW, "-p", "count=2", "-p", "fail_item=1", "--queue")
+    run_id = only_run()["id"]
+    follower = _regen_process("events", run_id, "--follow", "--json")
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()  # printed at once: the follower now waits
+        assert json.loads(first)["type"] == "run.queued"
+        assert follower.poll() is None  # the run is queued: following goes on
+        regen("worker", "--flow", FLOW, "--max-runs", "1", "--poll", "0.05")
+        rest, errors = follower.communicate(timeout=30)  # ends by itself with the run
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 0, errors
+    lines = [first, *rest.splitlines()]
+    events = [json.loads(line) for line in lines]  # JSON Lines: one event per line
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "run.succeeded"
+    assert "item.given_up" in [e["type"] for e in events]
+    assert events == as_json("events", run_id)
+
+
+def test_events_follow_of_a_finished_run_prints_its_log_and_ends(home: Path) -> None:
+    regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1")
+    run_id = only_run()["id"]
+    lines = regen("events", run_id, "--follow", "--json").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == as_json("events", run_id)
+    text = regen("events", run_id, "--follow").stdout
+    assert "run.queued" in text
+    assert "run.succeeded" in text
+
+
+def test_cancel_of_a_queued_run_skips_its_steps(home: Path) -> None:
+    regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1", "--queue")
+    run_id = only_run()["id"]
+    assert regen("cancel", run_id).output.strip() == f"run {run_id}: cancelled"
+    detail = as_json("show", run_id)
+    assert detail["status"] == "cancelled"
+    assert [s["status"] for s in detail["steps"]] == ["skipped"] * 3
+    events = as_json("events", run_id)
+    assert [(e["type"], e["data"].get("step")) for e in events] == [
+        ("run.queued", None),
+        ("step.skipped", "candidates"),
+        ("step.skipped", "illustrate"),
+        ("step.skipped", "publish"),
+        ("run.cancelled", None),
+    ]
+    again = regen("cancel", run_id, code=1)
+    assert "already finished" in again.output
+    result = regen("cancel", "no-such-run", code=1)
+    assert "no-such-run" in result.output
+
+
+def _wait_for_event(home: Path, run_id: str, kind: str) -> None:
+    """Follow the run's log until an event of ``kind`` is written (by another process)."""
+
+    async def wait() -> None:
+        with Engine(home=home) as engine:
+            async for event in engine.events(run_id, follow=True, poll=0.05):
+                if event.type == kind:
+                    return
+        raise AssertionError(f"run {run_id} ended without a {kind} event")
+
+    asyncio.run(asyncio.wait_for(wait(), 30))
+
+
+def test_cancel_stops_a_running_run_at_its_next_safe_point(home: Path) -> None:
+    regen("run", FLOW, "-p", "count=20", "-p", "fail_item=-1", "--queue")
+    run_id = only_run()["id"]
+    worker = _regen_process(
+        "worker", "--flow", FLOW, "--max-runs", "1", "--poll", "0.05", CLI_TEST_ITEM_DELAY="0.2"
+    )
+    try:
+        _wait_for_event(home, run_id, "item.succeeded")
+        result = regen("cancel", run_id)
+        assert result.output.strip() == f"run {run_id}: running (cancel requested)"
+        _, errors = worker.communicate(timeout=30)  # the worker's one run has ended
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, errors
+    detail = as_json("show", run_id)
+    assert detail["status"] == "cancelled"
+    assert [s["status"] for s in detail["steps"]] == ["succeeded", "failed", "skipped"]
+    assert 0 < detail["steps"][1]["items"]["succeeded"] < 20  # stopped part-way
+    events = as_json("events", run_id)
+    assert [e["type"] for e in events[-2:]] == ["step.skipped", "run.cancelled"]
+    assert events[-2]["data"] == {"step": "publish"}
 
 
 def test_a_failed_run_is_retried_from_its_failed_step(
@@ -150,15 +270,41 @@ def test_a_business_key_gives_one_run(home: Path) -> None:
     assert len(as_json("runs")) == 1
 
 
-def test_gc_reports_what_it_removed(home: Path) -> None:
-    regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1")
-    counts = as_json("gc")
-    assert set(counts) == {
-        "checkpoints_expired",
-        "runs_deleted",
-        "artifacts_deleted",
-        "cache_deleted",
+def test_gc_reports_what_it_removed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    regen("run", ART, "-p", "name=kept")
+    monkeypatch.setenv("CLI_TEST_FAIL_PUBLISH", "1")
+    regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1", code=1)
+    failed = next(r["id"] for r in as_json("runs") if r["status"] == "failed")
+    assert as_json("show", failed)["resumable"] is True
+    nothing = {"checkpoints_expired": 0, "runs_deleted": 0, "artifacts_deleted": 0}
+    assert as_json("gc") == {**nothing, "cache_deleted": 0}  # everything is recent
+
+    monkeypatch.setenv("REGEN_CHECKPOINT_RETENTION_HOURS", "0")
+    assert as_json("gc") == {**nothing, "checkpoints_expired": 1, "cache_deleted": 0}
+    assert as_json("show", failed)["resumable"] is False
+    assert len(as_json("runs")) == 2  # finished runs are kept longer than checkpoints
+    assert as_json("gc")["checkpoints_expired"] == 0  # expired once
+
+    monkeypatch.setenv("REGEN_RUN_RETENTION_DAYS", "0")
+    artifacts = [p for p in (home / "artifacts").rglob("*") if p.is_file()]
+    assert len(artifacts) == 1
+    assert as_json("gc") == {
+        "checkpoints_expired": 0,
+        "runs_deleted": 2,
+        "artifacts_deleted": 1,
+        "cache_deleted": 0,
     }
+    assert as_json("runs") == []
+    assert not artifacts[0].exists()
+    result = regen("gc")
+    assert "runs deleted: 0" in result.output
+
+
+def test_a_bad_setting_names_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGEN_CHECKPOINT_RETENTION_HOURS", "a day")
+    result = regen("runs", code=1)
+    assert "REGEN_CHECKPOINT_RETENTION_HOURS='a day'" in result.output
+    assert "expected a number" in result.output
 
 
 def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:

@@ -1,7 +1,8 @@
-"""The crash test's child: a worker that runs the crashy runs until they have all ended.
+"""The crash tests' child: a worker that runs the queued runs until they have all ended.
 
-Run as ``python tests/engine/crash_child.py DB HOME``; fault points come from the
-environment (``REGEN_FAULT_POINT``), and the parent SIGKILLs it at random too.
+Run as ``python tests/engine/crash_child.py DB HOME [MODULE:FLOW ...]`` (default: the
+crashy flow); fault points come from the environment (``REGEN_FAULT_POINT``), and the
+parent may SIGKILL it at random too.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from regen.engine import Engine
 
 
-async def main(db: str, home: str) -> None:
+async def main(db: str, home: str, flows: list[str]) -> None:
     engine = Engine(f"sqlite:///{db}", home=home)
-    engine.register("engine.flows:crashy")
+    engine.register(*(flows or ["engine.flows:crashy"]))
     stop = asyncio.Event()
 
     async def watch() -> None:
@@ -37,4 +38,4 @@ async def main(db: str, home: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:]))

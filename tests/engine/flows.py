@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,3 +51,60 @@ def side_effect(ctx, item):
 @crashy.step()
 def total(ctx):
     return ctx.results["side_effect"]
+
+
+# --- side effects across a crash: an outside system that de-duplicates by key ---------------
+
+
+class Outbox:
+    """An outside system honouring idempotency keys (a publishing API, seed 003's MCP): a
+    publication per key, kept in ``published.json``; every call is logged in
+    ``calls.log``, the same key or not."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.published = self.folder / "published.json"
+        self.calls = self.folder / "calls.log"
+
+    def publish(self, key: str, payload: dict) -> str:
+        with self.calls.open("a") as log:
+            log.write(key + "\n")
+        done = json.loads(self.published.read_text()) if self.published.exists() else {}
+        if key not in done:
+            done[key] = {"id": f"pub-{len(done) + 1}", "payload": payload}
+            self.published.write_text(json.dumps(done))
+        return done[key]["id"]
+
+    def keys_called(self) -> list[str]:
+        return self.calls.read_text().split() if self.calls.exists() else []
+
+    def publications(self) -> dict:
+        return json.loads(self.published.read_text()) if self.published.exists() else {}
+
+
+publisher = Flow("publisher", params={"outbox": str})
+
+
+@publisher.step()
+def publish_mcp(ctx):
+    return Outbox(ctx.params["outbox"]).publish(ctx.idempotency_key, {"title": "digest"})
+
+
+@publisher.step()
+def report(ctx):
+    return {"publication": ctx.results["publish_mcp"]}
+
+
+keyed = Flow("keyed", params={"log": str})
+
+
+@keyed.map(
+    items=lambda ctx: ["a", "b", "c"],
+    key=lambda name: f"post-{name}",
+    concurrency=1,
+    policy=Policy(attempts=1, timeout=None),
+)
+def render(ctx, item):
+    with Path(ctx.params["log"]).open("a") as log:
+        log.write(f"{item} {ctx.idempotency_key}\n")
+    return item

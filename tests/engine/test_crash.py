@@ -1,5 +1,7 @@
 """Crash safety: SIGKILL a worker at random points, again and again, and check that every
-run finishes, that no committed item is ever redone, and that nothing checkpointed is lost."""
+run finishes, that no committed item is ever redone, and that nothing checkpointed is lost;
+and kill one exactly between a step's work and its checkpoint, where only the idempotency
+key keeps a side effect from happening twice."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.flows import crashy
-from regen.engine import Engine, ItemStatus, RunStatus
+from engine.flows import Outbox, crashy, keyed, publisher
+from regen.engine import Engine, ItemStatus, RunStatus, Settings
+from regen.retry import FakeClock, test_mode
 
 CHILD = Path(__file__).with_name("crash_child.py")
 RUNS, ITEMS, MIN_KILLS = 3, 250, 20
@@ -35,6 +38,71 @@ def _succeeded(engine: Engine, run_id: str) -> set[int]:
         done.update(i.idx for i in items)
         after = items[-1].idx
     return done
+
+
+def _killed_at(point: str, db: Path, home: Path, flow: str) -> None:
+    """Run the queued runs in a child worker that SIGKILLs itself at fault ``point``."""
+    env = {**os.environ, "REGEN_FAULT_POINT": f"{point}:1.0"}
+    child = subprocess.run(
+        [sys.executable, str(CHILD), str(db), str(home), flow], env=env, timeout=60, check=False
+    )
+    assert child.returncode == -signal.SIGKILL
+
+
+def _after_the_lease_expired() -> FakeClock:
+    """The parent's clock: an hour on, when the dead child's lease (30 s) has long expired."""
+    return FakeClock(now=time.time() + 3600)
+
+
+async def test_a_step_that_published_then_crashed_publishes_once_on_resume(
+    tmp_path: Path,
+) -> None:
+    db, outbox = tmp_path / "regen.db", Outbox(str(tmp_path))
+    with (
+        test_mode(clock=_after_the_lease_expired()),
+        Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
+    ):
+        run_id = engine.start(publisher, {"outbox": str(tmp_path)}).run.id
+        # Killed after publish_mcp's work, before its checkpoint was committed.
+        _killed_at("after_step_work", db, tmp_path, "engine.flows:publisher")
+        assert engine.get_run(run_id).status is RunStatus.RUNNING
+        assert engine.detail(run_id).steps[0].output is None  # no checkpoint was written
+        assert len(outbox.publications()) == 1
+        run = await engine.execute(run_id)  # taken over: publish_mcp runs again
+        detail = engine.detail(run_id)
+        starts = [e.data for e in engine.read_events(run_id) if e.type == "run.started"]
+    assert run.status is RunStatus.SUCCEEDED
+    key = f"{run_id}/publish_mcp"
+    assert outbox.keys_called() == [key, key]  # called twice, with one key
+    assert list(outbox.publications()) == [key]  # published once
+    assert detail.steps[1].output == {"publication": "pub-1"}
+    assert [s["resumed"] for s in starts] == [False, True]
+
+
+async def test_an_items_idempotency_key_survives_a_take_over(tmp_path: Path) -> None:
+    db, log = tmp_path / "regen.db", tmp_path / "render.log"
+    with (
+        test_mode(clock=_after_the_lease_expired()),
+        Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
+    ):
+        run_id = engine.start(keyed, {"log": str(log)}).run.id
+        # Killed after the first item's work, before its success was committed.
+        _killed_at("after_item_work", db, tmp_path, "engine.flows:keyed")
+        before = log.read_text().splitlines()
+        assert engine.items(run_id, "render", status="succeeded") == []  # not committed
+        run = await engine.execute(run_id)
+        items = engine.items(run_id, "render")
+    assert run.status is RunStatus.SUCCEEDED
+    assert before == [f"a {run_id}/render/post-a"]
+    assert log.read_text().splitlines() == [
+        f"a {run_id}/render/post-a",  # the killed execution's
+        f"a {run_id}/render/post-a",  # the same item again after the take-over: same key
+        f"b {run_id}/render/post-b",
+        f"c {run_id}/render/post-c",
+    ]
+    assert [(i.key, i.status) for i in items] == [
+        (f"post-{name}", ItemStatus.SUCCEEDED) for name in "abc"
+    ]
 
 
 @pytest.mark.slow

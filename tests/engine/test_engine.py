@@ -19,7 +19,7 @@ from regen.engine import (
     RunStatus,
     StepStatus,
 )
-from regen.retry import FakeClock
+from regen.retry import FakeClock, Policy
 from regen.store import Batch, EndStep, StartStep
 
 
@@ -118,6 +118,70 @@ async def test_a_retried_step_is_never_served_from_the_cache(engine: Engine) -> 
     assert engine.detail(first.id).steps[0].output == 2
 
 
+async def test_a_cached_result_expires_after_its_ttl(engine: Engine, clock: FakeClock) -> None:
+    count = {"n": 0}
+    flow = Flow("ttl")
+
+    @flow.step(cache=Cache(key=lambda ctx: "same", ttl=60))
+    async def expensive(ctx):
+        count["n"] += 1
+        return count["n"]
+
+    await engine.run(flow)
+    clock.advance(59)
+    reused = await engine.run(flow)
+    assert count["n"] == 1
+    assert engine.detail(reused.id).steps[0].output == 1
+    clock.advance(2)  # 61 s after the entry was written: expired
+    fresh = await engine.run(flow)
+    assert count["n"] == 2
+    assert engine.detail(fresh.id).steps[0].output == 2
+    ended = [e.data for e in engine.read_events(fresh.id) if e.type == "step.succeeded"]
+    assert "cached" not in ended[0]
+    await engine.run(flow)  # the new result is reused for its own 60 s
+    assert count["n"] == 2
+    clock.advance(61)
+    assert engine.gc().cache_deleted == 1  # the clean-up drops the expired entry
+
+
+async def test_changing_a_steps_version_misses_the_cache(engine: Engine) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def deployed(version: int) -> Flow:
+        flow = Flow("versioned", params={"prompts": list})
+
+        @flow.step(cache=True, version=version)
+        async def outline(ctx):
+            calls.append(("outline", version))
+            return f"outline v{version}"
+
+        @flow.map(
+            items="params.prompts",
+            cache=True,
+            version=version,
+            policy=Policy(attempts=1, timeout=None),
+        )
+        async def image(ctx, prompt):
+            calls.append((prompt, version))
+            return f"{prompt} v{version}"
+
+        return flow
+
+    params = {"prompts": ["cat"]}
+    v1 = deployed(1)
+    await engine.run(v1, params)
+    await engine.run(v1, params)
+    assert calls == [("outline", 1), ("cat", 1)]  # the second run was served from the cache
+    # The same flow and step names, a new version: a new process runs it on the same store.
+    with Engine(engine.store, home=engine.home, settings=engine.settings) as upgraded:
+        run = await upgraded.run(deployed(2), params)
+        steps = upgraded.detail(run.id).steps
+        items = upgraded.items(run.id, "image")
+    assert calls == [("outline", 1), ("cat", 1), ("outline", 2), ("cat", 2)]
+    assert steps[0].output == "outline v2"
+    assert [(i.output, i.cached) for i in items] == [("cat v2", False)]
+
+
 async def test_automatic_retries_wait_and_resume_then_stop(
     engine: Engine, clock: FakeClock
 ) -> None:
@@ -208,14 +272,61 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
         StepStatus.SUCCEEDED,
         StepStatus.SKIPPED,
     ]
+    events = engine.read_events(run.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [(e.type, e.data) for e in events[-2:]] == [
+        ("step.skipped", {"step": "second"}),
+        ("run.cancelled", {}),
+    ]
 
 
 async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:
     started = engine.start(pipeline([], {}))
     run = engine.cancel(started.run.id)
     assert run.status is RunStatus.CANCELLED
+    assert {s.status for s in engine.detail(run.id).steps} == {StepStatus.SKIPPED}
+    events = engine.read_events(run.id)
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert [e.type for e in events] == ["run.queued", *["step.skipped"] * 5, "run.cancelled"]
+    assert [e.data["step"] for e in events[1:6]] == [
+        "fetch_papers",
+        "openai_analyze",
+        "render_images",
+        "build_payload",
+        "publish_mcp",
+    ]
     with pytest.raises(InvalidTransition, match="already finished"):
         engine.cancel(run.id)
+
+
+async def test_cancel_during_a_map_step_fails_it_and_skips_the_rest(engine: Engine) -> None:
+    gate = asyncio.Event()
+    flow = Flow("cancel_map")
+
+    @flow.map(items=lambda ctx: range(4), concurrency=1, policy=Policy(attempts=1, timeout=None))
+    async def draw(ctx, item):
+        await gate.wait()
+        return item
+
+    @flow.step()
+    async def publish(ctx): ...
+
+    started = engine.start(flow)
+    task = asyncio.create_task(engine.execute(started.run.id))
+    await _until(lambda: engine.items(started.run.id, "draw"))
+    engine.cancel(started.run.id)
+    gate.set()
+    run = await task
+    assert run.status is RunStatus.CANCELLED
+    steps = engine.detail(run.id).steps
+    assert [s.status for s in steps] == [StepStatus.FAILED, StepStatus.SKIPPED]
+    events = engine.read_events(run.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    closed = [(e.type, e.data["step"]) for e in events if e.type in ("step.failed", "step.skipped")]
+    assert closed == [("step.failed", "draw"), ("step.skipped", "publish")]
+    failed = next(e for e in events if e.type == "step.failed")
+    assert failed.data["error"]["type"] == "Cancelled"
+    assert events[-1].type == "run.cancelled"
 
 
 async def test_starting_with_a_business_key_returns_the_existing_run(engine: Engine) -> None:

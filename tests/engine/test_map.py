@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
-import time
 
 import pytest
 
-from regen.engine import Engine, Flow, ItemStatus, RunStatus, StepStatus
-from regen.retry import Permanent, Policy, Retryable, _state
+from regen.engine import Cache, Engine, Flow, ItemStatus, RunStatus, StepStatus
+from regen.retry import FakeClock, Permanent, Policy, Retryable, _state
 from regen.retry._clock import Clock
 from regen.store import sniff
 
@@ -185,21 +185,23 @@ async def test_a_large_map_streams_items_without_materialising_them(engine: Engi
 
 
 async def test_sync_items_run_in_threads_concurrently(engine: Engine) -> None:
-
+    # Four items wait for each other at the barrier: it only opens if four run at once.
+    barrier = threading.Barrier(4, timeout=20)
     names: set[str] = set()
     flow = Flow("sync_items")
 
     @flow.map(items=lambda ctx: range(8), concurrency=4, policy=Policy(attempts=1, timeout=None))
     def blocking(ctx, item):
         names.add(threading.current_thread().name)
-        time.sleep(0.05)
+        barrier.wait()
         return item
 
-    started = time.perf_counter()
     run = await engine.run(flow)
     assert run.status is RunStatus.SUCCEEDED
-    assert time.perf_counter() - started < 0.35  # 8 × 50 ms over 4 threads ≈ 0.1 s
-    assert len(names) > 1
+    assert not barrier.broken
+    assert engine.detail(run.id).steps[0].output["succeeded"] == 8
+    assert len(names) >= 4
+    assert all(name.startswith("regen-step") for name in names)
 
 
 async def test_item_results_can_be_reused_from_the_cache(engine: Engine) -> None:
@@ -217,6 +219,25 @@ async def test_item_results_can_be_reused_from_the_cache(engine: Engine) -> None
     items = engine.items(run.id, "image")
     assert [i.cached for i in items] == [True, False]
     assert items[0].output == "img:cat"
+
+
+async def test_a_cached_item_result_expires_after_its_ttl(engine: Engine, clock: FakeClock) -> None:
+    calls: list[str] = []
+    flow = Flow("prompts_ttl", params={"prompts": list})
+
+    @flow.map(items="params.prompts", cache=Cache(ttl=10), policy=Policy(attempts=1, timeout=None))
+    async def image(ctx, prompt):
+        calls.append(prompt)
+        return f"img:{prompt}:{len(calls)}"
+
+    await engine.run(flow, {"prompts": ["cat"]})
+    clock.advance(9)
+    reused = await engine.run(flow, {"prompts": ["cat"]})
+    assert [(i.output, i.cached) for i in engine.items(reused.id, "image")] == [("img:cat:1", True)]
+    clock.advance(2)
+    fresh = await engine.run(flow, {"prompts": ["cat"]})
+    assert calls == ["cat", "cat"]
+    assert [(i.output, i.cached) for i in engine.items(fresh.id, "image")] == [("img:cat:2", False)]
 
 
 async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, tmp_path) -> None:
@@ -268,22 +289,78 @@ def test_jpeg_and_gif_sizes_are_read_from_headers() -> None:
 
 
 async def test_attempt_failures_and_progress_are_in_the_event_log(engine: Engine) -> None:
+    tries: collections.Counter[int] = collections.Counter()
     flow = Flow("events")
 
     @flow.map(items=lambda ctx: range(3), policy=FAST)
     async def m(ctx, item):
-        if item == 1 and ctx.key is None and not getattr(ctx, "_seen", False):
+        tries[item] += 1
+        if item == 1 and tries[item] == 1:  # flaky: its first attempt fails, the next works
             raise Retryable("flaky", kind="server_error", status=503)
         return item
 
     run = await engine.run(flow)
+    assert run.status is RunStatus.SUCCEEDED
+    assert tries == {0: 1, 1: 2, 2: 1}
     events = engine.read_events(run.id)
     failed = [e.data for e in events if e.type == "attempt.failed"]
-    assert failed
+    assert len(failed) == 1
+    assert failed[0]["item"] == 1
+    assert failed[0]["attempt"] == 1
     assert failed[0]["kind"] == "server_error"
     assert failed[0]["status"] == 503
     assert failed[0]["wait"] == pytest.approx(0.1)
+    succeeded = {e.data["item"]: e.data for e in events if e.type == "item.succeeded"}
+    assert {i: d["attempts"] for i, d in succeeded.items()} == {0: 1, 1: 2, 2: 1}
+    assert succeeded[1]["output"] == 1
+    flaky = engine.items(run.id, "m")[1]
+    assert flaky.status is ItemStatus.SUCCEEDED
+    assert [a["kind"] for a in flaky.attempts] == ["server_error"]  # the failed attempt
     progress = [e.data for e in events if e.type == "progress"]
     assert progress[-1]["current"] == 3
     assert progress[-1]["total"] == 3
+    assert progress[-1]["succeeded"] == 3
     assert json.dumps([e.to_dict() for e in events])
+
+
+async def test_an_items_idempotency_key_is_stable_across_retries(engine: Engine) -> None:
+    seen: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+    broken = {"b": True}
+    flow = Flow("keys")
+
+    @flow.map(
+        items=lambda ctx: ["a", "b", "c"],
+        key=lambda name: f"post-{name}",
+        policy=Policy(attempts=2, wait=0.0, timeout=None),
+    )
+    async def send(ctx, item):
+        seen[item].append(ctx.idempotency_key)
+        if item == "b" and broken["b"]:
+            raise Retryable("503 from the outside system")
+        return item
+
+    run = await engine.run(flow)
+    assert run.status is RunStatus.PARTIAL  # "b" gave up
+    broken["b"] = False
+    engine.retry(run.id)
+    assert (await engine.execute(run.id)).status is RunStatus.SUCCEEDED
+    # Its two attempts and the retry's: one key, the item's own.
+    assert seen["b"] == [f"{run.id}/send/post-b"] * 3
+    assert seen["a"] == [f"{run.id}/send/post-a"]  # kept: not run again
+
+    # A retry from the step itself means "do it again": a new generation of keys.
+    engine.retry(run.id, from_step="send")
+    assert (await engine.execute(run.id)).status is RunStatus.SUCCEEDED
+    assert seen["a"] == [f"{run.id}/send/post-a", f"{run.id}/send#1/post-a"]
+
+
+async def test_an_item_without_a_key_is_keyed_by_its_index(engine: Engine) -> None:
+    keys: list[str] = []
+    flow = Flow("indexed")
+
+    @flow.map(items=lambda ctx: ["x", "y"], concurrency=1, policy=Policy(attempts=1, timeout=None))
+    async def send(ctx, item):
+        keys.append(ctx.idempotency_key)
+
+    run = await engine.run(flow)
+    assert keys == [f"{run.id}/send/0", f"{run.id}/send/1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -33,53 +34,102 @@ from regen.store import (
 from regen.store._sqlite_db import APPLICATION_ID, latest_version
 
 
-def _schema(path: Path) -> list[tuple[str, str, str]]:
+def _normal_sql(sql: str | None) -> str:
+    """A statement's text without comments and with its whitespace normalised."""
+    text = re.sub(r"--[^\n]*", " ", sql or "")
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\s*([(),])\s*", r"\1", text)
+    return " ".join(text.split())
+
+
+def _structure(path: Path) -> dict[str, object]:
+    """Everything that makes up a database's schema, comparable between two files: per
+    table its columns (types, NOT NULL, defaults, keys), indexes (unique or not, their
+    columns, where they come from) and foreign keys; every schema object's SQL; the
+    schema version."""
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute(
-            "SELECT type, name, sql FROM sqlite_master "
-            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        master = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
         ).fetchall()
-        versions = conn.execute("PRAGMA user_version").fetchone()
+        tables = [name for type_, name, _, _ in master if type_ == "table"]
+
+        def indexes(table: str) -> list[tuple[object, ...]]:
+            found = []
+            for _, name, unique, origin, partial in conn.execute(
+                f"PRAGMA index_list({table!r})"
+            ).fetchall():
+                columns = conn.execute(f"PRAGMA index_xinfo({name!r})").fetchall()
+                # Auto-indexes (UNIQUE, PRIMARY KEY) are compared by what they cover.
+                label = "auto" if name.startswith("sqlite_autoindex_") else name
+                found.append((label, unique, origin, partial, columns))
+            return sorted(found, key=repr)
+
+        return {
+            "objects": [(t, n, tbl, _normal_sql(sql)) for t, n, tbl, sql in master],
+            "columns": {t: conn.execute(f"PRAGMA table_xinfo({t!r})").fetchall() for t in tables},
+            "indexes": {t: indexes(t) for t in tables},
+            "foreign_keys": {
+                t: conn.execute(f"PRAGMA foreign_key_list({t!r})").fetchall() for t in tables
+            },
+            "without_rowid": {
+                t: conn.execute("SELECT wr FROM pragma_table_list WHERE name = ?", (t,)).fetchone()
+                for t in tables
+            },
+            "version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "application_id": conn.execute("PRAGMA application_id").fetchone()[0],
+        }
     finally:
         conn.close()
-    normal = [(t, n, " ".join((s or "").split())) for t, n, s in rows]
-    return [*normal, ("version", str(versions[0]), "")]
+
+
+def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
+    """A database built by running every migration script in order (``replace``: an
+    edit made to the scripts first)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for number, text in _queries.migrations("sqlite"):
+            script = text
+            if replace is not None:
+                assert replace[0] in script
+                script = script.replace(*replace)
+            conn.executescript(script)
+            conn.execute(f"PRAGMA user_version={number}")
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    finally:
+        conn.close()
+    return path
 
 
 def test_a_database_built_from_migrations_equals_one_built_from_the_schema(tmp_path: Path) -> None:
-    fresh = SQLiteStore(tmp_path / "fresh.db")
-    fresh.close()
-    migrated_path = tmp_path / "migrated.db"
-    conn = sqlite3.connect(migrated_path, isolation_level=None)
-    for number, script in _queries.migrations("sqlite"):
-        conn.executescript(script)
-        conn.execute(f"PRAGMA user_version={number}")
-    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-    conn.close()
-    SQLiteStore(migrated_path).close()  # opening brings it up to date (nothing to do here)
+    SQLiteStore(tmp_path / "fresh.db").close()
+    migrated = _migrated(tmp_path / "migrated.db")
+    SQLiteStore(migrated).close()  # opening brings it up to date (nothing to do here)
+    fresh = _structure(tmp_path / "fresh.db")
+    assert fresh == _structure(migrated)
+    assert fresh["version"] == latest_version()
+    assert fresh["indexes"]["runs"]  # the comparison covers indexes and unique constraints
+    assert fresh["foreign_keys"]["items"]
 
-    def strip(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-        # Comments differ between the two files; the structure must not.
-        return [(t, n, sql.split("(", 1)[-1].replace(" ", "")) for t, n, sql in rows]
 
-    def columns(path: Path) -> dict[str, list[tuple[str, str, int, int]]]:
-        conn = sqlite3.connect(path)
-        try:
-            tables = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
-            return {
-                t: [(r[1], r[2], r[3], r[5]) for r in conn.execute(f"PRAGMA table_info({t})")]
-                for t in tables
-            }
-        finally:
-            conn.close()
-
-    assert columns(tmp_path / "fresh.db") == columns(migrated_path)
-    fresh_schema = _schema(tmp_path / "fresh.db")
-    assert [r[:2] for r in fresh_schema] == [r[:2] for r in _schema(migrated_path)]
-    assert fresh_schema[-1][1] == str(latest_version())
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("    UNIQUE (flow, business_key)\n", "    CHECK (1)\n"),  # the unique key dropped
+        ("CREATE INDEX runs_by_created ON runs (created_at);", ""),  # an index dropped
+        ("ON runs (status, created_at)", "ON runs (created_at, status)"),  # columns swapped
+        ("cancel_requested INTEGER NOT NULL DEFAULT 0", "cancel_requested INTEGER NOT NULL"),
+        ("REFERENCES runs (key) ON DELETE CASCADE,\n    step", "REFERENCES runs (key),\n    step"),
+        (") WITHOUT ROWID;\n\n-- The items", ");\n\n-- The items"),
+    ],
+    ids=["unique", "index", "index-columns", "default", "cascade", "without-rowid"],
+)
+def test_the_schema_comparison_notices_a_changed_constraint(
+    tmp_path: Path, change: tuple[str, str]
+) -> None:
+    SQLiteStore(tmp_path / "fresh.db").close()
+    changed = _migrated(tmp_path / "changed.db", replace=change)
+    assert _structure(tmp_path / "fresh.db") != _structure(changed)
 
 
 def test_a_corrupt_file_is_refused_untouched(tmp_path: Path) -> None:

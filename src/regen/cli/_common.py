@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+import textwrap
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,9 +23,23 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, indent=2)
+
+
 def print_json(value: Any) -> None:
     """Write ``value`` as one JSON document to stdout."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str, indent=2) + "\n")
+    sys.stdout.write(_dumps(value) + "\n")
+
+
+def print_json_array(values: Iterable[Any]) -> None:
+    """Write ``values`` as one JSON array to stdout, element by element (the same text as
+    :func:`print_json` of the list, without holding the list)."""
+    first = True
+    for value in values:
+        sys.stdout.write(("[\n" if first else ",\n") + textwrap.indent(_dumps(value), "  "))
+        first = False
+    sys.stdout.write("[]\n" if first else "\n]\n")
 
 
 @contextmanager

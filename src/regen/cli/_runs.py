@@ -6,15 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from regen.cli._app import cli
-from regen.cli._common import json_option, opened_engine, print_json, user_errors, when
+from regen.cli._common import (
+    json_option,
+    opened_engine,
+    print_json,
+    print_json_array,
+    user_errors,
+    when,
+)
+
+if TYPE_CHECKING:
+    from regen.engine import Engine
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -141,18 +152,41 @@ def show(ctx: click.Context, run_id: str, item_limit: int, as_json: bool) -> Non
         )
 
 
+#: Events read from the store at a time (the log of a large run is never read whole).
+EVENT_PAGE = 1000
+
+
+def _all_events(engine: Engine, run_id: str, after: int) -> Iterator[dict[str, Any]]:
+    """Every event with ``seq > after``, page by page until the log is exhausted."""
+    while batch := engine.read_events(run_id, after, limit=EVENT_PAGE):
+        for event in batch:
+            yield event.to_dict()
+        after = batch[-1].seq
+
+
 @cli.command()
 @click.argument("run_id")
 @click.option("--after", default=0, show_default=True, help="Only events after this seq.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
-@json_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (an array of events); with --follow, JSON Lines: "
+    "one event object per line, printed as it arrives.",
+)
 @click.pass_context
 def events(ctx: click.Context, run_id: str, after: int, follow: bool, as_json: bool) -> None:
-    """Print a run's event log (``--follow`` to tail it)."""
+    """Print a run's event log (--follow: tail it until the run ends).
+
+    With --json: one JSON array of every event. With --json --follow: JSON Lines, one
+    JSON object per event and per line, printed as each is written, so a reader can act
+    on each as it comes.
+    """
     with opened_engine(ctx) as engine, user_errors():
         engine.get_run(run_id)
         if as_json and not follow:
-            print_json([e.to_dict() for e in engine.read_events(run_id, after, limit=100_000)])
+            print_json_array(_all_events(engine, run_id, after))
             return
         console = Console(highlight=False)
 

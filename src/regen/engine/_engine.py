@@ -78,12 +78,13 @@ class Engine:
     ) -> None:
         from regen.engine._writer import Writer  # noqa: PLC0415 - keeps import order obvious
 
+        # Settings first: a bad variable is refused before a database is opened.
+        self.settings = settings or Settings.from_env()
         self.home = Path(home) if home is not None else default_home()
         self._owns_store = not isinstance(store, Store)
         self.store: Store = (
             store if isinstance(store, Store) else open_store(store, data_home=self.home)
         )
-        self.settings = settings or Settings.from_env()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.registry = Registry()
         self.artifacts = ArtifactStore(self.store, self.home / "artifacts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, positive: bool
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: expected a finite number")
     if value < 0 or (positive and value == 0):
         raise ConfigError(f"{name}={raw!r}: expected a number {'>' if positive else '≥'} 0")
     return value
@@ -44,11 +47,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from the environment, defaults where unset."""
+        """Settings from the environment (``environ``: another mapping), defaults where
+        unset or empty; :class:`~regen.retry.ConfigError` naming the variable for a bad
+        value."""
         env = os.environ if environ is None else environ
-        auto = env.get("REGEN_AUTO_RETRY", "1").strip().lower()
+        raw = env.get("REGEN_AUTO_RETRY", "")
+        auto = raw.strip().lower() or "1"
         if auto not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ConfigError(f"REGEN_AUTO_RETRY={auto!r}: expected 1/0, true/false, on/off")
+            raise ConfigError(
+                f"REGEN_AUTO_RETRY={raw!r}: expected 1/0, true/false, yes/no or on/off"
+            )
         return cls(
             lease_ttl=_number(env, "REGEN_LEASE_TTL_S", 30.0),
             checkpoint_retention_hours=_number(

@@ -14,6 +14,11 @@ def now() -> float:
     return _state.clock.wall()
 
 
+def monotonic() -> float:
+    """A monotonic reading in seconds, for intervals (fake under test mode)."""
+    return _state.clock.monotonic()
+
+
 async def sleep(seconds: float) -> None:
     """Wait ``seconds`` on the retry core's clock (instant under test mode)."""
     await _state.clock.asleep(max(0.0, seconds))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,7 @@ async def work(
     stop = stop or asyncio.Event()
     names = list(flows) if flows is not None else (engine.registry.names() or None)
     interval = engine.settings.gc_interval if gc_interval is None else gc_interval
-    last_gc = time.monotonic()
+    last_gc = _time.monotonic()  # the engine's clock: a fake one under test mode
     tasks: set[asyncio.Task[None]] = set()
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,8 +74,8 @@ async def work(
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(lambda _: wake.set())
-            if interval and time.monotonic() - last_gc >= interval:
-                last_gc = time.monotonic()
+            if interval and _time.monotonic() - last_gc >= interval:
+                last_gc = _time.monotonic()
                 counts = engine.gc()
                 logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]

@@ -152,8 +152,9 @@ class Store(ABC):
 
     @abstractmethod
     def request_cancel(self, run_id: str, now: float) -> Run:
-        """Cancel a queued run (or one waiting for an automatic retry) at once; ask a
-        running one to stop at its next safe point."""
+        """Cancel a queued run (or one waiting for an automatic retry) at once, its steps
+        not yet done closed with ``step.skipped`` events; ask a running one to stop at its
+        next safe point."""
 
     @abstractmethod
     def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:

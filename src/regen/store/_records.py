@@ -296,9 +296,9 @@ class LinkArtifact(NamedTuple):
 class EndRun(NamedTuple):
     """End the run's execution with a status; releases the lease.
 
-    Pending steps become ``skipped`` and running ones ``failed`` when ``close_steps``
-    (a cancelled run). ``retry_at`` schedules an automatic retry; ``requeue`` puts the
-    run back in the queue instead (a worker shutting down).
+    When ``close_steps`` (a cancelled run), pending steps become ``skipped`` and running
+    ones ``failed``, each with its ``step.skipped`` / ``step.failed`` event appended
+    before the writes that follow. ``retry_at`` schedules an automatic retry.
     """
 
     status: RunStatus

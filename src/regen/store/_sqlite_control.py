@@ -12,7 +12,7 @@ from regen.store._records import EndRun, Run, RunStatus
 from regen.store._sqlite_rows import dumps
 from regen.store._sqlite_rows import run as _run
 from regen.store._sqlite_rows import step as _step
-from regen.store._sqlite_writes import Cursor, end_run, project
+from regen.store._sqlite_writes import Cursor, end_run, last_seq, project
 from regen.store._transitions import check_retry, retry_start
 
 Q = _queries.queries("sqlite")
@@ -69,7 +69,8 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: float) -> Run:
     run, key = locked_run(conn, run_id)
     waiting = run.status is RunStatus.FAILED and run.retry_at is not None
     if run.status is RunStatus.QUEUED or waiting:
-        end_run(conn, Cursor(run_id, key, 0), EndRun(RunStatus.CANCELLED, now, close_steps=True))
+        cursor = Cursor(run_id, key, last_seq(conn, key))  # the closed steps' events follow
+        end_run(conn, cursor, EndRun(RunStatus.CANCELLED, now, close_steps=True))
         add_event(conn, key, "run.cancelled", {"requested": True}, now)
     elif run.status is RunStatus.RUNNING:
         # Only the flag: while the lease holds, its holder alone appends events.

@@ -6,6 +6,7 @@ Each write becomes one statement with positional parameters, keyed by the run's 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from regen.store._records import (
     StartStep,
     StepStatus,
 )
+from regen.store._sqlite_rows import dumps
 
 Q = _queries.queries("sqlite")
 #: What writes execute on: the store's commit cursor, or a connection (other transactions).
@@ -210,8 +212,10 @@ def _link_artifact(conn: Executor, cur: Cursor, w: LinkArtifact) -> None:
 def end_run(conn: Executor, cur: Cursor, w: EndRun) -> None:
     """End the run's execution (also used outside a lease: cancelling a queued run)."""
     cur.ended = True
+    closing: list[tuple[str, str]] = []
     if w.close_steps:  # the steps' states are changed below: bring the table up to date
         project(conn, cur.key)
+        closing = conn.execute(Q["open_steps"], (cur.key,)).fetchall()
     conn.execute(
         Q["finish_run"],
         {
@@ -225,6 +229,26 @@ def end_run(conn: Executor, cur: Cursor, w: EndRun) -> None:
     if w.close_steps:
         conn.execute(Q["fail_running_steps"], {"run": cur.key, "at": w.at, "error": w.error})
         conn.execute(Q["skip_pending_steps"], {"run": cur.key})
+        _closed_step_events(conn, cur, w, closing)
+
+
+def _closed_step_events(
+    conn: Executor, cur: Cursor, w: EndRun, closing: list[tuple[str, str]]
+) -> None:
+    """The log's record of the steps a cancellation closed: ``step.failed`` for a step it
+    stopped (with the run's error), ``step.skipped`` for each one that never ran. Plain
+    events: the steps table already holds these states."""
+    error = None if w.error is None else json.loads(w.error)
+    for name, status in closing:
+        cur.seq += 1
+        data: dict[str, Any] = {"step": name}
+        if status == "running":
+            type_ = "step.failed"
+            if error is not None:
+                data["error"] = error
+        else:
+            type_ = "step.skipped"
+        conn.execute(_APPEND_EVENT, (cur.key << 32 | cur.seq, w.at, type_, dumps(data)))
 
 
 #: The statement(s) each kind of write becomes.

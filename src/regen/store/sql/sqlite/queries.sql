@@ -194,6 +194,12 @@ SET status = :status, error = :error, finished_at = :at, updated_at = :at,
     cancel_requested = 0
 WHERE key = :run;
 
+-- name: open_steps
+-- The steps a cancellation closes (the table brought up to date first), in order.
+SELECT name, status FROM steps
+WHERE run = ? AND status IN ('pending', 'running')
+ORDER BY position;
+
 -- name: skip_pending_steps
 UPDATE steps SET status = 'skipped' WHERE run = :run AND status = 'pending';
 
