@@ -336,3 +336,28 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
     detail = as_json("show", run_id)
     assert detail["status"] == "succeeded"
     assert detail["steps"][1]["items"]["succeeded"] == 20
+
+
+def test_the_regen_command_imports_flows_from_the_current_directory(tmp_path: Path) -> None:
+    """As under ``python -m``: ``regen run MODULE:FLOW`` finds ``./MODULE.py``."""
+    (tmp_path / "myflows.py").write_text(
+        "from regen.engine import Flow\n"
+        "flow = Flow('local-flow')\n"
+        "@flow.step()\n"
+        "def hello(ctx):\n"
+        "    return 'hello'\n"
+    )
+    command = Path(sys.executable).with_name("regen")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REGEN_DATABASE_URL")}
+    done = subprocess.run(
+        [str(command), "--home", str(tmp_path / "home"), "run", "myflows:flow"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "local-flow" in done.stdout
+    assert "succeeded" in done.stdout

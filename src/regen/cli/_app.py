@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -44,5 +45,8 @@ def _load_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``regen`` console script."""
+    # As under `python -m`: a flow named MODULE:FLOW is imported from the current directory.
+    if "" not in sys.path:
+        sys.path.insert(0, "")
     _load_commands()
     cli()

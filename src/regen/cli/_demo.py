@@ -73,10 +73,9 @@ async def _demo(engine: Any, demo_flow: Any, sim: Any, console: Console, count: 
     from regen.cli._progress import run_with_progress, summary  # noqa: PLC0415
 
     services = demo_flow.make_services(sim.dashscope_base_url, sim.openai_base_url)
-    token = demo_flow.services.set(services)
     try:
         started = engine.start(demo_flow.flow, {"count": count})
-        run = await run_with_progress(engine, started.run.id, console)
+        run = await run_with_progress(engine, started.run.id, console, resources=services)
         summary(console, engine, run)
         if str(run.status) == "failed":
             console.print(
@@ -85,11 +84,10 @@ async def _demo(engine: Any, demo_flow: Any, sim: Any, console: Console, count: 
                 f"{run.id}): every image is kept.\n"
             )
             engine.retry(run.id)
-            run = await run_with_progress(engine, run.id, console)
+            run = await run_with_progress(engine, run.id, console, resources=services)
             summary(console, engine, run)
         return run
     finally:
-        demo_flow.services.reset(token)
         await services.images.aclose()
         await services.chat.aclose()
 
@@ -123,4 +121,7 @@ def _report(
     console.print(
         f"\nartifacts: {engine.home / 'artifacts'} ({sum(1 for f in files if f.is_file())} files)"
     )
-    console.print(f"inspect the run: regen show {run_id}   its events: regen events {run_id}")
+    console.print(
+        f"inspect the run: regen show {run_id}   its events: regen events {run_id}",
+        soft_wrap=True,  # a command stays on one line, to copy
+    )

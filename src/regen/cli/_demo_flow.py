@@ -9,7 +9,6 @@ that step and the demo resumes it from there, keeping every image.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,13 +55,11 @@ ITEM_POLICY = Policy(attempts=3, timeout=1.5, wait=0.2, multiplier=1, max_wait=0
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The providers the demo's steps call (never stored: they hold keys)."""
+    """The providers the demo's steps call, as ``ctx.resources`` (never stored: keys)."""
 
     images: DashScopeProvider
     chat: OpenAIProvider
 
-
-services: ContextVar[Services] = ContextVar("regen_demo_services")
 
 flow = Flow(
     "regen-demo",
@@ -81,7 +78,7 @@ async def candidates(ctx: StepContext) -> list[str]:
 @flow.map(items="candidates", concurrency=2, quota="params.count", policy=ITEM_POLICY)
 async def illustrate(ctx: StepContext, prompt: str) -> dict[str, Any]:
     """One attempt: generate the image (task + polls), download it, store it."""
-    provider = services.get().images
+    provider: DashScopeProvider = ctx.resources.images
     generated = await provider.generate_once(prompt)
     url = generated[0].url
     assert url is not None  # DashScope answers with URLs
@@ -93,7 +90,7 @@ async def illustrate(ctx: StepContext, prompt: str) -> dict[str, Any]:
 async def publish(ctx: StepContext) -> dict[str, Any]:
     """Publish the illustrated posts (a chat call standing in for the platform's API)."""
     posts = [item.output async for item in ctx.items("illustrate")]
-    reply = await services.get().chat.complete(f"publish {len(posts)} posts")
+    reply = await ctx.resources.chat.complete(f"publish {len(posts)} posts")
     return {"published": len(posts), "receipt": reply[:40]}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -119,8 +120,11 @@ def _last_seq(engine: Engine, run_id: str) -> int:
     return last
 
 
-async def run_with_progress(engine: Engine, run_id: str, console: Console) -> Run:
-    """Execute a queued run in this event loop while drawing its progress."""
+async def run_with_progress(
+    engine: Engine, run_id: str, console: Console, resources: Any = None
+) -> Run:
+    """Execute a queued run in this event loop while drawing its progress (``resources``:
+    the steps' ``ctx.resources`` instead of the flow's own)."""
     steps = engine.store.get_steps(run_id)
     start_after = _last_seq(engine, run_id)
     with RunProgress(console, steps) as progress:
@@ -131,7 +135,7 @@ async def run_with_progress(engine: Engine, run_id: str, console: Console) -> Ru
 
         watcher = asyncio.create_task(show())
         try:
-            run = await engine.execute(run_id)
+            run = await engine.execute(run_id, resources=resources)
             await asyncio.wait_for(watcher, timeout=5)
         finally:
             watcher.cancel()
@@ -163,6 +167,7 @@ def summary(console: Console, engine: Engine, run: Run) -> None:
         console.print(f"  {name}: {shown}")
     if run.status in (RunStatus.FAILED, RunStatus.PARTIAL):
         console.print(
-            f"retry what failed: [bold]regen retry {run.id}[/bold]   details: regen show {run.id}"
+            f"retry what failed: [bold]regen retry {run.id}[/bold]   details: regen show {run.id}",
+            soft_wrap=True,  # a command stays on one line, to copy
         )
     console.print(f"artifacts: {engine.home / 'artifacts'}")

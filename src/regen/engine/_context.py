@@ -123,6 +123,18 @@ class StepContext:
         return self._execution.results
 
     @property
+    def resources(self) -> Any:
+        """What the run's steps share: the value of the flow's ``resources`` (or what the
+        caller of :meth:`Engine.execute` passed)."""
+        execution = self._execution
+        if execution.resources is NO_RESOURCES:
+            raise LookupError(
+                f"flow {execution.flow.name!r} declares no resources: pass "
+                "Flow(..., resources=fn) or Engine.execute(..., resources=value)"
+            )
+        return execution.resources
+
+    @property
     def artifacts(self) -> Artifacts:
         """Store binary output here and return the reference it gives."""
         return Artifacts(self)
@@ -183,6 +195,15 @@ class _Unset:
 
 
 _UNSET: Any = _Unset()
+
+
+class _NoResources:
+    def __repr__(self) -> str:
+        return "<no resources>"
+
+
+#: An execution's ``resources`` before any are given.
+NO_RESOURCES: Any = _NoResources()
 
 
 def event_write(type_: str, data: dict[str, Any], what: str) -> AddEvent:

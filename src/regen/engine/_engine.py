@@ -187,19 +187,26 @@ class Engine:
             return Started(self.get_run(run.id), False)
 
     async def execute(
-        self, run_id: str, *, follow_retries: bool = True, inline_sync: bool = False
+        self,
+        run_id: str,
+        *,
+        follow_retries: bool = True,
+        inline_sync: bool = False,
+        resources: Any = None,
     ) -> Run:
         """Execute a queued run (or take over one whose process died) in this process.
 
         Returns the run as it ends. With ``follow_retries``, waits out the run's automatic
         retries and carries them out here. A run executing elsewhere is returned as it is.
+        ``resources``: the steps' ``ctx.resources``, instead of opening the flow's own
+        (``None``: the flow's own, if it declares any).
         """
         while True:
             claimed = self.store.claim(
                 self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
             )
             if claimed is not None:
-                await self._execute_claimed(claimed, inline_sync=inline_sync)
+                await self._execute_claimed(claimed, inline_sync=inline_sync, resources=resources)
             run = self.get_run(run_id)
             if not (follow_retries and run.status is RunStatus.FAILED and run.retry_at):
                 return run
@@ -209,7 +216,12 @@ class Engine:
                 self.store.retry_run(run_id, _time.now(), auto=True)
 
     async def _execute_claimed(
-        self, claimed: Claimed, *, inline_sync: bool = False, release_on_interrupt: bool = False
+        self,
+        claimed: Claimed,
+        *,
+        inline_sync: bool = False,
+        release_on_interrupt: bool = False,
+        resources: Any = None,
     ) -> RunStatus:
         try:
             flow = self.registry.get(claimed.run.flow, claimed.run.flow_ref)
@@ -221,7 +233,7 @@ class Engine:
         self.heartbeat.hold(claimed.lease)
         try:
             _faults.point("after_claim")
-            return await execution.execute()
+            return await self._execute_with_resources(execution, resources)
         except asyncio.CancelledError:
             execution.interrupted(release=release_on_interrupt)
             raise
@@ -239,6 +251,30 @@ class Engine:
             self.heartbeat.drop(claimed.run.id)
             self._executions.pop(claimed.run.id, None)
 
+    async def _execute_with_resources(self, execution: Execution, given: Any) -> RunStatus:
+        """Execute with ``ctx.resources``: ``given``, or the flow's own, opened here and
+        closed after the execution however it ends."""
+        factory = execution.flow.resources
+        if given is not None or factory is None:
+            if given is not None:
+                execution.resources = given
+            return await execution.execute()
+        stack = contextlib.AsyncExitStack()
+        try:
+            value = factory(execution.params_view)
+            if hasattr(value, "__aenter__"):
+                value = await stack.enter_async_context(value)
+            elif hasattr(value, "__enter__"):
+                value = stack.enter_context(value)
+        except Exception as exc:
+            await _close(stack, execution.run_id)
+            return await execution.resources_failed(exc)
+        execution.resources = value
+        try:
+            return await execution.execute()
+        finally:
+            await _close(stack, execution.run_id)
+
     async def run(
         self,
         flow: Flow | str,
@@ -249,10 +285,12 @@ class Engine:
         max_retries: int | None = None,
         retry_delay: float | None = None,
         inline_sync: bool = False,
+        resources: Any = None,
     ) -> Run:
         """Start a run and execute it here to its end (through automatic retries).
 
-        A keyed run executing in another process is waited for instead.
+        A keyed run executing in another process is waited for instead. ``resources``: as
+        for :meth:`execute`.
         """
         started = self.start(
             flow,
@@ -262,7 +300,7 @@ class Engine:
             max_retries=max_retries,
             retry_delay=retry_delay,
         )
-        run = await self.execute(started.run.id, inline_sync=inline_sync)
+        run = await self.execute(started.run.id, inline_sync=inline_sync, resources=resources)
         return run if run.status.finished else await self.wait(run.id)
 
     def run_sync(
@@ -400,3 +438,16 @@ class Engine:
 
 
 _follow = follow
+
+
+async def _close(stack: contextlib.AsyncExitStack, run_id: str) -> None:
+    """Close a run's resources; a failure to close is logged, never the run's outcome."""
+    try:
+        await stack.aclose()
+    except Exception:
+        logger.warning(
+            "regen: closing the resources of run %s failed",
+            run_id,
+            exc_info=True,
+            extra={"run_id": run_id},
+        )

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from regen.engine import _faults, _steps, _time
-from regen.engine._context import Results, event_write
+from regen.engine._context import NO_RESOURCES, Results, event_write
 from regen.engine._flow import Flow, StepSpec
 from regen.engine._json import encode
 from regen.engine._outcome import Outcome, Stop, error_of
@@ -67,6 +67,8 @@ class Execution:
         self.params_view: Mapping[str, Any] = MappingProxyType(self.params)
         #: A sync step runs inline on the event loop's thread (``run_sync``) right now.
         self.blocking = False
+        #: ``ctx.resources``: what the flow's ``resources`` gave (or the caller passed).
+        self.resources: Any = NO_RESOURCES
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -259,6 +261,13 @@ class Execution:
             return status
         except Stop:
             return await self._cancelled()
+
+    async def resources_failed(self, exc: Exception) -> RunStatus:
+        """The flow's resources could not be opened: the run fails before any step, resumable."""
+        error = {**error_of(exc), "where": "resources"}
+        error["message"] = f"opening flow {self.flow.name!r}'s resources: {error['message']}"
+        await self.commit(self._end_writes(RunStatus.FAILED, error))
+        return RunStatus.FAILED
 
     def _start_writes(self, spec: StepSpec, position: int) -> list[Write]:
         data = _started_data(spec.name, spec.kind)

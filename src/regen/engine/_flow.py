@@ -15,6 +15,9 @@ from regen.retry import Policy
 
 Kind = Literal["step", "map", "stream"]
 F = TypeVar("F", bound=Callable[..., Any])
+#: ``resources(params)``: what a run's steps share (clients, folders), as ``ctx.resources``;
+#: an async or sync context manager (entered around the execution), or the value itself.
+Resources = Callable[[Mapping[str, Any]], Any]
 #: Plain steps run once unless given a policy; a failed run is retried as a whole.
 STEP_POLICY = Policy(attempts=1, timeout=None)
 #: Map items and stream attempts are retried by default: weather, not bugs.
@@ -74,7 +77,7 @@ class StepSpec:
         )
 
 
-def _positional(fn: Callable[..., Any], count: int, what: str) -> None:
+def _positional(fn: Callable[..., Any], count: int, what: str, names: str = "") -> None:
     try:
         signature = inspect.signature(fn)
         signature.bind(*range(count))
@@ -82,7 +85,7 @@ def _positional(fn: Callable[..., Any], count: int, what: str) -> None:
         raise FlowError(
             f"{what} {getattr(fn, '__name__', fn)!r} must accept {count} positional "
             f"argument{'s' if count > 1 else ''} "
-            f"({'ctx, item' if count == 2 else 'ctx'})"
+            f"({names or ('ctx, item' if count == 2 else 'ctx')})"
         ) from None
     except ValueError:  # pragma: no cover - builtins without a signature
         return
@@ -102,7 +105,10 @@ class Flow:
             yield "text"
 
     ``max_retries``/``retry_delay``: automatic retries of a failed run from its failed
-    step (seed 003: 3 × 30 s); 0 switches them off.
+    step (seed 003: 3 × 30 s); 0 switches them off. ``resources``: a function of the
+    run's params giving what its steps share (clients, folders: ``ctx.resources``), in any
+    process that executes the run (``regen run``, ``regen worker``, a take-over); an
+    async or sync context manager is entered around the execution and closed after it.
     """
 
     def __init__(
@@ -114,17 +120,26 @@ class Flow:
         max_retries: int = 0,
         retry_delay: float = 30.0,
         description: str = "",
+        resources: Resources | None = None,
     ) -> None:
         if not name or not isinstance(name, str) or any(c.isspace() for c in name):
             raise FlowError(f"flow name {name!r} must be a non-empty string without spaces")
         if max_retries < 0 or retry_delay < 0:
             raise FlowError(f"flow {name!r}: max_retries and retry_delay must be ≥ 0")
+        if resources is not None:
+            if not callable(resources):
+                raise FlowError(
+                    f"flow {name!r}: resources must be a function of the run's params, "
+                    f"not {type(resources).__name__}"
+                )
+            _positional(resources, 1, f"flow {name!r}: resources", "params")
         self.name = name
         self.version = version
         self.params = _params.declare(params)
         self.max_retries = max_retries
         self.retry_delay = float(retry_delay)
         self.description = description
+        self.resources = resources
         self.module: str = sys._getframe(1).f_globals.get("__name__", "__main__")
         self._steps: list[StepSpec] = []
         self._ref: str | None = None
