@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -32,12 +31,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _servers import start_sim, stop_server  # benchmarks/_servers.py, beside this script
+
 BAR_WALL_VS_IDEAL = 1.15
 BAR_PEAK_RSS_MB = 300.0
 FAULTS = "server_error=0.05,reset=0.05"
 SEED = 7
 RETRY_WAIT = 0.1
-RUN_CLI = "import sys; from regen.cli import main; sys.argv[0] = 'regen'; main()"
 
 
 # --- the regen process ----------------------------------------------------------------------
@@ -85,46 +85,6 @@ def child(order: dict[str, Any]) -> None:
 # --- the simulator and the report ---------------------------------------------------------------
 
 
-def start_sim(latency: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            RUN_CLI,
-            "sim",
-            "--port",
-            "0",
-            "--latency",
-            latency,
-            "--faults",
-            FAULTS,
-            "--seed",
-            str(SEED),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    return process, line.split()[-1]
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def sim_attempts(url: str) -> int:
     with urllib.request.urlopen(f"{url}/_sim/stats", timeout=60) as response:
         stats = json.load(response)
@@ -162,12 +122,12 @@ def main() -> None:
 
     items = 1_000 if args.quick else args.items
     latency = parse_duration(args.latency)
-    sim, url = start_sim(args.latency)
+    sim, url = start_sim("--latency", args.latency, "--faults", FAULTS, "--seed", str(SEED))
     try:
         result = run_batch(url, items, args.concurrency)
         attempts = sim_attempts(url)
     finally:
-        stop(sim)
+        stop_server(sim)
     ideal = attempts * latency / args.concurrency
     wall = result["wall_s"]
     counts = result["counts"]

@@ -34,6 +34,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from _servers import (  # benchmarks/_servers.py, beside this script
+    start_server,
+    start_sim,
+    stop_server,
+)
 
 BAR_CHAT_RPS = 1500
 AUTH = {"Authorization": "Bearer sk-bench"}
@@ -47,7 +52,6 @@ PROMPTS = [f"benchmark picture {i}" for i in range(16)]
 TASK_SECONDS = 0.1
 POLL_EVERY = 0.02
 
-RUN_CLI = "import sys; from regen.cli import main; sys.argv[0] = 'regen'; main()"
 STARLETTE_APP = """
 import sys, time, os, uvicorn
 from starlette.applications import Starlette
@@ -161,33 +165,6 @@ async def measure(operation: Operation, base: str, concurrency: int, seconds: fl
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done / (time.perf_counter() - started)
-
-
-def start_server(args: list[str], ready_prefix: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith(ready_prefix):
-        process.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return process, line.split()[-1]
-
-
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def free_port() -> int:
@@ -336,10 +313,7 @@ def main() -> None:
             "poll_every_s": POLL_EVERY,
         },
     }
-    server, base = start_server(
-        [RUN_CLI, "sim", "--port", "0", "--task-seconds", str(TASK_SECONDS)],
-        "regen sim listening on",
-    )
+    server, base = start_sim("--task-seconds", str(TASK_SECONDS))
     clients = Clients(options.clients)
     try:
         results = run_scenarios(clients, base, server.pid, names, options)

@@ -33,19 +33,17 @@ import abc
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
 import aiohttp
 import httpx
+from _servers import start_sim, stop_server  # benchmarks/_servers.py, beside this script
 
 from regen.providers import Transport
 
-RUN_CLI = "import sys; from regen.cli import main; sys.argv[0] = 'regen'; main()"
 AUTH = {"Authorization": "Bearer sk-bench"}
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "Write about lighthouses"}]}
 CHAT_BODY = json.dumps(CHAT).encode()
@@ -205,33 +203,6 @@ async def measure(
 # --- the simulator ------------------------------------------------------------------------------
 
 
-def start_sim(latency: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, "sim", "--port", "0", "--latency", latency],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    return process, line.split()[-1]
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,7 +223,7 @@ def main() -> None:
     runs: dict[str, dict[str, list[float]]] = {
         mode: {kind.name: [] for kind in CLIENTS} for mode in MODES
     }
-    sim, url = start_sim(options.latency)
+    sim, url = start_sim("--latency", options.latency)
     try:
         with asyncio.Runner() as runner:
             for _ in range(options.repeat):
@@ -263,7 +234,7 @@ def main() -> None:
                         )
                         runs[mode][kind.name].append(rate)
     finally:
-        stop(sim)
+        stop_server(sim)
     rps = {
         mode: {name: statistics.median(values) for name, values in by_client.items()}
         for mode, by_client in runs.items()
