@@ -8,7 +8,7 @@ then system-wide, and SSE views for FastAPI and Django. See README.md.
 
 from __future__ import annotations
 
-from examples.storyboard.app import StoryboardApp, close_default_apps, data_home, default_app
+from examples.storyboard.app import StoryboardApp, close_default_apps, default_app
 from examples.storyboard.events import EVENT_TYPES, SSE_HEADERS, from_log, sse
 from examples.storyboard.flow import CONCURRENCY, FLOW_NAME, IMAGE_POLICY, flow
 from examples.storyboard.generation import DEFAULT_RATIO, DEFAULT_RESOLUTION
@@ -23,6 +23,7 @@ from examples.storyboard.models import (
 )
 from examples.storyboard.processor import ProjectPipeline, Text2ImageStageProcessor
 from examples.storyboard.records import Records
+from examples.storyboard.resources import StageResources, data_home, open_resources
 from examples.storyboard.validation import ValidationError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ProjectPipeline",
     "ProjectStage",
     "Records",
+    "StageResources",
     "StageResult",
     "Storyboard",
     "StoryboardApp",
@@ -50,5 +52,6 @@ __all__ = [
     "default_app",
     "flow",
     "from_log",
+    "open_resources",
     "sse",
 ]

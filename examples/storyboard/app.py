@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.storyboard import events
-from examples.storyboard.flow import current_transport, flow
+from examples.storyboard.flow import flow
 from examples.storyboard.models import (
     IMAGE_COMPLETED,
     IMAGE_STAGE,
@@ -30,17 +30,11 @@ from examples.storyboard.models import (
     StageResult,
 )
 from examples.storyboard.records import RECORDS_FILE, Records
+from examples.storyboard.resources import StageResources, data_home
 from regen.engine import Engine, Run, RunStatus
 from regen.providers import Transport
-from regen.store import home as regen_home
 
 logger = logging.getLogger("examples.storyboard")
-
-
-def data_home() -> Path:
-    """``$STORYBOARD_HOME``, else regen's data directory (``$REGEN_HOME`` or ``./.regen``)."""
-    chosen = os.environ.get("STORYBOARD_HOME")
-    return Path(chosen).expanduser() if chosen else regen_home()
 
 
 class StoryboardApp:
@@ -72,14 +66,13 @@ class StoryboardApp:
         return self.engine.start(flow, params).run.id
 
     async def execute(self, run_id: str) -> Run:
-        """Execute a queued run here, to its end, with a connection pool of its own."""
-        transport = Transport()
-        token = current_transport.set(transport)
-        try:
-            return await self.engine.execute(run_id)
-        finally:
-            current_transport.reset(token)
-            await transport.aclose()
+        """Execute a queued run here, to its end, with this app's records and a connection
+        pool of its own (a worker executing it would open the flow's own instead)."""
+        async with Transport() as transport:
+            resources = StageResources(
+                self.records, transport, self.engine.artifacts.path, os.environ
+            )
+            return await self.engine.execute(run_id, resources=resources)
 
     def launch(self, run_id: str) -> asyncio.Task[Run]:
         """Execute a run in the background (it goes on if whoever watched it goes away)."""

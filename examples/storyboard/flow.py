@@ -12,6 +12,12 @@
 When every request gives up, regen fails the map step and ``finish`` never runs: the last
 give-up ends the stage itself (see ``_on_give_up``). Retrying the run (``Engine.retry``)
 re-runs only the requests that gave up; succeeded ones keep their images.
+
+The steps share ``ctx.resources`` (:class:`~examples.storyboard.resources.StageResources`:
+the records, one connection pool, the artifacts' folder, the keys' environment): the
+flow opens them from the run's params and the environment in whichever process executes
+the run (``regen run examples.storyboard.flow:flow -p project_id=…``, ``regen worker``),
+or the app passes its own.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from examples.storyboard import events
@@ -33,21 +38,17 @@ from examples.storyboard.models import (
     STAGE_PARTIAL,
     STAGE_PROCESSING,
 )
-from examples.storyboard.records import RECORDS_FILE, Records
+from examples.storyboard.records import Records
+from examples.storyboard.resources import StageResources, open_resources
 from examples.storyboard.validation import ValidationError, plan
 from regen.engine import ArtifactRef, Cache, Flow, ItemStatus, Param, StepContext
-from regen.providers import Transport
 from regen.retry import Attempt, Policy, classify, mask_secrets
-from regen.store import Blobs, StoreError
+from regen.store import StoreError
 
 FLOW_NAME = "storyboard-text2image"
 #: Images generated at once (the seed's ``batch_size = 3``).
 CONCURRENCY = 3
 MAP_STEP = "generate_images"
-
-#: The transport of the execution running in this context (set by ``StoryboardApp``);
-#: without one (a plain ``regen worker``), each attempt opens and closes its own.
-current_transport: ContextVar[Transport | None] = ContextVar("storyboard_transport", default=None)
 
 
 @dataclass(slots=True)
@@ -102,14 +103,25 @@ flow = Flow(
         "storyboard_ids": Param(
             object, default=None, help="ids to (re)generate; None for every storyboard"
         ),
-        "home": Param(str, help="the app's data directory (its records and artifacts)"),
+        "home": Param(
+            str,
+            default="",
+            help="the app's data directory (its storyboard.db); empty: $STORYBOARD_HOME, "
+            "else $REGEN_HOME, else ./.regen",
+        ),
     },
     description="Seed 004: generate an image for every storyboard of a project.",
+    resources=open_resources,
 )
 
 
+def _resources(ctx: StepContext) -> StageResources:
+    resources: StageResources = ctx.resources
+    return resources
+
+
 def _records(ctx: StepContext) -> Records:
-    return Records.at(Path(ctx.params["home"]) / RECORDS_FILE)
+    return _resources(ctx).records
 
 
 def _names(storyboards: Sequence[Mapping[str, Any]]) -> str:
@@ -121,7 +133,13 @@ async def validate(ctx: StepContext) -> dict[str, Any]:
     """Seed 004's checks, then the plan: provider, storyboards, distinct requests."""
     records = _records(ctx)
     try:
-        checked = plan(records, ctx.params["project_id"], ctx.params["storyboard_ids"], ctx.run_id)
+        checked = plan(
+            records,
+            ctx.params["project_id"],
+            ctx.params["storyboard_ids"],
+            ctx.run_id,
+            environ=_resources(ctx).environ,
+        )
     except ValidationError as exc:
         ctx.emit("error", events.error(exc.message))
         raise
@@ -212,12 +230,17 @@ async def generate_images(ctx: StepContext, group: dict[str, Any]) -> dict[str, 
             f"（{item.last_error}），正在第 {attempt} 次尝试"
         )
         ctx.emit("warning", {"message": message})
-    records = _records(ctx)
+    resources = _resources(ctx)
+    records = resources.records
     records.mark_processing([sb["image_id"] for sb in storyboards], attempt)
     provider = ProviderInfo.from_dict(checked["provider"])
     try:
         generated = await generate(
-            provider, group["prompt"], group["params"], transport=current_transport.get()
+            provider,
+            group["prompt"],
+            group["params"],
+            transport=resources.transport,
+            environ=resources.environ,
         )
     except asyncio.CancelledError:
         item.last_error = "timeout: 超时未完成"
@@ -251,7 +274,7 @@ def _complete(
 ) -> None:
     artifact = output["artifact"]
     sha = artifact.sha256 if isinstance(artifact, ArtifactRef) else str(artifact["artifact"])
-    path = Blobs(Path(ctx.params["home"]) / "artifacts").path(sha)
+    path = _resources(ctx).artifact_path(sha)
     records.complete_images(
         [sb["image_id"] for sb in storyboards],
         image_url=output["url"],

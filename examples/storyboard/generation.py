@@ -62,9 +62,10 @@ class ProviderInfo:
             "source": self.source,
         }
 
-    def api_key(self) -> str:
-        """The key, from the environment (a :class:`ConfigError` naming the variable)."""
-        key = os.environ.get(self.api_key_env, "")
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        """The key, from ``environ`` (default: the process environment); a
+        :class:`ConfigError` naming the variable when it is not set."""
+        key = (os.environ if environ is None else environ).get(self.api_key_env, "")
         if not key:
             raise ConfigError(
                 f"image provider {self.name!r} has no API key: set ${self.api_key_env}"
@@ -116,16 +117,22 @@ class Generated:
 
 
 async def generate(
-    provider: ProviderInfo, prompt: str, params: Mapping[str, Any], *, transport: Transport | None
+    provider: ProviderInfo,
+    prompt: str,
+    params: Mapping[str, Any],
+    *,
+    transport: Transport | None,
+    environ: Mapping[str, str] | None = None,
 ) -> Generated:
-    """One attempt: ask the gateway for one image, then download and check it.
+    """One attempt: ask the gateway for one image, then download and check it (the key
+    read from ``environ``, by default the process environment).
 
     No retries here: the flow's per-image policy owns the loop (and its 60 s timeout
     bounds this whole attempt). Failures are classified by regen's providers.
     """
     adapter = OpenAIProvider(
         provider.api_url,
-        provider.api_key(),
+        provider.api_key(environ),
         name=provider.name,
         image_model=provider.model_name,
         transport=transport,

@@ -9,7 +9,7 @@ project does not have is refused too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,15 @@ def resolve_provider(records: Records, image_providers: Sequence[str]) -> Provid
 
 
 def plan(
-    records: Records, project_id: str, storyboard_ids: Sequence[str] | None, run_id: str
+    records: Records,
+    project_id: str,
+    storyboard_ids: Sequence[str] | None,
+    run_id: str,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Check everything the stage needs, in the seed's order; :class:`ValidationError`."""
+    """Check everything the stage needs, in the seed's order; :class:`ValidationError`.
+    The provider's key is looked up in ``environ`` (default: the process environment)."""
     project = records.project(project_id)
     if project is None:
         raise ValidationError("project_not_found", f"项目不存在：{project_id}")
@@ -104,7 +110,7 @@ def plan(
         raise ValidationError("missing_image_prompt", f"分镜缺少文生图提示词 image_prompt：{names}")
     provider = resolve_provider(records, project.image_providers)
     try:
-        provider.api_key()
+        provider.api_key(environ)
     except ConfigError as exc:
         raise ValidationError(
             "no_provider",

@@ -1,0 +1,132 @@
+"""What a stage run's steps share (``ctx.resources``): the app's records, one connection
+pool, where image files land, and the environment the provider's key is read from.
+
+Whichever process executes a run opens them from the run's params and the environment
+(``regen run examples.storyboard.flow:flow``, ``regen worker``, a take-over after a crash):
+
+- the records: ``<home>/storyboard.db``, ``home`` being the run's ``home`` param (the app
+  sets it) or :func:`data_home` (``$STORYBOARD_HOME``, else ``$REGEN_HOME``, else ``./.regen``);
+- the provider the project would use (its own first, then the system default): when its
+  base URL is the simulator's default address (``http://127.0.0.1:8900/v1``) and nothing
+  listens there, a regen simulator is started on it in this process for the execution
+  (its key need not be set: the simulator accepts any);
+- a :class:`~regen.providers.Transport` for every image request of the execution.
+
+:class:`~examples.storyboard.app.StoryboardApp` passes its own instead (its records, its
+pool, its engine's artifacts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import ChainMap
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from examples.storyboard.generation import ProviderInfo
+from examples.storyboard.records import RECORDS_FILE, Records
+from examples.storyboard.validation import ValidationError, resolve_provider
+from regen.providers import Transport
+from regen.retry import ConfigError
+from regen.store import Blobs
+from regen.store import home as regen_home
+
+logger = logging.getLogger("examples.storyboard")
+
+#: The simulator's default address (``regen sim``), where an in-process one may be started.
+SIM_HOSTS = frozenset({"127.0.0.1", "localhost"})
+SIM_PORT = 8900
+#: The key sent to a simulator started here when the provider's variable is not set.
+LOCAL_SIM_KEY = "sk-sim-local"
+_PROBE_TIMEOUT = 0.5
+
+
+def data_home() -> Path:
+    """``$STORYBOARD_HOME``, else regen's data directory (``$REGEN_HOME`` or ``./.regen``)."""
+    chosen = os.environ.get("STORYBOARD_HOME")
+    return Path(chosen).expanduser() if chosen else regen_home()
+
+
+@dataclass(frozen=True, slots=True)
+class StageResources:
+    """``ctx.resources`` of a stage run.
+
+    ``artifact_path(sha256)``: where the engine executing the run keeps an artifact's
+    bytes (the records' ``file_path``). ``environ``: where providers' keys are read.
+    """
+
+    records: Records
+    transport: Transport
+    artifact_path: Callable[[str], Path]
+    environ: Mapping[str, str]
+
+
+@contextlib.asynccontextmanager
+async def open_resources(params: Mapping[str, Any]) -> AsyncIterator[StageResources]:
+    """The flow's own resources, from the run's params and the environment; closed after."""
+    home = Path(params["home"]) if params.get("home") else data_home()
+    records = Records.at(home / RECORDS_FILE)
+    environ: Mapping[str, str] = os.environ
+    with contextlib.ExitStack() as local:
+        provider = _project_provider(records, str(params["project_id"]))
+        if (
+            provider is not None
+            and await _needs_local_simulator(provider.api_url)
+            and _start_local_simulator(local, provider.api_url)
+            and not os.environ.get(provider.api_key_env)
+        ):
+            environ = ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
+        async with Transport() as transport:
+            yield StageResources(records, transport, Blobs(home / "artifacts").path, environ)
+
+
+def _project_provider(records: Records, project_id: str) -> ProviderInfo | None:
+    """The provider the project would use now; ``None`` when validation will refuse it."""
+    project = records.project(project_id)
+    if project is None:
+        return None
+    try:
+        return resolve_provider(records, project.image_providers)
+    except ValidationError:
+        return None
+
+
+async def _needs_local_simulator(api_url: str) -> bool:
+    """Whether ``api_url`` is the simulator's default address and nothing listens there."""
+    parts = urlsplit(api_url)
+    if parts.scheme != "http" or parts.hostname not in SIM_HOSTS or parts.port != SIM_PORT:
+        return False
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, SIM_PORT), _PROBE_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return True
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False
+
+
+def _start_local_simulator(stack: contextlib.ExitStack, api_url: str) -> bool:
+    """Start a regen simulator on the default address until ``stack`` closes; ``False``
+    when another process bound the port since the probe (that one answers instead)."""
+    try:
+        from regen.sim import run_simulator  # noqa: PLC0415 - needs the [sim] extra
+    except ImportError as exc:
+        raise ConfigError(
+            f"the image provider's base URL {api_url} is the simulator's, and nothing "
+            "listens there: start `regen sim`, or pip install 'regen[sim]' to start one here"
+        ) from exc
+    try:
+        server = stack.enter_context(run_simulator(port=SIM_PORT))
+    except OSError:
+        return False
+    logger.info("storyboard: started a regen simulator at %s", server.openai_base_url)
+    return True
