@@ -1,9 +1,7 @@
-"""Running a batch: choose the image backend, start (or resume) the run, summarise it.
+"""Running a batch: start (or resume) the run with the app's own runtime, summarise it.
 
-The image backend follows the environment, like the seed's app: ``IMAGE_PROVIDER=aliyun``
-(the default; the only provider of this example) with ``DASHSCOPE_API_KEY`` (and
-optionally ``DASHSCOPE_BASE_URL``) uses that DashScope endpoint; with neither set, a regen
-simulator is started in this process and the batch runs offline.
+The runtime (image backend, data dir, console) is built by the caller, see
+:mod:`examples.daily_news.runtime`, and given to the engine as the run's resources.
 """
 
 from __future__ import annotations
@@ -14,114 +12,25 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from examples.daily_news import posts
-from examples.daily_news.images import DEFAULT_BASE_URL, AliyunImageClient
-from examples.daily_news.workflow import FLOW_NAME, Runtime, flow, using
-from regen import ConfigError, RegenError
+from examples.daily_news.runtime import Runtime
+from examples.daily_news.workflow import FLOW_NAME, flow
+from regen import RegenError
 from regen.engine import Engine, ItemStatus, Run, RunStatus
-
-if TYPE_CHECKING:
-    from regen.sim import SimServer
-
-#: The key the offline simulator is called with (it accepts any non-empty key).
-SIM_KEY = "sk-regen-sim-daily-news"
 
 logger = logging.getLogger("examples.daily_news")
 
 
 class BatchMismatch(RegenError):
     """The run for this title and date exists with other params: refuse to mix them."""
-
-
-@dataclass(frozen=True)
-class SimSettings:
-    """The in-process simulator: a seeded random fault profile and/or a script."""
-
-    faults: Mapping[str, float] = field(default_factory=dict)
-    seed: int = 0
-    script: str | None = None
-    rules: Sequence[Mapping[str, Any]] = ()
-    task_seconds: float = 0.5
-
-    @property
-    def injects(self) -> bool:
-        """Whether any fault was asked for."""
-        return bool(self.faults or self.script or self.rules)
-
-
-@dataclass
-class Backend:
-    """The image client to use, and the simulator behind it when offline."""
-
-    client: AliyunImageClient
-    simulator: SimServer | None
-    description: str
-
-
-@contextlib.contextmanager
-def image_backend(
-    environ: Mapping[str, str] | None = None, sim: SimSettings | None = None
-) -> Iterator[Backend]:
-    """The backend the environment asks for; an in-process simulator when offline."""
-    env = os.environ if environ is None else environ
-    settings = sim or SimSettings()
-    provider = (env.get("IMAGE_PROVIDER") or "aliyun").strip().lower()
-    if provider != "aliyun":
-        raise ConfigError(
-            f"IMAGE_PROVIDER={provider!r}: this example generates images with "
-            "DashScope only; use IMAGE_PROVIDER=aliyun (the default)"
-        )
-    key = env.get("DASHSCOPE_API_KEY") or None
-    base_url = env.get("DASHSCOPE_BASE_URL") or None
-    if key or base_url:
-        if settings.injects:
-            raise ConfigError(
-                "--faults/--script drive the offline simulator; unset "
-                "DASHSCOPE_API_KEY and DASHSCOPE_BASE_URL to use it"
-            )
-        if not key:
-            raise ConfigError(
-                f"DASHSCOPE_BASE_URL={base_url} is set but DASHSCOPE_API_KEY is "
-                "not (api_key missing); set both, or neither to run offline"
-            )
-        client = AliyunImageClient.from_env(env)
-        yield Backend(client, None, f"DashScope at {client.base_url or DEFAULT_BASE_URL}")
-        return
-    try:
-        from regen.sim import run_simulator  # noqa: PLC0415 - optional: the 'sim' extra
-    except ImportError as exc:  # pragma: no cover - the dev environment has the extra
-        raise ConfigError(
-            "running offline needs the simulator: pip install 'regen[sim]' "
-            "(or set DASHSCOPE_API_KEY to use DashScope)"
-        ) from exc
-    with run_simulator(
-        faults=dict(settings.faults),
-        seed=settings.seed,
-        script=settings.script,
-        rules=list(settings.rules),
-        task_seconds=settings.task_seconds,
-    ) as server:
-        interval = env.get("ALIYUN_IMAGE_POLL_INTERVAL_S")
-        client = AliyunImageClient.from_env(
-            env,
-            base_url=server.dashscope_base_url,
-            api_key=SIM_KEY,
-            **(
-                {}
-                if interval
-                else {"poll_interval": min(1.0, max(settings.task_seconds / 4, 0.01))}
-            ),
-        )
-        yield Backend(client, server, f"the regen simulator at {server.url} (offline)")
 
 
 def today() -> str:
@@ -168,16 +77,15 @@ async def run_batch(
                 f"{_differences(existing.params, params)}; rerun with its options to resume "
                 "it, or pass --key to start another batch"
             )
-        with using(runtime):
-            started = engine.start(flow, params, key=chosen)
-            run = started.run
-            if started.created:
-                runtime.say(f"run {run.id} started")
-            elif started.retried:
-                runtime.say(f"run {run.id} resumed from its failed step")
-            elif not run.status.finished:
-                runtime.say(f"run {run.id} resumed ({run.status})")
-            run = await _execute(engine, run.id, runtime)
+        started = engine.start(flow, params, key=chosen)
+        run = started.run
+        if started.created:
+            runtime.say(f"run {run.id} started")
+        elif started.retried:
+            runtime.say(f"run {run.id} resumed from its failed step")
+        elif not run.status.finished:
+            runtime.say(f"run {run.id} resumed ({run.status})")
+        run = await _execute(engine, run.id, runtime)
         return summarize(engine, run, runtime)
     finally:
         engine.close()
@@ -187,7 +95,7 @@ async def run_batch(
 async def _execute(engine: Engine, run_id: str, runtime: Runtime) -> Run:
     told = False
     while True:
-        run = await engine.execute(run_id)
+        run = await engine.execute(run_id, resources=runtime)
         if run.status.finished:
             return run
         if run.status is RunStatus.RUNNING:

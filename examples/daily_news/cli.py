@@ -20,7 +20,7 @@ from rich.console import Console
 from examples.daily_news import app
 from examples.daily_news.images import image_policy
 from examples.daily_news.posts import PostStore
-from examples.daily_news.workflow import Runtime
+from examples.daily_news.runtime import Runtime, SimSettings, image_backend
 from regen import RegenError
 
 
@@ -131,10 +131,10 @@ def auto(
     ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S (60) set the retries.
     """
     console = Console(stderr=as_json)
-    sim = app.SimSettings(faults=faults, seed=seed, script=script, task_seconds=sim_task_seconds)
+    sim = SimSettings(faults=faults, seed=seed, script=script, task_seconds=sim_task_seconds)
     try:
         policy = image_policy()
-        with app.file_logging(data_dir) as log_path, app.image_backend(sim=sim) as backend:
+        with app.file_logging(data_dir) as log_path, image_backend(sim=sim) as backend:
             console.print(
                 f"images: {backend.description}; retries: {policy.attempts} attempts, "
                 f"{policy.wait:g}s apart, generation ≤ {policy.phases['generate']:g}s, "

@@ -30,7 +30,7 @@ from examples.daily_news import app
 from examples.daily_news.images import AliyunImageClient, image_policy
 from examples.daily_news.news import pick_candidates
 from examples.daily_news.posts import PostStore
-from examples.daily_news.workflow import Runtime
+from examples.daily_news.runtime import SIM_KEY, Runtime, SimSettings, image_backend
 
 DEMO_TITLE = "每日新闻"
 DEMO_COUNT = 3
@@ -73,11 +73,11 @@ async def run_demo_async(
         f"(generation ≤ {DEMO_ENV['ALIYUN_IMAGE_TIMEOUT_S']}s, "
         f"{DEMO_ENV['ALIYUN_IMAGE_RETRY_SLEEP_S']}s between attempts)"
     )
-    settings = app.SimSettings(rules=rules, task_seconds=0.05)
-    with app.image_backend({}, settings) as backend:
+    settings = SimSettings(rules=rules, task_seconds=0.05)
+    with image_backend({}, settings) as backend:
         assert backend.simulator is not None
         client = AliyunImageClient(
-            backend.simulator.dashscope_base_url, app.SIM_KEY, poll_interval=0.02
+            backend.simulator.dashscope_base_url, SIM_KEY, poll_interval=0.02
         )
         runtime = Runtime(client, Path(data_dir), out, policy=image_policy(DEMO_ENV))
         summary = await app.run_batch(

@@ -10,33 +10,33 @@
     save_draft        map    over the illustrated posts only: the 小红书 draft, saved once
                              per idempotency key
 
-Every finished item is checkpointed in regen's store before the next starts, and the run is
-keyed by title and date: running the same command again resumes the same run.
+Every finished item is checkpointed in regen's store before the next starts; the app's
+``auto`` command keys the run by title and date, so running it again resumes the same run.
+
+The steps find the image client, the data dir and the console in ``ctx.resources``, a
+:class:`~examples.daily_news.runtime.Runtime`: the app passes its own, and any other process
+that executes the run (``regen run examples.daily_news.workflow:flow``, ``regen worker``, a
+take-over after a crash) builds one from the environment with
+:func:`~examples.daily_news.runtime.open_runtime`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
 from examples.daily_news import images, posts
 from examples.daily_news.images import (
-    AliyunImageClient,
     ImageGenerationAbandoned,
     ImageOutcome,
     generate_image_with_retry,
 )
 from examples.daily_news.news import NewsCandidate, find_assets, pick_candidates
-from examples.daily_news.posts import DraftBox, PostStore
+from examples.daily_news.runtime import Runtime, open_runtime
 from regen import Attempt, ConfigError, Policy
 from regen.engine import Flow, Param, StepContext
 from regen.providers import redact_url
@@ -52,58 +52,6 @@ ONCE = Policy(attempts=1, timeout=None)
 DRAFT_POLICY = Policy(attempts=3, timeout=30.0, wait=0.5, max_wait=2.0)
 
 
-@dataclass
-class Runtime:
-    """What the steps need that is not a param: the image client, the data dir, the console.
-
-    ``policy``: the image policy (default :func:`images.image_policy`, from the
-    environment). ``retry_given_up``: a resumed run tries its given-up posts again instead
-    of keeping their recorded give-up.
-    """
-
-    client: AliyunImageClient
-    data_dir: Path
-    console: Console | None = None
-    policy: Policy = field(default_factory=images.image_policy)
-    retry_given_up: bool = False
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.posts = PostStore(self.data_dir)
-        self.drafts = DraftBox(self.data_dir)
-
-    def say(self, text: str) -> None:
-        """A line on the console, when there is one (the log file gets regen's own records)."""
-        if self.console is not None:
-            self.console.print(text, highlight=False)
-
-
-_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
-    "daily_news_runtime", default=None
-)
-
-
-@contextlib.contextmanager
-def using(runtime: Runtime) -> Iterator[Runtime]:
-    """Make ``runtime`` the one the flow's steps use, inside the ``with`` block."""
-    token = _runtime.set(runtime)
-    try:
-        yield runtime
-    finally:
-        _runtime.reset(token)
-
-
-def current() -> Runtime:
-    """The runtime the steps use (a ConfigError outside :func:`using`)."""
-    runtime = _runtime.get()
-    if runtime is None:
-        raise ConfigError(
-            "the daily_news flow needs a runtime: run it with "
-            "`python -m examples.daily_news auto …` or inside workflow.using()"
-        )
-    return runtime
-
-
 flow = Flow(
     FLOW_NAME,
     params={
@@ -113,6 +61,7 @@ flow = Flow(
         "assets_glob": Param(str, default="", help="local pictures to attach (glob)"),
     },
     description="Daily news posts illustrated by DashScope images; give-ups are backfilled.",
+    resources=open_runtime,
 )
 
 
@@ -125,7 +74,8 @@ async def pick(ctx: StepContext) -> list[dict[str, Any]]:
     params = ctx.params
     assets = find_assets(params["assets_glob"])
     picked = pick_candidates(params["title"], params["date"], params["count"], assets)
-    current().say(
+    rt: Runtime = ctx.resources
+    rt.say(
         f"[bold]{escape(params['title'])}[/bold] {params['date']}: "
         f"{params['count']} posts wanted, {len(picked)} candidates"
         + (f", {len(assets)} local assets" if assets else "")
@@ -143,7 +93,7 @@ def _post_key(item: dict[str, Any]) -> str:
 @flow.map(items="pick_candidates", quota="params.count", concurrency=1, policy=ONCE, key=_post_key)
 async def illustrate(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     """Make the candidate's post and its image; give up (and backfill) when the image fails."""
-    rt = current()
+    rt: Runtime = ctx.resources
     news = NewsCandidate.from_dict(item)
     total = ctx.params["count"] * 5
     label = f"[{news.index:02d}/{total}] {escape(news.headline)}"
@@ -355,7 +305,7 @@ def _short(message: str, limit: int = 120) -> str:
 @flow.map(items="illustrate", concurrency=1, policy=DRAFT_POLICY, key=_post_key)
 async def save_draft(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     """Save the post as a 小红书 draft, once per idempotency key (a resumed run finds it)."""
-    rt = current()
+    rt: Runtime = ctx.resources
     post = rt.posts.load(item["post_id"])
     if post is None:
         raise ConfigError(f"post {item['post_id']} has no post.json in {rt.posts.root}")

@@ -22,7 +22,7 @@ from examples.daily_news.demo import DEMO_COUNT, run_demo
 from examples.daily_news.images import AliyunImageClient, GeneratedPicture, image_policy
 from examples.daily_news.news import NewsCandidate, pick_candidates
 from examples.daily_news.posts import DraftBox, PostStore
-from examples.daily_news.workflow import Runtime
+from examples.daily_news.runtime import Runtime
 from rich.console import Console
 
 import regen
