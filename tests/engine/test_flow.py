@@ -66,6 +66,20 @@ def test_unknown_params_are_refused_with_what_the_flow_takes() -> None:
     assert flow.parse_params({"topic": "x", "count": "4"}) == {"topic": "x", "count": 4}
 
 
+def test_an_optional_param_defaulting_to_none_accepts_none_again() -> None:
+    """Filled-in params are checked again where a run is executed or retried."""
+    flow = Flow("opt", params={"home": Param(str, default=None)})
+    filled = flow.check_params({})
+    assert filled == {"home": None}
+    assert flow.check_params(filled) == {"home": None}
+    assert flow.check_params({"home": "/data"}) == {"home": "/data"}
+    with pytest.raises(ParamsError, match="must be str"):
+        flow.check_params({"home": 3})
+    required = Flow("req", params={"home": str})
+    with pytest.raises(ParamsError, match="must be str"):
+        required.check_params({"home": None})
+
+
 def test_bad_params_create_no_run(engine: Engine) -> None:
     flow = Flow("p2", params={"n": int})
 

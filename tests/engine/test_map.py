@@ -250,9 +250,13 @@ async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, 
     )
     flow = Flow("art")
 
+    seen: list[tuple[bytes, str]] = []
+
     @flow.map(items=lambda ctx: range(2), policy=Policy(attempts=1, timeout=None))
     async def draw(ctx, item):
-        return ctx.artifacts.put(png)
+        ref = ctx.artifacts.put(png)
+        seen.append((ctx.artifacts.read(ref), str(ctx.artifacts.path(ref))))
+        return ref
 
     run = await engine.run(flow)
     outputs = [i.output for i in engine.items(run.id, "draw")]
@@ -260,6 +264,7 @@ async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, 
     ref = outputs[0]
     assert (ref["width"], ref["height"], ref["content_type"]) == (640, 360, "image/png")
     path = engine.artifacts.path(ref)
+    assert seen == [(png, str(path))] * 2  # what a step reads back, and where the file is
     assert path.parent.parent == tmp_path / "artifacts"
     assert path.parent.name == ref["artifact"][:2]
     assert path.read_bytes() == png

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regen.engine import _time
@@ -60,6 +61,10 @@ class Artifacts:
     def read(self, ref: ArtifactRef | Mapping[str, Any] | str) -> bytes:
         """The bytes of an artifact (by reference, its dict form, or sha256)."""
         return self._ctx._execution.engine.artifacts.read(ref)
+
+    def path(self, ref: ArtifactRef | Mapping[str, Any] | str) -> Path:
+        """Where an artifact's file is (to serve it, or to record it in an app's own rows)."""
+        return self._ctx._execution.engine.artifacts.path(ref)
 
 
 class StepContext:

@@ -28,7 +28,8 @@ class Param:
     """A declared param: ``Param(int, default=3, help="how many")``.
 
     ``type`` is one of ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict`` or
-    ``object`` (any JSON value). Without ``default`` the param is required.
+    ``object`` (any JSON value). Without ``default`` the param is required; with
+    ``default=None`` it is optional and ``None`` is a value it accepts.
     """
 
     type: type = str
@@ -53,6 +54,8 @@ class Param:
     def check(self, name: str, value: Any) -> Any:
         """``value`` if it fits (an int is accepted for a float), else :class:`ParamsError`."""
         kind = self.type
+        if value is None and self.default is None:
+            return None
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         ok = kind is object or (
