@@ -69,9 +69,7 @@ class StoryboardApp:
         """Execute a queued run here, to its end, with this app's records and a connection
         pool of its own (a worker executing it would open the flow's own instead)."""
         async with Transport() as transport:
-            resources = StageResources(
-                self.records, transport, self.engine.artifacts.path, os.environ
-            )
+            resources = StageResources(self.records, transport, os.environ)
             return await self.engine.execute(run_id, resources=resources)
 
     def launch(self, run_id: str) -> asyncio.Task[Run]:

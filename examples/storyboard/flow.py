@@ -14,7 +14,7 @@ give-up ends the stage itself (see ``_on_give_up``). Retrying the run (``Engine.
 re-runs only the requests that gave up; succeeded ones keep their images.
 
 The steps share ``ctx.resources`` (:class:`~examples.storyboard.resources.StageResources`:
-the records, one connection pool, the artifacts' folder, the keys' environment): the
+the records, one connection pool, the keys' environment): the
 flow opens them from the run's params and the environment in whichever process executes
 the run (``regen run examples.storyboard.flow:flow -p project_id=…``, ``regen worker``),
 or the app passes its own.
@@ -274,7 +274,7 @@ def _complete(
 ) -> None:
     artifact = output["artifact"]
     sha = artifact.sha256 if isinstance(artifact, ArtifactRef) else str(artifact["artifact"])
-    path = _resources(ctx).artifact_path(sha)
+    path = ctx.artifacts.path(sha)
     records.complete_images(
         [sb["image_id"] for sb in storyboards],
         image_url=output["url"],

@@ -1,5 +1,5 @@
 """What a stage run's steps share (``ctx.resources``): the app's records, one connection
-pool, where image files land, and the environment the provider's key is read from.
+pool, and the environment the provider's key is read from.
 
 Whichever process executes a run opens them from the run's params and the environment
 (``regen run examples.storyboard.flow:flow``, ``regen worker``, a take-over after a crash):
@@ -13,7 +13,7 @@ Whichever process executes a run opens them from the run's params and the enviro
 - a :class:`~regen.providers.Transport` for every image request of the execution.
 
 :class:`~examples.storyboard.app.StoryboardApp` passes its own instead (its records, its
-pool, its engine's artifacts).
+pool).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 from collections import ChainMap
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from examples.storyboard.records import RECORDS_FILE, Records
 from examples.storyboard.validation import ValidationError, resolve_provider
 from regen.providers import Transport
 from regen.retry import ConfigError
-from regen.store import Blobs
 from regen.store import home as regen_home
 
 logger = logging.getLogger("examples.storyboard")
@@ -57,13 +56,11 @@ def data_home() -> Path:
 class StageResources:
     """``ctx.resources`` of a stage run.
 
-    ``artifact_path(sha256)``: where the engine executing the run keeps an artifact's
-    bytes (the records' ``file_path``). ``environ``: where providers' keys are read.
+    ``environ``: where providers' keys are read.
     """
 
     records: Records
     transport: Transport
-    artifact_path: Callable[[str], Path]
     environ: Mapping[str, str]
 
 
@@ -83,7 +80,7 @@ async def open_resources(params: Mapping[str, Any]) -> AsyncIterator[StageResour
         ):
             environ = ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
         async with Transport() as transport:
-            yield StageResources(records, transport, Blobs(home / "artifacts").path, environ)
+            yield StageResources(records, transport, environ)
 
 
 def _project_provider(records: Records, project_id: str) -> ProviderInfo | None:
