@@ -4,7 +4,8 @@
 that fails at ``render_images`` keeps the papers and the analyses; a retry (automatic,
 3 × 30 s by default, or by hand, from the failed step or any named one) runs only what
 is left; one run per day whoever starts it; checkpoints kept 24 h. See README.md, and
-``python -m examples.paper_pipeline --help``.
+``python -m examples.paper_pipeline --help``; the flow also runs without the app
+(``regen run examples.paper_pipeline.pipeline:flow -p day=YYYY-MM-DD``, ``regen worker``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from examples.paper_pipeline.app import (
 from examples.paper_pipeline.config import STEPS, Config
 from examples.paper_pipeline.outbox import Outbox, Published
 from examples.paper_pipeline.papers import BUILT_IN, load_feed, papers_for
-from examples.paper_pipeline.pipeline import InjectedFailure, Resources, flow, image_prompt
+from examples.paper_pipeline.pipeline import flow, image_prompt
+from examples.paper_pipeline.resources import InjectedFailure, Resources, open_resources
 from examples.paper_pipeline.tasks import CheckpointManager, step_outputs, task_record
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "flow",
     "image_prompt",
     "load_feed",
+    "open_resources",
     "papers_for",
     "parse_day",
     "step_outputs",

@@ -18,22 +18,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from examples.paper_pipeline.config import Config
-from examples.paper_pipeline.outbox import Outbox
-from examples.paper_pipeline.pipeline import Resources, current, flow
+from examples.paper_pipeline.pipeline import flow
+from examples.paper_pipeline.resources import Resources, open_resources, outbox_for
 from examples.paper_pipeline.tasks import CheckpointManager, task_record
 from regen import Failure, Kind, Policy, RegenError
 from regen.engine import Engine, Event, ParamsError, Run, RunStatus
-from regen.providers import OpenAIProvider, Registry
-from regen.sim import run_simulator
+from regen.providers import OpenAIProvider
 from regen.store import GcCounts, StoreBusy
-
-#: Chat calls against the simulator: a few quick attempts.
-SIM_CHAT_POLICY = Policy(attempts=3, timeout=30.0, wait=0.5, max_wait=5.0)
-#: Image generation + download, retried as one unit per image.
-SIM_IMAGE_POLICY = Policy(
-    attempts=3, timeout=60.0, wait=1.0, max_wait=10.0, phases={"download": 30.0}
-)
-_SIM_KEY = "sk-sim-paper-pipeline"
 
 
 def _store_busy(exc: BaseException) -> Failure | None:
@@ -104,7 +95,8 @@ class PaperPipeline:
             Engine, home=self.config.home, settings=self.config.settings()
         )
         self.engine.register(flow)
-        self.outbox = Outbox(self.config.home / "paper_pipeline" / "outbox.json")
+        self.outbox = outbox_for(self.config)
+        #: What this app's executions give the steps (``ctx.resources``).
         self.resources = Resources(provider, self.outbox, image_policy, self.config.fail_step)
         self.checkpoints = CheckpointManager(self.engine, flow.name)
 
@@ -130,31 +122,22 @@ class PaperPipeline:
         environ: Mapping[str, str] | None = None,
         execute: bool = True,
     ) -> AsyncIterator[PaperPipeline]:
-        """The app with its provider: the real one when ``OPENAI_API_KEY`` (or
-        ``OPENAI_BASE_URL``) is set, else a simulator started for as long as the app is
-        open. ``execute=False`` opens it without a provider (to read and clean up)."""
+        """The app with its provider, chosen as the flow chooses its own
+        (:func:`~examples.paper_pipeline.resources.open_resources`): the real one when
+        ``OPENAI_API_KEY`` (or ``OPENAI_BASE_URL``) is set, else a simulator started for as
+        long as the app is open. ``execute=False`` opens it without a provider (to read
+        and clean up)."""
         env = os.environ if environ is None else environ
         chosen = config or Config.from_env(env)
         if not execute:
             with cls(chosen) as app:
                 yield app
             return
-        registry = Registry.from_env(env)
-        if "openai" in registry:
-            try:
-                provider = registry.openai("openai")
-                with cls(chosen, provider=provider) as app:
-                    yield app
-            finally:
-                await registry.aclose()
-            return
-        await registry.aclose()
-        with run_simulator() as sim:
-            async with OpenAIProvider(
-                sim.openai_base_url, _SIM_KEY, name="sim", policy=SIM_CHAT_POLICY
-            ) as provider:
-                with cls(chosen, provider=provider, image_policy=SIM_IMAGE_POLICY) as app:
-                    yield app
+        async with open_resources(chosen, env) as resources:
+            with cls(
+                chosen, provider=resources.provider, image_policy=resources.image_policy
+            ) as app:
+                yield app
 
     # --- finding tasks ---------------------------------------------------------------------------
 
@@ -199,12 +182,11 @@ class PaperPipeline:
             if progress is None
             else asyncio.create_task(_watch(self.engine, run.id, after, progress))
         )
-        token = current.set(self.resources)
         try:
-            run = await self.engine.execute(run.id)  # through its automatic retries
+            # Through its automatic retries, with this app's provider and outbox.
+            run = await self.engine.execute(run.id, resources=self.resources)
             run = run if run.status.finished else await self.engine.wait(run.id)
         finally:
-            current.reset(token)
             if watcher is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(watcher), 2.0)

@@ -5,24 +5,24 @@
 A step's return value is its checkpoint (seed 003's ``checkpoint.step_outputs``); later
 steps read earlier ones from ``ctx.results``, whether they ran a moment ago or in an
 execution that failed yesterday. What the steps talk to — the OpenAI-compatible provider,
-the outbox — is handed to them by :class:`~examples.paper_pipeline.app.PaperPipeline`
-through :data:`current` (never through params: params are stored, keys must not be).
+the outbox — is their ``ctx.resources``: the flow opens its own from the environment
+(:func:`~examples.paper_pipeline.resources.flow_resources`) in whichever process executes
+the run, ``regen run`` and ``regen worker`` included, and
+:class:`~examples.paper_pipeline.app.PaperPipeline` passes the ones it has. Never through
+params: params are stored, keys must not be.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from examples.paper_pipeline.outbox import Outbox
 from examples.paper_pipeline.papers import papers_for
-from regen import Policy
+from examples.paper_pipeline.resources import Resources, flow_resources
 from regen.engine import ArtifactRef, Flow, Param, StepContext
-from regen.providers import ImagePipeline, OpenAIProvider
+from regen.providers import ImagePipeline
 
 T = TypeVar("T")
 #: At most this many calls to the provider at once, per step.
@@ -37,55 +37,9 @@ flow = Flow(
     },
     max_retries=3,  # the seed's AUTO_RETRY_MAX_ATTEMPTS; the app passes the configured value
     retry_delay=30.0,  # AUTO_RETRY_DELAY_SECONDS
+    resources=flow_resources,
     description="Seed 003: daily paper digest with a checkpoint after every step",
 )
-
-
-class InjectedFailure(RuntimeError):
-    """The failure ``PAPER_PIPELINE_FAIL_STEP`` asks for (a demo and test switch)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """What the steps of one app talk to."""
-
-    provider: OpenAIProvider | None
-    outbox: Outbox
-    image_policy: Policy | None = None
-    fail_step: tuple[str, str] | None = None
-
-    def chat_provider(self) -> OpenAIProvider:
-        """The provider, or a clear error for an app opened without one."""
-        if self.provider is None:
-            raise RuntimeError(
-                "this PaperPipeline was opened without a provider (read-only); "
-                "open it with one to execute runs"
-            )
-        return self.provider
-
-    def inject(self, step: str, when: str) -> None:
-        """Fail here if ``PAPER_PIPELINE_FAIL_STEP`` names this step and moment."""
-        if self.fail_step == (step, when):
-            raise InjectedFailure(
-                f"PAPER_PIPELINE_FAIL_STEP={step}"
-                f"{':after' if when == 'after' else ''}: injected failure "
-                f"{'after' if when == 'after' else 'in'} {step}"
-            )
-
-
-#: The resources of the app executing runs in this context.
-current: contextvars.ContextVar[Resources] = contextvars.ContextVar("paper_pipeline")
-
-
-def _resources() -> Resources:
-    try:
-        return current.get()
-    except LookupError:
-        raise RuntimeError(
-            "paper_pipeline's steps run inside PaperPipeline (python -m "
-            "examples.paper_pipeline run), which provides the provider and "
-            "the outbox"
-        ) from None
 
 
 async def _each(items: Iterable[Any], fn: Callable[[Any], Awaitable[T]]) -> list[T]:
@@ -116,7 +70,7 @@ def image_prompt(paper: dict[str, Any]) -> str:
 @flow.step()
 async def fetch_papers(ctx: StepContext) -> dict[str, Any]:
     """The day's papers from the feed."""
-    res = _resources()
+    res: Resources = ctx.resources
     res.inject("fetch_papers", "before")
     day = dt.date.fromisoformat(ctx.params["day"])
     papers = papers_for(day, ctx.params["count"], ctx.params["feed"] or None)
@@ -128,7 +82,7 @@ async def fetch_papers(ctx: StepContext) -> dict[str, Any]:
 @flow.step()
 async def openai_analyze(ctx: StepContext) -> dict[str, Any]:
     """A short note on each paper from the chat model (each call retried by its policy)."""
-    res = _resources()
+    res: Resources = ctx.resources
     res.inject("openai_analyze", "before")
     provider = res.chat_provider()
 
@@ -163,7 +117,7 @@ async def openai_analyze(ctx: StepContext) -> dict[str, Any]:
 async def render_images(ctx: StepContext) -> dict[str, Any]:
     """A cover image per paper: generated, downloaded and checked as one retried attempt,
     its bytes kept as a content-addressed artifact."""
-    res = _resources()
+    res: Resources = ctx.resources
     res.inject("render_images", "before")
     pipeline = ImagePipeline(res.chat_provider(), policy=res.image_policy)
 
@@ -190,7 +144,7 @@ async def render_images(ctx: StepContext) -> dict[str, Any]:
 @flow.step()
 async def build_payload(ctx: StepContext) -> dict[str, Any]:
     """The post: a title, and per paper its note and cover image."""
-    res = _resources()
+    res: Resources = ctx.resources
     res.inject("build_payload", "before")
     images = {i["paper_id"]: i["image"] for i in ctx.results["render_images"]["images"]}
     notes = []
@@ -218,7 +172,7 @@ async def build_payload(ctx: StepContext) -> dict[str, Any]:
 async def publish_mcp(ctx: StepContext) -> dict[str, Any]:
     """Publish the post once: the engine's idempotency key for this step is stable across
     retries and take-overs, and the outbox keeps one post per key."""
-    res = _resources()
+    res: Resources = ctx.resources
     res.inject("publish_mcp", "before")
     published = res.outbox.publish(
         ctx.results["build_payload"]["payload"], idempotency_key=ctx.idempotency_key
