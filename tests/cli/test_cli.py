@@ -339,16 +339,20 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
 
 
 def test_the_regen_command_imports_flows_from_the_current_directory(tmp_path: Path) -> None:
-    """As under ``python -m``: ``regen run MODULE:FLOW`` finds ``./MODULE.py``."""
+    """As under ``python -m``: ``regen run MODULE:FLOW`` finds ``./MODULE.py``; and the
+    flow's resources see the ``--home`` given on the command line as ``REGEN_HOME``."""
     (tmp_path / "myflows.py").write_text(
+        "import os, pathlib\n"
         "from regen.engine import Flow\n"
-        "flow = Flow('local-flow')\n"
+        "flow = Flow('local-flow', resources=lambda params: os.environ['REGEN_HOME'])\n"
         "@flow.step()\n"
         "def hello(ctx):\n"
+        "    pathlib.Path('seen-home').write_text(ctx.resources)\n"
         "    return 'hello'\n"
     )
     command = Path(sys.executable).with_name("regen")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REGEN_DATABASE_URL")}
+    env["REGEN_HOME"] = str(tmp_path / "elsewhere")
     done = subprocess.run(
         [str(command), "--home", str(tmp_path / "home"), "run", "myflows:flow"],
         cwd=tmp_path,
@@ -361,3 +365,5 @@ def test_the_regen_command_imports_flows_from_the_current_directory(tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "local-flow" in done.stdout
     assert "succeeded" in done.stdout
+    assert (tmp_path / "home" / "regen.db").exists()
+    assert (tmp_path / "seen-home").read_text() == str(tmp_path / "home")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -36,6 +37,10 @@ _COMMAND_MODULES = (
 )
 def cli(home: str | None, database_url: str | None) -> None:
     """regen: make AI content generation survive flaky AI APIs."""
+    # One data directory for the whole process: flows' resources (and anything else that
+    # reads REGEN_HOME) see the one given on the command line.
+    if home is not None:
+        os.environ["REGEN_HOME"] = home
 
 
 def _load_commands() -> None:
