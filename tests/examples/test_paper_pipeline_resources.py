@@ -51,7 +51,7 @@ def environment(home: Path, sim: SimServer | None = None, **extra: str) -> dict[
         for k, v in os.environ.items()
         if k != "PYTHONPATH" and not k.startswith(_OWN_VARIABLES + _PROVIDER_VARIABLES)
     }
-    # The outbox follows REGEN_HOME, as the app's does (the flow sees no --home).
+    # The app's data directory; `regen --home` sets the same for the flow it runs.
     env["REGEN_HOME"] = str(home)
     if sim is not None:
         env.update({"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": sim.openai_base_url})
