@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from regen.engine import Engine, Flow, FlowError, FlowNotFound, Param, ParamsError, load_flow
+from regen.engine import (
+    Cache,
+    Engine,
+    Flow,
+    FlowError,
+    FlowNotFound,
+    Param,
+    ParamsError,
+    load_flow,
+)
 
 
 def test_duplicate_step_names_are_refused() -> None:
@@ -78,6 +87,12 @@ def test_an_optional_param_defaulting_to_none_accepts_none_again() -> None:
     required = Flow("req", params={"home": str})
     with pytest.raises(ParamsError, match="must be str"):
         required.check_params({"home": None})
+
+
+@pytest.mark.parametrize("ttl", [0, -5, float("inf"), float("nan"), "1h"])
+def test_a_cache_ttl_that_is_not_positive_seconds_is_refused(ttl: object) -> None:
+    with pytest.raises(FlowError, match="ttl is seconds"):
+        Cache(ttl=ttl)  # type: ignore[arg-type]
 
 
 def test_bad_params_create_no_run(engine: Engine) -> None:

@@ -37,6 +37,15 @@ class Cache:
     key: Callable[..., Any] | None = None
     ttl: float | None = None
 
+    def __post_init__(self) -> None:
+        ttl = self.ttl
+        if ttl is not None and not (isinstance(ttl, int | float) and 0 < ttl < float("inf")):
+            raise FlowError(
+                f"Cache(ttl={ttl!r}): ttl is seconds, a positive finite number (None: no expiry)"
+            )
+        if self.key is not None and not callable(self.key):
+            raise FlowError(f"Cache(key={self.key!r}): key must be a function of the inputs")
+
 
 @dataclass(frozen=True, slots=True)
 class StepSpec:
