@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine.flows import linear
+from engine.waiting import until
 from regen.engine import (
     Cache,
     Engine,
@@ -42,14 +43,6 @@ def pipeline(calls: list[str], fail: dict[str, int], *, max_retries: int = 0) ->
     for name in ("fetch_papers", "openai_analyze", "render_images", "build_payload", "publish_mcp"):
         flow.step()(make(name))
     return flow
-
-
-async def _until(condition: Any) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def test_steps_run_in_order_and_each_result_is_checkpointed(engine: Engine) -> None:
@@ -237,7 +230,7 @@ async def test_retry_of_a_running_run_is_refused(engine: Engine) -> None:
 
     started = engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
-    await _until(lambda: engine.get_run(started.run.id).status is RunStatus.RUNNING)
+    await until(lambda: engine.get_run(started.run.id).status is RunStatus.RUNNING)
     with pytest.raises(InvalidTransition, match="is running"):
         engine.retry(started.run.id)
     again = await engine.execute(started.run.id)  # never two executions of one run
@@ -262,7 +255,7 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
 
     started = engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
-    await _until(lambda: bool(calls))
+    await until(lambda: bool(calls))
     engine.cancel(started.run.id)
     gate.set()
     run = await task
@@ -313,7 +306,7 @@ async def test_cancel_during_a_map_step_fails_it_and_skips_the_rest(engine: Engi
 
     started = engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
-    await _until(lambda: engine.items(started.run.id, "draw"))
+    await until(lambda: engine.items(started.run.id, "draw"))
     engine.cancel(started.run.id)
     gate.set()
     run = await task

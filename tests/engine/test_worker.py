@@ -9,16 +9,9 @@ from typing import Any
 import pytest
 
 from engine.flows import linear
+from engine.waiting import until
 from regen.engine import Engine, Flow, RunStatus
 from regen.retry import FakeClock
-
-
-async def _until(condition: Any) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def test_a_worker_cleans_up_once_every_gc_interval(
@@ -50,17 +43,17 @@ async def test_a_worker_cleans_up_once_every_gc_interval(
         # The worker goes round its loop (it runs a queued run) but its interval has not
         # passed since it started: nothing is cleaned up yet.
         queued = engine.start(linear).run.id
-        await _until(lambda: engine.get_run(queued).status is RunStatus.SUCCEEDED)
+        await until(lambda: engine.get_run(queued).status is RunStatus.SUCCEEDED)
         assert engine.detail(failed.id).resumable
         assert cleanups() == []
 
         clock.advance(3600)
-        await _until(lambda: not engine.detail(failed.id).resumable)
+        await until(lambda: not engine.detail(failed.id).resumable)
         assert [c.checkpoints_expired for c in cleanups()] == [1]
         assert engine.detail(failed.id).steps[0].output is None  # the checkpoint is gone
 
         clock.advance(3600)  # the next interval: another clean-up, nothing left to expire
-        await _until(lambda: len(cleanups()) == 2)
+        await until(lambda: len(cleanups()) == 2)
         assert cleanups()[1].checkpoints_expired == 0
     finally:
         stop.set()
