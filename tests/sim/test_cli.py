@@ -114,3 +114,39 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 1
     assert "pip install 'regen[sim]'" in result.output
     assert "PIL" in result.output
+
+
+def _chat_statuses(url: str, count: int) -> list[int]:
+    with httpx.Client(headers={"Authorization": "Bearer sk"}, timeout=10) as http:
+        body = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}
+        chat = f"{url}/v1/chat/completions"
+        return [http.post(chat, json=body).status_code for _ in range(count)]
+
+
+def test_the_same_faults_and_seed_on_the_command_line_give_the_same_faults() -> None:
+    runs = []
+    for _ in range(2):
+        process, url = start("--port", "0", "--faults", "server_error=0.5", "--seed", "7")
+        try:
+            runs.append(_chat_statuses(url, 20))
+        finally:
+            stop(process)
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {200, 500}  # the profile applies, to some requests only
+    process, url = start("--port", "0", "--faults", "server_error=0.5", "--seed", "8")
+    try:
+        assert _chat_statuses(url, 20) != runs[0]
+    finally:
+        stop(process)
+
+
+def test_latency_and_jitter_on_the_command_line_delay_every_answer() -> None:
+    process, url = start("--port", "0", "--latency", "300ms", "--jitter", "50ms")
+    try:
+        with httpx.Client(headers={"Authorization": "Bearer sk"}, timeout=10) as http:
+            for _ in range(3):
+                started = time.perf_counter()
+                assert http.get(f"{url}/v1/models").status_code == 200
+                assert time.perf_counter() - started >= 0.25  # 300 ms ± 50 ms, at least
+    finally:
+        stop(process)
