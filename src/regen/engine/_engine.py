@@ -25,6 +25,7 @@ from regen.engine._heartbeat import Heartbeat
 from regen.engine._json import encode
 from regen.engine._loader import Registry, load_flow
 from regen.engine._loops import Loops
+from regen.engine._resources import execute_with_resources
 from regen.engine._settings import Settings
 from regen.engine._worker import work
 from regen.store import (
@@ -233,7 +234,7 @@ class Engine:
         self.heartbeat.hold(claimed.lease)
         try:
             _faults.point("after_claim")
-            return await self._execute_with_resources(execution, resources)
+            return await execute_with_resources(execution, resources)
         except asyncio.CancelledError:
             execution.interrupted(release=release_on_interrupt)
             raise
@@ -250,30 +251,6 @@ class Engine:
         finally:
             self.heartbeat.drop(claimed.run.id)
             self._executions.pop(claimed.run.id, None)
-
-    async def _execute_with_resources(self, execution: Execution, given: Any) -> RunStatus:
-        """Execute with ``ctx.resources``: ``given``, or the flow's own, opened here and
-        closed after the execution however it ends."""
-        factory = execution.flow.resources
-        if given is not None or factory is None:
-            if given is not None:
-                execution.resources = given
-            return await execution.execute()
-        stack = contextlib.AsyncExitStack()
-        try:
-            value = factory(execution.params_view)
-            if hasattr(value, "__aenter__"):
-                value = await stack.enter_async_context(value)
-            elif hasattr(value, "__enter__"):
-                value = stack.enter_context(value)
-        except Exception as exc:
-            await _close(stack, execution.run_id)
-            return await execution.resources_failed(exc)
-        execution.resources = value
-        try:
-            return await execution.execute()
-        finally:
-            await _close(stack, execution.run_id)
 
     async def run(
         self,
@@ -438,16 +415,3 @@ class Engine:
 
 
 _follow = follow
-
-
-async def _close(stack: contextlib.AsyncExitStack, run_id: str) -> None:
-    """Close a run's resources; a failure to close is logged, never the run's outcome."""
-    try:
-        await stack.aclose()
-    except Exception:
-        logger.warning(
-            "regen: closing the resources of run %s failed",
-            run_id,
-            exc_info=True,
-            extra={"run_id": run_id},
-        )
