@@ -71,7 +71,7 @@ def child(order: dict[str, Any]) -> None:
             started = time.perf_counter()
             run = await engine.run(flow)
             wall = time.perf_counter() - started
-            counts = engine.detail(run.id).items["summarise"]
+            counts = (await engine.detail(run.id)).items["summarise"]
         await transport.aclose()
         return {"status": str(run.status), "wall_s": wall, "counts": counts}
 

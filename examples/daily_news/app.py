@@ -70,14 +70,14 @@ async def run_batch(
     chosen = business_key(title, date) if key == "" else key
     engine = open_engine(runtime.data_dir)
     try:
-        existing = None if chosen is None else engine.store.find_run(FLOW_NAME, chosen)
+        existing = None if chosen is None else await engine.find_run(FLOW_NAME, chosen)
         if existing is not None and existing.params != params:
             raise BatchMismatch(
                 f"a batch for {chosen!r} already exists (run {existing.id}) with "
                 f"{_differences(existing.params, params)}; rerun with its options to resume "
                 "it, or pass --key to start another batch"
             )
-        started = engine.start(flow, params, key=chosen)
+        started = await engine.start(flow, params, key=chosen)
         run = started.run
         if started.created:
             runtime.say(f"run {run.id} started")
@@ -86,7 +86,7 @@ async def run_batch(
         elif not run.status.finished:
             runtime.say(f"run {run.id} resumed ({run.status})")
         run = await _execute(engine, run.id, runtime)
-        return summarize(engine, run, runtime)
+        return await summarize(engine, run, runtime)
     finally:
         engine.close()
         await runtime.client.aclose()
@@ -117,10 +117,10 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     )
 
 
-def summarize(engine: Engine, run: Run, runtime: Runtime) -> dict[str, Any]:
+async def summarize(engine: Engine, run: Run, runtime: Runtime) -> dict[str, Any]:
     """What the run did, from regen's store and the posts on disk."""
-    illustrated = engine.items(run.id, "illustrate", limit=10_000)
-    drafted = engine.items(run.id, "save_draft", limit=10_000)
+    illustrated = await engine.items(run.id, "illustrate", limit=10_000)
+    drafted = await engine.items(run.id, "save_draft", limit=10_000)
     by_status: dict[ItemStatus, list[str]] = {}
     for item in illustrated:
         by_status.setdefault(item.status, []).append(str(item.key))

@@ -134,7 +134,7 @@ async def _main(args: argparse.Namespace) -> int:
         elif args.command == "retry":
             run = await app.retry(args.task, from_step=args.from_step, progress=progress)
         elif args.command == "gc":
-            counts = app.gc()
+            counts = await app.gc()
             if args.json:
                 print(json.dumps(dataclasses.asdict(counts)))
             else:
@@ -144,9 +144,9 @@ async def _main(args: argparse.Namespace) -> int:
                 )
             return 0
         if args.command == "show" and args.all:
-            _show(app.records(), args.json, many=True)
+            _show(await app.records(), args.json, many=True)
             return 0
-        record = app.record(run.id if run is not None else args.task)
+        record = await app.record(run.id if run is not None else args.task)
         if not args.json and run is not None:
             print()
         _show([record], args.json)

@@ -5,7 +5,7 @@ the task record and checkpoint retention.
         run = await app.run("2025-12-29")       # task_publish_20251229, one run per day
         if run.status == "failed":
             run = await app.retry("task_publish_20251229", from_step="render_images")
-        print(app.record("task_publish_20251229"))
+        print(await app.record("task_publish_20251229"))
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from examples.paper_pipeline.pipeline import flow
 from examples.paper_pipeline.resources import Resources, open_resources, outbox_for
 from examples.paper_pipeline.tasks import CheckpointManager, task_record
 from regen import Failure, Kind, Policy, RegenError
-from regen.engine import Engine, Event, ParamsError, Run, RunStatus
+from regen.engine import Engine, Event, ParamsError, Run, RunNotFound, RunStatus
 from regen.providers import OpenAIProvider
 from regen.store import GcCounts, StoreBusy
 
@@ -141,25 +141,25 @@ class PaperPipeline:
 
     # --- finding tasks ---------------------------------------------------------------------------
 
-    def find(self, task: str | dt.date | None = None) -> Run:
+    async def find(self, task: str | dt.date | None = None) -> Run:
         """The run for a task id (``task_publish_YYYYMMDD``), a run id, or a day
         (``YYYY-MM-DD``; today when ``None``)."""
-        store = self.engine.store
         if isinstance(task, str) and task.startswith("task_publish_"):
             key = task
         else:
             if isinstance(task, str):
-                run = store.get_run(task)
-                if run is not None and run.flow == flow.name:
-                    return run
+                with contextlib.suppress(RunNotFound):
+                    run = await self.engine.get_run(task)
+                    if run.flow == flow.name:
+                        return run
             try:
                 key = task_id(parse_day(task))
             except ParamsError:
                 key = None
-        run = None if key is None else store.find_run(flow.name, key)
+        run = None if key is None else await self.engine.find_run(flow, key)
         if run is None:
             recent = [
-                r.business_key or r.id for r in self.engine.list_runs(flow=flow.name, limit=5)
+                r.business_key or r.id for r in await self.engine.list_runs(flow=flow.name, limit=5)
             ]
             raise TaskNotFound(
                 f"no paper_pipeline task {task or key!r} (give a task id "
@@ -170,9 +170,9 @@ class PaperPipeline:
 
     # --- running ---------------------------------------------------------------------------------
 
-    def _last_seq(self, run_id: str | None) -> int:
+    async def _last_seq(self, run_id: str | None) -> int:
         last = 0
-        while run_id is not None and (page := self.engine.read_events(run_id, last, 1000)):
+        while run_id is not None and (page := await self.engine.read_events(run_id, last, 1000)):
             last = page[-1].seq
         return last
 
@@ -213,9 +213,9 @@ class PaperPipeline:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ParamsError(f"count={count!r}: expected a whole number ≥ 1")
         feed_path = feed if feed is not None else (str(self.config.feed or ""))
-        existing = self.engine.store.find_run(flow.name, task_id(chosen))
-        after = self._last_seq(None if existing is None else existing.id)
-        started = self.engine.start(
+        existing = await self.engine.find_run(flow, task_id(chosen))
+        after = await self._last_seq(None if existing is None else existing.id)
+        started = await self.engine.start(
             flow,
             {"day": chosen.isoformat(), "count": count, "feed": feed_path},
             key=task_id(chosen),
@@ -244,28 +244,28 @@ class PaperPipeline:
         Refused (:class:`InvalidTransition`) while the task runs or is queued, once it was
         cancelled, and once its checkpoints expired.
         """
-        run = self.find(task)
+        run = await self.find(task)
         if from_step is not None:
             flow.step_named(from_step)  # an unknown name is refused with the step list
-        after = self._last_seq(run.id)
-        run = self.engine.retry(run.id, from_step=from_step)
+        after = await self._last_seq(run.id)
+        run = await self.engine.retry(run.id, from_step=from_step)
         return await self._execute(run, after, progress)
 
     # --- reading and cleaning up ---------------------------------------------------------------
 
-    def record(self, task: str | dt.date | None = None) -> dict[str, Any]:
+    async def record(self, task: str | dt.date | None = None) -> dict[str, Any]:
         """The seed's task record (``data/tasks.json`` entry) of a task."""
-        return task_record(self.engine.detail(self.find(task).id))
+        return task_record(await self.engine.detail((await self.find(task)).id))
 
-    def records(self, limit: int = 20) -> list[dict[str, Any]]:
+    async def records(self, limit: int = 20) -> list[dict[str, Any]]:
         """Recent tasks' records, newest first (the seed's ``data/tasks.json``)."""
         return [
-            task_record(self.engine.detail(r.id))
-            for r in self.engine.list_runs(flow=flow.name, limit=limit)
+            task_record(await self.engine.detail(r.id))
+            for r in await self.engine.list_runs(flow=flow.name, limit=limit)
         ]
 
-    def gc(self, now: float | None = None) -> GcCounts:
+    async def gc(self, now: float | None = None) -> GcCounts:
         """Clean up: checkpoints of failed runs older than ``CHECKPOINT_RETENTION_HOURS``
         are deleted (those tasks are no longer resumable), and older data by regen's
         retention settings."""
-        return self.engine.gc(now)
+        return await self.engine.gc(now)

@@ -87,19 +87,19 @@ class CheckpointManager:
         self.engine = engine
         self.flow = flow
 
-    def _detail(self, task_id: str) -> RunDetail:
-        run = self.engine.store.find_run(self.flow, task_id)
+    async def _detail(self, task_id: str) -> RunDetail:
+        run = await self.engine.find_run(self.flow, task_id)
         if run is None:
             raise RunNotFound(task_id)
-        return self.engine.detail(run.id)
+        return await self.engine.detail(run.id)
 
-    def load_checkpoint(self, task_id: str) -> dict[str, Any]:
+    async def load_checkpoint(self, task_id: str) -> dict[str, Any]:
         """The task's checkpoint: ``papers_data``, ``analyzed_results``, ``step_outputs``."""
-        return task_record(self._detail(task_id))["checkpoint"]
+        return task_record(await self._detail(task_id))["checkpoint"]
 
-    def get_resumable_step(self, task_id: str) -> str | None:
+    async def get_resumable_step(self, task_id: str) -> str | None:
         """The step a retry would start from, or ``None`` when the task is not resumable."""
-        detail = self._detail(task_id)
+        detail = await self._detail(task_id)
         if not detail.resumable:
             return None
         return detail.failed_step or next(

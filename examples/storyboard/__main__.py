@@ -79,8 +79,8 @@ async def demo(home: Path, as_json: bool) -> int:
             async for event in processor.process_stream(project.id):
                 print(json.dumps(event, ensure_ascii=False) if as_json else show(event))
             await app.wait_idle()
-            (run,) = app.engine.list_runs(limit=1)
-            result = processor.result(run.id)
+            (run,) = await app.engine.list_runs(limit=1)
+            result = await processor.result(run.id)
             summary = {
                 "run_id": run.id,
                 "success": result.success,

@@ -56,14 +56,14 @@ class StoryboardApp:
 
     # --- runs ------------------------------------------------------------------------------
 
-    def start(self, project_id: str, storyboard_ids: Sequence[str] | None = None) -> str:
+    async def start(self, project_id: str, storyboard_ids: Sequence[str] | None = None) -> str:
         """Queue a stage run for the project (every storyboard, or those ids); its id."""
         params: dict[str, Any] = {"project_id": str(project_id), "home": str(self.home)}
         if isinstance(storyboard_ids, str):
             raise TypeError("storyboard_ids must be a list of ids, not one string")
         if storyboard_ids is not None:
             params["storyboard_ids"] = [str(i) for i in storyboard_ids]
-        return self.engine.start(flow, params).run.id
+        return (await self.engine.start(flow, params)).run.id
 
     async def execute(self, run_id: str) -> Run:
         """Execute a queued run here, to its end, with this app's records and a connection
@@ -84,9 +84,9 @@ class StoryboardApp:
         if not task.cancelled() and task.exception() is not None:
             logger.error("storyboard: a stage run crashed", exc_info=task.exception())
 
-    def retry(self, run_id: str) -> Run:
+    async def retry(self, run_id: str) -> Run:
         """Queue a failed or partial run again: only the storyboards that failed run."""
-        return self.engine.retry(run_id)
+        return await self.engine.retry(run_id)
 
     def join(self, timeout: float = 30.0) -> bool:
         """Block this thread until the runs launched in the background (on any loop, e.g. a
@@ -117,9 +117,9 @@ class StoryboardApp:
             if event is not None:
                 yield event
 
-    def result(self, run_id: str) -> StageResult:
+    async def result(self, run_id: str) -> StageResult:
         """The stage result of a run, from its image records (and its error)."""
-        run = self.engine.get_run(run_id)
+        run = await self.engine.get_run(run_id)
         images = self.records.run_images(run_id)
         if not images:  # refused by validation: no record was made
             error = (run.error or {}).get("message") if run.status.finished else None

@@ -47,15 +47,15 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
     @api.get("/runs/{run_id}/events")
     async def run_events_stream(run_id: str, after: int = 0) -> StreamingResponse:
         """A run's events again, from ``after``, following it until it ends."""
-        _known(stage, run_id)
+        await _known(stage, run_id)
         return _streaming(stage.stream_run(run_id, after=after))
 
     @api.post("/runs/{run_id}/retry")
     async def retry(run_id: str) -> StreamingResponse:
         """Retry a failed or partial run (only what failed runs again), streaming it."""
-        _known(stage, run_id)
+        await _known(stage, run_id)
         try:
-            after = stage.retry(run_id)
+            after = await stage.retry(run_id)
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
         return _streaming(stage.stream_run(run_id, after=after))
@@ -63,8 +63,8 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
     @api.get("/runs/{run_id}")
     async def result(run_id: str) -> dict[str, Any]:
         """The run's stage result."""
-        _known(stage, run_id)
-        outcome = stage.result(run_id)
+        await _known(stage, run_id)
+        outcome = await stage.result(run_id)
         return {
             "success": outcome.success,
             "data": outcome.data,
@@ -92,9 +92,9 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
     return api
 
 
-def _known(stage: Text2ImageStageProcessor, run_id: str) -> None:
+async def _known(stage: Text2ImageStageProcessor, run_id: str) -> None:
     try:
-        stage.app.engine.get_run(run_id)
+        await stage.app.engine.get_run(run_id)
     except RunNotFound:
         raise HTTPException(404, f"no run {run_id}") from None
 

@@ -41,9 +41,9 @@ class Text2ImageStageProcessor:
     async def process(self, context: PipelineContext) -> StageResult:
         """Run the stage to its end; the result is also put in ``context.results``."""
         app = self.app
-        run_id = app.start(context.project_id, context.storyboard_ids)
+        run_id = await app.start(context.project_id, context.storyboard_ids)
         await app.execute(run_id)
-        result = app.result(run_id)
+        result = await app.result(run_id)
         context.results[self.stage_type] = result
         return result
 
@@ -58,7 +58,7 @@ class Text2ImageStageProcessor:
         and :meth:`stream_run` picks its events up again.
         """
         app = self.app
-        run_id = app.start(project_id, storyboard_ids)
+        run_id = await app.start(project_id, storyboard_ids)
         app.launch(run_id)
         async for event in app.events(run_id):
             yield event
@@ -69,22 +69,21 @@ class Text2ImageStageProcessor:
         async for event in self.app.events(run_id, after=after):
             yield event
 
-    def retry(self, run_id: str) -> int:
+    async def retry(self, run_id: str) -> int:
         """Retry a failed or partial run in the background (only the storyboards that
         failed are generated again); returns the sequence number its new events follow.
 
         Refused (``InvalidTransition``) for a run that is queued, running or succeeded.
-        Call it from a running event loop.
         """
         app = self.app
-        after = _last_seq(app, run_id)
-        app.retry(run_id)
+        after = await _last_seq(app, run_id)
+        await app.retry(run_id)
         app.launch(run_id)
         return after
 
     async def retry_stream(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """:meth:`retry`, then the retry's events."""
-        after = self.retry(run_id)
+        after = await self.retry(run_id)
         async for event in self.app.events(run_id, after=after):
             yield event
 
@@ -92,15 +91,15 @@ class Text2ImageStageProcessor:
         """Storyboards whose latest image failed: pass them to :meth:`process_stream`."""
         return self.app.records.failed_storyboard_ids(project_id)
 
-    def result(self, run_id: str) -> StageResult:
+    async def result(self, run_id: str) -> StageResult:
         """A run's stage result (while it runs, its status is ``processing``)."""
-        return self.app.result(run_id)
+        return await self.app.result(run_id)
 
 
-def _last_seq(app: StoryboardApp, run_id: str) -> int:
+async def _last_seq(app: StoryboardApp, run_id: str) -> int:
     last = 0
     while True:
-        batch = app.engine.read_events(run_id, after=last)
+        batch = await app.engine.read_events(run_id, after=last)
         if not batch:
             return last
         last = batch[-1].seq

@@ -9,6 +9,7 @@ import pytest
 
 from regen.engine import Engine, Settings
 from regen.retry import FakeClock, test_mode
+from regen.store import SQLiteStore
 
 
 @pytest.fixture
@@ -27,3 +28,13 @@ def engine(tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
         yield eng
     finally:
         eng.close()
+
+
+@pytest.fixture
+def other_store(tmp_path: Path, engine: Engine) -> Iterator[SQLiteStore]:
+    """The engine's database as another process sees it: a store of its own on the file."""
+    store = SQLiteStore(tmp_path / "regen.db")
+    try:
+        yield store
+    finally:
+        store.close_now()

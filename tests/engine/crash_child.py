@@ -23,7 +23,7 @@ async def main(db: str, home: str, flows: list[str]) -> None:
 
     async def watch() -> None:
         while True:
-            runs = engine.list_runs(limit=1000)
+            runs = await engine.list_runs(limit=1000)
             if runs and all(r.status.finished for r in runs):
                 stop.set()
                 return

@@ -32,7 +32,7 @@ def _counts(log: Path) -> collections.Counter[int]:
 
 def _succeeded(engine: Engine, run_id: str) -> set[int]:
     done, after = set(), -1
-    while items := engine.items(
+    while items := engine.sync.items(
         run_id, "side_effect", status=ItemStatus.SUCCEEDED, after=after, limit=1000
     ):
         done.update(i.idx for i in items)
@@ -62,15 +62,15 @@ async def test_a_step_that_published_then_crashed_publishes_once_on_resume(
         test_mode(clock=_after_the_lease_expired()),
         Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
     ):
-        run_id = engine.start(publisher, {"outbox": str(tmp_path)}).run.id
+        run_id = (await engine.start(publisher, {"outbox": str(tmp_path)})).run.id
         # Killed after publish_mcp's work, before its checkpoint was committed.
         _killed_at("after_step_work", db, tmp_path, "engine.flows:publisher")
-        assert engine.get_run(run_id).status is RunStatus.RUNNING
-        assert engine.detail(run_id).steps[0].output is None  # no checkpoint was written
+        assert (await engine.get_run(run_id)).status is RunStatus.RUNNING
+        assert (await engine.detail(run_id)).steps[0].output is None  # no checkpoint was written
         assert len(outbox.publications()) == 1
         run = await engine.execute(run_id)  # taken over: publish_mcp runs again
-        detail = engine.detail(run_id)
-        starts = [e.data for e in engine.read_events(run_id) if e.type == "run.started"]
+        detail = await engine.detail(run_id)
+        starts = [e.data for e in await engine.read_events(run_id) if e.type == "run.started"]
     assert run.status is RunStatus.SUCCEEDED
     key = f"{run_id}/publish_mcp"
     assert outbox.keys_called() == [key, key]  # called twice, with one key
@@ -85,13 +85,13 @@ async def test_an_items_idempotency_key_survives_a_take_over(tmp_path: Path) -> 
         test_mode(clock=_after_the_lease_expired()),
         Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
     ):
-        run_id = engine.start(keyed, {"log": str(log)}).run.id
+        run_id = (await engine.start(keyed, {"log": str(log)})).run.id
         # Killed after the first item's work, before its success was committed.
         _killed_at("after_item_work", db, tmp_path, "engine.flows:keyed")
         before = log.read_text().splitlines()
-        assert engine.items(run_id, "render", status="succeeded") == []  # not committed
+        assert await engine.items(run_id, "render", status="succeeded") == []  # not committed
         run = await engine.execute(run_id)
-        items = engine.items(run_id, "render")
+        items = await engine.items(run_id, "render")
     assert run.status is RunStatus.SUCCEEDED
     assert before == [f"a {run_id}/render/post-a"]
     assert log.read_text().splitlines() == [
@@ -115,7 +115,7 @@ def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
     logs = {}
     for i in range(RUNS):
         log = tmp_path / f"effects-{i}.log"
-        run = engine.start(crashy, {"n": ITEMS, "log": str(log)}).run
+        run = engine.sync.start(crashy, {"n": ITEMS, "log": str(log)}).run
         logs[run.id] = log
     rng = random.Random(int(os.environ.get("REGEN_CRASH_SEED", "7")))
     env = {
@@ -151,16 +151,16 @@ def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
         if child.returncode == 0:  # all finished before enough kills: queue more work
             for i in range(RUNS):
                 log = tmp_path / f"effects-more-{kills}-{i}.log"
-                logs[engine.start(crashy, {"n": ITEMS, "log": str(log)}).run.id] = log
+                logs[engine.sync.start(crashy, {"n": ITEMS, "log": str(log)}).run.id] = log
     elapsed = time.monotonic() - started
     assert kills >= MIN_KILLS
     for run_id, log in logs.items():
-        run = engine.get_run(run_id)
+        run = engine.sync.get_run(run_id)
         assert run.status is RunStatus.SUCCEEDED, (run_id, run.status, run.error)
         counts = _counts(log)
         assert set(counts) == set(range(ITEMS))  # every item's work was done
         assert _succeeded(engine, run_id) == set(range(ITEMS))  # and checkpointed
-        assert engine.detail(run_id).steps[1].output["succeeded"] == ITEMS
+        assert engine.sync.detail(run_id).steps[1].output["succeeded"] == ITEMS
         redone = sum(c - 1 for c in counts.values())
         # Concurrency 1 per run: at most the one item in flight is redone per kill, plus
         # the flaky items' deliberate retries.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.flows import linear
-from engine.waiting import until
+from engine.waiting import status_is, until
 from regen.engine import (
     Cache,
     Engine,
@@ -21,7 +21,7 @@ from regen.engine import (
     StepStatus,
 )
 from regen.retry import FakeClock, Policy
-from regen.store import Batch, EndStep, StartStep
+from regen.store import EndStep, SQLiteStore, StartStep
 
 
 def pipeline(calls: list[str], fail: dict[str, int], *, max_retries: int = 0) -> Flow:
@@ -49,7 +49,7 @@ async def test_steps_run_in_order_and_each_result_is_checkpointed(engine: Engine
     calls: list[str] = []
     run = await engine.run(pipeline(calls, {}))
     assert run.status is RunStatus.SUCCEEDED
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert [s.status for s in detail.steps] == [StepStatus.SUCCEEDED] * 5
     outputs = detail.to_dict()["checkpoint"]["step_outputs"]
     assert outputs["build_payload"]["output"]["saw"] == [
@@ -65,14 +65,14 @@ async def test_retry_resumes_from_the_failed_step_keeping_earlier_results(engine
     flow = pipeline(calls, {"render_images": 1})
     run = await engine.run(flow)
     assert run.status is RunStatus.FAILED
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert detail.failed_step == "render_images"
     assert detail.last_successful_step == "openai_analyze"
     assert detail.resumable
     assert detail.run.error is not None
     assert "render_images broke" in detail.run.error["message"]
     calls.clear()
-    engine.retry(run.id)
+    await engine.retry(run.id)
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert calls == ["render_images", "build_payload", "publish_mcp"]
@@ -84,12 +84,12 @@ async def test_retry_from_a_named_step_reruns_it_and_later_ones(engine: Engine) 
     flow = pipeline(calls, {})
     run = await engine.run(flow)
     calls.clear()
-    engine.retry(run.id, from_step="render_images")
+    await engine.retry(run.id, from_step="render_images")
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert calls == ["render_images", "build_payload", "publish_mcp"]
     with pytest.raises(InvalidTransition, match="no step named 'nope'"):
-        engine.retry(run.id, from_step="nope")
+        await engine.retry(run.id, from_step="nope")
 
 
 async def test_a_retried_step_is_never_served_from_the_cache(engine: Engine) -> None:
@@ -104,11 +104,11 @@ async def test_a_retried_step_is_never_served_from_the_cache(engine: Engine) -> 
     first = await engine.run(flow)
     second = await engine.run(flow)
     assert count["n"] == 1  # identical inputs: the second run reused the result
-    assert engine.detail(second.id).steps[0].output == 1
-    engine.retry(first.id, from_step="expensive")
+    assert (await engine.detail(second.id)).steps[0].output == 1
+    await engine.retry(first.id, from_step="expensive")
     await engine.execute(first.id)
     assert count["n"] == 2
-    assert engine.detail(first.id).steps[0].output == 2
+    assert (await engine.detail(first.id)).steps[0].output == 2
 
 
 async def test_a_cached_result_expires_after_its_ttl(engine: Engine, clock: FakeClock) -> None:
@@ -124,17 +124,17 @@ async def test_a_cached_result_expires_after_its_ttl(engine: Engine, clock: Fake
     clock.advance(59)
     reused = await engine.run(flow)
     assert count["n"] == 1
-    assert engine.detail(reused.id).steps[0].output == 1
+    assert (await engine.detail(reused.id)).steps[0].output == 1
     clock.advance(2)  # 61 s after the entry was written: expired
     fresh = await engine.run(flow)
     assert count["n"] == 2
-    assert engine.detail(fresh.id).steps[0].output == 2
-    ended = [e.data for e in engine.read_events(fresh.id) if e.type == "step.succeeded"]
+    assert (await engine.detail(fresh.id)).steps[0].output == 2
+    ended = [e.data for e in await engine.read_events(fresh.id) if e.type == "step.succeeded"]
     assert "cached" not in ended[0]
     await engine.run(flow)  # the new result is reused for its own 60 s
     assert count["n"] == 2
     clock.advance(61)
-    assert engine.gc().cache_deleted == 1  # the clean-up drops the expired entry
+    assert (await engine.gc()).cache_deleted == 1  # the clean-up drops the expired entry
 
 
 async def test_changing_a_steps_version_misses_the_cache(engine: Engine) -> None:
@@ -166,10 +166,10 @@ async def test_changing_a_steps_version_misses_the_cache(engine: Engine) -> None
     await engine.run(v1, params)
     assert calls == [("outline", 1), ("cat", 1)]  # the second run was served from the cache
     # The same flow and step names, a new version: a new process runs it on the same store.
-    with Engine(engine.store, home=engine.home, settings=engine.settings) as upgraded:
+    async with Engine(engine.location, home=engine.home, settings=engine.settings) as upgraded:
         run = await upgraded.run(deployed(2), params)
-        steps = upgraded.detail(run.id).steps
-        items = upgraded.items(run.id, "image")
+        steps = (await upgraded.detail(run.id)).steps
+        items = await upgraded.items(run.id, "image")
     assert calls == [("outline", 1), ("cat", 1), ("outline", 2), ("cat", 2)]
     assert steps[0].output == "outline v2"
     assert [(i.output, i.cached) for i in items] == [("cat v2", False)]
@@ -193,7 +193,7 @@ async def test_automatic_retries_give_up_after_max_retries(engine: Engine) -> No
     assert run.status is RunStatus.FAILED
     assert run.retry_count == 3
     assert run.retry_at is None
-    assert engine.detail(run.id).resumable
+    assert (await engine.detail(run.id)).resumable
 
 
 async def test_automatic_retries_can_be_switched_off(engine: Engine) -> None:
@@ -205,16 +205,16 @@ async def test_automatic_retries_can_be_switched_off(engine: Engine) -> None:
 
 async def test_manual_retry_replaces_a_pending_automatic_retry(engine: Engine) -> None:
     flow = pipeline([], {"publish_mcp": 1}, max_retries=3)
-    started = engine.start(flow)
+    started = await engine.start(flow)
     run = await engine.execute(started.run.id, follow_retries=False)
     assert run.status is RunStatus.FAILED
     assert run.retry_at is not None
-    run = engine.retry(run.id)
+    run = await engine.retry(run.id)
     assert run.status is RunStatus.QUEUED
     assert run.retry_at is None
     assert run.retry_count == 1
     with pytest.raises(InvalidTransition, match="already queued"):
-        engine.retry(run.id)  # a double retry is refused
+        await engine.retry(run.id)  # a double retry is refused
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert run.retry_count == 1
@@ -228,11 +228,11 @@ async def test_retry_of_a_running_run_is_refused(engine: Engine) -> None:
     async def wait(ctx):
         await gate.wait()
 
-    started = engine.start(flow)
+    started = await engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
-    await until(lambda: engine.get_run(started.run.id).status is RunStatus.RUNNING)
+    await until(lambda: status_is(engine, started.run.id, RunStatus.RUNNING))
     with pytest.raises(InvalidTransition, match="is running"):
-        engine.retry(started.run.id)
+        await engine.retry(started.run.id)
     again = await engine.execute(started.run.id)  # never two executions of one run
     assert again.status is RunStatus.RUNNING
     gate.set()
@@ -253,19 +253,19 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
     async def second(ctx):
         calls.append("second")
 
-    started = engine.start(flow)
+    started = await engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
     await until(lambda: bool(calls))
-    engine.cancel(started.run.id)
+    await engine.cancel(started.run.id)
     gate.set()
     run = await task
     assert run.status is RunStatus.CANCELLED
     assert calls == ["first"]
-    assert [s.status for s in engine.detail(run.id).steps] == [
+    assert [s.status for s in (await engine.detail(run.id)).steps] == [
         StepStatus.SUCCEEDED,
         StepStatus.SKIPPED,
     ]
-    events = engine.read_events(run.id)
+    events = await engine.read_events(run.id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [(e.type, e.data) for e in events[-2:]] == [
         ("step.skipped", {"step": "second"}),
@@ -274,11 +274,11 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
 
 
 async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:
-    started = engine.start(pipeline([], {}))
-    run = engine.cancel(started.run.id)
+    started = await engine.start(pipeline([], {}))
+    run = await engine.cancel(started.run.id)
     assert run.status is RunStatus.CANCELLED
-    assert {s.status for s in engine.detail(run.id).steps} == {StepStatus.SKIPPED}
-    events = engine.read_events(run.id)
+    assert {s.status for s in (await engine.detail(run.id)).steps} == {StepStatus.SKIPPED}
+    events = await engine.read_events(run.id)
     assert [e.seq for e in events] == list(range(1, 8))
     assert [e.type for e in events] == ["run.queued", *["step.skipped"] * 5, "run.cancelled"]
     assert [e.data["step"] for e in events[1:6]] == [
@@ -289,7 +289,7 @@ async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:
         "publish_mcp",
     ]
     with pytest.raises(InvalidTransition, match="already finished"):
-        engine.cancel(run.id)
+        await engine.cancel(run.id)
 
 
 async def test_cancel_during_a_map_step_fails_it_and_skips_the_rest(engine: Engine) -> None:
@@ -304,16 +304,16 @@ async def test_cancel_during_a_map_step_fails_it_and_skips_the_rest(engine: Engi
     @flow.step()
     async def publish(ctx): ...
 
-    started = engine.start(flow)
+    started = await engine.start(flow)
     task = asyncio.create_task(engine.execute(started.run.id))
     await until(lambda: engine.items(started.run.id, "draw"))
-    engine.cancel(started.run.id)
+    await engine.cancel(started.run.id)
     gate.set()
     run = await task
     assert run.status is RunStatus.CANCELLED
-    steps = engine.detail(run.id).steps
+    steps = (await engine.detail(run.id)).steps
     assert [s.status for s in steps] == [StepStatus.FAILED, StepStatus.SKIPPED]
-    events = engine.read_events(run.id)
+    events = await engine.read_events(run.id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     closed = [(e.type, e.data["step"]) for e in events if e.type in ("step.failed", "step.skipped")]
     assert closed == [("step.failed", "draw"), ("step.skipped", "publish")]
@@ -324,19 +324,19 @@ async def test_cancel_during_a_map_step_fails_it_and_skips_the_rest(engine: Engi
 
 async def test_starting_with_a_business_key_returns_the_existing_run(engine: Engine) -> None:
     flow = pipeline([], {"fetch_papers": 1})
-    a = engine.start(flow, key="novel:1:chapter:3")
-    b = engine.start(flow, key="novel:1:chapter:3")
+    a = await engine.start(flow, key="novel:1:chapter:3")
+    b = await engine.start(flow, key="novel:1:chapter:3")
     assert a.created
     assert not b.created
     assert a.run.id == b.run.id
     run = await engine.execute(a.run.id)
     assert run.status is RunStatus.FAILED
     with pytest.raises(RunExists, match="failed"):
-        engine.start(flow, key="novel:1:chapter:3", on_failed="refuse")
-    again = engine.start(flow, key="novel:1:chapter:3", on_failed="retry")
+        await engine.start(flow, key="novel:1:chapter:3", on_failed="refuse")
+    again = await engine.start(flow, key="novel:1:chapter:3", on_failed="retry")
     assert again.retried
     assert again.run.status is RunStatus.QUEUED
-    other = engine.start(flow, key="novel:1:chapter:4")
+    other = await engine.start(flow, key="novel:1:chapter:4")
     assert other.created
 
 
@@ -344,19 +344,19 @@ def test_one_run_per_key_under_concurrent_starts(engine: Engine) -> None:
 
     flow = pipeline([], {})
     with ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(lambda _: engine.start(flow, key="k").run.id, range(32)))
+        ids = set(pool.map(lambda _: engine.sync.start(flow, key="k").run.id, range(32)))
     assert len(ids) == 1
 
 
 async def test_idempotency_keys_are_stable_per_run_and_step(engine: Engine) -> None:
     run = await engine.run(linear)
-    key = engine.detail(run.id).steps[2].output["key"]
+    key = (await engine.detail(run.id)).steps[2].output["key"]
     assert key == f"{run.id}/publish"
 
 
 async def test_events_are_numbered_and_can_be_followed(engine: Engine) -> None:
     run = await engine.run(pipeline([], {}))
-    events = engine.read_events(run.id)
+    events = await engine.read_events(run.id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     types = [e.type for e in events]
     assert types[:3] == ["run.queued", "run.started", "step.started"]
@@ -376,7 +376,7 @@ async def test_a_follower_sees_events_as_they_are_written(engine: Engine) -> Non
         await gate.wait()
         ctx.log("done")
 
-    started = engine.start(flow)
+    started = await engine.start(flow)
     seen: list[str] = []
 
     async def reader() -> None:
@@ -414,7 +414,7 @@ async def test_a_sync_step_runs_in_a_thread(engine: Engine) -> None:
         return threading.current_thread().name
 
     run = await engine.run(flow)
-    assert engine.detail(run.id).steps[0].output.startswith("regen-step")
+    assert (await engine.detail(run.id)).steps[0].output.startswith("regen-step")
 
 
 async def test_a_non_json_result_fails_the_step_clearly(engine: Engine) -> None:
@@ -430,33 +430,29 @@ async def test_a_non_json_result_fails_the_step_clearly(engine: Engine) -> None:
 
 
 async def test_worker_runs_queued_runs(engine: Engine) -> None:
-    ids = [engine.start(linear, {"topic": t}).run.id for t in ("a", "b", "c")]
+    ids = [(await engine.start(linear, {"topic": t})).run.id for t in ("a", "b", "c")]
     engine.registry = type(engine.registry)()  # a fresh process: only the recorded refs
     done = await engine.worker(concurrency=2, poll=0.01, max_runs=3)
     assert done == 3
-    assert {engine.get_run(i).status for i in ids} == {RunStatus.SUCCEEDED}
+    assert {(await engine.get_run(i)).status for i in ids} == {RunStatus.SUCCEEDED}
 
 
 async def test_an_expired_lease_lets_another_process_take_over(
-    engine: Engine, clock: FakeClock
+    engine: Engine, clock: FakeClock, other_store: SQLiteStore
 ) -> None:
     calls: list[str] = []
     flow = pipeline(calls, {})
-    started = engine.start(flow)
+    started = await engine.start(flow)
     # A process claims the run, checkpoints one step, and dies.
 
-    claimed = engine.store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
+    claimed = await other_store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
     assert claimed is not None
-    engine.store.commit(
+    await other_store.commit(
+        claimed.lease,
         [
-            Batch(
-                claimed.lease,
-                [
-                    StartStep(0, clock.wall()),
-                    EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
-                ],
-            )
-        ]
+            StartStep(0, clock.wall()),
+            EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
+        ],
     )
     assert (await engine.execute(started.run.id)).status is RunStatus.RUNNING  # still leased
     clock.advance(31.0)
@@ -464,33 +460,35 @@ async def test_an_expired_lease_lets_another_process_take_over(
     assert run.status is RunStatus.SUCCEEDED
     assert "fetch_papers" not in calls
     # The old holder can no longer write.
-    result = engine.store.commit([Batch(claimed.lease, [StartStep(1, clock.wall())])])
-    assert not result[0].ok
-    starts = [e.data for e in engine.read_events(run.id) if e.type == "run.started"]
+    result = await other_store.commit(claimed.lease, [StartStep(1, clock.wall())])
+    assert not result.ok
+    starts = [e.data for e in await engine.read_events(run.id) if e.type == "run.started"]
     assert starts[-1]["resumed"] is True
 
 
 async def test_retention_deletes_checkpoints_then_runs(engine: Engine, clock: FakeClock) -> None:
     run = await engine.run(pipeline([], {"publish_mcp": 1}))
-    assert engine.detail(run.id).resumable
-    counts = engine.gc()
+    assert (await engine.detail(run.id)).resumable
+    counts = await engine.gc()
     assert counts.checkpoints_expired == 0
     clock.advance(25 * 3600)
-    counts = engine.gc()
+    counts = await engine.gc()
     assert counts.checkpoints_expired == 1
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert not detail.resumable
     assert all(s.output is None for s in detail.steps)
     with pytest.raises(InvalidTransition, match="checkpoints were deleted"):
-        engine.retry(run.id)
+        await engine.retry(run.id)
     clock.advance(31 * 86400)
-    assert engine.gc().runs_deleted == 1
-    assert engine.list_runs() == []
+    assert (await engine.gc()).runs_deleted == 1
+    assert await engine.list_runs() == []
 
 
-async def test_running_runs_are_never_cleaned_up(engine: Engine, clock: FakeClock) -> None:
-    started = engine.start(pipeline([], {}))
-    engine.store.claim("other", 10**9, clock.wall(), run_id=started.run.id)
+async def test_running_runs_are_never_cleaned_up(
+    engine: Engine, clock: FakeClock, other_store: SQLiteStore
+) -> None:
+    started = await engine.start(pipeline([], {}))
+    await other_store.claim("other", 10**9, clock.wall(), run_id=started.run.id)
     clock.advance(100 * 86400)
-    engine.gc()
-    assert engine.get_run(started.run.id).status is RunStatus.RUNNING
+    await engine.gc()
+    assert (await engine.get_run(started.run.id)).status is RunStatus.RUNNING

@@ -102,8 +102,8 @@ def test_bad_params_create_no_run(engine: Engine) -> None:
     async def s(ctx): ...
 
     with pytest.raises(ParamsError):
-        engine.start(flow, {"n": 1, "extra": 2})
-    assert engine.list_runs() == []
+        engine.sync.start(flow, {"n": 1, "extra": 2})
+    assert engine.sync.list_runs() == []
 
 
 def test_load_flow_by_import_string() -> None:

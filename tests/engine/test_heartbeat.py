@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from engine.waiting import blocking
 from regen.engine import Engine, Flow, RunStatus, Settings
 from regen.retry import FakeClock
-from regen.store import Claimed
+from regen.store import Claimed, SQLiteStore
 
 TTL = 0.3  # seconds of lease; the heartbeat renews it every TTL / 3 of real time
 
 
-def _renewed_since(engine: Engine, run_id: str, clock: FakeClock) -> None:
+def _renewed_since(other: SQLiteStore, run_id: str, clock: FakeClock) -> None:
     """Wait until a heartbeat has renewed the lease after the clock's last move."""
     deadline = time.monotonic() + 10
-    while (engine.get_run(run_id).lease_expires_at or 0) <= clock.now + TTL / 2:
+    while (blocking(other.get_run(run_id)).lease_expires_at or 0) <= clock.now + TTL / 2:
         assert time.monotonic() < deadline, "the lease was never renewed"
         time.sleep(0.01)
 
@@ -35,17 +36,20 @@ def test_a_step_longer_than_the_lease_keeps_it(
     def long_step(ctx):
         # The step works for three leases' worth of time (the fake clock moves on), and
         # another process tries to take the run over all along.
-        with Engine(url, home=tmp_path, settings=Settings(lease_ttl=TTL)) as other:
+        other = SQLiteStore(tmp_path / "regen.db")
+        try:
             for _ in range(5):
                 clock.advance(0.6 * TTL)
                 _renewed_since(other, ctx.run_id, clock)
-                claims.append(other.store.claim("other", TTL, clock.now, run_id=ctx.run_id))
+                claims.append(blocking(other.claim("other", TTL, clock.now, run_id=ctx.run_id)))
+        finally:
+            other.close_now()
         return "done"
 
     with Engine(url, home=tmp_path, settings=Settings(lease_ttl=TTL)) as engine:
         # Inline (run_sync): the sync step blocks the event loop while it works.
         run = engine.run_sync(flow) if inline else asyncio.run(engine.run(flow))
-        events = engine.read_events(run.id)
+        events = engine.sync.read_events(run.id)
     assert claims == [None] * 5  # the lease held throughout: nobody else could claim it
     assert run.status is RunStatus.SUCCEEDED
     assert run.executions == 1

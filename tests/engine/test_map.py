@@ -6,13 +6,14 @@ import asyncio
 import collections
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
 from regen.engine import Cache, Engine, Flow, ItemStatus, RunStatus, StepStatus
 from regen.retry import FakeClock, Permanent, Policy, Retryable, _state
 from regen.retry._clock import Clock
-from regen.store import sniff
+from regen.store import SQLiteStore, sniff
 
 FAST = Policy(attempts=3, wait=0.1, multiplier=1.0, timeout=None)
 
@@ -35,9 +36,9 @@ async def test_an_item_that_runs_out_of_attempts_is_given_up_and_the_run_goes_on
     posts = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
     run = await engine.run(flow, {"posts": posts})
     assert run.status is RunStatus.PARTIAL
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert detail.steps[1].output == ["a.png", "c.png"]
-    given_up = engine.items(run.id, "illustrate", status="given_up")
+    given_up = await engine.items(run.id, "illustrate", status="given_up")
     assert len(given_up) == 1
     assert given_up[0].key == "b"
     assert len(given_up[0].attempts) == 3
@@ -58,10 +59,10 @@ async def test_a_map_step_whose_items_all_give_up_fails_the_run(engine: Engine) 
 
     run = await engine.run(flow)
     assert run.status is RunStatus.FAILED
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert detail.failed_step == "bad"
     assert detail.steps[1].status is StepStatus.PENDING
-    items = engine.items(run.id, "bad")
+    items = await engine.items(run.id, "bad")
     assert all(len(i.attempts) == 1 for i in items)  # auth: no retry
 
 
@@ -81,11 +82,11 @@ async def test_retry_reruns_only_given_up_items(engine: Engine) -> None:
     assert run.status is RunStatus.PARTIAL
     flaky["x"] = False
     calls.clear()
-    engine.retry(run.id)
+    await engine.retry(run.id)
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert sorted(calls) == [2, 4]
-    assert engine.detail(run.id).steps[0].output["succeeded"] == 6
+    assert (await engine.detail(run.id)).steps[0].output["succeeded"] == 6
 
 
 async def test_quota_stops_at_k_successes_and_skips_the_rest(engine: Engine) -> None:
@@ -110,12 +111,12 @@ async def test_quota_stops_at_k_successes_and_skips_the_rest(engine: Engine) -> 
 
     run = await engine.run(flow, {"count": 3})
     assert run.status is RunStatus.SUCCEEDED
-    out = engine.detail(run.id).steps[0].output
+    out = (await engine.detail(run.id)).steps[0].output
     assert out["succeeded"] == 3
     assert out["total"] == 15
     assert in_flight["max"] <= 3  # never more than K - succeeded in flight
     assert out["skipped"] == 15 - out["succeeded"] - out["given_up"]
-    statuses = [i.status for i in engine.items(run.id, "candidate")]
+    statuses = [i.status for i in await engine.items(run.id, "candidate")]
     assert statuses.count(ItemStatus.SUCCEEDED) == 3
     assert statuses[-1] is ItemStatus.SKIPPED
 
@@ -180,7 +181,7 @@ async def test_a_large_map_streams_items_without_materialising_them(engine: Engi
 
     run = await engine.run(flow)
     assert run.status is RunStatus.SUCCEEDED
-    assert engine.detail(run.id).steps[0].output["succeeded"] == 20_000
+    assert (await engine.detail(run.id)).steps[0].output["succeeded"] == 20_000
     assert produced["max_ahead"] <= 2 * 16 + 1  # bounded look-ahead, not the whole list
 
 
@@ -199,7 +200,7 @@ async def test_sync_items_run_in_threads_concurrently(engine: Engine) -> None:
     run = await engine.run(flow)
     assert run.status is RunStatus.SUCCEEDED
     assert not barrier.broken
-    assert engine.detail(run.id).steps[0].output["succeeded"] == 8
+    assert (await engine.detail(run.id)).steps[0].output["succeeded"] == 8
     assert len(names) >= 4
     assert all(name.startswith("regen-step") for name in names)
 
@@ -216,7 +217,7 @@ async def test_item_results_can_be_reused_from_the_cache(engine: Engine) -> None
     await engine.run(flow, {"prompts": ["cat", "dog"]})
     run = await engine.run(flow, {"prompts": ["cat", "bird"]})
     assert calls == ["cat", "dog", "bird"]
-    items = engine.items(run.id, "image")
+    items = await engine.items(run.id, "image")
     assert [i.cached for i in items] == [True, False]
     assert items[0].output == "img:cat"
 
@@ -233,14 +234,20 @@ async def test_a_cached_item_result_expires_after_its_ttl(engine: Engine, clock:
     await engine.run(flow, {"prompts": ["cat"]})
     clock.advance(9)
     reused = await engine.run(flow, {"prompts": ["cat"]})
-    assert [(i.output, i.cached) for i in engine.items(reused.id, "image")] == [("img:cat:1", True)]
+    assert [(i.output, i.cached) for i in await engine.items(reused.id, "image")] == [
+        ("img:cat:1", True)
+    ]
     clock.advance(2)
     fresh = await engine.run(flow, {"prompts": ["cat"]})
     assert calls == ["cat", "cat"]
-    assert [(i.output, i.cached) for i in engine.items(fresh.id, "image")] == [("img:cat:2", False)]
+    assert [(i.output, i.cached) for i in await engine.items(fresh.id, "image")] == [
+        ("img:cat:2", False)
+    ]
 
 
-async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, tmp_path) -> None:
+async def test_artifacts_are_content_addressed_with_image_sizes(
+    engine: Engine, tmp_path: Path, other_store: SQLiteStore
+) -> None:
     png = (
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
         + (640).to_bytes(4, "big")
@@ -259,7 +266,7 @@ async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, 
         return ref
 
     run = await engine.run(flow)
-    outputs = [i.output for i in engine.items(run.id, "draw")]
+    outputs = [i.output for i in await engine.items(run.id, "draw")]
     assert outputs[0] == outputs[1]
     ref = outputs[0]
     assert (ref["width"], ref["height"], ref["content_type"]) == (640, 360, "image/png")
@@ -269,7 +276,7 @@ async def test_artifacts_are_content_addressed_with_image_sizes(engine: Engine, 
     assert path.parent.name == ref["artifact"][:2]
     assert path.read_bytes() == png
     # Unreferenced artifacts go when their runs are gone.
-    engine.store.collect(
+    await other_store.collect(
         checkpoints_before=0,
         runs_before=10**12,
         artifacts_before=10**12,
@@ -307,7 +314,7 @@ async def test_attempt_failures_and_progress_are_in_the_event_log(engine: Engine
     run = await engine.run(flow)
     assert run.status is RunStatus.SUCCEEDED
     assert tries == {0: 1, 1: 2, 2: 1}
-    events = engine.read_events(run.id)
+    events = await engine.read_events(run.id)
     failed = [e.data for e in events if e.type == "attempt.failed"]
     assert len(failed) == 1
     assert failed[0]["item"] == 1
@@ -318,7 +325,7 @@ async def test_attempt_failures_and_progress_are_in_the_event_log(engine: Engine
     succeeded = {e.data["item"]: e.data for e in events if e.type == "item.succeeded"}
     assert {i: d["attempts"] for i, d in succeeded.items()} == {0: 1, 1: 2, 2: 1}
     assert succeeded[1]["output"] == 1
-    flaky = engine.items(run.id, "m")[1]
+    flaky = (await engine.items(run.id, "m"))[1]
     assert flaky.status is ItemStatus.SUCCEEDED
     assert [a["kind"] for a in flaky.attempts] == ["server_error"]  # the failed attempt
     progress = [e.data for e in events if e.type == "progress"]
@@ -347,14 +354,14 @@ async def test_an_items_idempotency_key_is_stable_across_retries(engine: Engine)
     run = await engine.run(flow)
     assert run.status is RunStatus.PARTIAL  # "b" gave up
     broken["b"] = False
-    engine.retry(run.id)
+    await engine.retry(run.id)
     assert (await engine.execute(run.id)).status is RunStatus.SUCCEEDED
     # Its two attempts and the retry's: one key, the item's own.
     assert seen["b"] == [f"{run.id}/send/post-b"] * 3
     assert seen["a"] == [f"{run.id}/send/post-a"]  # kept: not run again
 
     # A retry from the step itself means "do it again": a new generation of keys.
-    engine.retry(run.id, from_step="send")
+    await engine.retry(run.id, from_step="send")
     assert (await engine.execute(run.id)).status is RunStatus.SUCCEEDED
     assert seen["a"] == [f"{run.id}/send/post-a", f"{run.id}/send#1/post-a"]
 

@@ -63,7 +63,7 @@ async def test_steps_share_resources_opened_for_the_execution_and_closed_after(
     log: list[str] = []
     run = await engine.run(client_flow(log), {"provider": "sim"})
     assert run.status is RunStatus.SUCCEEDED
-    assert [s.output for s in engine.detail(run.id).steps] == ["sim-1", "sim-2"]
+    assert [s.output for s in (await engine.detail(run.id)).steps] == ["sim-1", "sim-2"]
     assert log == ["open sim", "close sim"]
 
 
@@ -75,12 +75,12 @@ async def test_resources_are_closed_when_a_step_fails_and_opened_again_on_retry(
     run = await engine.run(flow, {"provider": "sim"})
     assert run.status is RunStatus.FAILED
     assert log == ["open sim", "close sim"]
-    engine.retry(run.id)
+    await engine.retry(run.id)
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert log == ["open sim", "close sim", "open sim", "close sim"]
     # The first step's checkpoint was kept: the new client answered only the second step.
-    assert [s.output for s in engine.detail(run.id).steps] == ["sim-1", "sim-1"]
+    assert [s.output for s in (await engine.detail(run.id)).steps] == ["sim-1", "sim-1"]
 
 
 async def test_another_engine_executes_a_queued_run_with_the_flows_own_resources(
@@ -89,7 +89,7 @@ async def test_another_engine_executes_a_queued_run_with_the_flows_own_resources
     """What ``regen worker`` and a take-over do: nothing but the run and the flow needed."""
     log: list[str] = []
     flow = client_flow(log)
-    started = engine.start(flow, {"provider": "queued"})
+    started = await engine.start(flow, {"provider": "queued"})
     other = Engine(
         f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path, settings=Settings(lease_ttl=30.0)
     )
@@ -131,9 +131,11 @@ def test_sync_context_managers_and_plain_values_work_as_resources(engine: Engine
     def which(ctx: Any) -> str:
         return str(ctx.resources["day"])
 
-    assert engine.detail(engine.run_sync(with_cm, {"day": "d1"}).id).steps[0].output == "/data/d1"
+    assert (
+        engine.sync.detail(engine.run_sync(with_cm, {"day": "d1"}).id).steps[0].output == "/data/d1"
+    )
     assert closed == ["folder"]
-    assert engine.detail(engine.run_sync(with_value, {"day": "d2"}).id).steps[0].output == "d2"
+    assert engine.sync.detail(engine.run_sync(with_value, {"day": "d2"}).id).steps[0].output == "d2"
 
 
 async def test_resources_that_cannot_open_fail_the_run_resumably_with_the_reason(
@@ -157,17 +159,17 @@ async def test_resources_that_cannot_open_fail_the_run_resumably_with_the_reason
     run = await engine.run(flow)
     assert run.status is RunStatus.FAILED
     assert ran == []
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     assert detail.resumable
     error = detail.run.error
     assert error is not None
     assert "needs-key" in error["message"]
     assert "DASHSCOPE_API_KEY is not set" in error["message"]
     assert error["where"] == "resources"
-    assert [s.status for s in engine.detail(run.id).steps] == [StepStatus.PENDING]
+    assert [s.status for s in (await engine.detail(run.id)).steps] == [StepStatus.PENDING]
 
     missing["key"] = False
-    engine.retry(run.id)
+    await engine.retry(run.id)
     run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert ran == ["client"]
@@ -204,7 +206,7 @@ async def test_a_step_asking_for_undeclared_resources_fails_with_what_to_do(
 
     run = await engine.run(flow)
     assert run.status is RunStatus.FAILED
-    error = engine.detail(run.id).run.error
+    error = (await engine.detail(run.id)).run.error
     assert error is not None
     assert "declares no resources" in error["message"]
     assert "resources=" in error["message"]

@@ -6,7 +6,7 @@ import pytest
 
 from regen.engine import Engine, Flow, RunStatus, StepStatus
 from regen.retry import FakeClock, Policy, Retryable
-from regen.store import AddEvent, Batch, CountAttempt, StartStep
+from regen.store import AddEvent, CountAttempt, SQLiteStore, StartStep
 
 POLICY = Policy(attempts=3, wait=0.5, timeout=None)
 
@@ -33,7 +33,7 @@ def chapter(cuts: dict[str, int]) -> Flow:
 async def test_chunks_carry_their_attempt_and_a_cut_attempt_is_reset(engine: Engine) -> None:
     run = await engine.run(chapter({"left": 1}))
     assert run.status is RunStatus.SUCCEEDED
-    events = [(e.type, e.data) for e in engine.read_events(run.id)]
+    events = [(e.type, e.data) for e in await engine.read_events(run.id)]
     types = [t for t, _ in events]
     reset = types.index("stream.reset")
     assert [d["attempt"] for t, d in events[:reset] if t == "chunk"] == [1, 1]
@@ -46,43 +46,39 @@ async def test_chunks_carry_their_attempt_and_a_cut_attempt_is_reset(engine: Eng
     assert all(d["attempt"] == 2 for t, d in events[reset:] if t == "chunk")
     assert types.index("summary") < types.index("chunk")
     assert types.index("complete") > len(types) - 6
-    assert engine.detail(run.id).steps[0].output["options"] == ["left", "right"]
+    assert (await engine.detail(run.id)).steps[0].output["options"] == ["left", "right"]
 
 
 async def test_a_stream_that_never_completes_returns_no_partial_output(engine: Engine) -> None:
     run = await engine.run(chapter({"left": 9}))
     assert run.status is RunStatus.FAILED
-    step = engine.detail(run.id).steps[0]
+    step = (await engine.detail(run.id)).steps[0]
     assert step.status is StepStatus.FAILED
     assert step.output is None
-    types = [e.type for e in engine.read_events(run.id)]
+    types = [e.type for e in await engine.read_events(run.id)]
     assert types.count("stream.reset") == 3  # every cut attempt, the last one included
 
 
 async def test_a_stream_taken_over_after_a_crash_is_reset_first(
-    engine: Engine, clock: FakeClock
+    engine: Engine, clock: FakeClock, other_store: SQLiteStore
 ) -> None:
 
     flow = chapter({"left": 0})
-    started = engine.start(flow)
-    dead = engine.store.claim("dead", 30.0, clock.wall(), run_id=started.run.id)
+    started = await engine.start(flow)
+    dead = await other_store.claim("dead", 30.0, clock.wall(), run_id=started.run.id)
     assert dead is not None
-    engine.store.commit(
+    await other_store.commit(
+        dead.lease,
         [
-            Batch(
-                dead.lease,
-                [
-                    StartStep(0, clock.wall()),
-                    CountAttempt(0, 1),
-                    AddEvent("chunk", '{"text":"Once ","attempt":1}', clock.wall()),
-                ],
-            )
-        ]
+            StartStep(0, clock.wall()),
+            CountAttempt(0, 1),
+            AddEvent("chunk", '{"text":"Once ","attempt":1}', clock.wall()),
+        ],
     )
     clock.advance(60)
     run = await engine.execute(started.run.id)
     assert run.status is RunStatus.SUCCEEDED
-    events = [(e.type, e.data) for e in engine.read_events(run.id)]
+    events = [(e.type, e.data) for e in await engine.read_events(run.id)]
     types = [t for t, _ in events]
     reset = types.index("stream.reset")
     assert events[reset][1]["attempt"] == 1
@@ -104,4 +100,4 @@ async def test_streams_must_yield_text(engine: Engine) -> None:
 @pytest.mark.parametrize("attempts", [1, 2])
 async def test_stream_attempts_are_counted_on_the_step(engine: Engine, attempts: int) -> None:
     run = await engine.run(chapter({"left": attempts - 1}))
-    assert engine.detail(run.id).steps[0].attempts == attempts
+    assert (await engine.detail(run.id)).steps[0].attempts == attempts

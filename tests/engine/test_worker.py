@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.flows import linear
-from engine.waiting import until
+from engine.waiting import not_resumable, status_is, until
 from regen.engine import Engine, Flow, RunStatus
 from regen.retry import FakeClock
 
@@ -29,7 +29,7 @@ async def test_a_worker_cleans_up_once_every_gc_interval(
         raise RuntimeError("the API is down")
 
     failed = await engine.run(flow)
-    assert engine.detail(failed.id).resumable
+    assert (await engine.detail(failed.id)).resumable
     clock.advance(25 * 3600)  # its checkpoints are past retention (24 h) now
 
     def cleanups() -> list[Any]:
@@ -42,15 +42,15 @@ async def test_a_worker_cleans_up_once_every_gc_interval(
     try:
         # The worker goes round its loop (it runs a queued run) but its interval has not
         # passed since it started: nothing is cleaned up yet.
-        queued = engine.start(linear).run.id
-        await until(lambda: engine.get_run(queued).status is RunStatus.SUCCEEDED)
-        assert engine.detail(failed.id).resumable
+        queued = (await engine.start(linear)).run.id
+        await until(lambda: status_is(engine, queued, RunStatus.SUCCEEDED))
+        assert (await engine.detail(failed.id)).resumable
         assert cleanups() == []
 
         clock.advance(3600)
-        await until(lambda: not engine.detail(failed.id).resumable)
+        await until(lambda: not_resumable(engine, failed.id))
         assert [c.checkpoints_expired for c in cleanups()] == [1]
-        assert engine.detail(failed.id).steps[0].output is None  # the checkpoint is gone
+        assert (await engine.detail(failed.id)).steps[0].output is None  # the checkpoint is gone
 
         clock.advance(3600)  # the next interval: another clean-up, nothing left to expire
         await until(lambda: len(cleanups()) == 2)
@@ -58,15 +58,15 @@ async def test_a_worker_cleans_up_once_every_gc_interval(
     finally:
         stop.set()
         await worker
-    assert engine.get_run(failed.id).status is RunStatus.FAILED  # the run itself is kept
+    assert (await engine.get_run(failed.id)).status is RunStatus.FAILED  # the run itself is kept
 
 
 async def test_a_worker_with_gc_interval_zero_never_cleans_up(
     engine: Engine, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="regen.engine")
-    ids = [engine.start(linear, {"topic": t}).run.id for t in ("a", "b")]
+    ids = [(await engine.start(linear, {"topic": t})).run.id for t in ("a", "b")]
     clock.advance(10**6)
     assert await engine.worker(poll=0.01, max_runs=2, gc_interval=0) == 2
-    assert {engine.get_run(i).status for i in ids} == {RunStatus.SUCCEEDED}
+    assert {(await engine.get_run(i)).status for i in ids} == {RunStatus.SUCCEEDED}
     assert not [r for r in caplog.records if "clean-up" in r.getMessage()]

@@ -80,12 +80,12 @@ def unfinished(data_dir: Path) -> set[str]:
     if not (data_dir / "regen" / "regen.db").exists():
         return set()
     with app.open_engine(data_dir) as engine:
-        run = engine.store.find_run("daily_news", app.business_key(TITLE, DATE))
+        run = engine.sync.find_run("daily_news", app.business_key(TITLE, DATE))
         if run is None:
             return set()
         done = {
             str(i.key)
-            for i in engine.items(run.id, "illustrate", limit=1000)
+            for i in engine.sync.items(run.id, "illustrate", limit=1000)
             if i.status in (ItemStatus.SUCCEEDED, ItemStatus.GIVEN_UP, ItemStatus.SKIPPED)
         }
     return {c.post_id for c in pick_candidates(TITLE, DATE, COUNT)} - done
@@ -202,9 +202,9 @@ def test_sigkill_mid_batch_then_rerun_finishes_once(tmp_path: Path) -> None:
     drafts = DraftBox(tmp_path / "data").all()
     assert sorted(d["post_id"] for d in drafts) == sorted(summary["succeeded"])
     with app.open_engine(tmp_path / "data") as engine:
-        runs = engine.list_runs()
+        runs = engine.sync.list_runs()
         assert [r.id for r in runs] == [summary["run_id"]]
-        events = engine.read_events(summary["run_id"], limit=100_000)
+        events = engine.sync.read_events(summary["run_id"], limit=100_000)
     given_up = Counter(e.data["key"] for e in events if e.type == "item.given_up")
     assert given_up == {auth.post_id: 1, fake.post_id: 1}
     # The app's own image.given_up event: once per give-up, never again on a rerun. It is

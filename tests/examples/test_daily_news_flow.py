@@ -179,7 +179,7 @@ async def test_scripted_faults_give_up_skip_and_backfill_to_count(
 
     # regen's store
     with app.open_engine(tmp_path) as engine:
-        detail = engine.detail(summary["run_id"])
+        detail = await engine.detail(summary["run_id"])
         assert detail.run.status is RunStatus.SUCCEEDED
         assert detail.run.business_key == app.business_key(TITLE, DATE)
         assert [(s.name, s.status) for s in detail.steps] == [
@@ -194,7 +194,7 @@ async def test_scripted_faults_give_up_skip_and_backfill_to_count(
             "skipped": 9,
             "quota": 3,
         }
-        items = engine.items(summary["run_id"], "illustrate", limit=100)
+        items = await engine.items(summary["run_id"], "illustrate", limit=100)
         assert [(i.key, i.status) for i in items] == [
             (n.post_id, status)
             for n, status in zip(
@@ -220,11 +220,11 @@ async def test_scripted_faults_give_up_skip_and_backfill_to_count(
             engine.artifacts.read(image["sha256"])
             == (store.post_dir(c[0].post_id) / image["path"]).read_bytes()
         )
-        drafted = engine.items(summary["run_id"], "save_draft", limit=100)
+        drafted = await engine.items(summary["run_id"], "save_draft", limit=100)
         assert [(i.key, i.status) for i in drafted] == [
             (n.post_id, ItemStatus.SUCCEEDED) for n in ok
         ]
-        events = Counter(e.type for e in engine.read_events(summary["run_id"], limit=10_000))
+        events = Counter(e.type for e in await engine.read_events(summary["run_id"], limit=10_000))
     assert events["image.given_up"] == 3
     assert events["image.generated"] == 3
     assert events["image.attempt_failed"] == 7
@@ -395,8 +395,8 @@ async def test_a_seeded_fault_profile_keeps_the_invariants(tmp_path: Path, seed:
     assert summary["status"] == ("succeeded" if len(succeeded) == count else "partial")
     store = PostStore(tmp_path)
     with app.open_engine(tmp_path) as engine:
-        items = engine.items(summary["run_id"], "illustrate", limit=100)
-        events = engine.read_events(summary["run_id"], limit=10_000)
+        items = await engine.items(summary["run_id"], "illustrate", limit=100)
+        events = await engine.read_events(summary["run_id"], limit=10_000)
     assert {i.status for i in items} <= {
         ItemStatus.SUCCEEDED,
         ItemStatus.GIVEN_UP,
@@ -451,7 +451,7 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
     with pytest.raises(asyncio.CancelledError):
         await task
     with app.open_engine(tmp_path) as engine:
-        run = engine.list_runs()[0]
+        run = (await engine.list_runs())[0]
     assert run.status is RunStatus.FAILED
     assert run.error["type"] == "Interrupted"
 
@@ -465,7 +465,7 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
     # asked to, a resumed run tries its given-up posts again
     sim.script({"prompt": c[0].prompt, "steps": ["ok"]}, replace=True)
     with app.open_engine(tmp_path) as engine:
-        engine.retry(run.id, from_step="illustrate")
+        await engine.retry(run.id, from_step="illustrate")
     again = await batch(sim, tmp_path, env=env, retry_given_up=True)
     assert again["run_id"] == run.id
     assert again["succeeded"][0] == c[0].post_id

@@ -87,7 +87,7 @@ def assert_illustrated(data_dir: Path, news: list[NewsCandidate], run_id: str) -
 
 def illustrated(engine: Engine, run_id: str) -> dict[ItemStatus, list[str]]:
     by_status: dict[ItemStatus, list[str]] = {}
-    for item in engine.items(run_id, "illustrate", limit=100):
+    for item in engine.sync.items(run_id, "illustrate", limit=100):
         by_status.setdefault(item.status, []).append(str(item.key))
     return by_status
 
@@ -110,7 +110,7 @@ def test_regen_run_makes_the_posts_offline_from_the_environment_alone(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "succeeded" in done.stdout
     with Engine(home=tmp_path) as engine:
-        (run,) = engine.list_runs()
+        (run,) = engine.sync.list_runs()
         assert (run.flow, run.status) == (FLOW_NAME, RunStatus.SUCCEEDED)
         by_status = illustrated(engine, run.id)
     c = candidates(2)
@@ -123,7 +123,7 @@ def test_a_queued_run_is_executed_by_regen_worker_with_only_the_environment(
     tmp_path: Path,
 ) -> None:
     with Engine(home=tmp_path) as engine:  # no runtime here: the run is only queued
-        started = engine.start(flow, {"date": DATE, "count": 2})
+        started = engine.sync.start(flow, {"date": DATE, "count": 2})
     assert started.run.status is RunStatus.QUEUED
     data_dir = tmp_path / "posts-elsewhere"
     done = regen(
@@ -138,7 +138,7 @@ def test_a_queued_run_is_executed_by_regen_worker_with_only_the_environment(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stopped after 1 runs" in done.stdout
     with Engine(home=tmp_path) as engine:
-        assert engine.get_run(started.run.id).status is RunStatus.SUCCEEDED
+        assert engine.sync.get_run(started.run.id).status is RunStatus.SUCCEEDED
     assert_illustrated(data_dir, candidates(2)[:2], started.run.id)
 
 
@@ -150,7 +150,7 @@ async def test_another_engine_uses_dashscope_when_a_key_and_url_are_set(
 ) -> None:
     c = candidates(1)
     with Engine(home=tmp_path / "regen") as engine:
-        run_id = engine.start(flow, {"date": DATE, "count": 1}).run.id
+        run_id = (await engine.start(flow, {"date": DATE, "count": 1})).run.id
     with run_simulator(task_seconds=0.05) as sim:
         sim.script({"prompt": c[0].prompt, "steps": ["fake_image", "ok"]})
         for name, value in {
@@ -206,7 +206,7 @@ async def test_a_scripted_give_up_is_backfilled_and_retried_when_asked(
         # with the 401 gone: the post gets its image; the kept one is not generated again.
         monkeypatch.delenv("DAILY_NEWS_SCRIPT")
         monkeypatch.setenv("DAILY_NEWS_RETRY_FAILED", "1")
-        engine.retry(run.id, from_step="illustrate")
+        await engine.retry(run.id, from_step="illustrate")
         run = await engine.execute(run.id)
         assert run.status is RunStatus.SUCCEEDED
         assert illustrated(engine, run.id)[ItemStatus.SUCCEEDED] == [c[0].post_id, c[1].post_id]
@@ -229,7 +229,7 @@ async def test_resources_that_cannot_open_fail_the_run_before_any_step(
     with Engine(home=tmp_path / "regen") as engine:
         run = await engine.run(flow, {"date": DATE, "count": 1})
         assert run.status is RunStatus.FAILED
-        detail = engine.detail(run.id)
+        detail = await engine.detail(run.id)
         assert detail.resumable
         assert detail.run.error is not None
         assert detail.run.error["where"] == "resources"
@@ -237,7 +237,7 @@ async def test_resources_that_cannot_open_fail_the_run_before_any_step(
         assert not data_dir.exists()
 
         monkeypatch.delenv("IMAGE_PROVIDER")
-        engine.retry(run.id)
+        await engine.retry(run.id)
         run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert_illustrated(data_dir, candidates(1)[:1], run.id)

@@ -79,10 +79,10 @@ def requests_of(stats: dict[str, Any], route: str) -> int:
     return int(stats["routes"].get(route, {}).get("requests", 0))
 
 
-def step_status(app: PaperPipeline, step: str) -> str | None:
-    if app.engine.store.find_run(flow.name, TASK) is None:
+async def step_status(app: PaperPipeline, step: str) -> str | None:
+    if await app.engine.find_run(flow, TASK) is None:
         return None
-    return next(s["status"] for s in app.record(TASK)["steps"] if s["name"] == step)
+    return next(s["status"] for s in (await app.record(TASK))["steps"] if s["name"] == step)
 
 
 def day_papers() -> list[dict[str, Any]]:
@@ -129,7 +129,7 @@ async def test_a_run_checkpoints_every_step_and_publishes_once(
 ) -> None:
     with open_app(tmp_path, provider) as app:
         run = await app.run(DAY)
-        record = app.record(TASK)
+        record = await app.record(TASK)
         assert run.status is RunStatus.SUCCEEDED
         assert record["task_id"] == TASK
         assert record["status"] == "succeeded"
@@ -159,7 +159,7 @@ async def test_failure_at_render_images_resumes_without_a_second_analysis(
     fail_image(sim, "content_policy")  # a permanent refusal: the step fails at once
     with open_app(tmp_path, provider, auto_retry_enabled=False) as app:
         run = await app.run(DAY)
-        record = app.record(TASK)
+        record = await app.record(TASK)
         assert run.status is RunStatus.FAILED
         assert record["status"] == "failed"
         assert record["resumable"] is True
@@ -172,8 +172,8 @@ async def test_failure_at_render_images_resumes_without_a_second_analysis(
         (render,) = [s for s in record["steps"] if s["name"] == "render_images"]
         assert render["status"] == "failed"
         assert render["error"]["kind"] == "content_policy"
-        assert app.checkpoints.get_resumable_step(TASK) == "render_images"
-        assert app.checkpoints.load_checkpoint(TASK) == record["checkpoint"]
+        assert await app.checkpoints.get_resumable_step(TASK) == "render_images"
+        assert await app.checkpoints.load_checkpoint(TASK) == record["checkpoint"]
         assert app.outbox.entries() == []
         chats, images = requests(sim, "chat"), requests(sim, "images")
         assert chats == 3
@@ -191,14 +191,14 @@ async def test_failure_at_render_images_resumes_without_a_second_analysis(
         # What was generated: no analysis billed twice, exactly one new cover per paper.
         assert billed(sim) == [(1, covers + 1) for _, covers in first]
         assert len(app.outbox.entries()) == 1
-        after = app.record(TASK)
+        after = await app.record(TASK)
         kept = ("fetch_papers", "openai_analyze")
         for name in kept:
             assert (
                 after["checkpoint"]["step_outputs"][name]
                 == record["checkpoint"]["step_outputs"][name]
             )
-        assert app.checkpoints.get_resumable_step(TASK) is None
+        assert await app.checkpoints.get_resumable_step(TASK) is None
 
 
 async def test_retry_from_a_named_step_reruns_it_and_the_later_steps_only(
@@ -207,12 +207,12 @@ async def test_retry_from_a_named_step_reruns_it_and_the_later_steps_only(
     fail_image(sim, "content_policy")
     with open_app(tmp_path, provider, auto_retry_enabled=False) as app:
         await app.run(DAY)
-        before = app.record(TASK)["checkpoint"]["step_outputs"]
+        before = (await app.record(TASK))["checkpoint"]["step_outputs"]
 
         run = await app.retry(TASK, from_step="openai_analyze")
 
         assert run.status is RunStatus.SUCCEEDED
-        after = app.record(TASK)["checkpoint"]["step_outputs"]
+        after = (await app.record(TASK))["checkpoint"]["step_outputs"]
         assert after["fetch_papers"] == before["fetch_papers"]  # kept: same checkpoint
         assert requests(sim, "chat") == 6  # the named step ran again, for every paper
         assert len(app.outbox.entries()) == 1
@@ -249,7 +249,7 @@ async def test_a_resumed_publish_never_publishes_twice(
     ) as app:
         run = await app.run(DAY)
         assert run.status is RunStatus.FAILED
-        assert app.record(TASK)["failed_step"] == "publish_mcp"
+        assert (await app.record(TASK))["failed_step"] == "publish_mcp"
         assert len(app.outbox.entries()) == 1
         app.resources = dataclasses.replace(app.resources, fail_step=None)
 
@@ -257,7 +257,7 @@ async def test_a_resumed_publish_never_publishes_twice(
 
         assert run.status is RunStatus.SUCCEEDED
         (entry,) = app.outbox.entries()
-        published = app.record(TASK)["checkpoint"]["step_outputs"]["publish_mcp"]
+        published = (await app.record(TASK))["checkpoint"]["step_outputs"]["publish_mcp"]
         assert published["duplicate"] is True
         assert published["post_id"] == entry["post_id"]
 
@@ -275,7 +275,7 @@ async def test_automatic_retry_recovers_a_transient_failure(
         assert 30.0 in clock.sleeps  # AUTO_RETRY_DELAY_SECONDS, waited on regen's clock
         assert requests(sim, "chat") == 3
         assert len(app.outbox.entries()) == 1
-        record = app.record(TASK)
+        record = await app.record(TASK)
         assert (record["retry_count"], record["max_retries"]) == (1, 3)
 
 
@@ -290,7 +290,7 @@ async def test_automatic_retry_gives_up_after_auto_retry_max_attempts(
         assert run.status is RunStatus.FAILED
         assert run.executions == 3  # the first execution and two automatic retries
         assert clock.sleeps.count(5.0) == 2
-        record = app.record(TASK)
+        record = await app.record(TASK)
         assert (record["retry_count"], record["max_retries"]) == (2, 2)
         assert record["next_auto_retry_at"] is None
         assert record["resumable"] is True
@@ -308,14 +308,14 @@ async def test_two_concurrent_starts_for_the_same_day_make_one_run(
 
         assert runs[0].id == runs[1].id
         assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
-        assert first.engine.get_run(runs[0].id).executions == 1
+        assert (await first.engine.get_run(runs[0].id)).executions == 1
         assert requests(sim, "chat") == 3
         assert len(first.outbox.entries()) == 1
 
         again = await second.run(DAY)  # the day's task is done: nothing runs again
         assert again.id == runs[0].id
         assert requests(sim, "chat") == 3
-        assert len(first.engine.list_runs(flow=flow.name)) == 1
+        assert len(await first.engine.list_runs(flow=flow.name)) == 1
 
 
 async def test_a_retry_while_the_task_runs_is_refused(
@@ -331,7 +331,7 @@ async def test_a_retry_while_the_task_runs_is_refused(
 
         running = asyncio.create_task(first.run(DAY, progress=progress))
         await asyncio.wait_for(rendering.wait(), 10)
-        assert step_status(second, "render_images") == "running"
+        assert await step_status(second, "render_images") == "running"
         with pytest.raises(InvalidTransition, match="is running"):
             await second.retry(TASK)
         run = await running
@@ -346,17 +346,17 @@ async def test_checkpoints_expire_after_the_retention_and_the_task_is_no_longer_
     with open_app(tmp_path, provider, auto_retry_enabled=False) as app:
         await app.run(DAY)
         clock.advance(23 * 3600)
-        assert app.gc().checkpoints_expired == 0
-        assert app.record(TASK)["resumable"] is True
+        assert (await app.gc()).checkpoints_expired == 0
+        assert (await app.record(TASK))["resumable"] is True
 
         clock.advance(2 * 3600)  # past CHECKPOINT_RETENTION_HOURS=24
-        assert app.gc().checkpoints_expired == 1
+        assert (await app.gc()).checkpoints_expired == 1
 
-        record = app.record(TASK)
+        record = await app.record(TASK)
         assert record["resumable"] is False
         assert record["checkpoints_expired"] is True
         assert record["checkpoint"]["step_outputs"] == {}
-        assert app.checkpoints.get_resumable_step(TASK) is None
+        assert await app.checkpoints.get_resumable_step(TASK) is None
         with pytest.raises(InvalidTransition, match="retention"):
             await app.retry(TASK)
         with pytest.raises(TaskExpired, match="CHECKPOINT_RETENTION_HOURS=24"):
@@ -372,8 +372,8 @@ async def test_the_retention_follows_checkpoint_retention_hours(
     ) as app:
         await app.run(DAY)
         clock.advance(2 * 3600)
-        assert app.gc().checkpoints_expired == 1
-        assert app.record(TASK)["resumable"] is False
+        assert (await app.gc()).checkpoints_expired == 1
+        assert (await app.record(TASK))["resumable"] is False
 
 
 async def test_configured_automatic_retries_are_recorded_on_the_run(
@@ -391,9 +391,11 @@ async def test_unknown_tasks_are_refused_with_the_recent_ones(
 ) -> None:
     with open_app(tmp_path, provider) as app:
         await app.run(DAY)
-        assert app.find("20251229").id == app.find(TASK).id == app.find(DAY).id
+        assert (
+            (await app.find("20251229")).id == (await app.find(TASK)).id == (await app.find(DAY)).id
+        )
         with pytest.raises(TaskNotFound, match=f"recent tasks: {TASK}"):
-            app.record("task_publish_20000101")
+            await app.record("task_publish_20000101")
 
 
 # --- a seeded random fault profile: invariants ------------------------------------------------
@@ -425,8 +427,8 @@ async def test_a_seeded_fault_profile_keeps_the_invariants(
         async with OpenAIProvider(flaky.openai_base_url, "sk-test-paper", policy=CHAT) as adapter:
             with open_app(tmp_path, adapter) as app:  # the seed's defaults: 3 × 30 s
                 run = await app.run(DAY)
-                record = app.record(TASK)
-                events = app.engine.read_events(run.id, limit=10_000)
+                record = await app.record(TASK)
+                events = await app.engine.read_events(run.id, limit=10_000)
                 posts = app.outbox.entries()
                 covers = [
                     app.engine.artifacts.read(image["image"])

@@ -158,5 +158,5 @@ def test_two_processes_starting_the_same_day_make_one_run(home: Path) -> None:
     assert records[0]["run_id"] == records[1]["run_id"]
     assert len(outbox(home)) == 1
     with PaperPipeline(Config.from_env()) as app:
-        (run,) = app.engine.list_runs()
+        (run,) = app.engine.sync.list_runs()
         assert run.executions == 1

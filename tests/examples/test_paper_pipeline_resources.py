@@ -114,7 +114,9 @@ def outbox(home: Path) -> list[dict[str, Any]]:
 
 def started_steps(engine: Engine, run_id: str) -> Counter[str]:
     return Counter(
-        e.data["step"] for e in engine.read_events(run_id, limit=10_000) if e.type == "step.started"
+        e.data["step"]
+        for e in engine.sync.read_events(run_id, limit=10_000)
+        if e.type == "step.started"
     )
 
 
@@ -165,7 +167,7 @@ async def test_a_run_the_app_left_waiting_for_its_automatic_retry_is_finished_by
         running.cancel()  # the app goes away while it waits for its automatic retry
         with contextlib.suppress(asyncio.CancelledError):
             await running
-        left = app.record(TASK)
+        left = await app.record(TASK)
     assert (left["status"], left["retry_count"]) == ("failed", 0)
     assert left["next_auto_retry_at"] is not None
     assert left["last_successful_step"] == "openai_analyze"
@@ -176,7 +178,7 @@ async def test_a_run_the_app_left_waiting_for_its_automatic_retry_is_finished_by
     assert worked.returncode == 0, worked.stdout + worked.stderr
     assert "worker stopped after 1 runs" in worked.stdout
     with PaperPipeline(Config(home=tmp_path)) as app:
-        record = app.record(TASK)
+        record = await app.record(TASK)
         steps = started_steps(app.engine, record["run_id"])
     assert (record["status"], record["retry_count"]) == ("succeeded", 1)
     assert requests(sim, "chat") == 3  # the worker kept the analyses: no second call
@@ -220,7 +222,7 @@ def test_a_killed_app_is_taken_over_by_regen_worker_from_its_checkpoints(
     assert worked.returncode == 0, worked.stdout + worked.stderr
     with PaperPipeline(Config(home=tmp_path)) as done:
         record = done.record(TASK)
-        run = done.engine.get_run(record["run_id"])
+        run = done.engine.sync.get_run(record["run_id"])
         steps = started_steps(done.engine, run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert run.executions == 2  # the killed one, and the worker's take-over
@@ -269,7 +271,7 @@ async def test_a_base_url_without_a_key_fails_the_run_before_any_step_until_the_
     with Engine(home=clean_env) as engine:
         run = await engine.run(flow, {"day": DAY}, max_retries=0)
         assert run.status is RunStatus.FAILED
-        detail = engine.detail(run.id)
+        detail = await engine.detail(run.id)
         error = detail.run.error
         assert error is not None
         assert error["where"] == "resources"
@@ -280,7 +282,7 @@ async def test_a_base_url_without_a_key_fails_the_run_before_any_step_until_the_
         assert requests(sim, "chat") == 0
 
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        engine.retry(run.id)
+        await engine.retry(run.id)
         run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert requests(sim, "chat") == 3

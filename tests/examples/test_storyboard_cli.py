@@ -114,7 +114,7 @@ def test_regen_run_executes_the_stage_from_the_environment(tmp_path: Path, sim: 
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "✓ succeeded" in done.stdout
-        (run,) = app.engine.list_runs()
+        (run,) = app.engine.sync.list_runs()
         images = app.records.run_images(run.id)
         assert [image.status for image in images] == ["completed"] * 3
         for image in images:
@@ -131,7 +131,7 @@ def test_regen_run_executes_the_stage_from_the_environment(tmp_path: Path, sim: 
         assert last["type"] == "done"
         assert last["data"]["success_count"] == 3
         assert last["stage"]["status"] == "completed"
-        assert app.result(run.id).success
+        assert asyncio.run(app.result(run.id)).success
     finally:
         app.close()
 
@@ -157,7 +157,7 @@ def test_regen_run_starts_a_simulator_when_the_provider_is_its_idle_default_addr
             env=environment(STORYBOARD_HOME=str(home)),
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        (run,) = app.engine.list_runs()
+        (run,) = app.engine.sync.list_runs()
         (image,) = app.records.run_images(run.id)
         assert image.status == "completed"
         assert image.image_url is not None
@@ -184,7 +184,7 @@ def test_regen_run_reports_the_seeds_validation_error_and_fails(
             env=environment(STORYBOARD_HOME=str(home), **{SIM_KEY_ENV: "sk-sim-cli-0002"}),
         )
         assert done.returncode == 1
-        (run,) = app.engine.list_runs()
+        (run,) = app.engine.sync.list_runs()
         assert run.status is RunStatus.FAILED
         assert seed_events(app, run.id) == [
             {"type": "error", "error": "项目不存在：no-such-project"}
@@ -201,7 +201,7 @@ def test_regen_worker_executes_a_run_the_app_queued(tmp_path: Path, sim: SimServ
     try:
         use_simulator(sim.openai_base_url, app=app)
         project_id = project_on(app, *PROMPTS)
-        run_id = app.start(project_id)
+        run_id = asyncio.run(app.start(project_id))
         # The worker knows only its data directory: the run's params say where the records are.
         done = regen_cli(
             "--home",
@@ -215,8 +215,8 @@ def test_regen_worker_executes_a_run_the_app_queued(tmp_path: Path, sim: SimServ
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "worker stopped after 1 runs" in done.stdout
-        assert app.engine.get_run(run_id).status is RunStatus.PARTIAL
-        result = app.result(run_id)
+        assert app.engine.sync.get_run(run_id).status is RunStatus.PARTIAL
+        result = asyncio.run(app.result(run_id))
         assert result.success
         assert result.status == "partial"
         assert (result.data["success_count"], result.data["failed_count"]) == (2, 1)
@@ -245,17 +245,17 @@ async def test_another_engine_retries_what_failed_with_the_flows_own_resources(
     try:
         use_simulator(sim.openai_base_url, app=app)
         project_id = project_on(app, *PROMPTS)
-        run_id = app.start(project_id)
+        run_id = await app.start(project_id)
         await app.execute(run_id)
-        assert app.result(run_id).status == "partial"
-        app.retry(run_id)
+        assert (await app.result(run_id)).status == "partial"
+        await app.retry(run_id)
         other = Engine(home=app.home)
         try:
             run = await other.execute(run_id)  # no resources given: the flow opens its own
         finally:
             other.close()
         assert run.status is RunStatus.SUCCEEDED
-        result = app.result(run_id)
+        result = await app.result(run_id)
         assert result.status == "completed"
         assert result.data["success_count"] == 3
         prompts = sim.stats()["prompts"]

@@ -240,7 +240,7 @@ async def test_image_records_are_pending_until_their_generation_starts(
     storyboards = [records.add_storyboard(project.id, f"排队的镜头 {n}") for n in range(4)]
     for sb in storyboards:  # each image takes half a second: three at a time, one waits
         sim.script({"prompt": sb.image_prompt, "steps": ["slow:0.5"]})
-    run_id = app.start(project.id)
+    run_id = await app.start(project.id)
     assert records.run_images(run_id) == []  # created by the stage itself, when it runs
     task = app.launch(run_id)
 
@@ -300,9 +300,9 @@ async def test_a_stage_where_every_image_fails_ends_failed_and_its_retry_complet
         "generated_image_ids": [],
     }
     assert done["stage"]["status"] == "failed"
-    (run,) = app.engine.list_runs()
+    (run,) = await app.engine.list_runs()
     assert run.status == "failed"
-    result = processor.result(run.id)
+    result = await processor.result(run.id)
     assert result.success is False
     assert result.status == "failed"
     assert result.data == done["data"]
@@ -325,8 +325,8 @@ async def test_a_stage_where_every_image_fails_ends_failed_and_its_retry_complet
     ]
     assert retried[0]["stage"]["status"] == "processing"
     assert retried[-1]["stage"]["status"] == "completed"
-    assert processor.result(run.id).data["success_count"] == 2
-    assert app.engine.get_run(run.id).status == "succeeded"
+    assert (await processor.result(run.id)).data["success_count"] == 2
+    assert (await app.engine.get_run(run.id)).status == "succeeded"
     for sb in storyboards:
         assert sim.stats()["prompts"][sb.image_prompt]["routes"] == {"images": 2, "file": 1}
 
@@ -340,15 +340,15 @@ async def test_an_interrupted_stage_resumes_without_redoing_finished_images(
     stuck = records.add_storyboard(project.id, "卡住的镜头")
     sim.script({"prompt": "卡住的镜头", "steps": ["hang"]})
     processor = Text2ImageStageProcessor(app)
-    run_id = app.start(project.id)
+    run_id = await app.start(project.id)
     task = app.launch(run_id)
     for _ in range(500):  # until the quick image is saved, while the other one hangs
-        if any(e.type == "image_generated" for e in app.engine.read_events(run_id)):
+        if any(e.type == "image_generated" for e in await app.engine.read_events(run_id)):
             break
         await asyncio.sleep(0.01)
     task.cancel()  # Ctrl-C, a deploy: the process stops mid-stage
     await asyncio.gather(task, return_exceptions=True)
-    run = app.engine.get_run(run_id)
+    run = await app.engine.get_run(run_id)
     assert run.status == "failed"
     assert (run.error or {})["type"] == "Interrupted"
     statuses = {i.storyboard_id: i.status for i in records.run_images(run_id)}
@@ -383,9 +383,9 @@ async def test_no_more_than_three_images_are_generated_at_once(tmp_path: Path) -
                 PipelineContext(project_id=project.id)
             )
             assert result.data["success_count"] == 7
-            (run,) = app.engine.list_runs()
+            (run,) = await app.engine.list_runs()
             in_flight, most = 0, 0
-            for event in app.engine.read_events(run.id):
+            for event in await app.engine.read_events(run.id):
                 if event.type == "item.started":
                     in_flight += 1
                     most = max(most, in_flight)
@@ -445,8 +445,8 @@ async def test_a_seeded_random_fault_profile_keeps_the_counts_consistent(tmp_pat
             ]
             processor = Text2ImageStageProcessor(app)
             events = await collect(processor.process_stream(project.id))
-            (run,) = app.engine.list_runs()
-            result = processor.result(run.id)
+            (run,) = await app.engine.list_runs()
+            result = await processor.result(run.id)
             stats = flaky.stats()
         finally:
             app.close()

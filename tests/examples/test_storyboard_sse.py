@@ -4,6 +4,7 @@ simulator with faults scripted per prompt."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -116,8 +117,8 @@ def check_demo_run(
         else:
             assert fields == FIELDS[event["type"]], event
 
-    (run,) = app.engine.list_runs()
-    result = app.result(run.id)
+    (run,) = app.engine.sync.list_runs()
+    result = asyncio.run(app.result(run.id))
     images = {image.storyboard_id: image for image in app.records.run_images(run.id)}
     stage = app.records.stage(storyboards[0].project_id)
     assert stage is not None
@@ -274,7 +275,7 @@ def test_fastapi_streams_the_stage_and_retries_only_the_failed_storyboard(
             check_sse_headers(response)
             assert app.join()
             events = check_demo_run(app, sim, storyboards, body)
-            (run,) = app.engine.list_runs()
+            (run,) = app.engine.sync.list_runs()
 
             # Re-attaching replays the same events from the durable log.
             response, again = read_sse(client, f"/runs/{run.id}/events")
@@ -356,7 +357,7 @@ def test_django_async_view_streams_the_stage_in_the_seeds_wire_format(
             check_sse_headers(response)
             assert app.join()
             events = check_demo_run(app, sim, storyboards, body)
-            (run,) = app.engine.list_runs()
+            (run,) = app.engine.sync.list_runs()
             response, again = read_sse(client, f"/runs/{run.id}/events?after=0")
             check_sse_headers(response)
             assert parse_sse(again) == events

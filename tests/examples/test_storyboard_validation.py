@@ -145,7 +145,7 @@ async def test_validation_failures_are_clear_and_generate_nothing(
 
     assert sim.stats()["requests"] == 0
     assert app.records.images() == []
-    for run in app.engine.list_runs():
+    for run in await app.engine.list_runs():
         assert run.status == "failed"
         assert (run.error or {})["step"] == "validate"
 
@@ -172,8 +172,8 @@ async def test_a_refused_run_succeeds_once_the_data_is_fixed(
     refused = await processor.process(PipelineContext(project_id=project.id))
     assert refused.success is False
     app.records.set_stage(project.id, "storyboard", "completed")
-    (run,) = app.engine.list_runs()
+    (run,) = await app.engine.list_runs()
     events = [e async for e in processor.retry_stream(run.id)]
     assert events[-1]["type"] == "done"
-    assert processor.result(run.id).success is True
+    assert (await processor.result(run.id)).success is True
     assert sim.stats()["prompts"]["一只猫"]["produced"] == 1

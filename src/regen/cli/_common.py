@@ -56,6 +56,16 @@ def opened_engine(ctx: click.Context) -> Iterator[Any]:
         engine.close()
 
 
+#: How ``regen run``, ``regen retry`` and ``regen demo`` exit, by the run's final status
+#: (2: a usage error, 130: interrupted).
+EXIT_CODES = {"succeeded": 0, "failed": 1, "partial": 3, "cancelled": 4}
+
+
+def exit_code(status: str) -> int:
+    """The exit status for a run that ended with ``status``."""
+    return EXIT_CODES.get(str(status), 1)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """regen's own errors become a one-line message and exit status 1; no traceback."""

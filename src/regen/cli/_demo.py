@@ -56,9 +56,13 @@ def demo(ctx: click.Context, count: int) -> None:
             )
             raise SystemExit(130) from None
         generated = _generated(sim.stats())
-        detail = engine.detail(run.id)
+        detail = engine.sync.detail(run.id)
         _report(
-            console, engine, run.id, generated, engine.items(run.id, "illustrate", limit=10_000)
+            console,
+            engine,
+            run.id,
+            generated,
+            engine.sync.items(run.id, "illustrate", limit=10_000),
         )
     # With two posts or more, the second candidate's give-up is part of the show.
     gave_up = detail.items.get("illustrate", {}).get("given_up", 0)
@@ -74,18 +78,18 @@ async def _demo(engine: Any, demo_flow: Any, sim: Any, console: Console, count: 
 
     services = demo_flow.make_services(sim.dashscope_base_url, sim.openai_base_url)
     try:
-        started = engine.start(demo_flow.flow, {"count": count})
+        started = await engine.start(demo_flow.flow, {"count": count})
         run = await run_with_progress(engine, started.run.id, console, resources=services)
-        summary(console, engine, run)
+        await summary(console, engine, run)
         if str(run.status) == "failed":
             console.print(
                 "\nThe publishing call failed, so the run stopped at its last step."
                 f"\n[bold]Resuming it from the failed step[/bold] (regen retry "
                 f"{run.id}): every image is kept.\n"
             )
-            engine.retry(run.id)
+            await engine.retry(run.id)
             run = await run_with_progress(engine, run.id, console, resources=services)
-            summary(console, engine, run)
+            await summary(console, engine, run)
         return run
     finally:
         await services.images.aclose()

@@ -112,10 +112,10 @@ class RunProgress:
         self.console.print(f"  [dim]{label}[/dim] {text}", highlight=False)
 
 
-def _last_seq(engine: Engine, run_id: str) -> int:
+async def _last_seq(engine: Engine, run_id: str) -> int:
     """The newest event's seq, so a retried run's progress starts from what is new."""
     last = 0
-    while page := engine.read_events(run_id, last, 5000):
+    while page := await engine.read_events(run_id, last, 5000):
         last = page[-1].seq
     return last
 
@@ -124,9 +124,10 @@ async def run_with_progress(
     engine: Engine, run_id: str, console: Console, resources: Any = None
 ) -> Run:
     """Execute a queued run in this event loop while drawing its progress (``resources``:
-    the steps' ``ctx.resources`` instead of the flow's own)."""
-    steps = engine.store.get_steps(run_id)
-    start_after = _last_seq(engine, run_id)
+    the steps' ``ctx.resources`` instead of the flow's own). A run another process is
+    executing is followed to its end instead."""
+    steps = (await engine.detail(run_id)).steps
+    start_after = await _last_seq(engine, run_id)
     with RunProgress(console, steps) as progress:
 
         async def show() -> None:
@@ -136,10 +137,12 @@ async def run_with_progress(
         watcher = asyncio.create_task(show())
         try:
             run = await engine.execute(run_id, resources=resources)
-            await asyncio.wait_for(watcher, timeout=5)
+            if not run.status.finished or run.retry_at is not None:
+                run = await engine.wait(run_id, poll=0.2)  # executing elsewhere
+            await watcher  # the log is read to the run's end
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            with contextlib.suppress(asyncio.CancelledError):
                 await watcher
     return run
 
@@ -147,21 +150,25 @@ async def run_with_progress(
 def execute_with_progress(engine: Engine, run_id: str, console: Console | None = None) -> Run:
     """Execute a queued run here with live progress; Ctrl-C leaves it resumable."""
     console = console or Console()
+
+    async def execute() -> Run:
+        run = await run_with_progress(engine, run_id, console)
+        await summary(console, engine, run)
+        return run
+
     try:
-        run = asyncio.run(run_with_progress(engine, run_id, console))
+        return asyncio.run(execute())
     except KeyboardInterrupt:
         console.print(
             f"\n[yellow]interrupted[/yellow]: run {run_id} keeps its checkpoints.\n"
             f"resume it with: [bold]regen retry {run_id}[/bold]"
         )
         raise SystemExit(130) from None
-    summary(console, engine, run)
-    return run
 
 
-def summary(console: Console, engine: Engine, run: Run) -> None:
+async def summary(console: Console, engine: Engine, run: Run) -> None:
     """Where the run ended, and what to do next."""
-    detail = engine.detail(run.id)
+    detail = await engine.detail(run.id)
     for name, counts in detail.items.items():
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         console.print(f"  {name}: {shown}")

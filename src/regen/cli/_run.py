@@ -10,8 +10,9 @@ import click
 from rich.console import Console
 
 from regen.cli._app import cli
-from regen.cli._common import opened_engine, user_errors
-from regen.cli._progress import execute_with_progress
+from regen.cli._common import exit_code, opened_engine, user_errors
+from regen.cli._progress import run_with_progress, summary
+from regen.engine import Run
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
@@ -47,14 +48,30 @@ def run(
     with opened_engine(ctx) as engine, user_errors():
         flow = load_flow(flow_ref)
         params = flow.parse_params(_params(param_values))
-        started = engine.start(flow, params, key=key)
-        verb = "started" if started.created else ("retried" if started.retried else "found")
-        console.print(f"{flow.name}: run {started.run.id} {verb}")
-        if queue:
-            return
-        finished = execute_with_progress(engine, started.run.id, console)
-    if finished.status.value not in ("succeeded", "partial"):
-        raise SystemExit(1)
+
+        async def start_and_run() -> Run | None:
+            started = await engine.start(flow, params, key=key)
+            run_id = started.run.id
+            if queue:
+                verb = "queued" if started.created else f"found ({started.run.status})"
+                console.print(f"{flow.name}: run {run_id} {verb}")
+                return None
+            verb = "started" if started.created else ("retried" if started.retried else "found")
+            console.print(f"{flow.name}: run {run_id} {verb}")
+            finished = await run_with_progress(engine, run_id, console)
+            await summary(console, engine, finished)
+            return finished
+
+        try:
+            finished = asyncio.run(start_and_run())
+        except KeyboardInterrupt:
+            console.print(
+                "\n[yellow]interrupted[/yellow]: the run keeps its checkpoints; "
+                "resume it with [bold]regen retry RUN[/bold] (ids: regen runs)"
+            )
+            raise SystemExit(130) from None
+    if finished is not None:
+        raise SystemExit(exit_code(finished.status))
 
 
 @cli.command()
@@ -76,7 +93,7 @@ def worker(
     with opened_engine(ctx) as engine, user_errors():
         names = [flow.name for flow in engine.register(*flows)] or None
         click.echo(
-            f"worker {engine.owner} on {engine.store.location}: "
+            f"worker {engine.owner} on {engine.location}: "
             f"{', '.join(names) if names else 'any flow'}"
         )
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from regen.cli._app import cli
 from regen.cli._common import (
+    exit_code,
     json_option,
     opened_engine,
     print_json,
@@ -56,7 +57,7 @@ def runs(
     """List runs, newest first."""
     with opened_engine(ctx) as engine, user_errors():
         try:
-            found = engine.list_runs(status=list(status) or None, flow=flow, limit=limit)
+            found = engine.sync.list_runs(status=list(status) or None, flow=flow, limit=limit)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--status") from exc
     if as_json:
@@ -90,12 +91,12 @@ def runs(
 def show(ctx: click.Context, run_id: str, item_limit: int, as_json: bool) -> None:
     """Show a run: its steps, checkpoints, items, attempts and errors."""
     with opened_engine(ctx) as engine, user_errors():
-        detail = engine.detail(run_id)
+        detail = engine.sync.detail(run_id)
         items: dict[str, list[Any]] = {}
         for step in detail.steps:
             if step.kind == "map":
-                troubled = engine.items(run_id, step.name, status="given_up", limit=item_limit)
-                rest = engine.items(run_id, step.name, limit=item_limit)
+                troubled = engine.sync.items(run_id, step.name, status="given_up", limit=item_limit)
+                rest = engine.sync.items(run_id, step.name, limit=item_limit)
                 seen = {i.idx for i in troubled}
                 items[step.name] = (troubled + [i for i in rest if i.idx not in seen])[:item_limit]
     if as_json:
@@ -158,7 +159,7 @@ EVENT_PAGE = 1000
 
 def _all_events(engine: Engine, run_id: str, after: int) -> Iterator[dict[str, Any]]:
     """Every event with ``seq > after``, page by page until the log is exhausted."""
-    while batch := engine.read_events(run_id, after, limit=EVENT_PAGE):
+    while batch := engine.sync.read_events(run_id, after, limit=EVENT_PAGE):
         for event in batch:
             yield event.to_dict()
         after = batch[-1].seq
@@ -184,7 +185,7 @@ def events(ctx: click.Context, run_id: str, after: int, follow: bool, as_json: b
     on each as it comes.
     """
     with opened_engine(ctx) as engine, user_errors():
-        engine.get_run(run_id)
+        engine.sync.get_run(run_id)
         if as_json and not follow:
             print_json_array(_all_events(engine, run_id, after))
             return
@@ -228,11 +229,12 @@ def retry(ctx: click.Context, run_id: str, from_step: str | None, wait: bool) ->
     from regen.cli._progress import execute_with_progress  # noqa: PLC0415
 
     with opened_engine(ctx) as engine, user_errors():
-        run = engine.retry(run_id, from_step=from_step)
+        run = engine.sync.retry(run_id, from_step=from_step)
         where = f"from step {from_step!r}" if from_step else "from its failed step"
         click.echo(f"run {run.id} queued again {where} (retry {run.retry_count})")
         if wait:
-            execute_with_progress(engine, run.id)
+            finished = execute_with_progress(engine, run.id)
+            raise SystemExit(exit_code(finished.status))
 
 
 @cli.command()
@@ -241,7 +243,7 @@ def retry(ctx: click.Context, run_id: str, from_step: str | None, wait: bool) ->
 def cancel(ctx: click.Context, run_id: str) -> None:
     """Cancel a queued run now, or a running one at its next safe point."""
     with opened_engine(ctx) as engine, user_errors():
-        run = engine.cancel(run_id)
+        run = engine.sync.cancel(run_id)
     click.echo(
         f"run {run.id}: {run.status}" + (" (cancel requested)" if run.cancel_requested else "")
     )
@@ -253,7 +255,7 @@ def cancel(ctx: click.Context, run_id: str) -> None:
 def gc(ctx: click.Context, as_json: bool) -> None:
     """Delete expired checkpoints, old finished runs and unreferenced artifacts now."""
     with opened_engine(ctx) as engine, user_errors():
-        counts = engine.gc()
+        counts = engine.sync.gc()
     record = asdict(counts)
     if as_json:
         print_json(record)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from regen.engine import _time
+from regen.engine._blocking import wait_for
 from regen.engine._json import ArtifactRef
 from regen.store import Artifact, Blobs, Store, StoreError, sniff
 
@@ -19,6 +20,10 @@ class ArtifactStore:
         self.blobs = Blobs(root)
 
     def put(self, data: bytes, content_type: str | None = None) -> ArtifactRef:
+        """Store ``data``; the same bytes twice are stored once (from synchronous code)."""
+        return wait_for(self.aput(data, content_type))
+
+    async def aput(self, data: bytes, content_type: str | None = None) -> ArtifactRef:
         """Store ``data``; the same bytes twice are stored once."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"artifacts hold bytes, not {type(data).__name__}")
@@ -27,14 +32,16 @@ class ArtifactStore:
         sha, staged = self.blobs.stage(raw)
         meta = Artifact(sha, len(raw), content_type or sniffed, width, height)
         try:
-            self.store.put_artifact(meta, lambda: self.blobs.place(sha, staged), _time.now())
+            # The bytes are moved into place inside the store's transaction, so a clean-up
+            # running meanwhile never deletes a file just recorded.
+            await self.store.put_artifact(meta, lambda: self.blobs.place(sha, staged), _time.now())
         finally:
             staged.unlink(missing_ok=True)
         return ArtifactRef(sha, len(raw), meta.content_type, width, height)
 
-    def get(self, sha256: str) -> Artifact | None:
+    async def get(self, sha256: str) -> Artifact | None:
         """An artifact's metadata."""
-        return self.store.get_artifact(sha256)
+        return await self.store.get_artifact(sha256)
 
     def path(self, ref: ArtifactRef | Mapping[str, Any] | str) -> Path:
         """Where an artifact's bytes are."""

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from regen.engine import _time
 from regen.engine._json import ArtifactRef, encode
-from regen.store import AddEvent, Item, ItemStatus, LinkArtifact
+from regen.store import AddEvent, EventType, Item, ItemStatus, LinkArtifact
 
 if TYPE_CHECKING:
     from regen.engine._execute import Execution
 
 #: Event types the engine writes itself; steps may not emit them.
-RESERVED = frozenset({"chunk", "stream.reset", "attempt.failed"})
+RESERVED = frozenset({EventType.CHUNK, EventType.STREAM_RESET, EventType.ATTEMPT_FAILED})
 _RESERVED_PREFIXES = ("run.", "step.", "item.")
 
 
@@ -51,11 +51,16 @@ class Artifacts:
         """Store ``data`` (content-addressed; PNG/JPEG/GIF/WebP sizes read from the header)."""
         ex = self._ctx._execution
         ref = ex.engine.artifacts.put(data, content_type)
-        ex.writer.add(
-            ex.lease,
-            [LinkArtifact(ref.sha256, self._ctx.step, self._ctx.index)],
-            blocking=ex.blocking,
+        ex.outbox.add(
+            [LinkArtifact(ref.sha256, self._ctx.step, self._ctx.index)], blocking=ex.blocking
         )
+        return ref
+
+    async def aput(self, data: bytes, content_type: str | None = None) -> ArtifactRef:
+        """:meth:`put` for async steps: the event loop goes on while the store records it."""
+        ex = self._ctx._execution
+        ref = await ex.engine.artifacts.aput(data, content_type)
+        ex.outbox.add([LinkArtifact(ref.sha256, self._ctx.step, self._ctx.index)])
         return ref
 
     def read(self, ref: ArtifactRef | Mapping[str, Any] | str) -> bytes:
@@ -168,12 +173,12 @@ class StepContext:
         data: dict[str, Any] = {"current": current, "total": total}
         if message is not None:
             data["message"] = message
-        self._execution.event("progress", data, step=self.step, index=self.index)
+        self._execution.event(EventType.PROGRESS, data, step=self.step, index=self.index)
 
     def log(self, message: str, level: str = "info") -> None:
         """A ``log`` event (``info`` / ``warning`` / ``error``)."""
         self._execution.event(
-            "log", {"level": level, "message": message}, step=self.step, index=self.index
+            EventType.LOG, {"level": level, "message": message}, step=self.step, index=self.index
         )
 
     def set_output(self, value: Any) -> None:
@@ -187,7 +192,7 @@ class StepContext:
         after = -1
         store = self._execution.store
         while True:
-            rows = store.get_items(self.run_id, step, after=after, limit=page, status=status)
+            rows = await store.get_items(self.run_id, step, after=after, limit=page, status=status)
             for row in rows:
                 yield row
             if len(rows) < page:

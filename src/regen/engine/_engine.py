@@ -16,19 +16,22 @@ from typing import Any, Literal
 
 from regen.engine import _faults, _time
 from regen.engine._artifacts import ArtifactStore
+from regen.engine._blocking import wait_for
 from regen.engine._detail import RunDetail, item_counts
 from regen.engine._errors import RunExists
 from regen.engine._execute import Execution
 from regen.engine._flow import Flow
-from regen.engine._follow import follow
+from regen.engine._follow import follow as follow_events
 from regen.engine._heartbeat import Heartbeat
 from regen.engine._json import encode
 from regen.engine._loader import Registry, load_flow
 from regen.engine._loops import Loops
 from regen.engine._resources import execute_with_resources
 from regen.engine._settings import Settings
+from regen.engine._sync import SyncEngine
 from regen.engine._worker import work
 from regen.store import (
+    Artifact,
     Claimed,
     Commit,
     Event,
@@ -63,6 +66,9 @@ class Started:
 class Engine:
     """Durable execution of flows on a store (by default ``$REGEN_HOME/regen.db``).
 
+    Every method that reads or writes the store is a coroutine; ``engine.sync`` has the
+    same methods for synchronous code (scripts, sync web frameworks).
+
     ``store``: a :class:`Store`, a database URL, or ``None`` for the environment's.
     ``home``: the data directory (artifacts live in ``home/artifacts``). ``threads``:
     the pool that runs sync steps and sync map items.
@@ -77,37 +83,49 @@ class Engine:
         owner: str | None = None,
         threads: int = 64,
     ) -> None:
-        from regen.engine._writer import Writer  # noqa: PLC0415 - keeps import order obvious
-
         # Settings first: a bad variable is refused before a database is opened.
         self.settings = settings or Settings.from_env()
         self.home = Path(home) if home is not None else default_home()
         self._owns_store = not isinstance(store, Store)
-        self.store: Store = (
+        self._store: Store = (
             store if isinstance(store, Store) else open_store(store, data_home=self.home)
         )
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.registry = Registry()
-        self.artifacts = ArtifactStore(self.store, self.home / "artifacts")
+        self.artifacts = ArtifactStore(self._store, self.home / "artifacts")
         self._executions: dict[str, Execution] = {}
-        self.writer = Writer(self.store, self._observe)
-        self.heartbeat = Heartbeat(self.store, self.settings.lease_ttl, self._observe)
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
+        self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
         self._loops = Loops()
+        #: The same methods for synchronous code: ``engine.sync.start(flow, params)``.
+        self.sync = SyncEngine(self, self._loops)
 
     def __repr__(self) -> str:
-        return f"Engine({self.store.location!r})"
+        return f"Engine({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the engine's store is (a database URL; never with a password)."""
+        return self._store.location
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Commit what is queued, stop the engine's threads, close the store if it owns it."""
-        self.heartbeat.close()
-        self.writer.close()
-        self._loops.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        """Stop the engine's threads; close the store if the engine opened it."""
+        self._stop_threads()
         if self._owns_store:
-            self.store.close()
+            await self._store.close()
+
+    def close(self) -> None:
+        """:meth:`aclose`, from synchronous code (not inside a running event loop)."""
+        self._stop_threads()
+        if self._owns_store:
+            wait_for(self._store.close())
+
+    def _stop_threads(self) -> None:
+        self._heartbeat.close()
+        self._loops.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Engine:
         return self
@@ -119,7 +137,7 @@ class Engine:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
     def _observe(self, lease: Lease, commit: Commit) -> None:
         execution = self._executions.get(lease.run_id)
@@ -142,7 +160,7 @@ class Engine:
 
     # --- starting and executing -----------------------------------------------------------
 
-    def start(
+    async def start(
         self,
         flow: Flow | str,
         params: Mapping[str, Any] | None = None,
@@ -172,7 +190,7 @@ class Engine:
             chosen.max_retries if max_retries is None else max_retries,
             chosen.retry_delay if retry_delay is None else retry_delay,
         )
-        run, created = self.store.create_run(new, _time.now())
+        run, created = await self._store.create_run(new, _time.now())
         if created or run.status is not RunStatus.FAILED or on_failed == "return":
             return Started(run, created)
         if on_failed == "refuse":
@@ -183,9 +201,9 @@ class Engine:
                 f"({run.id}) failed; retry it, or start with another key",
             )
         try:
-            return Started(self.store.retry_run(run.id, _time.now()), False, True)
+            return Started(await self._store.retry_run(run.id, _time.now()), False, True)
         except InvalidTransition:  # a concurrent start retried it first
-            return Started(self.get_run(run.id), False)
+            return Started(await self.get_run(run.id), False)
 
     async def execute(
         self,
@@ -203,18 +221,18 @@ class Engine:
         (``None``: the flow's own, if it declares any).
         """
         while True:
-            claimed = self.store.claim(
+            claimed = await self._store.claim(
                 self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
             )
             if claimed is not None:
                 await self._execute_claimed(claimed, inline_sync=inline_sync, resources=resources)
-            run = self.get_run(run_id)
+            run = await self.get_run(run_id)
             if not (follow_retries and run.status is RunStatus.FAILED and run.retry_at):
                 return run
             await _time.sleep(run.retry_at - _time.now())
             # Refused when a manual retry replaced it, or a worker carried it out.
             with contextlib.suppress(InvalidTransition):
-                self.store.retry_run(run_id, _time.now(), auto=True)
+                await self._store.retry_run(run_id, _time.now(), auto=True)
 
     async def _execute_claimed(
         self,
@@ -227,16 +245,18 @@ class Engine:
         try:
             flow = self.registry.get(claimed.run.flow, claimed.run.flow_ref)
         except Exception:
-            self.store.release(claimed.lease, _time.now())
+            await self._store.release(claimed.lease, _time.now())
             raise
         execution = Execution(self, flow, claimed, inline_sync=inline_sync)
         self._executions[claimed.run.id] = execution
-        self.heartbeat.hold(claimed.lease)
+        self._heartbeat.hold(claimed.lease)
         try:
             _faults.point("after_claim")
             return await execute_with_resources(execution, resources)
         except asyncio.CancelledError:
-            execution.interrupted(release=release_on_interrupt)
+            # Recorded even though this task is being cancelled: shielded from a second
+            # cancellation, so the run is released (or marked failed) before it ends.
+            await asyncio.shield(execution.interrupted(release=release_on_interrupt))
             raise
         except LeaseLost:
             logger.warning(
@@ -246,10 +266,10 @@ class Engine:
             )
             return RunStatus.RUNNING
         except Exception as exc:
-            execution.crashed(exc)
+            await execution.crashed(exc)
             raise
         finally:
-            self.heartbeat.drop(claimed.run.id)
+            self._heartbeat.drop(claimed.run.id)
             self._executions.pop(claimed.run.id, None)
 
     async def run(
@@ -269,7 +289,7 @@ class Engine:
         A keyed run executing in another process is waited for instead. ``resources``: as
         for :meth:`execute`.
         """
-        started = self.start(
+        started = await self.start(
             flow,
             params,
             key=key,
@@ -283,34 +303,46 @@ class Engine:
     def run_sync(
         self, flow: Flow | str, params: Mapping[str, Any] | None = None, **options: Any
     ) -> Run:
-        """:meth:`run` from synchronous code. Sync steps run on this thread (no other run
-        shares the private event loop, kept for this thread's next call), async ones on
-        the loop."""
-        return self._loops.run(self.run(flow, params, inline_sync=True, **options))
+        """``engine.sync.run``: :meth:`run` from synchronous code."""
+        return self.sync.run(flow, params, **options)
 
     async def wait(self, run_id: str, poll: float = 0.25) -> Run:
         """Wait until the run has finished (and no automatic retry is pending)."""
-        async for _ in follow(
-            self.store, run_id, after=self._last_seq(run_id), follow=True, poll=poll
-        ):
-            pass
-        return self.get_run(run_id)
+        run = await self.get_run(run_id)
+        while not run.status.finished or run.retry_at is not None:
+            await self._wait_for_change(run_id, poll)
+            run = await self.get_run(run_id)
+        return run
 
-    def _last_seq(self, run_id: str) -> int:
-        events = self.store.read_events(run_id, 0, 1)
-        return 0 if not events else max(0, events[0].seq - 1)
+    async def _wait_for_change(self, run_id: str, poll: float) -> None:
+        """Until something is written to the run (in this process), or ``poll`` seconds."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def listener(touched: str) -> None:
+            if touched == run_id:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(changed.set)
+
+        remove = self._store.add_listener(listener)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), poll)
+        finally:
+            remove()
 
     # --- control --------------------------------------------------------------------------
 
-    def retry(self, run_id: str, *, from_step: str | None = None) -> Run:
+    async def retry(self, run_id: str, *, from_step: str | None = None) -> Run:
         """Queue a failed or partial run again from its failed step (succeeded items kept),
         or from ``from_step`` (it and every later step re-executed, never from the cache).
-        A pending automatic retry is replaced. Refused for a queued or running run."""
-        return self.store.retry_run(run_id, _time.now(), from_step=from_step)
+        A pending automatic retry is replaced. Refused for a queued or running run (unless
+        its process died: its lease expired)."""
+        return await self._store.retry_run(run_id, _time.now(), from_step=from_step)
 
-    def cancel(self, run_id: str) -> Run:
+    async def cancel(self, run_id: str) -> Run:
         """Cancel a queued run at once; stop a running one at its next safe point."""
-        run = self.store.request_cancel(run_id, _time.now())
+        run = await self._store.request_cancel(run_id, _time.now())
         execution = self._executions.get(run_id)
         if execution is not None:
             execution.cancel_requested = True
@@ -318,25 +350,30 @@ class Engine:
 
     # --- reading --------------------------------------------------------------------------
 
-    def get_run(self, run_id: str) -> Run:
+    async def get_run(self, run_id: str) -> Run:
         """The run (:class:`RunNotFound` if there is none)."""
-        run = self.store.get_run(run_id)
+        run = await self._store.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
         return run
 
-    def detail(self, run_id: str) -> RunDetail:
+    async def find_run(self, flow: Flow | str, key: str) -> Run | None:
+        """The run of ``flow`` started with business ``key``, or ``None``."""
+        name = flow.name if isinstance(flow, Flow) else flow
+        return await self._store.find_run(name, key)
+
+    async def detail(self, run_id: str) -> RunDetail:
         """The run with its steps, checkpoints and item counts."""
-        run = self.get_run(run_id)
-        steps = self.store.get_steps(run_id)
+        run = await self.get_run(run_id)
+        steps = await self._store.get_steps(run_id)
         items = {
-            s.name: item_counts(self.store.count_items(run_id, s.name))
+            s.name: item_counts(await self._store.count_items(run_id, s.name))
             for s in steps
             if s.kind == "map"
         }
         return RunDetail(run, steps, items)
 
-    def list_runs(
+    async def list_runs(
         self,
         *,
         status: Sequence[RunStatus | str] | None = None,
@@ -346,9 +383,9 @@ class Engine:
     ) -> list[Run]:
         """Runs, newest first."""
         statuses = None if status is None else [RunStatus(s) for s in status]
-        return self.store.list_runs(statuses=statuses, flow=flow, before=before, limit=limit)
+        return await self._store.list_runs(statuses=statuses, flow=flow, before=before, limit=limit)
 
-    def items(
+    async def items(
         self,
         run_id: str,
         step: str,
@@ -359,27 +396,35 @@ class Engine:
     ) -> list[Item]:
         """Items of a map step, in order (page with ``after``: the last ``idx`` seen)."""
         chosen = None if status is None else ItemStatus(status)
-        return self.store.get_items(run_id, step, after=after, limit=limit, status=chosen)
+        return await self._store.get_items(run_id, step, after=after, limit=limit, status=chosen)
 
-    def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``seq > after``."""
-        return self.store.read_events(run_id, after, limit)
+        return await self._store.read_events(run_id, after, limit)
 
     def events(
         self, run_id: str, *, after: int = 0, follow: bool = False, poll: float = 0.25
     ) -> AsyncIterator[Event]:
         """Events with ``seq > after``; with ``follow``, new ones as they are written, until
         the run ends (resume a broken stream by passing the last ``seq`` seen)."""
-        return _follow(self.store, run_id, after=after, follow=follow, poll=poll)
+        return follow_events(self._store, run_id, after=after, follow=follow, poll=poll)
+
+    async def artifact(self, sha256: str) -> Artifact | None:
+        """An artifact's metadata (its bytes: ``engine.artifacts.read``)."""
+        return await self.artifacts.get(sha256)
+
+    async def check(self) -> list[str]:
+        """The store's integrity check: the problems found (none: an empty list)."""
+        return await self._store.check()
 
     # --- clean-up and workers -------------------------------------------------------------
 
-    def gc(self, now: float | None = None) -> GcCounts:
+    async def gc(self, now: float | None = None) -> GcCounts:
         """Delete expired checkpoints (those runs are no longer resumable), finished runs
         past their retention with their events, unreferenced artifacts and stale cache."""
         at = _time.now() if now is None else now
         s = self.settings
-        return self.store.collect(
+        return await self._store.collect(
             checkpoints_before=at - s.checkpoint_retention_hours * 3600,
             runs_before=at - s.run_retention_days * 86400,
             artifacts_before=at - s.run_retention_days * 86400,
@@ -412,6 +457,3 @@ class Engine:
             gc_interval=gc_interval,
             max_runs=max_runs,
         )
-
-
-_follow = follow

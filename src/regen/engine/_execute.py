@@ -14,6 +14,7 @@ from regen.engine import _faults, _steps, _time
 from regen.engine._context import NO_RESOURCES, Results, event_write
 from regen.engine._flow import Flow, StepSpec
 from regen.engine._json import encode
+from regen.engine._outbox import Outbox
 from regen.engine._outcome import Outcome, Stop, error_of
 from regen.retry import Attempt, Policy
 from regen.store import (
@@ -21,6 +22,7 @@ from regen.store import (
     Commit,
     EndRun,
     EndStep,
+    EventType,
     LeaseLost,
     RunStatus,
     StartStep,
@@ -51,8 +53,7 @@ class Execution:
 
     def __init__(self, engine: Engine, flow: Flow, claimed: Claimed, *, inline_sync: bool) -> None:
         self.engine = engine
-        self.store = engine.store
-        self.writer = engine.writer
+        self.store = engine._store
         self.flow = flow
         self.run = claimed.run
         self.run_id = claimed.run.id
@@ -69,6 +70,7 @@ class Execution:
         self.blocking = False
         #: ``ctx.resources``: what the flow's ``resources`` gave (or the caller passed).
         self.resources: Any = NO_RESOURCES
+        self.outbox = Outbox(self.store, self.lease, asyncio.get_running_loop(), self.observe)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -87,34 +89,22 @@ class Execution:
             data = {"step": step, **data}
             if index >= 0:
                 data["item"] = index
-        self.writer.add(
-            self.lease, [event_write(type_, data, f"event {type_!r}")], blocking=self.blocking
-        )
+        self.outbox.add([event_write(type_, data, f"event {type_!r}")], blocking=self.blocking)
 
     async def commit(self, writes: list[Write]) -> None:
-        """Commit durably, here and now, after everything queued before; :class:`LeaseLost`
-        if the lease was lost. (A step's checkpoint: no other run's work waits on it.)"""
-        self.commit_here(writes)
-
-    def commit_here(self, writes: list[Write]) -> None:
-        """:meth:`commit`, callable without awaiting (the loop over quick steps)."""
-        result = self.writer.commit_now(self.lease, writes)
+        """Commit durably, after everything queued before; :class:`LeaseLost` if the lease
+        was lost."""
+        result = await self.outbox.commit(writes)
         if not result.ok:
             self.lost = True
             raise LeaseLost(self.run_id)
         if result.cancel_requested:
             self.cancel_requested = True
 
-    def commit_now(self, writes: list[Write]) -> bool:
-        """Commit from a path that cannot await (interruption); ``False`` if the lease is lost."""
-        result = self.writer.commit_now(self.lease, writes)
-        self.observe(result)
-        return result.ok
-
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a sync function in the engine's thread pool (context variables carried)."""
         call = functools.partial(contextvars.copy_context().run, fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.engine.pool, call)
+        return await asyncio.get_running_loop().run_in_executor(self.engine._pool, call)
 
     def key(self, step: str, generation: int, item: str | None = None) -> str:
         """The idempotency key of a step (or an item): stable across retries and
@@ -132,7 +122,7 @@ class Execution:
             if failed is not None:
                 failed.append(attempt)
             self.event(
-                "attempt.failed",
+                EventType.ATTEMPT_FAILED,
                 {
                     "attempt": attempt.number,
                     "kind": str(attempt.kind),
@@ -158,15 +148,21 @@ class Execution:
     # --- the run -----------------------------------------------------------------------------
 
     def _end_writes(
-        self, status: RunStatus, error: dict[str, Any] | None = None, failed_step: str | None = None
+        self,
+        status: RunStatus,
+        error: dict[str, Any] | None = None,
+        failed_step: str | None = None,
+        *,
+        automatic: bool = True,
     ) -> list[Write]:
         at = _time.now()
         retry_at = None
         run = self.run
         if (
-            status is RunStatus.FAILED
+            automatic
+            and status is RunStatus.FAILED
             and self.engine.settings.auto_retry
-            and run.retry_count < run.max_retries
+            and run.auto_retries < run.max_retries
         ):
             retry_at = at + run.retry_delay
         data: dict[str, Any] = {}
@@ -176,20 +172,16 @@ class Execution:
             data["failed_step"] = failed_step
         if retry_at is not None:
             data["retry_at"] = retry_at
-            data["retry"] = run.retry_count + 1
+            data["retry"] = run.auto_retries + 1
         error_text = None if error is None else encode({**error, "step": failed_step}, "error")
         return [
             EndRun(status, at, error_text, retry_at),
-            event_write(f"run.{status}", data, "run event"),
+            event_write(EventType.run_ended(status), data, "run event"),
         ]
 
-    def _states(self) -> tuple[list[str], list[StepState]]:
+    async def _states(self) -> tuple[list[str], list[StepState]]:
         """The run's step names and states; done steps' results go to ``results``."""
-        if self.run.executions == 1 and not self.taken_over:
-            # Its first execution: every step is pending, only the names are worth reading.
-            names = [name for name, _ in self.store.step_names(self.run_id)]
-            return names, [StepState(i, StepStatus.PENDING) for i in range(len(names))]
-        records = self.store.get_steps(self.run_id)
+        records = await self.store.get_steps(self.run_id)
         for rec in records:
             if rec.status in _DONE:
                 self._results[rec.name] = rec.output
@@ -199,8 +191,10 @@ class Execution:
 
     async def execute(self) -> RunStatus:
         """Run the steps not yet done; returns the run's final status."""
-        names, records = self._states()
+        names, records = await self._states()
         specs = self.flow.steps
+        if self.taken_over and self.run.crashes >= self.engine.settings.max_crashes:
+            return await self._crashed_too_often(names, records)
         if names != [s.name for s in specs]:
             error = {
                 "type": "FlowChanged",
@@ -212,7 +206,7 @@ class Execution:
             await self.commit(self._end_writes(RunStatus.FAILED, error))
             return RunStatus.FAILED
         if self.cancel_requested:
-            self.event("log", {"level": "info", "message": "cancel requested"})
+            self.event(EventType.LOG, {"level": "info", "message": "cancel requested"})
         partial = any(rec.status is StepStatus.PARTIAL for rec in records)
         todo = [i for i, rec in enumerate(records) if rec.status not in _DONE]
         runners = [_runner(spec.kind) for spec in specs]
@@ -223,7 +217,7 @@ class Execution:
                 # Queued, not committed on its own: it goes with the next commit (at the
                 # latest the step's checkpoint); a crash before that leaves it pending.
                 self.check_cancel()
-                self.writer.add(self.lease, self._start_writes(specs[todo[0]], todo[0]))
+                self.outbox.add([self._start_write(specs[todo[0]], todo[0])])
             for n, i in enumerate(todo):
                 spec = specs[i]
                 outcome = (
@@ -245,15 +239,14 @@ class Execution:
                 if outcome.status is StepStatus.PARTIAL:
                     partial = True
                 following = todo[n + 1] if n + 1 < len(todo) else None
-                if following is not None and self.cancel_requested:
-                    await self.commit([*outcome.writes, self._end_write(spec, i, outcome)])
-                    raise Stop
-                # The step's checkpoint, its event and the next step's start: one commit.
-                end = self._end_write(spec, i, outcome, following)
-                writes = [*outcome.writes, end] if outcome.writes else [end]
+                writes = [*outcome.writes, self._end_write(spec, i, outcome)]
                 if following is None:
                     break
-                self.commit_here(writes)
+                if self.cancel_requested:
+                    await self.commit(writes)
+                    raise Stop
+                # The step's checkpoint, its event and the next step's start: one commit.
+                await self.commit([*writes, self._start_write(specs[following], following)])
                 _faults.point("after_step_checkpoint")
             status = RunStatus.PARTIAL if partial else RunStatus.SUCCEEDED
             _faults.point("before_run_end")
@@ -269,16 +262,11 @@ class Execution:
         await self.commit(self._end_writes(RunStatus.FAILED, error))
         return RunStatus.FAILED
 
-    def _start_writes(self, spec: StepSpec, position: int) -> list[Write]:
-        data = _started_data(spec.name, spec.kind)
-        return [StartStep(position, _time.now(), data, lazy=True)]
+    def _start_write(self, spec: StepSpec, position: int) -> Write:
+        return StartStep(position, _time.now(), _started_data(spec.name, spec.kind))
 
-    def _end_write(
-        self, spec: StepSpec, position: int, outcome: Outcome, following: int | None = None
-    ) -> Write:
-        """The step's end (and checkpoint); ``following``: the position of the step
-        started by the same transition. Step transitions are recorded in their
-        event rows alone (``lazy``): readers of the steps table apply them."""
+    def _end_write(self, spec: StepSpec, position: int, outcome: Outcome) -> Write:
+        """The step's end, its event and (when it succeeded) its checkpoint."""
         if outcome.data or outcome.error is not None:
             data: dict[str, Any] = {"step": spec.name, **(outcome.data or {})}
             if outcome.error is not None:
@@ -287,9 +275,28 @@ class Execution:
         else:
             text = _step_data(spec.name)
         error = None if outcome.error is None else encode(outcome.error, "error")
-        return EndStep(
-            position, outcome.status, _time.now(), outcome.output, error, text, True, following
+        return EndStep(position, outcome.status, _time.now(), outcome.output, error, text)
+
+    async def _crashed_too_often(self, names: list[str], records: list[StepState]) -> RunStatus:
+        """The run's process was lost ``max_crashes`` times: fail it instead of running a
+        step that may kill the next process too."""
+        where = next(
+            (n for n, r in zip(names, records, strict=False) if r.status is StepStatus.RUNNING),
+            None,
         )
+        crashes = self.run.crashes
+        error = {
+            "type": "Crashed",
+            "kind": "crashed",
+            "message": (
+                f"the run's process was lost {crashes} times"
+                + (f" while in step {where!r}" if where else "")
+                + "; find what kills it (memory, a native crash, a signal), then "
+                f"`regen retry {self.run_id}`"
+            ),
+        }
+        await self.commit(self._end_writes(RunStatus.FAILED, error, where, automatic=False))
+        return RunStatus.FAILED
 
     async def _cancelled(self) -> RunStatus:
         at = _time.now()
@@ -301,22 +308,22 @@ class Execution:
                     encode({"type": "Cancelled", "message": "cancelled on request"}, "error"),
                     close_steps=True,
                 ),
-                event_write("run.cancelled", {}, "run event"),
+                event_write(EventType.RUN_CANCELLED, {}, "run event"),
             ]
         )
         return RunStatus.CANCELLED
 
-    def interrupted(self, *, release: bool) -> None:
+    async def interrupted(self, *, release: bool) -> None:
         """The execution was interrupted (Ctrl-C, shutdown): give the run back to the queue
         (``release``) or leave it ``failed`` and resumable by a retry."""
         if self.lost:
             return
         try:
             if release:
-                self.writer.drain()
-                self.store.release(self.lease, _time.now())
+                await self.outbox.flush()
+                await self.store.release(self.lease, _time.now())
             else:
-                self.commit_now(self._interrupt_writes())
+                await self.outbox.commit(self._interrupt_writes())
         except Exception:
             logger.warning(
                 "regen: could not record the interruption of run %s",
@@ -330,15 +337,15 @@ class Execution:
         at = _time.now()
         return [
             EndRun(RunStatus.FAILED, at, encode(error, "error")),
-            event_write("run.failed", {"error": error}, "run event"),
+            event_write(EventType.RUN_FAILED, {"error": error}, "run event"),
         ]
 
-    def crashed(self, exc: BaseException) -> None:
+    async def crashed(self, exc: BaseException) -> None:
         """An unexpected error in the engine itself: record the run as failed."""
         if self.lost:
             return
         try:
-            self.commit_now(self._end_writes(RunStatus.FAILED, error_of(exc)))
+            await self.outbox.commit(self._end_writes(RunStatus.FAILED, error_of(exc)))
         except Exception:
             logger.warning(
                 "regen: could not record the failure of run %s",

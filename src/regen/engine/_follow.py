@@ -32,10 +32,10 @@ async def follow(
     try:
         while True:
             wake.clear()
-            run = store.get_run(run_id) if follow else None
+            run = await store.get_run(run_id) if follow else None
             if follow and run is None:
                 raise RunNotFound(run_id)
-            batch = store.read_events(run_id, after, _PAGE)
+            batch = await store.read_events(run_id, after, _PAGE)
             for event in batch:
                 after = event.seq
                 yield event

@@ -1,17 +1,21 @@
 """Keeping leases alive: a thread renews every lease this engine holds.
 
-A thread rather than a task, so a sync step that blocks the event loop (run inline by
-``run_sync``) does not let its lease expire while it works.
+A thread (with an event loop of its own to await the store) rather than a task, so a sync
+step that blocks the engine's event loop (run inline by ``run_sync``) does not let its
+lease expire while it works.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections.abc import Callable
 
 from regen.engine import _time
-from regen.engine._writer import Observer
-from regen.store import Lease, Store
+from regen.store import Commit, Lease, Store
+
+Observer = Callable[[Lease, Commit], None]
 
 logger = logging.getLogger("regen.engine")
 
@@ -50,17 +54,21 @@ class Heartbeat:
             self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._ttl / 3):
-            with self._lock:
-                leases = list(self._leases.values())
-            if not leases:
-                continue
-            try:
-                outcome = self._store.heartbeat(leases, self._ttl, _time.now())
-            except Exception:
-                logger.warning("regen: heartbeat failed", exc_info=True)
-                continue
-            for lease in leases:
-                result = outcome.get(lease.run_id)
-                if result is not None:
-                    self._observer(lease, result)
+        with asyncio.Runner() as runner:
+            while not self._stop.wait(self._ttl / 3):
+                self._beat(runner)
+
+    def _beat(self, runner: asyncio.Runner) -> None:
+        with self._lock:
+            leases = list(self._leases.values())
+        if not leases:
+            return
+        try:
+            outcome = runner.run(self._store.heartbeat(leases, self._ttl, _time.now()))
+        except Exception:
+            logger.warning("regen: heartbeat failed", exc_info=True)
+            return
+        for lease in leases:
+            result = outcome.get(lease.run_id)
+            if result is not None:
+                self._observer(lease, result)

@@ -19,8 +19,8 @@ from regen.retry import Attempt, GiveUp
 from regen.store import (
     AddEvent,
     EndItem,
+    EventType,
     ItemStatus,
-    LeaseLost,
     LinkArtifact,
     PutCache,
     StartItem,
@@ -94,7 +94,7 @@ async def _merged(ex: Execution, step: str, values: Any) -> AsyncIterator[tuple[
                 pos += 1
             if pos < len(page) or not more:
                 break
-            page, pos = ex.store.item_states(ex.run_id, step, after=after, limit=_PAGE), 0
+            page, pos = await ex.store.item_states(ex.run_id, step, after=after, limit=_PAGE), 0
             more = len(page) == _PAGE
             if page:
                 after = page[-1][0]
@@ -196,7 +196,7 @@ async def _skip_rest(
             )
         )
         if len(writes) >= 500:
-            ex.writer.add(ex.lease, list(writes))
+            ex.outbox.add(list(writes))
             writes.clear()
 
     skip(*first)
@@ -204,7 +204,7 @@ async def _skip_rest(
         state.seen += 1
         skip(idx, item)
     if writes:
-        ex.writer.add(ex.lease, writes)
+        ex.outbox.add(writes)
 
 
 def _item_key(spec: StepSpec, item: Any) -> str | None:
@@ -221,8 +221,7 @@ async def _run_item(
     failed: list[Attempt] = []
     base: dict[str, Any] = {"step": spec.name, "item": idx, "key": key}
     try:
-        ex.writer.add(
-            ex.lease,
+        ex.outbox.add(
             [
                 StartItem(
                     spec.name,
@@ -231,15 +230,15 @@ async def _run_item(
                     key,
                     encode(item, f"map step {spec.name!r}: item {idx}"),
                 ),
-                event_write("item.started", base, "item event"),
-            ],
+                event_write(EventType.ITEM_STARTED, base, "item event"),
+            ]
         )
         output, cached, cached_key = None, False, None
         if spec.cache is not None:
             inputs = spec.cache.key(ctx, item) if spec.cache.key is not None else item
             cached_key = cache_key(ex.flow.name, spec.name, spec.version, inputs)
             if not rec.refresh:
-                output = ex.store.cache_get(cached_key, _time.now())
+                output = await ex.store.cache_get(cached_key, _time.now())
                 cached = output is not None
         found: list[str] = []
         if output is None:
@@ -296,7 +295,7 @@ async def _run_item(
                     encode(exc.errors, "errors"),
                 ),
                 event_write(
-                    "item.given_up",
+                    EventType.ITEM_GIVEN_UP,
                     {
                         **base,
                         "attempts": len(attempts),
@@ -359,7 +358,7 @@ def _success(
         )
     data = {**base, "cached": cached, "attempts": len(failed) + 1}
     writes.append(
-        event_write("item.succeeded", data, "item event")
+        event_write(EventType.ITEM_SUCCEEDED, data, "item event")
         if len(output) > _SMALL_OUTPUT
         else _with_output(data, output)
     )
@@ -369,13 +368,11 @@ def _success(
 def _with_output(data: dict[str, Any], output: str) -> Write:
     # The output is already compact JSON text: spliced in, not decoded and encoded again.
     text = encode(data, "item event")
-    return AddEvent("item.succeeded", f'{text[:-1]},"output":{output}}}', _time.now())
+    return AddEvent(EventType.ITEM_SUCCEEDED, f'{text[:-1]},"output":{output}}}', _time.now())
 
 
 async def _commit(ex: Execution, writes: list[Write]) -> None:
-    result = await ex.writer.commit(ex.lease, writes)
-    if not result.ok:
-        raise LeaseLost(ex.run_id)
+    await ex.commit(writes)
 
 
 def _progress(ex: Execution, spec: StepSpec, state: _State, *, force: bool = False) -> None:
@@ -384,7 +381,7 @@ def _progress(ex: Execution, spec: StepSpec, state: _State, *, force: bool = Fal
         return
     state.last_progress = now
     ex.event(
-        "progress",
+        EventType.PROGRESS,
         {
             "current": state.finished,
             "total": state.total,

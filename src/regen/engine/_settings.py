@@ -25,6 +25,15 @@ def _number(env: Mapping[str, str], name: str, default: float, *, positive: bool
     return value
 
 
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number ≥ 1")
+    return int(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Lease length, clean-up windows and automatic retries.
@@ -36,7 +45,9 @@ class Settings:
     (``REGEN_RUN_RETENTION_DAYS``, 30): finished runs, their events and artifacts no run
     uses are kept this long. ``gc_interval`` (``REGEN_GC_INTERVAL_S``, 3600): how often a
     worker cleans up. ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
-    every flow's automatic retries.
+    every flow's automatic retries. ``max_crashes`` (``REGEN_MAX_CRASHES``, 3): a run
+    whose process was lost this many times (its lease expired mid-run) fails with kind
+    ``crashed`` instead of being taken over again.
     """
 
     lease_ttl: float = 30.0
@@ -44,6 +55,7 @@ class Settings:
     run_retention_days: float = 30.0
     gc_interval: float = 3600.0
     auto_retry: bool = True
+    max_crashes: int = 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,4 +77,5 @@ class Settings:
             run_retention_days=_number(env, "REGEN_RUN_RETENTION_DAYS", 30.0, positive=False),
             gc_interval=_number(env, "REGEN_GC_INTERVAL_S", 3600.0),
             auto_retry=auto in ("1", "true", "yes", "on"),
+            max_crashes=_whole(env, "REGEN_MAX_CRASHES", 3),
         )

@@ -29,7 +29,7 @@ async def run_plain(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
         )
         cached_key = cache_key(ex.flow.name, spec.name, spec.version, inputs)
         if not rec.refresh:
-            hit = ex.store.cache_get(cached_key, _time.now())
+            hit = await ex.store.cache_get(cached_key, _time.now())
             if hit is not None:
                 return Outcome(StepStatus.SUCCEEDED, decode(hit), hit, data={"cached": True})
     try:
@@ -42,7 +42,7 @@ async def run_plain(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
 def run_now(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
     """:func:`run_plain` for a ``quick`` step run inline: no awaiting, no detours."""
     ctx = StepContext(ex, spec.name, ex.key(spec.name, rec.generation))
-    ex.blocking = True  # its events go to the writer thread: the event loop is blocked
+    ex.blocking = True  # its events are committed as they come: the event loop is blocked
     try:
         value = spec.fn(ctx)
     except Exception as exc:
@@ -81,7 +81,7 @@ def _checkpoint(ex: Execution, spec: StepSpec, value: Any, cached_key: str | Non
 
 async def _call(ex: Execution, spec: StepSpec, ctx: StepContext) -> Any:
     """Call the step's function under its policy: in the pool, or inline under ``run_sync``
-    (its events then go to the writer thread: the event loop is blocked meanwhile)."""
+    (its events are then committed as they come: the event loop is blocked meanwhile)."""
     policy = spec.policy
     if policy.attempts == 1 and policy.timeout is None and policy.deadline is None:
         # Nothing to retry or time: call it directly, as the policy would.
@@ -89,20 +89,21 @@ async def _call(ex: Execution, spec: StepSpec, ctx: StepContext) -> Any:
             return await spec.fn(ctx)
         if not ex.inline_sync:
             return await ex.in_thread(spec.fn, ctx)
-        ex.blocking = True
-        try:
-            return spec.fn(ctx)
-        finally:
-            ex.blocking = False
+        return _inline(ex, spec.fn, ctx)
     policy = ex.policy_for(spec, ctx.idempotency_key)
     fn = _counting(spec.fn, ctx)
     if spec.is_async:
         return await policy.acall(fn, ctx)
     if not ex.inline_sync:
         return await ex.in_thread(policy.call, fn, ctx)
+    return _inline(ex, policy.call, fn, ctx)
+
+
+def _inline(ex: Execution, fn: Any, *args: Any) -> Any:
+    """Call sync ``fn`` on the event loop's thread, its events committed as they come."""
     ex.blocking = True
     try:
-        return policy.call(fn, ctx)
+        return fn(*args)
     finally:
         ex.blocking = False
 

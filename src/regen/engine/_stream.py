@@ -9,7 +9,7 @@ from regen.engine._context import _UNSET, StepContext
 from regen.engine._json import decode, encode
 from regen.engine._outcome import Outcome, error_of
 from regen.retry import Attempt, GiveUp
-from regen.store import CountAttempt, StepStatus
+from regen.store import CountAttempt, EventType, StepStatus
 
 if TYPE_CHECKING:
     from regen.engine._execute import Execution, StepState
@@ -22,7 +22,7 @@ async def run_stream(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
     number = rec.attempts  # attempts begun by earlier executions of this step
     if rec.status is StepStatus.RUNNING and number:
         # Taken over after a crash: the crashed attempt's text may be in the log.
-        ex.event("stream.reset", {"attempt": number, "reason": "resumed"}, step=spec.name)
+        ex.event(EventType.STREAM_RESET, {"attempt": number, "reason": "resumed"}, step=spec.name)
     streamed = [False]
 
     async def attempt() -> tuple[str, Any]:
@@ -41,13 +41,17 @@ async def run_stream(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
                 )
             parts.append(chunk)
             streamed[0] = True
-            ex.event("chunk", {"text": chunk, "attempt": number}, step=spec.name)
+            ex.event(EventType.CHUNK, {"text": chunk, "attempt": number}, step=spec.name)
             ex.check_cancel()
         return "".join(parts), ctx._output
 
     def reset(failed: Attempt) -> None:
         if streamed[0]:
-            ex.event("stream.reset", {"attempt": number, "reason": failed.message}, step=spec.name)
+            ex.event(
+                EventType.STREAM_RESET,
+                {"attempt": number, "reason": failed.message},
+                step=spec.name,
+            )
 
     policy = ex.policy_for(spec, key)
     hook = policy.on_retry

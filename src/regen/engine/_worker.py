@@ -42,15 +42,15 @@ async def work(
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(wake.set)
 
-    remove = engine.store.add_listener(listener)
+    remove = engine._store.add_listener(listener)
     unloadable: set[str] = set()
     executed = 0
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
             wake.clear()
-            _carry_out_due_retries(engine, names)
+            await _carry_out_due_retries(engine, names)
             while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
-                claimed = engine.store.claim(
+                claimed = await engine._store.claim(
                     engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
                 )
                 if claimed is None:
@@ -58,7 +58,7 @@ async def work(
                 try:
                     engine.registry.get(claimed.run.flow, claimed.run.flow_ref)
                 except FlowNotFound as exc:
-                    engine.store.release(claimed.lease, _time.now())
+                    await engine._store.release(claimed.lease, _time.now())
                     if claimed.run.flow not in unloadable:
                         logger.error(
                             "regen worker: skipping runs of flow %s: %s",
@@ -67,7 +67,7 @@ async def work(
                             extra={"flow": claimed.run.flow},
                         )
                         unloadable.add(claimed.run.flow)
-                    names = [n for n in (names or _known(engine)) if n not in unloadable]
+                    names = [n for n in (names or await _known(engine)) if n not in unloadable]
                     continue
                 executed += 1
                 task = asyncio.create_task(_run(engine, claimed))
@@ -76,7 +76,7 @@ async def work(
                 task.add_done_callback(lambda _: wake.set())
             if interval and _time.monotonic() - last_gc >= interval:
                 last_gc = _time.monotonic()
-                counts = engine.gc()
+                counts = await engine.gc()
                 logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
@@ -92,22 +92,16 @@ async def work(
     return executed
 
 
-def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> None:
-    for run_id in engine.store.due_retries(_time.now(), names):
+async def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> None:
+    for run_id in await engine._store.due_retries(_time.now(), names):
         # Refused when another worker, or a manual retry, got there first.
         with contextlib.suppress(InvalidTransition):
-            engine.store.retry_run(run_id, _time.now(), auto=True)
+            await engine._store.retry_run(run_id, _time.now(), auto=True)
 
 
-def _known(engine: Engine) -> list[str]:
-    return sorted(
-        {
-            r.flow
-            for r in engine.store.list_runs(
-                statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000
-            )
-        }
-    )
+async def _known(engine: Engine) -> list[str]:
+    runs = await engine._store.list_runs(statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000)
+    return sorted({r.flow for r in runs})
 
 
 async def _run(engine: Engine, claimed: Claimed) -> None:

@@ -1,6 +1,7 @@
 """The store: where runs, checkpoints, events, artifacts and cached results are kept.
 
-One interface, :class:`Store`; one implementation today, :class:`SQLiteStore`.
+One interface, :class:`Store` (every method a coroutine); one implementation today,
+:class:`SQLiteStore`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from regen.store._errors import (
     StoreBusy,
     StoreError,
 )
+from regen.store._event_types import EventType
 from regen.store._interface import Listener, Store
 from regen.store._location import database_url, home, open_store
 from regen.store._media import sniff
 from regen.store._records import (
     AddEvent,
     Artifact,
-    Batch,
     Claimed,
     Commit,
     CountAttempt,
@@ -52,7 +53,6 @@ from regen.store._sqlite import SQLiteStore
 __all__ = [
     "AddEvent",
     "Artifact",
-    "Batch",
     "Blobs",
     "Claimed",
     "Commit",
@@ -63,6 +63,7 @@ __all__ = [
     "EndRun",
     "EndStep",
     "Event",
+    "EventType",
     "GcCounts",
     "InvalidTransition",
     "Item",

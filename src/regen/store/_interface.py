@@ -1,10 +1,11 @@
 """The seam between the engine and a database: :class:`Store`.
 
-Every method is synchronous and safe to call from any thread. Methods that change a
-running run take its :class:`Lease`; the store checks the lease token inside the same
-transaction as the change, so a process that lost its lease can no longer write. An
-implementation for another database (PostgreSQL: ``FOR UPDATE SKIP LOCKED`` claims,
-``LISTEN/NOTIFY`` wake-ups) implements the same methods with the same behaviour.
+Every method that touches the database is a coroutine, and may be awaited from any event
+loop: an implementation does its I/O off the loop (SQLite: threads of its own), so a
+locked database delays only the calls that wait on it. Methods that change a running run
+take its :class:`Lease`; the store checks the lease token inside the same transaction as
+the change, so a process that lost its lease can no longer write. Every implementation
+passes the same contract suite (``tests/store/``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 from regen.store._records import (
     Artifact,
-    Batch,
     Claimed,
     Commit,
     Event,
@@ -26,6 +26,7 @@ from regen.store._records import (
     Run,
     RunStatus,
     Step,
+    Write,
 )
 
 Listener = Callable[[str], None]
@@ -39,13 +40,17 @@ class Store(ABC):
     # --- lifecycle ----------------------------------------------------------------------
 
     @abstractmethod
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release the database connection(s). The store cannot be used afterwards."""
+
+    @abstractmethod
+    async def check(self) -> list[str]:
+        """Check the database's integrity; the problems found (none: an empty list)."""
 
     # --- runs ----------------------------------------------------------------------------
 
     @abstractmethod
-    def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
+    async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
         """Create a queued run with its pending steps and a ``run.queued`` event.
 
         With a business key already used by a run of the same flow, nothing is created
@@ -53,15 +58,15 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, run_id: str) -> Run | None:
         """The run, or ``None``."""
 
     @abstractmethod
-    def find_run(self, flow: str, business_key: str) -> Run | None:
+    async def find_run(self, flow: str, business_key: str) -> Run | None:
         """The run of ``flow`` started with ``business_key``, or ``None``."""
 
     @abstractmethod
-    def list_runs(
+    async def list_runs(
         self,
         *,
         statuses: Sequence[RunStatus] | None = None,
@@ -72,15 +77,11 @@ class Store(ABC):
         """Runs, newest first (``before``: created before that time, for paging)."""
 
     @abstractmethod
-    def get_steps(self, run_id: str) -> list[Step]:
+    async def get_steps(self, run_id: str) -> list[Step]:
         """The run's steps in order."""
 
     @abstractmethod
-    def step_names(self, run_id: str) -> list[tuple[str, str]]:
-        """The run's declared steps as ``(name, kind)``, in order (no state: cheap)."""
-
-    @abstractmethod
-    def get_items(
+    async def get_items(
         self,
         run_id: str,
         step: str,
@@ -92,19 +93,19 @@ class Store(ABC):
         """Items of a map step with ``idx > after``, in order."""
 
     @abstractmethod
-    def item_states(
+    async def item_states(
         self, run_id: str, step: str, *, after: int = -1, limit: int = 1000
     ) -> list[tuple[int, ItemStatus]]:
         """``(idx, status)`` of items with ``idx > after``, in order (cheap: no payloads)."""
 
     @abstractmethod
-    def count_items(self, run_id: str, step: str) -> dict[ItemStatus, int]:
+    async def count_items(self, run_id: str, step: str) -> dict[ItemStatus, int]:
         """How many items of a map step are in each status."""
 
     # --- leases and writes ---------------------------------------------------------------
 
     @abstractmethod
-    def claim(
+    async def claim(
         self,
         owner: str,
         ttl: float,
@@ -120,25 +121,25 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
+    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
         """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked."""
 
     @abstractmethod
-    def commit(self, batches: Sequence[Batch]) -> list[Commit]:
-        """Apply each batch in one transaction (group commit), checking each lease.
+    async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
+        """Apply ``writes`` in order, in one transaction, if ``lease`` still holds.
 
-        A batch whose lease no longer holds is dropped (``Commit(ok=False)``); the others
-        are applied.
+        ``Commit(ok=False)``, with nothing written, when the lease was lost. A database
+        busy with another process's transaction is waited for, not an error.
         """
 
     @abstractmethod
-    def release(self, lease: Lease, now: float) -> bool:
+    async def release(self, lease: Lease, now: float) -> bool:
         """Give the run back to the queue (status ``queued``) without ending it."""
 
     # --- control --------------------------------------------------------------------------
 
     @abstractmethod
-    def retry_run(
+    async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
         """Queue a finished run again, keeping its checkpoints.
@@ -151,49 +152,49 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def request_cancel(self, run_id: str, now: float) -> Run:
+    async def request_cancel(self, run_id: str, now: float) -> Run:
         """Cancel a queued run (or one waiting for an automatic retry) at once, its steps
         not yet done closed with ``step.skipped`` events; ask a running one to stop at its
         next safe point."""
 
     @abstractmethod
-    def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
+    async def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
         """Ids of failed runs whose automatic retry is due."""
 
     @abstractmethod
-    def next_retry_at(self, flows: Sequence[str] | None = None) -> float | None:
+    async def next_retry_at(self, flows: Sequence[str] | None = None) -> float | None:
         """When the next automatic retry falls due, if any is scheduled."""
 
     # --- events ----------------------------------------------------------------------------
 
     @abstractmethod
-    def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``seq > after``, in order."""
 
     @abstractmethod
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(run_id)`` after commits that append events (best effort,
-        from the committing thread); returns a function that removes it."""
+        """Call ``listener(run_id)`` after commits that append events to that run (best
+        effort, from any thread); returns a function that removes it."""
 
     # --- artifacts and cache -----------------------------------------------------------------
 
     @abstractmethod
-    def put_artifact(self, artifact: Artifact, place: Callable[[], None], now: float) -> None:
+    async def put_artifact(self, artifact: Artifact, place: Callable[[], None], now: float) -> None:
         """Record an artifact; ``place()`` moves its bytes into place in the same
         transaction, so a concurrent clean-up never deletes a file just recorded."""
 
     @abstractmethod
-    def get_artifact(self, sha256: str) -> Artifact | None:
+    async def get_artifact(self, sha256: str) -> Artifact | None:
         """An artifact's metadata, or ``None``."""
 
     @abstractmethod
-    def cache_get(self, key: str, now: float) -> str | None:
+    async def cache_get(self, key: str, now: float) -> str | None:
         """A cached result's JSON text, unless absent or expired."""
 
     # --- retention ---------------------------------------------------------------------------
 
     @abstractmethod
-    def collect(
+    async def collect(
         self,
         *,
         checkpoints_before: float,

@@ -7,7 +7,7 @@ as text the engine has encoded (the store never guesses how to encode a user's v
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 
@@ -69,12 +69,22 @@ class Run:
     lease_expires_at: float | None
     cancel_requested: bool
     retry_count: int
+    auto_retries: int
     max_retries: int
     retry_delay: float
     retry_at: float | None
     executions: int
+    crashes: int
     error: dict[str, Any] | None
     checkpoints_expired: bool
+
+    def lease_expired(self, now: float) -> bool:
+        """Whether the run is ``running`` but its process stopped renewing its lease."""
+        return (
+            self.status is RunStatus.RUNNING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at < now
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +209,6 @@ class GcCounts:
 
 
 # --- what a run writes (applied in order, in one transaction, under its lease) ------------
-# Writes are named tuples: immutable like the records above, and made by the thousand on
-# the hot path, where a tuple is built in a fraction of a frozen dataclass's time.
 
 
 class AddEvent(NamedTuple):
@@ -212,26 +220,16 @@ class AddEvent(NamedTuple):
 
 
 class StartStep(NamedTuple):
-    """Mark a step running; appends its ``step.started`` event with ``data`` (JSON).
-
-    ``lazy``: the event row alone records the change and the steps table catches up when
-    a write needs it (a retry, a cancellation) or at the next non-lazy step change;
-    readers see it at once either way. It saves page writes on the hot path of quick
-    steps.
-    """
+    """Mark a step running and append its ``step.started`` event with ``data`` (JSON)."""
 
     position: int
     at: float
     data: str = "{}"
-    lazy: bool = False
 
 
 class EndStep(NamedTuple):
     """Record a step's end and append its ``step.<status>`` event with ``data`` (JSON);
-    a non-``None`` ``output`` is its checkpoint, kept in that event row. ``next``: the
-    same transition starts the step at that position (its ``step.started`` event, with
-    the step's name and kind as data, follows at once). ``lazy``: as for
-    :class:`StartStep`."""
+    a non-``None`` ``output`` is its checkpoint, kept in the step's row."""
 
     position: int
     status: StepStatus
@@ -239,8 +237,6 @@ class EndStep(NamedTuple):
     output: str | None = None
     error: str | None = None
     data: str = "{}"
-    lazy: bool = False
-    next: int | None = None
 
 
 class CountAttempt(NamedTuple):
@@ -319,11 +315,3 @@ Write = (
     | LinkArtifact
     | EndRun
 )
-
-
-@dataclass(slots=True)
-class Batch:
-    """Writes of one run, committed together under its lease."""
-
-    lease: Lease
-    writes: list[Write] = field(default_factory=list)

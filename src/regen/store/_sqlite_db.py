@@ -7,6 +7,7 @@ version this code understands; a damaged, foreign or newer file is refused untou
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from regen.store import _queries
 from regen.store._errors import (
     CorruptDatabase,
+    DatabaseUnusable,
     NotARegenDatabase,
     ReadOnlyStore,
     SchemaTooNew,
@@ -25,8 +27,9 @@ from regen.store._errors import (
 #: ``PRAGMA application_id`` of regen databases ("rgn1"), so a foreign file is recognised.
 APPLICATION_ID = 0x72676E31
 _HEADER = b"SQLite format 3\x00"
-#: How long a writer waits for another process's lock before :class:`StoreBusy`.
-BUSY_TIMEOUT_MS = 10_000
+#: How long one statement waits for another process's lock before SQLite answers BUSY (the
+#: store's writer thread then tries again, logging that it waits; see ``SQLiteThread``).
+BUSY_TIMEOUT_MS = 2_000
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -45,7 +48,18 @@ def synchronous_setting() -> str:
     return value
 
 
+_RESTORE = (
+    "nothing was changed; run `regen db check` to see what SQLite finds, then restore the "
+    "file from a backup or move it away (regen starts a new database in its place)"
+)
+
+
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatabaseUnusable(
+            str(path),
+            "is a directory, not a database file; remove it or point REGEN_HOME elsewhere",
+        )
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,22 +84,101 @@ def _check_file(path: Path) -> None:
                 "not an SQLite database (bad file header); "
                 "move it away or point REGEN_HOME elsewhere",
             )
+        _check_size(path)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) regen's database at ``path``, at the latest schema."""
-    _check_file(path)
-    try:
-        # isolation_level=None: no implicit transactions; writers say BEGIN IMMEDIATE.
-        conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+def _check_size(path: Path) -> None:
+    """Refuse a file whose size disagrees with its header (truncated or cut mid-page).
+
+    Only when no write-ahead log waits to be replayed: a hot ``-wal`` file may hold the
+    pages that make the main file whole again.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    size = path.stat().st_size
+    if len(header) < 100:
+        if size:
+            raise CorruptDatabase(str(path), f"is cut short ({size} bytes); {_RESTORE}")
+        return
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid when its "version-valid-for" number matches
+    # the file change counter (SQLite >= 3.7.0 keeps them in step).
+    counted = header[92:96] == header[24:28] and pages > 0
+    if page_size < 512 or size % page_size or (counted and size < pages * page_size):
+        raise CorruptDatabase(
+            str(path),
+            f"is damaged: {size} bytes where its header says {pages} pages of "
+            f"{page_size} bytes; {_RESTORE}",
         )
-    except sqlite3.Error as exc:
-        raise translate(exc, str(path)) from exc
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open regen's database at ``path``, at the latest schema: creating or upgrading it,
+    or (``readonly``) only reading an existing one, which a read-only folder allows."""
+    if readonly:
+        return _connect_readonly(path)
+    _check_file(path)
+    conn = _open(path, str(path))
     try:
         _inspect(conn, path)
         _configure(conn)
         _migrate(conn, path)
+        _check_columns(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open(path: Path, target: str, *, uri: bool = False) -> sqlite3.Connection:
+    try:
+        # isolation_level=None: no implicit transactions; writers say BEGIN IMMEDIATE.
+        conn = sqlite3.connect(
+            target,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            uri=uri,
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, str(path)) from exc
+    # Rows readable by column name: no code depends on the order of a SELECT's columns.
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    if path.is_dir():
+        raise DatabaseUnusable(str(path), "is a directory, not a database file")
+    if not path.exists():
+        raise StoreError(
+            f"{path}: no database here yet (nothing has been run with this REGEN_HOME)"
+        )
+    conn = _open(path, f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        _inspect(conn, path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != latest_version():
+            raise (
+                SchemaTooNew(
+                    str(path),
+                    f"schema version {version}; this regen reads version {latest_version()}: "
+                    "run a command that writes (e.g. `regen db check` upgrades it) first",
+                )
+                if version > latest_version()
+                else StoreError(
+                    f"{path}: schema version {version} needs an upgrade, which a read-only "
+                    "opening cannot do; run any writing command (e.g. `regen runs`) where the "
+                    "folder is writable"
+                )
+            )
+        _check_columns(conn, path)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except BaseException:
         conn.close()
         raise
@@ -105,6 +198,11 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> None:
             "nothing was changed: restore it from a backup or move it "
             "away",
         ) from exc
+    if app_id == APPLICATION_ID and version == 0 and tables:
+        raise CorruptDatabase(
+            str(path),
+            f"holds regen's tables but no schema version (PRAGMA user_version is 0); {_RESTORE}",
+        )
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
         raise NotARegenDatabase(
             str(path),
@@ -155,6 +253,49 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(f"PRAGMA user_version={latest}")
 
 
+@functools.cache
+def _expected_columns() -> dict[str, tuple[str, ...]]:
+    """Each table's columns as the schema file declares them (built in memory, once)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        _run_script(conn, _queries.read("sqlite", "schema.sql"))
+        return _columns(conn)
+    finally:
+        conn.close()
+
+
+def _columns(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {t: tuple(r[1] for r in conn.execute(f"PRAGMA table_info({t!r})")) for t in tables}
+
+
+def _check_columns(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a database at the current version whose tables lack what the schema has."""
+    found = _columns(conn)
+    for table, columns in _expected_columns().items():
+        missing = [c for c in columns if c not in found.get(table, ())]
+        if missing:
+            what = (
+                f"table {table!r} lacks column(s) {', '.join(missing)}"
+                if table in found
+                else (f"table {table!r} is missing")
+            )
+            raise CorruptDatabase(
+                str(path), f"{what} at schema version {latest_version()}; {_RESTORE}"
+            )
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """What SQLite's integrity check finds (nothing: an empty list)."""
+    rows = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+    return [] if rows == ["ok"] else rows
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT first; run statement by statement inside our transaction.
     statement = ""
@@ -191,6 +332,6 @@ def translate(exc: sqlite3.Error, where: str) -> StoreError:
         )
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return ReadOnlyStore(f"{where}: {text}; the data directory must be writable")
-    if "malformed" in lowered or "not a database" in lowered:
-        return CorruptDatabase(where, text)
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return CorruptDatabase(where, f"{text}; {_RESTORE}")
     return StoreError(f"{where}: {text}")

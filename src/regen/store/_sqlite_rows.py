@@ -1,134 +1,101 @@
-"""Rows of the SQLite store as records (JSON columns decoded), and row-level helpers."""
+"""Rows of the SQLite store as records: read by column name, JSON columns decoded."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from typing import Any
 
-from regen.store._records import Event, Item, ItemStatus, Run, RunStatus, Step, StepStatus
+from regen.store._records import Artifact, Event, Item, ItemStatus, Run, RunStatus, Step, StepStatus
 
 
-def _json(text: str | None) -> Any:
+def loads(text: str | None) -> Any:
+    """A JSON column's value (``None`` stays ``None``)."""
     return None if text is None else json.loads(text)
 
 
-_RUN_STATUS = {str(status): status for status in RunStatus}
+def dumps(value: Any) -> str:
+    """Compact JSON text for a column or a query parameter."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def run(row: tuple[Any, ...] | sqlite3.Row) -> Run:
-    """A row of ``get_run`` (its columns in that order: read by index, the quick way)."""
-    error = row[18]
+def run(row: sqlite3.Row) -> Run:
+    """A row of ``runs``."""
     return Run(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        json.loads(row[4]),
-        _RUN_STATUS[row[5]],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        bool(row[12]),
-        row[13],
-        row[14],
-        row[15],
-        row[16],
-        row[17],
-        None if error is None else json.loads(error),
-        bool(row[19]),
+        id=row["id"],
+        flow=row["flow"],
+        flow_ref=row["flow_ref"],
+        business_key=row["business_key"],
+        params=json.loads(row["params"]),
+        status=RunStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        cancel_requested=bool(row["cancel_requested"]),
+        retry_count=row["retry_count"],
+        auto_retries=row["auto_retries"],
+        max_retries=row["max_retries"],
+        retry_delay=row["retry_delay"],
+        retry_at=row["retry_at"],
+        executions=row["executions"],
+        crashes=row["crashes"],
+        error=loads(row["error"]),
+        checkpoints_expired=bool(row["checkpoints_expired"]),
     )
 
 
-_STEP_STATUS = {str(status): status for status in StepStatus}
-
-
-def step(row: tuple[Any, ...] | sqlite3.Row) -> Step:
-    """A row of ``get_steps`` (its columns in that order: read by index, the quick way)."""
-    output, error = row[5], row[6]
+def step(run_id: str, row: sqlite3.Row) -> Step:
+    """A row of ``steps``."""
     return Step(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        _STEP_STATUS[row[4]],
-        None if output is None else json.loads(output),
-        None if error is None else json.loads(error),
-        row[7],
-        row[8],
-        bool(row[9]),
-        row[10],
-        row[11],
-        row[12],
+        run_id=run_id,
+        position=row["position"],
+        name=row["name"],
+        kind=row["kind"],
+        status=StepStatus(row["status"]),
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        attempts=row["attempts"],
+        generation=row["generation"],
+        refresh=bool(row["refresh"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        checkpointed_at=row["checkpointed_at"],
     )
 
 
-def item(row: sqlite3.Row) -> Item:
+def item(run_id: str, row: sqlite3.Row) -> Item:
+    """A row of ``items``."""
     return Item(
-        run_id=row["run_id"],
+        run_id=run_id,
         step=row["step"],
         idx=row["idx"],
         key=row["key"],
         status=ItemStatus(row["status"]),
-        input=_json(row["input"]),
-        output=_json(row["output"]),
-        attempts=_json(row["attempts"]) or [],
-        errors=_json(row["errors"]) or [],
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        attempts=loads(row["attempts"]) or [],
+        errors=loads(row["errors"]) or [],
         cached=bool(row["cached"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
     )
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def event(run_id: str, row: sqlite3.Row) -> Event:
+    """A row of ``events``."""
+    return Event(run_id, row["seq"], row["at"], row["type"], json.loads(row["data"]))
 
 
-def overlay(steps: list[Step], tail: list[sqlite3.Row]) -> list[Step]:
-    """Steps as the table has them, updated by step events not yet projected into it."""
-    for row in tail:
-        pos = row["position"]
-        if row["state"] == StepStatus.RUNNING:
-            steps[pos] = _started(steps[pos], row["at"])
-            continue
-        old = steps[pos]
-        has_output = row["output"] is not None
-        steps[pos] = replace(
-            old,
-            status=StepStatus(row["state"]),
-            finished_at=row["at"],
-            error=None if row["error"] is None else json.loads(row["error"]),
-            output=json.loads(row["output"]) if has_output else old.output,
-            checkpointed_at=row["at"] if has_output else old.checkpointed_at,
-            refresh=old.refresh and row["state"] not in ("succeeded", "partial"),
-        )
-        if row["next"] is not None:
-            steps[row["next"]] = _started(steps[row["next"]], row["at"])
-    return steps
-
-
-def _started(step: Step, at: float) -> Step:
-    return replace(step, status=StepStatus.RUNNING, started_at=at, finished_at=None, error=None)
-
-
-def events(
-    run_id: str, rows: list[sqlite3.Row], names: dict[int, tuple[str, str]], after: int, limit: int
-) -> list[Event]:
-    """The events ``rows`` stand for with ``seq > after``, at most ``limit``; a row whose
-    transition also started a step stands for that ``step.started`` event too."""
-    found: list[Event] = []
-    for row in rows:
-        seq = row[0]
-        if seq > after:
-            found.append(Event(run_id, seq, row[1], row[2], json.loads(row[3])))
-        started = row[4]
-        if started is not None and seq + 1 > after:
-            name, kind = names[started]
-            found.append(
-                Event(run_id, seq + 1, row[1], "step.started", {"step": name, "kind": kind})
-            )
-    return found[:limit]
+def artifact(row: sqlite3.Row) -> Artifact:
+    """A row of ``artifacts``."""
+    return Artifact(
+        sha256=row["sha256"],
+        size=row["size"],
+        content_type=row["content_type"],
+        width=row["width"],
+        height=row["height"],
+        created_at=row["created_at"],
+    )

@@ -7,6 +7,8 @@ from regen.store._records import Run, RunStatus, Step, StepStatus
 
 
 def check_retry(run: Run, now: float, *, from_step: str | None, auto: bool) -> None:
+    """Refuse a retry the run's status forbids (:class:`InvalidTransition`). A ``running``
+    run whose lease expired (its process died) may be retried at once."""
     rid = run.id
     if run.checkpoints_expired:
         raise InvalidTransition(
@@ -24,7 +26,7 @@ def check_retry(run: Run, now: float, *, from_step: str | None, auto: bool) -> N
                 f"run {rid}: no automatic retry is due (a manual retry may have replaced it)",
             )
         return
-    if run.status is RunStatus.RUNNING:
+    if run.status is RunStatus.RUNNING and not run.lease_expired(now):
         raise InvalidTransition(
             rid,
             run.status,
@@ -49,6 +51,7 @@ def check_retry(run: Run, now: float, *, from_step: str | None, auto: bool) -> N
 
 
 def retry_start(run: Run, steps: list[Step], from_step: str | None) -> Step:
+    """The step a retry starts from: ``from_step``, else the first one not done."""
     if from_step is not None:
         for step in steps:
             if step.name == from_step:

@@ -1,0 +1,201 @@
+"""A thread that owns one SQLite connection and runs the store's work on it, in order.
+
+The store's coroutines hand their work to a thread like this and await the result, so the
+event loop never waits on the database. The writer's thread commits the runs' writes that
+queued up while it was busy in one transaction (group commit: one journal write for many
+checkpoints), and waits out another process's write lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from regen.store._errors import CorruptDatabase, StoreBusy, StoreError
+from regen.store._sqlite_db import translate
+
+logger = logging.getLogger("regen.store")
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+#: How many queued transactions one group commit takes at most.
+_GROUP = 256
+
+
+class _Job:
+    __slots__ = ("future", "group", "runs", "work")
+
+    def __init__(self, work: Work, group: bool, runs: tuple[str, ...]) -> None:
+        self.work = work
+        self.group = group
+        self.runs = runs
+        self.future: Future[Any] = Future()
+
+
+class SQLiteThread:
+    """Runs functions of a connection on a thread of its own.
+
+    ``write``: each job runs in a write transaction (``BEGIN IMMEDIATE``), consecutive
+    ``group`` jobs in one; a lock held by another process is waited for up to
+    ``busy_wait`` seconds in all. ``changed(run_ids)`` is called after a write that touched
+    those runs commits.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        where: str,
+        *,
+        write: bool,
+        busy_wait: float = 300.0,
+        changed: Callable[[set[str]], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._where = where
+        self._write = write
+        self._busy_wait = busy_wait
+        self._changed = changed
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._ready: Future[None] = Future()
+        #: Set when the database was found damaged: every later job is refused with it.
+        self.broken: CorruptDatabase | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.result()  # the connection's errors are raised here, in the caller
+
+    async def run(
+        self, work: Callable[[sqlite3.Connection], T], *runs: str, group: bool = False
+    ) -> T:
+        """Run ``work(conn)`` on the thread (in a transaction if this is the writer)."""
+        job = _Job(work, group, runs)
+        self._jobs.put(job)
+        result: T = await asyncio.wrap_future(job.future)
+        return result
+
+    def close(self) -> None:
+        """Finish the queued jobs, close the connection and stop the thread."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    # --- on the thread ------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                jobs = [job]
+                while job.group and len(jobs) < _GROUP:
+                    try:
+                        following = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None:
+                        self._jobs.put(None)  # stop after this batch
+                        break
+                    jobs.append(following)
+                    if not following.group:
+                        break
+                self._serve(conn, jobs)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        if not self._write:
+            for job in jobs:
+                self._settle(job, *self._attempt(functools.partial(job.work, conn)))
+            return
+        grouped = [j for j in jobs if j.group]
+        rest = [j for j in jobs if not j.group]
+        if len(grouped) > 1:
+            ok, outcome = self._attempt(lambda: self._transaction(conn, grouped))
+            if ok:
+                for job, result in zip(grouped, outcome, strict=True):
+                    self._settle(job, True, result)
+                self._notify(grouped)
+            else:  # one of them failed: each alone, so only that one fails
+                rest = grouped + rest
+        else:
+            rest = grouped + rest
+        for job in rest:
+            ok, outcome = self._attempt(functools.partial(self._alone, conn, job))
+            self._settle(job, ok, outcome)
+            if ok:
+                self._notify([job])
+
+    def _alone(self, conn: sqlite3.Connection, job: _Job) -> Any:
+        return self._transaction(conn, [job])[0]
+
+    def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[Any]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a transaction that reads then
+        # writes never fails half-way on a lock upgrade (which busy_timeout cannot wait out).
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [job.work(conn) for job in jobs]
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return results
+
+    def _attempt(self, call: Callable[[], Any]) -> tuple[bool, Any]:
+        """``call()`` with another process's lock waited out: ``(ok, result or error)``."""
+        if self.broken is not None:
+            return False, self.broken
+        deadline = time.monotonic() + self._busy_wait
+        pause = 0.01
+        while True:
+            try:
+                return True, call()
+            except sqlite3.Error as exc:
+                error = translate(exc, self._where)
+            except Exception as exc:
+                return False, exc
+            if isinstance(error, CorruptDatabase):
+                self.broken = error
+                logger.error("regen: %s; writes to it are stopped", error)
+                return False, error
+            if not isinstance(error, StoreBusy) or time.monotonic() >= deadline:
+                return False, error
+            logger.info(
+                "regen: the database is locked by another process; waiting",
+                extra={"where": self._where},
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    @staticmethod
+    def _settle(job: _Job, ok: bool, outcome: Any) -> None:
+        if ok:
+            job.future.set_result(outcome)
+        else:
+            job.future.set_exception(
+                outcome if isinstance(outcome, BaseException) else StoreError(str(outcome))
+            )
+
+    def _notify(self, jobs: list[_Job]) -> None:
+        if self._changed is None:
+            return
+        runs = {run for job in jobs for run in job.runs}
+        if runs:
+            try:
+                self._changed(runs)
+            except Exception:
+                logger.warning("regen: a store listener failed", exc_info=True)

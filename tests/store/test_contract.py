@@ -1,0 +1,467 @@
+"""The store contract: what every backend does, checked through the public ``Store`` API.
+
+Each test runs on every backend in ``conftest.BACKENDS``; ``other`` is the same database
+opened again, as another process would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+
+from regen.store import (
+    AddEvent,
+    Artifact,
+    CountAttempt,
+    EndItem,
+    EndRun,
+    EndStep,
+    EventType,
+    InvalidTransition,
+    ItemStatus,
+    Lease,
+    LinkArtifact,
+    NewRun,
+    PutCache,
+    RunNotFound,
+    RunStatus,
+    StartItem,
+    StartStep,
+    StepStatus,
+    Store,
+)
+
+STEPS = (("fetch", "step"), ("draw", "map"), ("publish", "step"))
+
+
+def _new(run_id: str, key: str | None = None, *, flow: str = "f", retries: int = 0) -> NewRun:
+    return NewRun(run_id, flow, None, key, '{"n":1}', STEPS, retries, 30.0)
+
+
+async def _held(store: Store, run_id: str = "r1", *, at: float = 1.0, ttl: float = 100.0) -> Lease:
+    await store.create_run(_new(run_id), at)
+    claimed = await store.claim("me", ttl, at, run_id=run_id)
+    assert claimed is not None
+    return claimed.lease
+
+
+def _start(position: int, at: float = 2.0) -> StartStep:
+    name, kind = STEPS[position]
+    return StartStep(position, at, json.dumps({"step": name, "kind": kind}))
+
+
+def _end(position: int, status: StepStatus, output: str | None = None, at: float = 3.0) -> EndStep:
+    error = None if status is not StepStatus.FAILED else '{"type":"Boom","message":"broke"}'
+    return EndStep(position, status, at, output, error, json.dumps({"step": STEPS[position][0]}))
+
+
+async def _types(store: Store, run_id: str = "r1", after: int = 0) -> list[str]:
+    return [e.type for e in await store.read_events(run_id, after)]
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+async def test_a_new_run_is_queued_with_pending_steps_and_one_event(store: Store) -> None:
+    run, created = await store.create_run(_new("r1"), 5.0)
+    assert created
+    assert (run.id, run.status, run.params, run.created_at) == (
+        "r1",
+        RunStatus.QUEUED,
+        {"n": 1},
+        5.0,
+    )
+    steps = await store.get_steps("r1")
+    assert [(s.name, s.kind, s.status) for s in steps] == [
+        ("fetch", "step", StepStatus.PENDING),
+        ("draw", "map", StepStatus.PENDING),
+        ("publish", "step", StepStatus.PENDING),
+    ]
+    events = await store.read_events("r1")
+    assert [(e.seq, e.type, e.data) for e in events] == [(1, "run.queued", {"flow": "f"})]
+    assert await store.get_run("nope") is None
+    assert await store.get_steps("nope") == []
+
+
+async def test_one_run_per_business_key_whatever_the_concurrency(
+    store: Store, opener: Callable[[], Store]
+) -> None:
+    others = [opener() for _ in range(4)]
+    try:
+        outcomes = await asyncio.gather(
+            *(s.create_run(_new(f"r{i}", "k"), 1.0) for i, s in enumerate([store, *others] * 4))
+        )
+    finally:
+        for s in others:
+            await s.close()
+    assert len({run.id for run, _ in outcomes}) == 1
+    assert sum(created for _, created in outcomes) == 1
+    found = await store.find_run("f", "k")
+    assert found is not None
+    assert found.id == outcomes[0][0].id
+    assert (await store.create_run(_new("r99", "k", flow="g"), 1.0))[1]  # per flow
+
+
+async def test_runs_are_listed_newest_first_with_filters_and_paging(store: Store) -> None:
+    for i in range(5):
+        await store.create_run(_new(f"r{i}", flow="f" if i % 2 else "g"), float(i))
+    assert [r.id for r in await store.list_runs(limit=2)] == ["r4", "r3"]
+    assert [r.id for r in await store.list_runs(before=3.0, limit=2)] == ["r2", "r1"]
+    assert [r.id for r in await store.list_runs(flow="f")] == ["r3", "r1"]
+    assert await store.list_runs(statuses=[RunStatus.RUNNING]) == []
+    await store.claim("me", 10.0, 9.0, run_id="r2")
+    assert [r.id for r in await store.list_runs(statuses=[RunStatus.RUNNING])] == ["r2"]
+
+
+# --- claims and leases ----------------------------------------------------------------------
+
+
+async def test_claims_take_the_oldest_queued_run_of_the_flows_asked(store: Store) -> None:
+    await store.create_run(_new("old", flow="a"), 1.0)
+    await store.create_run(_new("new", flow="b"), 2.0)
+    claimed = await store.claim("me", 10.0, 3.0, flows=["b"])
+    assert claimed is not None
+    assert (claimed.run.id, claimed.run.status, claimed.taken_over) == ("new", "running", False)
+    assert claimed.run.executions == 1
+    assert claimed.lease.owner == "me"
+    assert claimed.lease.expires_at == 13.0
+    assert (await store.claim("me", 10.0, 3.0, flows=["b"])) is None
+    first = await store.claim("me", 10.0, 3.0)
+    assert first is not None
+    assert first.run.id == "old"
+    assert await _types(store, "old") == ["run.queued", "run.started"]
+
+
+async def test_two_stores_never_claim_the_same_run(store: Store, other: Store) -> None:
+    for i in range(30):
+        await store.create_run(_new(f"r{i}"), float(i))
+
+    async def claim_all(s: Store) -> list[str]:
+        got = []
+        while (c := await s.claim("w", 30.0, 100.0)) is not None:
+            got.append(c.run.id)
+        return got
+
+    mine, theirs = await asyncio.gather(claim_all(store), claim_all(other))
+    assert sorted(mine + theirs) == sorted(f"r{i}" for i in range(30))
+    assert not set(mine) & set(theirs)
+
+
+async def test_a_run_whose_lease_expired_is_taken_over_and_the_old_holder_fenced(
+    store: Store, other: Store
+) -> None:
+    first = await _held(store, ttl=10.0)
+    assert await other.claim("them", 10.0, 5.0, run_id="r1") is None  # still leased
+    second = await other.claim("them", 10.0, 20.0, run_id="r1")  # expired at 11
+    assert second is not None
+    assert second.taken_over
+    assert (second.run.executions, second.run.crashes) == (2, 1)
+    stale = await store.commit(first, [AddEvent("log", '{"by":"old"}', 21.0)])
+    fresh = await other.commit(second.lease, [AddEvent("log", '{"by":"new"}', 21.0)])
+    assert (stale.ok, fresh.ok) == (False, True)
+    logs = [e.data for e in await store.read_events("r1") if e.type == "log"]
+    assert logs == [{"by": "new"}]  # nothing of the stale holder's was written
+    assert (await store.heartbeat([first], 10.0, 22.0))["r1"].ok is False
+    assert (await store.heartbeat([second.lease], 10.0, 22.0))["r1"].ok is True
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.lease_expires_at == 32.0
+    seqs = [e.seq for e in await store.read_events("r1")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_released_run_is_queued_again(store: Store) -> None:
+    lease = await _held(store)
+    assert await store.release(lease, 5.0)
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.lease_owner) == (RunStatus.QUEUED, None)
+    assert not await store.release(lease, 6.0)  # released once
+    assert (await _types(store))[-1] == "run.queued"
+
+
+# --- a run's writes -------------------------------------------------------------------------
+
+
+async def test_a_step_checkpoint_is_written_with_its_event(store: Store) -> None:
+    lease = await _held(store)
+    result = await store.commit(lease, [_start(0), _end(0, StepStatus.SUCCEEDED, '{"papers":3}')])
+    assert (result.ok, result.cancel_requested) == (True, False)
+    fetch = (await store.get_steps("r1"))[0]
+    assert (fetch.status, fetch.output, fetch.started_at, fetch.finished_at) == (
+        StepStatus.SUCCEEDED,
+        {"papers": 3},
+        2.0,
+        3.0,
+    )
+    assert fetch.checkpointed_at == 3.0
+    events = await store.read_events("r1")
+    assert [(e.seq, e.type, e.data) for e in events[-2:]] == [
+        (3, "step.started", {"step": "fetch", "kind": "step"}),
+        (4, "step.succeeded", {"step": "fetch"}),
+    ]
+
+
+async def test_items_and_attempt_counts_are_recorded(store: Store) -> None:
+    lease = await _held(store)
+    await store.commit(
+        lease,
+        [
+            _start(1),
+            StartItem("draw", 0, 2.0, "cat", '"a cat"'),
+            StartItem("draw", 1, 2.0, "dog", '"a dog"'),
+            EndItem("draw", 0, ItemStatus.SUCCEEDED, 3.0, "cat", None, '"cat.png"', "[]"),
+            EndItem("draw", 1, ItemStatus.GIVEN_UP, 3.0, "dog", None, None, "[{}]", '["boom"]'),
+            CountAttempt(1, 2),
+        ],
+    )
+    items = await store.get_items("r1", "draw")
+    assert [(i.idx, i.key, i.status, i.input, i.output, i.errors) for i in items] == [
+        (0, "cat", ItemStatus.SUCCEEDED, "a cat", "cat.png", []),
+        (1, "dog", ItemStatus.GIVEN_UP, "a dog", None, ["boom"]),
+    ]
+    assert await store.item_states("r1", "draw", after=0) == [(1, ItemStatus.GIVEN_UP)]
+    assert [i.idx for i in await store.get_items("r1", "draw", status=ItemStatus.GIVEN_UP)] == [1]
+    assert await store.count_items("r1", "draw") == {
+        ItemStatus.SUCCEEDED: 1,
+        ItemStatus.GIVEN_UP: 1,
+    }
+    assert (await store.get_steps("r1"))[1].attempts == 2
+
+
+async def test_events_are_numbered_per_run_and_read_page_by_page(store: Store) -> None:
+    lease = await _held(store)
+    await store.commit(lease, [AddEvent("chunk", json.dumps({"i": i}), 2.0) for i in range(10)])
+    events = await store.read_events("r1", after=2, limit=4)
+    assert [(e.seq, e.data) for e in events] == [
+        (3, {"i": 0}),
+        (4, {"i": 1}),
+        (5, {"i": 2}),
+        (6, {"i": 3}),
+    ]
+    assert [e.seq for e in await store.read_events("r1", after=10)] == [11, 12]
+    assert await store.read_events("unknown") == []
+
+
+async def test_a_cancel_request_is_reported_to_the_lease_holder(store: Store, other: Store) -> None:
+    lease = await _held(store)
+    run = await other.request_cancel("r1", 2.0)
+    assert (run.status, run.cancel_requested) == (RunStatus.RUNNING, True)
+    result = await store.commit(lease, [_start(0)])
+    assert (result.ok, result.cancel_requested) == (True, True)
+    assert (await store.heartbeat([lease], 10.0, 3.0))["r1"].cancel_requested
+    await store.commit(
+        lease, [EndRun(RunStatus.CANCELLED, 4.0, '{"type":"Cancelled"}', close_steps=True)]
+    )
+    steps = await store.get_steps("r1")
+    assert [s.status for s in steps] == [StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.SKIPPED]
+    assert (await _types(store))[-3:] == ["step.failed", "step.skipped", "step.skipped"]
+
+
+async def test_listeners_hear_of_commits_to_a_run(store: Store) -> None:
+    heard: list[str] = []
+    remove = store.add_listener(heard.append)
+    lease = await _held(store)
+    await store.commit(lease, [AddEvent("log", "{}", 2.0)])
+    assert "r1" in heard
+    assert set(heard) == {"r1"}
+    remove()
+    count = len(heard)
+    await store.commit(lease, [AddEvent("log", "{}", 3.0)])
+    assert len(heard) == count
+
+
+# --- retries and cancellation ---------------------------------------------------------------
+
+
+async def _failed_at_draw(store: Store) -> Lease:
+    lease = await _held(store)
+    await store.commit(
+        lease,
+        [
+            _start(0),
+            _end(0, StepStatus.SUCCEEDED, '"papers"'),
+            _start(1),
+            EndItem("draw", 0, ItemStatus.SUCCEEDED, 3.0, None, '"a"', '"a.png"'),
+            EndItem("draw", 1, ItemStatus.GIVEN_UP, 3.0, None, '"b"', None, "[]", '["x"]'),
+            _end(1, StepStatus.PARTIAL, '{"succeeded":1}'),
+            EndRun(RunStatus.PARTIAL, 4.0, None),
+        ],
+    )
+    return lease
+
+
+async def test_a_retry_resumes_from_the_failed_step_keeping_what_succeeded(store: Store) -> None:
+    await _failed_at_draw(store)
+    run = await store.retry_run("r1", 5.0)
+    assert (run.status, run.retry_count, run.auto_retries) == (RunStatus.QUEUED, 1, 0)
+    steps = await store.get_steps("r1")
+    assert [(s.status, s.output) for s in steps] == [
+        (StepStatus.SUCCEEDED, "papers"),
+        (StepStatus.PENDING, None),
+        (StepStatus.PENDING, None),
+    ]
+    states = await store.item_states("r1", "draw")
+    assert states == [(0, ItemStatus.SUCCEEDED), (1, ItemStatus.PENDING)]
+    last = (await store.read_events("r1"))[-1]
+    assert (last.type, last.data["from_step"], last.data["auto"]) == ("run.queued", "draw", False)
+    with pytest.raises(InvalidTransition, match="already queued"):
+        await store.retry_run("r1", 6.0)
+
+
+async def test_a_retry_from_a_named_step_invalidates_it_and_every_later_one(store: Store) -> None:
+    await _failed_at_draw(store)
+    with pytest.raises(InvalidTransition, match="no step named 'nope'"):
+        await store.retry_run("r1", 5.0, from_step="nope")
+    await store.retry_run("r1", 5.0, from_step="fetch")
+    steps = await store.get_steps("r1")
+    assert [s.status for s in steps] == [StepStatus.PENDING] * 3
+    assert all(s.output is None and s.refresh for s in steps)
+    assert steps[0].generation == 1  # its idempotency keys change: it runs anew
+    assert await store.get_items("r1", "draw") == []
+
+
+async def test_retries_are_refused_where_they_would_run_a_run_twice(
+    store: Store, other: Store
+) -> None:
+    await _held(store, ttl=10.0)
+    with pytest.raises(InvalidTransition, match="is running"):
+        await store.retry_run("r1", 5.0)
+    # Its process died (the lease expired): a retry may go ahead at once.
+    run = await other.retry_run("r1", 50.0)
+    assert run.status is RunStatus.QUEUED
+    with pytest.raises(RunNotFound):
+        await store.retry_run("nope", 5.0)
+
+
+async def test_automatic_retries_are_scheduled_counted_and_carried_out_once(store: Store) -> None:
+    await store.create_run(_new("r1", retries=2), 1.0)
+    claimed = await store.claim("me", 10.0, 1.0)
+    assert claimed is not None
+    await store.commit(
+        claimed.lease, [EndRun(RunStatus.FAILED, 2.0, '{"type":"X"}', retry_at=32.0)]
+    )
+    assert await store.next_retry_at() == 32.0
+    assert await store.due_retries(10.0) == []
+    assert await store.due_retries(40.0) == ["r1"]
+    with pytest.raises(InvalidTransition, match="no automatic retry is due"):
+        await store.retry_run("r1", 10.0, auto=True)
+    run = await store.retry_run("r1", 40.0, auto=True)
+    assert (run.retry_count, run.auto_retries) == (1, 1)
+    with pytest.raises(InvalidTransition):
+        await store.retry_run("r1", 41.0, auto=True)  # carried out once
+    assert await store.next_retry_at() is None
+
+
+async def test_cancel_ends_a_queued_run_at_once_and_refuses_a_finished_one(store: Store) -> None:
+    await store.create_run(_new("r1"), 1.0)
+    run = await store.request_cancel("r1", 2.0)
+    assert run.status is RunStatus.CANCELLED
+    assert [s.status for s in await store.get_steps("r1")] == [StepStatus.SKIPPED] * 3
+    assert (await _types(store))[-1] == "run.cancelled"
+    with pytest.raises(InvalidTransition, match="already finished"):
+        await store.request_cancel("r1", 3.0)
+    with pytest.raises(InvalidTransition, match="cancelled"):
+        await store.retry_run("r1", 3.0)
+
+
+async def test_a_run_whose_process_died_can_be_cancelled_at_once(store: Store) -> None:
+    await _held(store, ttl=10.0)
+    run = await store.request_cancel("r1", 50.0)
+    assert run.status is RunStatus.CANCELLED
+
+
+# --- cache, artifacts, retention ------------------------------------------------------------
+
+
+async def test_cached_results_are_found_until_they_expire(store: Store) -> None:
+    lease = await _held(store)
+    await store.commit(
+        lease,
+        [PutCache("k1", "f.draw", '"x"', 2.0, 10.0), PutCache("k2", "f.draw", '"y"', 2.0)],
+    )
+    assert await store.cache_get("k1", 5.0) == '"x"'
+    assert await store.cache_get("k1", 11.0) is None
+    assert await store.cache_get("k2", 1e12) == '"y"'
+    assert await store.cache_get("k3", 5.0) is None
+
+
+async def test_artifacts_are_recorded_with_their_bytes_placed_in_the_same_transaction(
+    store: Store,
+) -> None:
+    placed: list[str] = []
+    meta = Artifact("a" * 64, 3, "image/png", 1, 2)
+    await store.put_artifact(meta, lambda: placed.append("a" * 64), 5.0)
+    assert placed == ["a" * 64]
+    got = await store.get_artifact("a" * 64)
+    assert got is not None
+    assert (got.size, got.content_type, got.width, got.height) == (3, "image/png", 1, 2)
+    assert await store.get_artifact("b" * 64) is None
+
+
+async def test_retention_expires_checkpoints_then_runs_and_unused_artifacts(store: Store) -> None:
+    await _failed_at_draw(store)
+    await store.put_artifact(Artifact("a" * 64, 1, "image/png"), lambda: None, 1.0)
+    await store.put_artifact(Artifact("b" * 64, 1, "image/png"), lambda: None, 1.0)
+    removed: list[str] = []
+
+    async def collect(now: float) -> tuple[int, int, int]:
+        counts = await store.collect(
+            checkpoints_before=now - 100,
+            runs_before=now - 1000,
+            artifacts_before=now - 1000,
+            now=now,
+            remove_file=removed.append,
+        )
+        return counts.checkpoints_expired, counts.runs_deleted, counts.artifacts_deleted
+
+    assert await collect(50.0) == (0, 0, 0)
+    assert await collect(200.0) == (1, 0, 0)
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.checkpoints_expired
+    assert all(s.output is None for s in await store.get_steps("r1"))
+    assert await store.get_items("r1", "draw") == []
+    with pytest.raises(InvalidTransition, match="checkpoints were deleted"):
+        await store.retry_run("r1", 201.0)
+    assert await collect(2000.0) == (0, 1, 2)
+    assert await store.get_run("r1") is None
+    assert await store.read_events("r1") == []
+    assert sorted(removed) == ["a" * 64, "b" * 64]
+
+
+async def test_an_artifact_a_run_uses_is_kept_while_the_run_exists(store: Store) -> None:
+    lease = await _held(store)
+    await store.put_artifact(Artifact("a" * 64, 1, "image/png"), lambda: None, 1.0)
+    await store.commit(lease, [LinkArtifact("a" * 64, "draw", 0)])
+    removed: list[str] = []
+    counts = await store.collect(
+        checkpoints_before=0,
+        runs_before=0,
+        artifacts_before=1e12,
+        now=1e12,
+        remove_file=removed.append,
+    )
+    assert (counts.artifacts_deleted, removed) == (0, [])
+
+
+async def test_a_running_run_is_never_cleaned_up(store: Store) -> None:
+    await _held(store, ttl=1e9)
+    counts = await store.collect(
+        checkpoints_before=1e12,
+        runs_before=1e12,
+        artifacts_before=1e12,
+        now=1e12,
+        remove_file=lambda _: None,
+    )
+    assert (counts.checkpoints_expired, counts.runs_deleted) == (0, 0)
+    assert await store.get_run("r1") is not None
+
+
+async def test_the_event_types_are_the_wire_strings() -> None:
+    assert EventType.CHUNK == "chunk"
+    assert EventType.run_ended("partial") is EventType.RUN_PARTIAL
+    assert json.dumps({"type": EventType.STEP_SKIPPED}) == '{"type": "step.skipped"}'
