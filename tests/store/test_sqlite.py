@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,14 @@ import pytest
 from regen.retry import ConfigError
 from regen.store import (
     AddEvent,
-    Batch,
     CorruptDatabase,
-    EndRun,
-    EndStep,
-    Lease,
+    DatabaseUnusable,
     NewRun,
     NotARegenDatabase,
     ReadOnlyStore,
     RunStatus,
     SchemaTooNew,
     SQLiteStore,
-    StartStep,
     StepStatus,
     _queries,
     open_store,
@@ -85,12 +82,13 @@ def _structure(path: Path) -> dict[str, object]:
 
 def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
     """A database built by running every migration script in order (``replace``: an
-    edit made to the scripts first)."""
+    edit made to the last script first)."""
     conn = sqlite3.connect(path, isolation_level=None)
+    migrations = _queries.migrations("sqlite")
     try:
-        for number, text in _queries.migrations("sqlite"):
+        for number, text in migrations:
             script = text
-            if replace is not None:
+            if replace is not None and number == migrations[-1][0]:
                 assert replace[0] in script
                 script = script.replace(*replace)
             conn.executescript(script)
@@ -102,9 +100,9 @@ def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
 
 
 def test_a_database_built_from_migrations_equals_one_built_from_the_schema(tmp_path: Path) -> None:
-    SQLiteStore(tmp_path / "fresh.db").close()
+    SQLiteStore(tmp_path / "fresh.db").close_now()
     migrated = _migrated(tmp_path / "migrated.db")
-    SQLiteStore(migrated).close()  # opening brings it up to date (nothing to do here)
+    SQLiteStore(migrated).close_now()  # opening brings it up to date (nothing to do here)
     fresh = _structure(tmp_path / "fresh.db")
     assert fresh == _structure(migrated)
     assert fresh["version"] == latest_version()
@@ -120,14 +118,17 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(tmp_p
         ("ON runs (status, created_at)", "ON runs (created_at, status)"),  # columns swapped
         ("cancel_requested INTEGER NOT NULL DEFAULT 0", "cancel_requested INTEGER NOT NULL"),
         ("REFERENCES runs (key) ON DELETE CASCADE,\n    step", "REFERENCES runs (key),\n    step"),
-        (") WITHOUT ROWID;\n\n-- The items", ");\n\n-- The items"),
+        (
+            ") WITHOUT ROWID;\n\nCREATE INDEX artifact_refs_by_run",
+            ");\n\nCREATE INDEX artifact_refs_by_run",
+        ),
     ],
     ids=["unique", "index", "index-columns", "default", "cascade", "without-rowid"],
 )
 def test_the_schema_comparison_notices_a_changed_constraint(
     tmp_path: Path, change: tuple[str, str]
 ) -> None:
-    SQLiteStore(tmp_path / "fresh.db").close()
+    SQLiteStore(tmp_path / "fresh.db").close_now()
     changed = _migrated(tmp_path / "changed.db", replace=change)
     assert _structure(tmp_path / "fresh.db") != _structure(changed)
 
@@ -143,7 +144,7 @@ def test_a_corrupt_file_is_refused_untouched(tmp_path: Path) -> None:
 
 def test_a_damaged_database_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "regen.db"
-    SQLiteStore(path).close()
+    SQLiteStore(path).close_now()
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # keep the header, wreck the schema page
     path.write_bytes(bytes(data))
@@ -156,7 +157,7 @@ def test_a_damaged_database_is_refused_untouched(tmp_path: Path) -> None:
 
 def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "regen.db"
-    SQLiteStore(path).close()
+    SQLiteStore(path).close_now()
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={latest_version() + 1}")
     conn.commit()
@@ -216,7 +217,7 @@ def test_open_store_reads_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     try:
         assert store.location.endswith("home/regen.db")
     finally:
-        store.close()
+        store.close_now()
     with pytest.raises(ConfigError, match="unknown scheme"):
         open_store("mysql://user:secret@host/db")
     with pytest.raises(ConfigError) as info:
@@ -224,194 +225,242 @@ def test_open_store_reads_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "secret" not in str(info.value)
 
 
-def _new(run_id: str, key: str | None = None) -> NewRun:
-    return NewRun(run_id, "f", None, key, "{}", (("a", "step"), ("b", "step")))
+# --- an older database brought up to date ----------------------------------------------------
 
 
-def test_two_stores_never_claim_the_same_run(tmp_path: Path) -> None:
+def _version_1(path: Path) -> None:
+    """A database at schema version 1, as regen 0.1 left it: a run whose first step
+    succeeded in a row that also started the second (never projected into ``steps``),
+    whose second step failed, and which was then retried (a projection)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(_queries.migrations("sqlite")[0][1])
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute("PRAGMA user_version=1")
+    steps = json.dumps([["fetch", "step"], ["draw", "map"], ["publish", "step"]])
+    conn.execute(
+        "INSERT INTO runs (key, id, flow, params, steps, status, created_at, updated_at, "
+        "retry_count, max_retries, executions, projected_seq) "
+        "VALUES (1, 'r1', 'f', '{}', ?, 'failed', 1, 9, 0, 2, 1, 0)",
+        (steps,),
+    )
+    rows = [  # (seq, type, data, position, state, output, error, next)
+        (1, "run.queued", "{}", None, None, None, None, None),
+        (2, "run.started", "{}", None, None, None, None, None),
+        (3, "step.started", '{"step":"fetch"}', 0, "running", None, None, None),
+        (4, "step.succeeded", '{"step":"fetch"}', 0, "succeeded", '"papers"', None, 1),
+        (6, "step.failed", '{"step":"draw"}', 1, "failed", None, '{"type":"X"}', None),
+        (7, "run.failed", "{}", None, None, None, None, None),
+    ]
+    for seq, type_, data, position, state, output, error, started in rows:
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((1 << 32) | seq, float(seq), type_, data, position, state, output, error, started),
+        )
+    conn.execute(
+        "INSERT INTO items (run, step, idx, status, output) VALUES (1, 'draw', 0, 'succeeded', '1')"
+    )
+    conn.close()
+
+
+async def test_a_version_1_database_is_brought_up_to_date_with_nothing_lost(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "regen.db"
-    stores = [SQLiteStore(path) for _ in range(4)]
+    _version_1(path)
+    store = SQLiteStore(path)
     try:
-        for i in range(40):
-            stores[0].create_run(_new(f"r{i}"), 1.0)
-        claimed: list[str] = []
-        lock = threading.Lock()
-
-        def claim_all(store: SQLiteStore) -> None:
-            while (c := store.claim("w", 30.0, 2.0)) is not None:
-                with lock:
-                    claimed.append(c.run.id)
-
-        threads = [threading.Thread(target=claim_all, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(claimed) == sorted(f"r{i}" for i in range(40))
+        events = await store.read_events("r1")
+        assert [(e.seq, e.type) for e in events] == [
+            (1, "run.queued"),
+            (2, "run.started"),
+            (3, "step.started"),
+            (4, "step.succeeded"),
+            (5, "step.started"),  # the second event the shared row stood for
+            (6, "step.failed"),
+            (7, "run.failed"),
+        ]
+        assert events[4].data == {"step": "draw", "kind": "map"}
+        steps = await store.get_steps("r1")
+        assert [(s.name, s.status, s.output) for s in steps] == [
+            ("fetch", StepStatus.SUCCEEDED, "papers"),
+            ("draw", StepStatus.FAILED, None),
+            ("publish", StepStatus.PENDING, None),
+        ]
+        assert steps[1].error == {"type": "X"}
+        run = await store.retry_run("r1", 10.0)  # resumable as it was
+        assert run.status is RunStatus.QUEUED
+        assert [(i.idx, i.status) for i in await store.get_items("r1", "draw")] == [
+            (0, "succeeded")
+        ]
+        assert (await store.read_events("r1"))[-1].seq == 8
     finally:
-        for s in stores:
-            s.close()
+        await store.close()
 
 
-def test_a_business_key_is_unique_per_flow(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "regen.db")
+# --- damaged files and set-ups ---------------------------------------------------------------
+
+
+def _database_with_runs(path: Path, runs: int = 200) -> None:
+    store = SQLiteStore(path)
+
+    async def fill() -> None:
+        for i in range(runs):
+            await store.create_run(
+                NewRun(f"r{i}", "f", None, None, '"' + "x" * 500 + '"', (("a", "step"),)), 1.0
+            )
+        await store.close()
+
+    asyncio.run(fill())
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def test_a_truncated_database_is_refused_untouched_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "regen.db"
+    _database_with_runs(path)
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 1000)
+    before = path.read_bytes()
+    with pytest.raises(CorruptDatabase, match=r"regen db check.*restore") as info:
+        SQLiteStore(path)
+    assert "pages" in str(info.value)
+    assert path.read_bytes() == before
+    assert not Path(str(path) + "-wal").exists()
+
+
+def test_a_database_damaged_in_the_middle_stops_every_write_once_found(tmp_path: Path) -> None:
+    path = tmp_path / "regen.db"
+    _database_with_runs(path)
+    with path.open("r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        handle.write(b"\xa5" * 8192)
+
+    async def use() -> list[str]:
+        store = SQLiteStore(path)  # the cheap checks pass: the size is right
+        found: list[str] = []
+        try:
+            for i in range(50):
+                try:
+                    await store.create_run(NewRun(f"n{i}", "f", None, None, "{}", ()), 2.0)
+                    await store.list_runs(limit=1000)
+                except CorruptDatabase as exc:
+                    found.append(str(exc))
+            assert await store.check() != []
+        finally:
+            await store.close()
+        return found
+
+    found = asyncio.run(use())
+    assert found, "the damage was never noticed"
+    assert all("regen db check" in message for message in found)
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
-        _, created_a = store.create_run(_new("r1", "k"), 1.0)
-        b, created_b = store.create_run(_new("r2", "k"), 1.0)
-        assert created_a
-        assert not created_b
-        assert b.id == "r1"
-        assert store.create_run(_new("r3"), 1.0)[1]
-        assert store.create_run(_new("r4"), 1.0)[1]
+        made = conn.execute("SELECT count(*) FROM runs WHERE id LIKE 'n%'").fetchone()[0]
+    except sqlite3.DatabaseError:
+        made = 0
     finally:
-        store.close()
+        conn.close()
+    assert made <= 1  # once found, nothing more was written to it
 
 
-def test_writes_under_a_stale_lease_are_dropped(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "regen.db")
+def test_a_directory_where_the_database_should_be_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "regen.db").mkdir()
+    with pytest.raises(DatabaseUnusable, match="is a directory"):
+        SQLiteStore(tmp_path / "regen.db")
+
+
+def test_tables_without_a_schema_version_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "regen.db"
+    SQLiteStore(path).close_now()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=0")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptDatabase, match="no schema version"):
+        SQLiteStore(path)
+
+
+def test_a_missing_column_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "regen.db"
+    SQLiteStore(path).close_now()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE runs DROP COLUMN last_seq")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptDatabase, match=r"lacks column.*last_seq"):
+        SQLiteStore(path)
+
+
+def test_a_read_only_folder_can_still_be_read(tmp_path: Path, read_only_dir: Path) -> None:
+    path = tmp_path / "regen.db"
+    _database_with_runs(path, runs=3)
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere; covered by the CLI test on a read-only mount")
+    store = SQLiteStore(path, readonly=True)
     try:
-        store.create_run(_new("r1"), 1.0)
-        first = store.claim("a", 10.0, 1.0)
-        assert first is not None
-        second = store.claim("b", 10.0, 20.0)  # the first lease expired at 11
-        assert second is not None
-        assert second.taken_over
-        stale = store.commit([Batch(first.lease, [AddEvent("log", "{}", 21.0)])])
-        fresh = store.commit([Batch(second.lease, [AddEvent("log", "{}", 21.0)])])
-        assert [stale[0].ok, fresh[0].ok] == [False, True]
-        assert store.heartbeat([first.lease], 10.0, 22.0)["r1"].ok is False
-        seqs = [e.seq for e in store.read_events("r1")]
-        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(asyncio.run(store.list_runs())) == 3
     finally:
-        store.close()
+        store.close_now()
 
 
-def test_event_sequence_numbers_are_gapless_across_processes(tmp_path: Path) -> None:
+def test_a_store_opened_read_only_reads_and_refuses_to_write(tmp_path: Path) -> None:
+    path = tmp_path / "regen.db"
+    _database_with_runs(path, runs=3)
+    os.chmod(path, 0o444)
+    store = SQLiteStore(path, readonly=True)
+
+    async def use() -> None:
+        assert len(await store.list_runs()) == 3
+        with pytest.raises(ReadOnlyStore, match="read-only"):
+            await store.create_run(NewRun("x", "f", None, None, "{}", ()), 1.0)
+
+    try:
+        asyncio.run(use())
+    finally:
+        store.close_now()
+        os.chmod(path, 0o644)
+
+
+# --- another process's lock ------------------------------------------------------------------
+
+_HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+async def test_a_commit_waits_out_another_process_lock_and_the_loop_goes_on(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "regen.db"
     store = SQLiteStore(path)
-    store.create_run(_new("r1"), 1.0)
-    claimed = store.claim("a", 1e9, 1.0)
-    assert claimed is not None
-    script = (
-        "from regen.store import SQLiteStore, Batch, AddEvent, Lease\n"
-        f"s = SQLiteStore({str(path)!r})\n"
-        f"lease = Lease('r1', {claimed.lease.token!r}, 'a', 0)\n"
-        "for i in range(50):\n"
-        "    assert s.commit([Batch(lease, [AddEvent('log', '{}', 1.0)])])[0].ok\n"
-        "s.close()\n"
-    )
     try:
-        procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
-        assert [p.wait(60) for p in procs] == [0, 0, 0]
-        seqs = [e.seq for e in store.read_events("r1", 0, 10_000)]
-        assert len(seqs) == 152
-        assert seqs == list(range(1, 153))
+        await store.create_run(NewRun("r1", "f", None, None, "{}", (("a", "step"),)), 1.0)
+        claimed = await store.claim("me", 100.0, 1.0)
+        assert claimed is not None
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _HOLD, str(path), "3", stdout=asyncio.subprocess.PIPE
+        )
+        assert holder.stdout is not None
+        assert (await holder.stdout.readline()).strip() == b"locked"
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        result = await store.commit(claimed.lease, [AddEvent("log", "{}", 2.0)])
+        ticker.cancel()
+        assert result.ok  # waited for, not a failure (the lock outlived busy_timeout)
+        assert ticks > 50  # the event loop kept running meanwhile
+        assert await holder.wait() == 0
+        assert [e.type for e in await store.read_events("r1")][-1] == "log"
     finally:
-        store.close()
-
-
-def test_status_filters_and_paging(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "regen.db")
-    try:
-        for i in range(5):
-            store.create_run(_new(f"r{i}"), float(i))
-        assert [r.id for r in store.list_runs(limit=2)] == ["r4", "r3"]
-        assert [r.id for r in store.list_runs(before=3.0, limit=2)] == ["r2", "r1"]
-        assert store.list_runs(statuses=[RunStatus.RUNNING]) == []
-    finally:
-        store.close()
-
-
-def _claimed(store: SQLiteStore, run_id: str = "r1") -> Lease:
-    store.create_run(_new(run_id), 1.0)
-    claimed = store.claim("a", 100.0, 1.0, run_id=run_id)
-    assert claimed is not None
-    return claimed.lease
-
-
-def test_a_step_end_that_starts_the_next_step_reads_back_as_two_events(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "regen.db")
-    try:
-        lease = _claimed(store)
-        assert store.commit(
-            [Batch(lease, [StartStep(0, 2.0, '{"step":"a","kind":"step"}', lazy=True)])]
-        )[0].ok
-        assert store.commit(
-            [
-                Batch(
-                    lease,
-                    [EndStep(0, StepStatus.SUCCEEDED, 3.0, "7", None, '{"step":"a"}', True, 1)],
-                )
-            ]
-        )[0].ok
-        events = store.read_events("r1")
-        assert [(e.seq, e.type, e.data) for e in events[-3:]] == [
-            (3, "step.started", {"step": "a", "kind": "step"}),
-            (4, "step.succeeded", {"step": "a"}),
-            (5, "step.started", {"step": "b", "kind": "step"}),
-        ]
-        # Paging from the middle of the row: only its second event.
-        assert [(e.seq, e.type) for e in store.read_events("r1", after=4)] == [(5, "step.started")]
-        assert [e.seq for e in store.read_events("r1", after=2, limit=2)] == [3, 4]
-        steps = store.get_steps("r1")  # nothing projected: read from the events
-        assert [(s.status, s.output) for s in steps] == [
-            (StepStatus.SUCCEEDED, 7),
-            (StepStatus.RUNNING, None),
-        ]
-        assert store.commit([Batch(lease, [AddEvent("log", "{}", 4.0)])])[0].ok
-        assert [e.seq for e in store.read_events("r1", after=5)] == [6]
-    finally:
-        store.close()
-
-
-def test_a_lone_step_end_under_a_lost_lease_or_a_cancel_request(tmp_path: Path) -> None:
-    path = tmp_path / "regen.db"
-    store, other = SQLiteStore(path), SQLiteStore(path)
-    try:
-        lease = _claimed(store)
-        other.request_cancel("r1", 2.0)  # another process asks: the flag only
-        end = EndStep(0, StepStatus.SUCCEEDED, 3.0, "1", None, '{"step":"a"}', True, 1)
-        result = store.commit([Batch(lease, [end])])[0]
-        assert (result.ok, result.cancel_requested) == (True, True)  # written, and told
-        assert store.get_steps("r1")[0].status is StepStatus.SUCCEEDED
-        taken = other.claim("b", 100.0, 500.0, run_id="r1")  # the lease expired at 101
-        assert taken is not None
-        late = EndStep(1, StepStatus.SUCCEEDED, 501.0, "2", None, '{"step":"b"}', True)
-        assert store.commit([Batch(lease, [late])])[0].ok is False
-        assert store.get_steps("r1")[1].status is StepStatus.RUNNING  # as the first left it
-    finally:
-        store.close()
-        other.close()
-
-
-def test_step_rows_are_written_only_when_a_retry_needs_them(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "regen.db")
-    try:
-        lease = _claimed(store)
-        assert store.commit(
-            [
-                Batch(
-                    lease,
-                    [
-                        StartStep(0, 2.0, '{"step":"a","kind":"step"}', lazy=True),
-                        EndStep(
-                            0, StepStatus.FAILED, 3.0, None, '{"type":"X"}', '{"step":"a"}', True
-                        ),
-                        EndRun(RunStatus.FAILED, 3.0, '{"type":"X"}'),
-                    ],
-                )
-            ]
-        )[0].ok
-        conn = sqlite3.connect(tmp_path / "regen.db")
-        try:
-            assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)
-            store.retry_run("r1", 4.0)
-            assert conn.execute(
-                "SELECT position, status FROM steps ORDER BY position"
-            ).fetchall() == [(0, "pending"), (1, "pending")]
-        finally:
-            conn.close()
-        assert [s.status for s in store.get_steps("r1")] == [StepStatus.PENDING] * 2
-        assert store.step_names("r1") == [("a", "step"), ("b", "step")]
-    finally:
-        store.close()
+        await store.close()

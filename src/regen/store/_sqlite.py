@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sqlite3
@@ -84,12 +85,15 @@ class SQLiteStore(Store):
 
     def close_now(self) -> None:
         """:meth:`close`, from synchronous code (any thread)."""
+        # The reader first: the last connection to close folds the write-ahead log into
+        # the database file, which only the writer's connection may do.
+        self._reader.close()
         if self._writer is not None:
             self._writer.close()
-        self._reader.close()
 
     async def check(self) -> list[str]:
-        return await self._reader.run(integrity_problems)
+        # A connection of its own: the store's may have stopped at the damage.
+        return await asyncio.to_thread(integrity_problems, self.path)
 
     def _notify(self, run_ids: set[str]) -> None:
         group = _listeners.get(self._key)

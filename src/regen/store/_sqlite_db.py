@@ -48,10 +48,11 @@ def synchronous_setting() -> str:
     return value
 
 
-_RESTORE = (
-    "nothing was changed; run `regen db check` to see what SQLite finds, then restore the "
-    "file from a backup or move it away (regen starts a new database in its place)"
+_DAMAGED = (
+    "Run `regen db check` to see what SQLite finds, then restore the file from a backup "
+    "or move it away (regen starts a new database in its place)"
 )
+_RESTORE = f"nothing was changed. {_DAMAGED}"
 
 
 def _check_file(path: Path) -> None:
@@ -290,9 +291,18 @@ def _check_columns(conn: sqlite3.Connection, path: Path) -> None:
             )
 
 
-def integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    """What SQLite's integrity check finds (nothing: an empty list)."""
-    rows = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+def integrity_problems(path: Path) -> list[str]:
+    """What SQLite's integrity check finds in the file (nothing: an empty list)."""
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        rows = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
     return [] if rows == ["ok"] else rows
 
 
@@ -333,5 +343,5 @@ def translate(exc: sqlite3.Error, where: str) -> StoreError:
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return ReadOnlyStore(f"{where}: {text}; the data directory must be writable")
     if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
-        return CorruptDatabase(where, f"{text}; {_RESTORE}")
+        return CorruptDatabase(where, f"{text}; regen stops writing to it. {_DAMAGED}")
     return StoreError(f"{where}: {text}")

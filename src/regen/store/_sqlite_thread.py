@@ -27,6 +27,8 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 #: How many queued transactions one group commit takes at most.
 _GROUP = 256
+#: Database files found damaged in this process: every later use of one is refused.
+_damaged: dict[str, CorruptDatabase] = {}
 
 
 class _Job:
@@ -65,8 +67,6 @@ class SQLiteThread:
         self._changed = changed
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready: Future[None] = Future()
-        #: Set when the database was found damaged: every later job is refused with it.
-        self.broken: CorruptDatabase | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.result()  # the connection's errors are raised here, in the caller
@@ -157,8 +157,9 @@ class SQLiteThread:
 
     def _attempt(self, call: Callable[[], Any]) -> tuple[bool, Any]:
         """``call()`` with another process's lock waited out: ``(ok, result or error)``."""
-        if self.broken is not None:
-            return False, self.broken
+        damage = _damaged.get(self._where)
+        if damage is not None:
+            return False, damage
         deadline = time.monotonic() + self._busy_wait
         pause = 0.01
         while True:
@@ -169,7 +170,7 @@ class SQLiteThread:
             except Exception as exc:
                 return False, exc
             if isinstance(error, CorruptDatabase):
-                self.broken = error
+                _damaged.setdefault(self._where, error)
                 logger.error("regen: %s; writes to it are stopped", error)
                 return False, error
             if not isinstance(error, StoreBusy) or time.monotonic() >= deadline:

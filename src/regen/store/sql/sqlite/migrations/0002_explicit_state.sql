@@ -12,9 +12,94 @@ DROP INDEX runs_by_status;
 DROP INDEX runs_by_created;
 DROP INDEX artifact_refs_by_run;
 
+CREATE TABLE runs (
+    key INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    flow TEXT NOT NULL,
+    flow_ref TEXT,
+    business_key TEXT,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    lease_owner TEXT,
+    lease_token TEXT,
+    lease_expires_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    -- Retries of the run (manual and automatic), and of those the automatic ones, which
+    -- alone count against max_retries.
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    auto_retries INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL DEFAULT 0,
+    retry_delay REAL NOT NULL DEFAULT 0,
+    retry_at REAL,
+    executions INTEGER NOT NULL DEFAULT 0,
+    -- Executions that ended with their process lost (a lease that expired mid-run).
+    crashes INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    checkpoints_expired INTEGER NOT NULL DEFAULT 0,
+    -- The sequence number of the run's last event (the next one is last_seq + 1).
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    -- One run per business key and flow, whatever the concurrency.
+    UNIQUE (flow, business_key)
+);
+
 CREATE INDEX runs_by_status ON runs (status, created_at);
 
 CREATE INDEX runs_by_created ON runs (created_at);
+
+CREATE TABLE steps (
+    run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0,
+    refresh INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    checkpointed_at REAL,
+    PRIMARY KEY (run, position)
+) WITHOUT ROWID;
+
+CREATE TABLE items (
+    run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
+    step TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    key TEXT,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    attempts TEXT,
+    errors TEXT,
+    cached INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (run, step, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (run, seq)
+);
+
+CREATE TABLE artifact_refs (
+    sha256 TEXT NOT NULL REFERENCES artifacts (sha256) ON DELETE CASCADE,
+    run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
+    step TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (sha256, run, step, idx)
+) WITHOUT ROWID;
 
 CREATE INDEX artifact_refs_by_run ON artifact_refs (run);
 
