@@ -4,6 +4,8 @@ the data dir the way the app's ``auto`` command does by default."""
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import json
 import os
@@ -85,9 +87,9 @@ def assert_illustrated(data_dir: Path, news: list[NewsCandidate], run_id: str) -
     assert sorted(d["post_id"] for d in drafts) == sorted(n.post_id for n in news)
 
 
-def illustrated(engine: Engine, run_id: str) -> dict[ItemStatus, list[str]]:
+async def illustrated(engine: Engine, run_id: str) -> dict[ItemStatus, list[str]]:
     by_status: dict[ItemStatus, list[str]] = {}
-    for item in engine.sync.items(run_id, "illustrate", limit=100):
+    for item in await engine.items(run_id, "illustrate", limit=100):
         by_status.setdefault(item.status, []).append(str(item.key))
     return by_status
 
@@ -112,7 +114,7 @@ def test_regen_run_makes_the_posts_offline_from_the_environment_alone(tmp_path: 
     with Engine(home=tmp_path) as engine:
         (run,) = engine.sync.list_runs()
         assert (run.flow, run.status) == (FLOW_NAME, RunStatus.SUCCEEDED)
-        by_status = illustrated(engine, run.id)
+        by_status = asyncio.run(illustrated(engine, run.id))
     c = candidates(2)
     assert by_status[ItemStatus.SUCCEEDED] == [c[0].post_id, c[1].post_id]
     assert sorted(p.name for p in (data_dir / "posts").iterdir()) == [c[0].post_id, c[1].post_id]
@@ -190,7 +192,7 @@ async def test_a_scripted_give_up_is_backfilled_and_retried_when_asked(
     with Engine(home=tmp_path / "regen") as engine:
         run = await engine.run(flow, {"date": DATE, "count": 2})
         assert run.status is RunStatus.SUCCEEDED
-        by_status = illustrated(engine, run.id)
+        by_status = await illustrated(engine, run.id)
         assert by_status[ItemStatus.GIVEN_UP] == [c[0].post_id]
         assert by_status[ItemStatus.SUCCEEDED] == [c[1].post_id, c[2].post_id]
         store = PostStore(data_dir)
@@ -209,7 +211,10 @@ async def test_a_scripted_give_up_is_backfilled_and_retried_when_asked(
         await engine.retry(run.id, from_step="illustrate")
         run = await engine.execute(run.id)
         assert run.status is RunStatus.SUCCEEDED
-        assert illustrated(engine, run.id)[ItemStatus.SUCCEEDED] == [c[0].post_id, c[1].post_id]
+        assert (await illustrated(engine, run.id))[ItemStatus.SUCCEEDED] == [
+            c[0].post_id,
+            c[1].post_id,
+        ]
     again = store.load(c[0].post_id)
     assert again is not None
     assert again["status"] == "draft_saved"

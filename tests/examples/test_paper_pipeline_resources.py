@@ -112,10 +112,10 @@ def outbox(home: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def started_steps(engine: Engine, run_id: str) -> Counter[str]:
+async def started_steps(engine: Engine, run_id: str) -> Counter[str]:
     return Counter(
         e.data["step"]
-        for e in engine.sync.read_events(run_id, limit=10_000)
+        for e in await engine.read_events(run_id, limit=10_000)
         if e.type == "step.started"
     )
 
@@ -179,7 +179,7 @@ async def test_a_run_the_app_left_waiting_for_its_automatic_retry_is_finished_by
     assert "worker stopped after 1 runs" in worked.stdout
     with PaperPipeline(Config(home=tmp_path)) as app:
         record = await app.record(TASK)
-        steps = started_steps(app.engine, record["run_id"])
+        steps = await started_steps(app.engine, record["run_id"])
     assert (record["status"], record["retry_count"]) == ("succeeded", 1)
     assert requests(sim, "chat") == 3  # the worker kept the analyses: no second call
     assert analyses(sim) == [1, 1, 1]
@@ -221,9 +221,9 @@ def test_a_killed_app_is_taken_over_by_regen_worker_from_its_checkpoints(
 
     assert worked.returncode == 0, worked.stdout + worked.stderr
     with PaperPipeline(Config(home=tmp_path)) as done:
-        record = done.record(TASK)
+        record = asyncio.run(done.record(TASK))
         run = done.engine.sync.get_run(record["run_id"])
-        steps = started_steps(done.engine, run.id)
+        steps = asyncio.run(started_steps(done.engine, run.id))
     assert run.status is RunStatus.SUCCEEDED
     assert run.executions == 2  # the killed one, and the worker's take-over
     assert requests(sim, "chat") == 3  # openai_analyze's checkpoint was kept

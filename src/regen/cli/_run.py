@@ -49,9 +49,12 @@ def run(
         flow = load_flow(flow_ref)
         params = flow.parse_params(_params(param_values))
 
+        started_ids: list[str] = []
+
         async def start_and_run() -> Run | None:
             started = await engine.start(flow, params, key=key)
             run_id = started.run.id
+            started_ids.append(run_id)
             if queue:
                 verb = "queued" if started.created else f"found ({started.run.status})"
                 console.print(f"{flow.name}: run {run_id} {verb}")
@@ -65,9 +68,11 @@ def run(
         try:
             finished = asyncio.run(start_and_run())
         except KeyboardInterrupt:
+            which = started_ids[0] if started_ids else "RUN"
             console.print(
-                "\n[yellow]interrupted[/yellow]: the run keeps its checkpoints; "
-                "resume it with [bold]regen retry RUN[/bold] (ids: regen runs)"
+                f"\n[yellow]interrupted[/yellow]: run {which} keeps its checkpoints.\n"
+                f"resume it with: [bold]regen retry {which}[/bold]",
+                soft_wrap=True,
             )
             raise SystemExit(130) from None
     if finished is not None:

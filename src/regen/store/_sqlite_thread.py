@@ -112,7 +112,11 @@ class SQLiteThread:
                     jobs.append(following)
                     if not following.group:
                         break
-                self._serve(conn, jobs)
+                # A job whose caller stopped waiting (its task was cancelled) is dropped;
+                # once running, it can no longer be cancelled and is seen through.
+                jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+                if jobs:
+                    self._serve(conn, jobs)
         finally:
             conn.close()
 
