@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from regen.retry import RegenError
+from regen.foundation import RegenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
