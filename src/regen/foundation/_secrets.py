@@ -27,17 +27,23 @@ from typing import Any
 #: Values shorter than this are not masked as known secrets: they would mask ordinary words.
 MIN_SECRET_LENGTH = 8
 _SECRET_VARIABLES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+_RAW_SUFFIXES: tuple[Any, ...] = (
+    tuple(suffix.encode() for suffix in _SECRET_VARIABLES)
+    if os.supports_bytes_environ
+    else _SECRET_VARIABLES
+)
 
 _remembered: set[str] = set()
 _lock = threading.Lock()
 # (environment snapshot, remembered count) -> the pattern matching every known secret
-_known: tuple[tuple[tuple[str, str], ...], int, re.Pattern[str] | None] = ((), 0, None)
+_known: tuple[tuple[tuple[Any, Any], ...], int, re.Pattern[str] | None] = ((), 0, None)
 
 _KEY_CHARS = r"[A-Za-z0-9_\-\.~+/=]"
 _SK_KEY = re.compile(r"\b(sk-(?:proj-|ant-)?)([A-Za-z0-9_\-]{8,})")
 _BEARER = re.compile(rf"(?i)(\bbearer\s+)({_KEY_CHARS}{{8,}})")
+_NAMES = ("key", "token", "secret", "passw")
 _NAMED_VALUE = re.compile(
-    r"(?i)(\b(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd)"
+    r"(?i)((?<![A-Za-z0-9])(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd)"
     rf"[\"']?\s*[:=]\s*[\"']?)({_KEY_CHARS}{{8,}})"
 )
 _QUERY_VALUE = re.compile(
@@ -107,12 +113,22 @@ class _DataMasker:
 def _mask(text: str, known: re.Pattern[str] | None) -> str:
     if known is not None:
         text = known.sub(_mask_whole, text)
-    text = _SK_KEY.sub(_mask_tail, text)
-    text = _USERINFO.sub(_mask_tail, text)
-    text = _QUERY_VALUE.sub(_mask_tail, text)
-    text = _PROVIDED.sub(_mask_tail, text)
-    text = _BEARER.sub(_mask_key_shaped, text)
-    return _NAMED_VALUE.sub(_mask_key_shaped, text)
+    # Each shape is looked for only where a cheap substring test says it may be: masking runs
+    # on every event a step writes, and most text holds no key at all.
+    lower = text.lower()
+    if "sk-" in text:
+        text = _SK_KEY.sub(_mask_tail, text)
+    if "://" in text:
+        text = _USERINFO.sub(_mask_tail, text)
+    if "=" in text:
+        text = _QUERY_VALUE.sub(_mask_tail, text)
+    if "provided:" in lower:
+        text = _PROVIDED.sub(_mask_tail, text)
+    if "bearer" in lower:
+        text = _BEARER.sub(_mask_key_shaped, text)
+    if ("=" in text or ":" in text) and any(word in lower for word in _NAMES):
+        text = _NAMED_VALUE.sub(_mask_key_shaped, text)
+    return text
 
 
 def _mask_whole(match: re.Match[str]) -> str:
@@ -137,14 +153,18 @@ def _looks_like_key(value: str) -> bool:
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
-def _secret_variables() -> tuple[tuple[str, str], ...]:
-    environ = os.environ
-    return tuple(
-        (name, environ[name])
-        for name in environ
-        if name.upper().endswith(_SECRET_VARIABLES)
-        and len(environ[name].strip()) >= MIN_SECRET_LENGTH
-    )
+def _secret_variables() -> tuple[tuple[Any, Any], ...]:
+    """The secret-named variables of the environment, as cheaply as it can be read."""
+    # ``os.environ`` decodes every name it iterates; its raw mapping (CPython's ``_data``)
+    # is scanned as it is, in a few microseconds. Values are decoded when they change.
+    raw = getattr(os.environ, "_data", None)
+    if isinstance(raw, dict):
+        return tuple((k, v) for k, v in raw.items() if k.endswith(_RAW_SUFFIXES))
+    return tuple((k, v) for k, v in os.environ.items() if k.endswith(_SECRET_VARIABLES))
+
+
+def _decoded(value: Any) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
 
 
 def _known_pattern() -> re.Pattern[str] | None:
@@ -156,10 +176,10 @@ def _known_pattern() -> re.Pattern[str] | None:
     if snapshot == cached_snapshot and cached_count == len(_remembered):
         return pattern
     with _lock:
-        values = {value.strip() for _, value in snapshot} | _remembered
+        values = {_decoded(value).strip() for _, value in snapshot} | _remembered
         count = len(_remembered)
     # Longest first, so a key that contains another is masked whole.
-    ordered = sorted(values, key=lambda v: (-len(v), v))
+    ordered = sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=lambda v: (-len(v), v))
     pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
     _known = (snapshot, count, pattern)
     return pattern
