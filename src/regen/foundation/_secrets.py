@@ -8,7 +8,8 @@ Two kinds of secret are masked wherever they appear in a text:
   time — whatever their shape;
 - values shaped like keys where they stand: ``sk-…`` keys, bearer tokens, ``api_key=…`` /
   ``token: …`` pairs whose value looks like a key (letters and digits, or a long run), query
-  parameters such as ``?key=…``, ``access_token=…``, ``sig=…``, the password of a URL's
+  parameters such as ``?key=…``, ``access_token=…``, ``sig=…`` (values of 8 characters or
+  more: ``?sig=sim`` is nobody's secret), the password of a URL's
   userinfo (``https://user:…@proxy``), and the key after ``API key provided:``.
 
 A masked key keeps its ``sk-`` prefix and its last four characters (``sk-…abcd``), so two keys
@@ -48,7 +49,7 @@ _NAMED_VALUE = re.compile(
 )
 _QUERY_VALUE = re.compile(
     r"(?i)([?&;][\w.\-]*?(?:key|token|secret|password|passwd|sig|signature|credential)=)"
-    r"([^&#\s\"'<>]+)"
+    rf"([^&#\s\"'<>]{{{MIN_SECRET_LENGTH},}})"
 )
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^/\s:@\"'<>]*:)([^/\s@\"'<>]+)(?=@)")
 _PROVIDED = re.compile(
