@@ -44,7 +44,8 @@ _SK_KEY = re.compile(r"\b(sk-(?:proj-|ant-)?)([A-Za-z0-9_\-]{8,})")
 _BEARER = re.compile(rf"(?i)(\bbearer\s+)({_KEY_CHARS}{{8,}})")
 _NAMES = ("key", "token", "secret", "passw")
 _NAMED_VALUE = re.compile(
-    r"(?i)((?<![A-Za-z0-9])(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd)"
+    r"(?i)((?<![A-Za-z0-9])"
+    r"(?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd)"
     rf"[\"']?\s*[:=]\s*[\"']?)({_KEY_CHARS}{{8,}})"
 )
 _QUERY_VALUE = re.compile(
