@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from regen.engine import Cache, Engine, Flow, ItemStatus, RunStatus, StepStatus
+from regen.foundation import media_info
 from regen.retry import FakeClock, Permanent, Policy, Retryable, _state
 from regen.retry._clock import Clock
-from regen.store import SQLiteStore, sniff
+from regen.store import SQLiteStore
 
 FAST = Policy(attempts=3, wait=0.1, multiplier=1.0, timeout=None)
 
@@ -295,9 +296,9 @@ def test_jpeg_and_gif_sizes_are_read_from_headers() -> None:
         + (800).to_bytes(2, "big")
         + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
     )
-    assert sniff(jpeg) == ("image/jpeg", 800, 480)
-    assert sniff(b"GIF89a\x10\x00\x20\x00") == ("image/gif", 16, 32)
-    assert sniff(b"<html>oops</html>")[0] == "application/octet-stream"
+    assert media_info(jpeg) == ("image/jpeg", 800, 480)
+    assert media_info(b"GIF89a\x10\x00\x20\x00") == ("image/gif", 16, 32)
+    assert media_info(b"<html>oops</html>")[0] == "application/octet-stream"
 
 
 async def test_attempt_failures_and_progress_are_in_the_event_log(engine: Engine) -> None:

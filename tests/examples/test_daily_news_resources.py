@@ -5,7 +5,6 @@ the data dir the way the app's ``auto`` command does by default."""
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import json
 import os

@@ -1,5 +1,6 @@
 """What every engine command shares: opening the engine, printing JSON, turning errors into
-messages that say what to fix."""
+messages that say what to fix. Everything printed here goes through the secret masker, so a
+key that reached a run's params, events or errors is never shown in clear."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import click
+from rich.console import Console
 
-from regen.retry import RegenError
+from regen.foundation import RegenError, mask_data, mask_secrets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,7 +26,8 @@ def json_option(fn: F) -> F:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, indent=2)
+    text = json.dumps(value, ensure_ascii=False, default=str, indent=2)
+    return json.dumps(mask_data(json.loads(text)), ensure_ascii=False, indent=2)
 
 
 def print_json(value: Any) -> None:
@@ -40,6 +43,31 @@ def print_json_array(values: Iterable[Any]) -> None:
         sys.stdout.write(("[\n" if first else ",\n") + textwrap.indent(_dumps(value), "  "))
         first = False
     sys.stdout.write("[]\n" if first else "\n]\n")
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print a line for people (``click.echo``) with every secret in it masked."""
+    click.echo(mask_secrets(text), err=err)
+
+
+class _MaskedStream:
+    """A text stream that masks secrets in what is written to it (rich writes each printed
+    renderable in one piece), and is otherwise the stream it wraps (``isatty``, ``fileno``…)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(mask_secrets(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr) whose output has every secret masked."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=cast("TextIO", _MaskedStream(stream)))
 
 
 @contextmanager
@@ -72,7 +100,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RegenError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(mask_secrets(str(exc))) from exc
 
 
 def when(timestamp: float | None) -> str:

@@ -147,7 +147,13 @@ def sim(
 ) -> None:
     """Run the provider simulator (OpenAI, DashScope, photo/video tasks, payments)."""
     _require_extra()
-    from regen.sim import SimConfig, parse_keys, parse_profile, serve  # noqa: PLC0415
+    from regen.sim import (  # noqa: PLC0415 - keep `regen --help` fast
+        SimConfig,
+        load_script,
+        parse_keys,
+        parse_profile,
+        serve,
+    )
 
     try:
         config = SimConfig(
@@ -164,9 +170,8 @@ def sim(
             chunk_delay=chunk_delay,
             rpm=rpm,
         )
-        from regen.sim._state import SimState  # noqa: PLC0415
-
-        SimState(config)  # reads and checks the script now, with a clear message
+        if config.script is not None:
+            load_script(config.script)  # reads and checks the script now, with a clear message
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

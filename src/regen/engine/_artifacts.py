@@ -9,7 +9,8 @@ from typing import Any
 from regen.engine import _time
 from regen.engine._blocking import wait_for
 from regen.engine._json import ArtifactRef
-from regen.store import Artifact, Blobs, Store, StoreError, sniff
+from regen.foundation import media_info
+from regen.store import Artifact, Blobs, Store, StoreError
 
 
 class ArtifactStore:
@@ -28,7 +29,7 @@ class ArtifactStore:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"artifacts hold bytes, not {type(data).__name__}")
         raw = bytes(data)
-        sniffed, width, height = sniff(raw)
+        sniffed, width, height = media_info(raw)
         sha, staged = self.blobs.stage(raw)
         meta = Artifact(sha, len(raw), content_type or sniffed, width, height)
         try:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from regen.engine import _time
 from regen.engine._json import ArtifactRef, encode
+from regen.foundation import mask_data
 from regen.store import AddEvent, EventType, Item, ItemStatus, LinkArtifact
 
 if TYPE_CHECKING:
@@ -217,5 +218,6 @@ NO_RESOURCES: Any = _NoResources()
 
 
 def event_write(type_: str, data: dict[str, Any], what: str) -> AddEvent:
-    """An :class:`AddEvent` with ``data`` encoded (refusing what JSON cannot hold)."""
-    return AddEvent(type_, encode(data, what), _time.now())
+    """An :class:`AddEvent` with ``data`` encoded (refusing what JSON cannot hold) and every
+    secret in its text masked: steps log and emit whatever they like, keys included."""
+    return AddEvent(type_, encode(mask_data(data), what), _time.now())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regen.retry import RegenError
+from regen.foundation import RegenError
 
 
 class EngineError(RegenError):

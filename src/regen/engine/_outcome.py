@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from regen.engine._json import encode
-from regen.retry import GiveUp, classify, mask_secrets
+from regen.foundation import mask_data
+from regen.retry import GiveUp, classify
 from regen.store import StepStatus, Write
 
 
@@ -29,11 +30,12 @@ class Stop(BaseException):
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
-    """A JSON record of a failure: type, masked message, kind, attempts, last errors."""
+    """A JSON record of a failure: type, message, kind, attempts, last errors — every
+    secret in them masked (it is kept in the store and shown by every reader)."""
     cause = exc.__cause__ if isinstance(exc, GiveUp) and exc.__cause__ is not None else exc
     record: dict[str, Any] = {
         "type": type(cause).__name__,
-        "message": mask_secrets(str(exc) or type(exc).__name__),
+        "message": str(exc) or type(exc).__name__,
     }
     if not isinstance(exc, GiveUp):
         record["kind"] = str(classify(exc).kind)
@@ -41,7 +43,8 @@ def error_of(exc: BaseException) -> dict[str, Any]:
         record["kind"] = str(exc.kind) if exc.kind is not None else None
         record["attempts"] = [a.to_dict() for a in exc.attempts]
         record["errors"] = exc.errors
-    return record
+    masked: dict[str, Any] = mask_data(record)
+    return masked
 
 
 def cache_key(flow: str, step: str, version: int, inputs: Any) -> str:

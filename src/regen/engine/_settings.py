@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from regen.retry import ConfigError
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, positive: bool = True) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r}: expected a finite number")
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"{name}={raw!r}: expected a number {'>' if positive else '≥'} 0")
-    return value
-
-
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number ≥ 1")
-    return int(raw)
+from regen.foundation import env_bool, env_float, env_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,22 +35,16 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from the environment (``environ``: another mapping), defaults where
-        unset or empty; :class:`~regen.retry.ConfigError` naming the variable for a bad
+        unset or empty; :class:`~regen.foundation.ConfigError` naming the variable for a bad
         value."""
         env = os.environ if environ is None else environ
-        raw = env.get("REGEN_AUTO_RETRY", "")
-        auto = raw.strip().lower() or "1"
-        if auto not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ConfigError(
-                f"REGEN_AUTO_RETRY={raw!r}: expected 1/0, true/false, yes/no or on/off"
-            )
         return cls(
-            lease_ttl=_number(env, "REGEN_LEASE_TTL_S", 30.0),
-            checkpoint_retention_hours=_number(
-                env, "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0, positive=False
+            lease_ttl=env_float("REGEN_LEASE_TTL_S", 30.0, above=0, environ=env),
+            checkpoint_retention_hours=env_float(
+                "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0, minimum=0, environ=env
             ),
-            run_retention_days=_number(env, "REGEN_RUN_RETENTION_DAYS", 30.0, positive=False),
-            gc_interval=_number(env, "REGEN_GC_INTERVAL_S", 3600.0),
-            auto_retry=auto in ("1", "true", "yes", "on"),
-            max_crashes=_whole(env, "REGEN_MAX_CRASHES", 3),
+            run_retention_days=env_float("REGEN_RUN_RETENTION_DAYS", 30.0, minimum=0, environ=env),
+            gc_interval=env_float("REGEN_GC_INTERVAL_S", 3600.0, above=0, environ=env),
+            auto_retry=env_bool("REGEN_AUTO_RETRY", True, environ=env),
+            max_crashes=env_int("REGEN_MAX_CRASHES", 3, minimum=1, environ=env),
         )

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import asyncio
 
-# The retry core keeps its current clock here; test mode swaps in a FakeClock.
-from regen.retry import _state
+from regen.retry import current_clock
 
 
 def now() -> float:
     """Seconds since the epoch (fake under test mode)."""
-    return _state.clock.wall()
+    return current_clock().wall()
 
 
 def monotonic() -> float:
     """A monotonic reading in seconds, for intervals (fake under test mode)."""
-    return _state.clock.monotonic()
+    return current_clock().monotonic()
 
 
 async def sleep(seconds: float) -> None:
     """Wait ``seconds`` on the retry core's clock (instant under test mode)."""
-    await _state.clock.asleep(max(0.0, seconds))
+    await current_clock().asleep(max(0.0, seconds))
     await asyncio.sleep(0)  # a fake clock returns without yielding; let others run

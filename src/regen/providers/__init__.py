@@ -9,6 +9,7 @@ carries its classified :class:`regen.retry.Failure`.
 
 from __future__ import annotations
 
+from regen.foundation import sniff
 from regen.providers._base import BaseProvider, GeneratedImage
 from regen.providers._dashscope import DashScopeProvider, TaskStatus
 from regen.providers._download import (
@@ -29,7 +30,7 @@ from regen.providers._errors import (
     TaskUnknown,
     TransportError,
 )
-from regen.providers._images import ImageInfo, image_info, sniff
+from regen.providers._images import ImageInfo, image_info
 from regen.providers._openai import ChatResult, OpenAIProvider
 from regen.providers._pipeline import ImageGenerator, ImagePipeline, ImageResult
 from regen.providers._registry import KINDS, ProviderConfig, Registry, openai_client_kwargs

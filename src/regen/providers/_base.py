@@ -8,18 +8,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
 
+from regen.foundation import ConfigError, mask_secrets, remember_secret
 from regen.providers._errors import APIError, BadResponse, ProviderError
 from regen.providers._secret import Secret
 from regen.providers._transport import Response, Transport, redact_url
-from regen.retry import (
-    ConfigError,
-    Failure,
-    Kind,
-    Policy,
-    classify_response,
-    kind_of_code,
-    mask_secrets,
-)
+from regen.retry import Failure, Kind, Policy, classify_response, kind_of_code
 
 T = TypeVar("T")
 
@@ -110,6 +103,7 @@ class BaseProvider:
                 "environment / providers file"
             )
         self.api_key: Secret = secret
+        remember_secret(secret.reveal())
         self.model = model
         self.policy = policy or self.default_policy
         self._owns_transport = transport is None

@@ -2,7 +2,7 @@
 
 ::
 
-    RegenError                       (regen.retry)
+    RegenError                       (regen.foundation)
     └── ProviderError                anything an adapter learned went wrong
         ├── TransportError           the HTTP exchange itself failed: reset, refused, timed out
         ├── APIError                 the provider answered with an error (status ≥ 400, or an
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from regen.retry import Failure, Kind, RegenError, mask_secrets
+from regen.foundation import RegenError, mask_secrets
+from regen.retry import Failure, Kind
 
 
 class ProviderError(RegenError):

@@ -24,7 +24,8 @@ The environment declares the well-known providers by their usual variables:
 ``OPENAI_API_KEY``/``OPENAI_BASE_URL``, ``DEEPSEEK_…``, ``DASHSCOPE_…``, ``MOONSHOT_…``,
 with ``{PREFIX}_MODEL`` and the policy variables of :meth:`Policy.from_env`
 (``{PREFIX}_MAX_ATTEMPTS``, ``…_TIMEOUT_S``, …). A provider without a key is listed but
-refuses to resolve (:class:`ConfigError`, before any request). Keys are :class:`Secret`.
+refuses to resolve (:class:`ConfigError`, before any request). Keys are :class:`Secret`, and
+every key the registry loads is masked wherever regen writes or prints text.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from regen.foundation import ConfigError, env_str, remember_secret
 from regen.providers._base import BaseProvider
 from regen.providers._dashscope import DashScopeProvider
 from regen.providers._openai import OpenAIProvider
 from regen.providers._secret import Secret
 from regen.providers._tasks import Polling
 from regen.providers._transport import Transport
-from regen.retry import ConfigError, Policy
+from regen.retry import Policy
 
 P = TypeVar("P", bound=BaseProvider)
 
@@ -202,7 +204,7 @@ def _config_from_table(
     if key_env is not None:
         if not isinstance(key_env, str) or not key_env:
             raise ConfigError(f"provider {name!r} ({source}): api_key_env must name a variable")
-        key = environ.get(key_env) or None
+        key = env_str(key_env, environ=environ)
         key_source = f"{key_env} (named by {source})"
     else:
         raw = table.get("api_key")
@@ -294,19 +296,19 @@ class Registry:
         env = os.environ if environ is None else environ
         registry = cls(transport=transport)
         registry._add_env(env)
-        chosen = path or env.get("REGEN_PROVIDERS_FILE")
+        chosen = path or env_str("REGEN_PROVIDERS_FILE", environ=env)
         if chosen:
             registry._add_toml(Path(chosen), env)
         elif Path("regen.toml").is_file():
             registry._add_toml(Path("regen.toml"), env)
         if registry.default is None:
-            registry.default = env.get("REGEN_PROVIDER") or None
+            registry.default = env_str("REGEN_PROVIDER", environ=env)
         return registry
 
     def _add_env(self, environ: Mapping[str, str]) -> None:
         for name, prefix, kind, base_url, model in _ENV_PROVIDERS:
-            key = environ.get(f"{prefix}_API_KEY") or None
-            url = environ.get(f"{prefix}_BASE_URL") or None
+            key = env_str(f"{prefix}_API_KEY", environ=environ)
+            url = env_str(f"{prefix}_BASE_URL", environ=environ)
             if key is None and url is None:
                 continue
             policy = Policy.from_env(
@@ -319,8 +321,8 @@ class Registry:
                     base_url=url or base_url,
                     api_key=Secret(key) if key else None,
                     key_source=f"{prefix}_API_KEY",
-                    model=environ.get(f"{prefix}_MODEL") or model,
-                    image_model=environ.get(f"{prefix}_IMAGE_MODEL") or None,
+                    model=env_str(f"{prefix}_MODEL", model, environ=environ),
+                    image_model=env_str(f"{prefix}_IMAGE_MODEL", environ=environ),
                     policy=policy,
                     source="environment",
                 )
@@ -353,7 +355,10 @@ class Registry:
             self.default = default
 
     def add(self, config: ProviderConfig) -> None:
-        """Declare (or replace) a provider."""
+        """Declare (or replace) a provider; its key is masked in everything regen writes
+        from now on (:func:`regen.foundation.remember_secret`)."""
+        if config.api_key:
+            remember_secret(config.api_key.reveal())
         self._configs[config.name] = config
         self._adapters.pop(config.name, None)
 

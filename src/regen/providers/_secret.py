@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, final
 
-from regen.retry import mask
+from regen.foundation import mask
 
 
 @final

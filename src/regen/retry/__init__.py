@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from regen.foundation import ConfigError, RegenError, mask, mask_secrets
 from regen.retry._attempts import Attempt
 from regen.retry._budget import attempt_number, idempotency_key, phase_timeout, remaining
 from regen.retry._classify import (
@@ -15,19 +16,12 @@ from regen.retry._classify import (
     on_types,
 )
 from regen.retry._clock import Clock, FakeClock
-from regen.retry._errors import (
-    AttemptTimeout,
-    ConfigError,
-    GiveUp,
-    Permanent,
-    RegenError,
-    Retryable,
-)
+from regen.retry._errors import AttemptTimeout, GiveUp, Permanent, Retryable
 from regen.retry._kinds import TRANSIENT, Failure, Kind
 from regen.retry._policy import Policy
 from regen.retry._retry_after import parse_retry_after
 from regen.retry._run import acall, call, retrying
-from regen.retry._secrets import mask, mask_secrets
+from regen.retry._state import current_clock
 from regen.retry._testing import test_mode
 
 __all__ = [
@@ -52,6 +46,7 @@ __all__ = [
     "chain",
     "classify",
     "classify_response",
+    "current_clock",
     "idempotency_key",
     "kind_of_code",
     "kind_of_status",

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from regen.retry._errors import AttemptTimeout, ConfigError, GiveUp, Permanent, Retryable
+from regen.foundation import ConfigError
+from regen.retry._errors import AttemptTimeout, GiveUp, Permanent, Retryable
 from regen.retry._kinds import Failure, Kind
 from regen.retry._retry_after import parse_retry_after
 

@@ -1,6 +1,7 @@
-"""regen's exception tree.
+"""The retry core's errors.
 
-Every error regen raises derives from one root::
+Every error regen raises derives from one root, :class:`RegenError` (from
+:mod:`regen.foundation`)::
 
     RegenError
     ├── ConfigError            bad settings: a missing key, an invalid policy or variable
@@ -17,17 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from regen.foundation import RegenError
+
 if TYPE_CHECKING:
     from regen.retry._attempts import Attempt
     from regen.retry._kinds import Kind
-
-
-class RegenError(Exception):
-    """The root of every error regen raises."""
-
-
-class ConfigError(RegenError):
-    """Settings are wrong: a missing API key, a policy that could retry forever, a bad variable."""
 
 
 class Retryable(RegenError):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from regen.foundation import mask_secrets
 from regen.retry import _state
 from regen.retry._attempts import Attempt
 from regen.retry._classify import classify
 from regen.retry._kinds import Kind
 from regen.retry._policy import Policy
-from regen.retry._secrets import mask_secrets
 
 _UNRECOGNISED_KIND = Kind.UNKNOWN
 

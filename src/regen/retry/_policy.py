@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from regen.retry._errors import ConfigError
+from regen.foundation import ConfigError, env_float, env_int, env_seconds
 
 if TYPE_CHECKING:
     from regen.retry._attempts import Attempt
@@ -148,32 +148,36 @@ class Policy:
         }
         settings.update(defaults)
         phases = dict(settings.get("phases") or {})
-
-        def read(suffix: str, parse: Callable[[str, str], Any]) -> Any:
-            name = f"{prefix}_{suffix}"
-            raw = env.get(name)
-            if raw is None or raw.strip() == "":
-                return None
-            return parse(name, raw.strip())
-
-        for suffix, key, parse in (
-            ("MAX_ATTEMPTS", "attempts", _env_attempts),
-            ("RETRY_SLEEP_S", "wait", _env_seconds),
-            ("BACKOFF_MULTIPLIER", "multiplier", _env_multiplier),
-            ("BACKOFF_MAX_S", "max_wait", _env_seconds),
-            ("JITTER", "jitter", _env_fraction),
-            ("TIMEOUT_S", "timeout", _env_positive),
-            ("DEADLINE_S", "deadline", _env_positive),
-        ):
-            value = read(suffix, parse)
-            if value is not None:
-                settings[key] = value
+        read: dict[str, int | float | None] = {
+            "attempts": env_int(
+                f"{prefix}_MAX_ATTEMPTS",
+                minimum=1,
+                what="a whole number of attempts ≥ 1 (the first attempt included)",
+                environ=env,
+            ),
+            "wait": env_seconds(f"{prefix}_RETRY_SLEEP_S", environ=env),
+            "multiplier": env_float(
+                f"{prefix}_BACKOFF_MULTIPLIER", minimum=1, what="a multiplier ≥ 1", environ=env
+            ),
+            "max_wait": env_seconds(f"{prefix}_BACKOFF_MAX_S", environ=env),
+            "jitter": env_float(
+                f"{prefix}_JITTER",
+                minimum=0,
+                maximum=1,
+                what="a fraction from 0 to 1",
+                environ=env,
+            ),
+            "timeout": env_seconds(f"{prefix}_TIMEOUT_S", positive=True, environ=env),
+            "deadline": env_seconds(f"{prefix}_DEADLINE_S", positive=True, environ=env),
+        }
+        settings.update({key: value for key, value in read.items() if value is not None})
         head = f"{prefix}_"
         for name in env:
             if name.startswith(head) and name.endswith("_TIMEOUT_S"):
                 phase = name[len(head) : -len("_TIMEOUT_S")]
-                if phase and phase != "DEADLINE":
-                    phases[phase.lower()] = _env_positive(name, env[name].strip())
+                seconds = env_seconds(name, positive=True, environ=env)
+                if phase and phase != "DEADLINE" and seconds is not None:
+                    phases[phase.lower()] = seconds
         settings["phases"] = phases
         settings["max_wait"] = max(settings.get("max_wait", 30.0), settings["wait"])
         try:
@@ -227,52 +231,3 @@ def _check_seconds(
         if optional:
             what += " (or None)"
         raise ConfigError(f"{name}={value!r}: expected {what}")
-
-
-def _env_number(name: str, raw: str, what: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected {what}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r}: expected {what}")
-    return value
-
-
-def _env_attempts(name: str, raw: str) -> int:
-    what = "a whole number of attempts ≥ 1 (the first attempt included)"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected {what}") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r}: expected {what}")
-    return value
-
-
-def _env_seconds(name: str, raw: str) -> float:
-    value = _env_number(name, raw, "a number of seconds ≥ 0")
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r}: expected a number of seconds ≥ 0")
-    return value
-
-
-def _env_positive(name: str, raw: str) -> float:
-    value = _env_number(name, raw, "a number of seconds > 0")
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: expected a number of seconds > 0")
-    return value
-
-
-def _env_multiplier(name: str, raw: str) -> float:
-    value = _env_number(name, raw, "a multiplier ≥ 1")
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a multiplier ≥ 1")
-    return value
-
-
-def _env_fraction(name: str, raw: str) -> float:
-    value = _env_number(name, raw, "a fraction from 0 to 1")
-    if not 0 <= value <= 1:
-        raise ConfigError(f"{name}={raw!r}: expected a fraction from 0 to 1")
-    return value

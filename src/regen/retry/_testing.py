@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from regen.foundation import ConfigError
 from regen.retry import _state
 from regen.retry._clock import Clock, FakeClock
-from regen.retry._errors import ConfigError
 
 
 @contextmanager

@@ -22,7 +22,6 @@ from regen.store._errors import (
 from regen.store._event_types import EventType
 from regen.store._interface import Listener, Store
 from regen.store._location import database_url, home, open_store
-from regen.store._media import sniff
 from regen.store._records import (
     AddEvent,
     Artifact,
@@ -92,5 +91,4 @@ __all__ = [
     "database_url",
     "home",
     "open_store",
-    "sniff",
 ]

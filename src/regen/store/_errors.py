@@ -2,7 +2,7 @@
 
 ::
 
-    RegenError
+    RegenError                     (regen.foundation)
     └── StoreError                 the store could not do what was asked
         ├── DatabaseUnusable       the database file cannot be used as it is; nothing was changed
         │   ├── CorruptDatabase    not an SQLite file, or damaged
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regen.retry import RegenError
+from regen.foundation import RegenError
 
 
 class StoreError(RegenError):

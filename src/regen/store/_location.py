@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from regen.retry import ConfigError
+from regen.foundation import ConfigError
 from regen.store._interface import Store
 
 

@@ -1,0 +1,39 @@
+"""What every layer of regen shares (all but the simulator, which stands apart): the root of
+the exception tree and :class:`ConfigError`, typed readers of environment variables,
+secret masking, and reading what kind of image some bytes are.
+
+It imports nothing else of regen.
+"""
+
+from __future__ import annotations
+
+from regen.foundation._env import env_bool, env_float, env_int, env_seconds, env_str
+from regen.foundation._errors import ConfigError, RegenError
+from regen.foundation._media import MEDIA_TYPES, MeasuredImage, measure_image, media_info, sniff
+from regen.foundation._secrets import (
+    MIN_SECRET_LENGTH,
+    mask,
+    mask_data,
+    mask_secrets,
+    remember_secret,
+)
+
+__all__ = [
+    "MEDIA_TYPES",
+    "MIN_SECRET_LENGTH",
+    "ConfigError",
+    "MeasuredImage",
+    "RegenError",
+    "env_bool",
+    "env_float",
+    "env_int",
+    "env_seconds",
+    "env_str",
+    "mask",
+    "mask_data",
+    "mask_secrets",
+    "measure_image",
+    "media_info",
+    "remember_secret",
+    "sniff",
+]
