@@ -35,8 +35,8 @@ async def test_a_key_from_the_environment_is_masked_in_events_errors_and_the_fil
     db = tmp_path / "regen.db"
     with Engine(f"sqlite:///{db}", home=tmp_path) as engine:
         run = await engine.run(flow)
-        events = engine.read_events(run.id)
-        detail = engine.detail(run.id)
+        events = await engine.read_events(run.id)
+        detail = await engine.detail(run.id)
         on_disk_while_open = _database_bytes(db)
     on_disk = _database_bytes(db)
 
