@@ -119,8 +119,9 @@ class StepContext:
 
     @property
     def params(self) -> Mapping[str, Any]:
-        """The run's params (read-only)."""
-        return self._execution.params_view
+        """The run's params (read-only; a date param as :class:`datetime.date`)."""
+        execution = self._execution
+        return execution.flow.step_params(execution.params_view)
 
     @property
     def results(self) -> Mapping[str, Any]:

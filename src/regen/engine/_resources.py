@@ -22,7 +22,7 @@ async def execute_with_resources(execution: Execution, given: Any) -> RunStatus:
         return await execution.execute()
     stack = contextlib.AsyncExitStack()
     try:
-        value = factory(execution.params_view)
+        value = factory(execution.flow.step_params(execution.params_view))
         if hasattr(value, "__aenter__"):
             value = await stack.enter_async_context(value)
         elif hasattr(value, "__enter__"):
