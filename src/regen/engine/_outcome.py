@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from regen.engine._json import encode
-from regen.retry import GiveUp, classify, mask_secrets
+from regen.engine._traceback import exception_line, user_frames
+from regen.retry import GiveUp, Kind, classify, mask_secrets
 from regen.store import StepStatus, Write
 
 
@@ -29,7 +30,13 @@ class Stop(BaseException):
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
-    """A JSON record of a failure: type, masked message, kind, attempts, last errors."""
+    """A JSON record of a failure: type, masked message, kind, attempts, last errors.
+
+    A bug (kind ``unknown``: an exception regen does not classify) also records where it
+    is: ``exception`` (the line Python prints, ``ZeroDivisionError: division by zero``) and
+    ``frames``, the traceback's frames in the user's code (``file``, ``line``,
+    ``function``, ``code``), rendered back by :func:`format_error`.
+    """
     cause = exc.__cause__ if isinstance(exc, GiveUp) and exc.__cause__ is not None else exc
     record: dict[str, Any] = {
         "type": type(cause).__name__,
@@ -41,6 +48,9 @@ def error_of(exc: BaseException) -> dict[str, Any]:
         record["kind"] = str(exc.kind) if exc.kind is not None else None
         record["attempts"] = [a.to_dict() for a in exc.attempts]
         record["errors"] = exc.errors
+    if record["kind"] == Kind.UNKNOWN:
+        record["exception"] = exception_line(cause)
+        record["frames"] = user_frames(cause)
     return record
 
 
