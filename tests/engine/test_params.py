@@ -181,3 +181,10 @@ def test_date_bounds_and_choices() -> None:
 def test_misuse_of_param_is_refused_where_it_is_written(make: Any, message: str) -> None:
     with pytest.raises(FlowError, match=message):
         make()
+
+
+def test_a_value_stored_before_the_param_was_a_date_reaches_steps_as_stored() -> None:
+    param = Param(datetime.date)
+    assert param.restore("2026-01-02") == DAY
+    assert param.restore("last tuesday") == "last tuesday"  # a run queued by an older flow
+    assert Param(str).restore("2026-01-02") == "2026-01-02"

@@ -7,6 +7,7 @@ back to steps as a :class:`datetime.date`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -119,9 +120,11 @@ class Param:
         return typed.isoformat() if isinstance(typed, datetime.date) else typed
 
     def restore(self, stored: Any) -> Any:
-        """The value a step sees for what :meth:`check` stored (ISO text → ``date``)."""
+        """The value a step sees for what :meth:`check` stored (ISO text → ``date``; a
+        value stored before the param was a date is handed over as it is)."""
         if self.type is datetime.date and isinstance(stored, str):
-            return datetime.date.fromisoformat(stored)
+            with contextlib.suppress(ValueError):
+                return datetime.date.fromisoformat(stored)
         return stored
 
     def parse(self, name: str, text: str) -> Any:
