@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from typing import Any
 
 from regen import Policy
-from regen.engine import Flow, StepContext
+from regen.engine import Flow, Param, StepContext
 
 demo = Flow("cli-demo", params={"count": int, "fail_item": int})
 
@@ -50,3 +51,22 @@ PNG = (
 @art.step()
 async def draw(ctx: StepContext) -> Any:
     return ctx.artifacts.put(PNG + ctx.params["name"].encode())
+
+
+# A flow whose params are refused before a run exists when they do not fit.
+dated = Flow(
+    "cli-dated",
+    params={
+        "date": Param(datetime.date, help="the batch's day"),
+        "count": Param(int, default=3, ge=1, help="posts wanted"),
+        "ratio": Param(float, default=1.0),
+        "topic": Param(str, default="news"),
+    },
+)
+
+
+@dated.step()
+def headline(ctx: StepContext) -> str:
+    # A date param reaches the step as a datetime.date.
+    day: datetime.date = ctx.params["date"]
+    return f"{ctx.params['count']} {ctx.params['topic']} posts for {day:%d %B %Y}"

@@ -239,9 +239,10 @@ def test_retry_from_a_named_step_redoes_it_and_what_follows(home: Path) -> None:
 def test_errors_name_what_to_fix(home: Path) -> None:
     result = regen("run", "tests.cli.flows:nope", code=1)
     assert "nope" in result.output
-    result = regen("run", FLOW, "-p", "count=two", "-p", "fail_item=1", code=1)
+    # Params that do not fit the flow are a usage error, like a malformed -p.
+    result = regen("run", FLOW, "-p", "count=two", "-p", "fail_item=1", code=2)
     assert "count" in result.output
-    result = regen("run", FLOW, "-p", "count=1", "-p", "fail_item=1", "-p", "colour=red", code=1)
+    result = regen("run", FLOW, "-p", "count=1", "-p", "fail_item=1", "-p", "colour=red", code=2)
     assert "colour" in result.output
     result = regen("run", FLOW, "-p", "count", code=2)
     assert "NAME=VALUE" in result.output

@@ -108,3 +108,50 @@ def render(ctx, item):
     with Path(ctx.params["log"]).open("a") as log:
         log.write(f"{item} {ctx.idempotency_key}\n")
     return item
+
+
+# --- bugs: exceptions regen does not classify, raised in the user's own code -----------------
+
+bug_in_step = Flow("bug-in-step")
+
+
+def ratio(done, total):
+    return done / total  # the bug: total is 0
+
+
+@bug_in_step.step()
+async def count(ctx):
+    return 0
+
+
+@bug_in_step.step()
+async def share(ctx):
+    return ratio(1, ctx.results["count"])
+
+
+bug_in_sync_step = Flow("bug-in-sync-step")
+
+
+@bug_in_sync_step.step()
+def sync_share(ctx):
+    return ratio(1, 0)
+
+
+bug_in_item = Flow("bug-in-item")
+
+
+@bug_in_item.map(items=lambda ctx: [0], policy=Policy(attempts=3, wait=0.0))
+async def invert(ctx, item):
+    return ratio(1, item)
+
+
+def leak(key):
+    raise ValueError(f"the service refused key {key}")
+
+
+bug_with_secret = Flow("bug-with-secret", params={"key": str})
+
+
+@bug_with_secret.step()
+def connect(ctx):
+    leak(ctx.params["key"])

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from regen.providers import (
     APIError,
@@ -124,3 +129,54 @@ async def test_without_a_transport_one_is_opened_and_closed(openai: OpenAIProvid
 def test_bytes_in_hand_are_checked_the_same_way() -> None:
     with pytest.raises(BadContent):
         image_from_bytes(b"<html>nope</html>")
+
+
+@pytest.fixture
+def png() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (8, 6)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Each test sets the umask it needs; the process's is restored after."""
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def test_save_to_a_path_ending_with_a_separator_creates_the_folder(
+    png: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    image = image_from_bytes(png)
+    saved = image.save("assets/")
+    assert saved == Path("assets") / f"{image.info.sha256}.png"
+    assert (tmp_path / "assets").is_dir()
+    assert saved.read_bytes() == png
+    again = image.save(tmp_path / "assets")  # an existing folder, written without the slash
+    assert again == tmp_path / saved
+    assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == [saved.name]
+
+
+def test_save_to_a_file_path_creates_its_folders_and_writes_that_file(
+    png: bytes, tmp_path: Path
+) -> None:
+    saved = image_from_bytes(png).save(tmp_path / "posts" / "2026-01-02" / "cover.png")
+    assert saved == tmp_path / "posts" / "2026-01-02" / "cover.png"
+    assert saved.read_bytes() == png
+    assert [p.name for p in saved.parent.iterdir()] == ["cover.png"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)], ids=lambda v: f"{v:04o}"
+)
+def test_a_saved_image_has_the_permissions_the_umask_gives(
+    png: bytes, tmp_path: Path, umask: None, mask: int, mode: int
+) -> None:
+    os.umask(mask)
+    saved = image_from_bytes(png).save(tmp_path / "out/")
+    assert stat.S_IMODE(saved.stat().st_mode) == mode

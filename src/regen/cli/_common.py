@@ -94,13 +94,23 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(str(status), 1)
 
 
+class _UsageError(click.ClickException):
+    """A message and exit status 2: what was typed does not fit (a bad ``-p`` param)."""
+
+    exit_code = 2
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """regen's own errors become a one-line message and exit status 1; no traceback."""
+    """regen's own errors become a one-line message and exit status 1 (2 for params that do
+    not fit the flow: a usage error); no traceback."""
     try:
         yield
     except RegenError as exc:
-        raise click.ClickException(mask_secrets(str(exc))) from exc
+        from regen.engine import ParamsError  # noqa: PLC0415 - keeps `regen --help` fast
+
+        error = _UsageError if isinstance(exc, ParamsError) else click.ClickException
+        raise error(mask_secrets(str(exc))) from exc
 
 
 def when(timestamp: float | None) -> str:

@@ -23,6 +23,7 @@ from regen.engine._json import ArtifactRef, NotJSON
 from regen.engine._loader import load_flow
 from regen.engine._params import Param
 from regen.engine._settings import Settings
+from regen.engine._traceback import format_error
 from regen.store import (
     Event,
     InvalidTransition,
@@ -63,5 +64,6 @@ __all__ = [
     "StepContext",
     "StepSpec",
     "StepStatus",
+    "format_error",
     "load_flow",
 ]

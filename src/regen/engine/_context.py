@@ -125,7 +125,7 @@ class StepContext:
 
     @property
     def params(self) -> Mapping[str, Any]:
-        """The run's params (read-only)."""
+        """The run's params (read-only; a date param as :class:`datetime.date`)."""
         return self._execution.params_view
 
     @property

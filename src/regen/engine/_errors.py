@@ -5,7 +5,8 @@
     RegenError
     └── EngineError              the engine refused or could not do what was asked
         ├── FlowError            a malformed flow: duplicate step names, a map over a missing step…
-        ├── ParamsError          params that do not fit the flow: unknown, missing, wrong type
+        ├── ParamsError          params that do not fit the flow: unknown, missing, wrong type,
+        │                        out of range, not a mapping, not strict JSON
         ├── FlowNotFound         an import string or a run's flow that cannot be loaded
         └── RunExists            a business key's run exists and may not be reused as asked
 
@@ -29,7 +30,8 @@ class FlowError(EngineError):
 
 
 class ParamsError(EngineError):
-    """Params do not fit the flow's declaration; no run was created."""
+    """Params do not fit the flow's declaration (its message names the param and what it
+    expects); no run was created."""
 
 
 class FlowNotFound(EngineError):

@@ -65,7 +65,8 @@ class Execution:
         self.cancel_requested = claimed.run.cancel_requested
         self.lost = False
         self.inline_sync = inline_sync
-        self.params_view: Mapping[str, Any] = MappingProxyType(self.params)
+        # What steps see: the stored params with a date param as a ``datetime.date``.
+        self.params_view: Mapping[str, Any] = MappingProxyType(flow.step_params(self.params))
         #: A sync step runs inline on the event loop's thread (``run_sync``) right now.
         self.blocking = False
         #: ``ctx.resources``: what the flow's ``resources`` gave (or the caller passed).

@@ -6,10 +6,11 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, TypeVar, overload
 
 from regen.engine import _params
-from regen.engine._errors import FlowError
+from regen.engine._errors import FlowError, ParamsError
 from regen.engine._params import Param
 from regen.retry import Policy
 
@@ -145,6 +146,7 @@ class Flow:
         self.name = name
         self.version = version
         self.params = _params.declare(params)
+        self._dated = any(p.type is date for p in self.params.values())
         self.max_retries = max_retries
         self.retry_delay = float(retry_delay)
         self.description = description
@@ -185,15 +187,24 @@ class Flow:
         raise FlowError(f"flow {self.name!r} has no step {name!r}; its steps: {names}")
 
     def check_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Params checked against the declaration, defaults filled in (:class:`ParamsError`)."""
+        """Params checked against the declaration, defaults filled in, as the run stores them
+        (JSON: a date as ISO text); :class:`ParamsError` says what is expected."""
         return _params.check(self.name, self.params, params)
+
+    def step_params(self, stored: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The params steps and resources see for a run's stored params (a date param as
+        :class:`datetime.date`)."""
+        return _params.restore(self.params, stored) if self._dated else stored
 
     def parse_params(self, texts: Mapping[str, str]) -> dict[str, Any]:
         """Params from command-line text (``{"count": "3"}``), then checked."""
         values: dict[str, Any] = {}
         for name, text in texts.items():
             param = self.params.get(name)
-            values[name] = text if param is None else param.parse(name, text)
+            try:
+                values[name] = text if param is None else param.parse(name, text)
+            except ParamsError as exc:
+                raise ParamsError(f"flow {self.name!r}: {exc}") from None
         return self.check_params(values)
 
     def describe(self) -> dict[str, Any]:

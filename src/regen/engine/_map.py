@@ -13,7 +13,7 @@ from regen.engine import _faults, _time
 from regen.engine._context import StepContext, event_write
 from regen.engine._errors import FlowError
 from regen.engine._json import encode
-from regen.engine._outcome import Outcome, cache_key
+from regen.engine._outcome import Outcome, cache_key, error_of
 from regen.engine._slots import Slots
 from regen.retry import Attempt, GiveUp
 from regen.store import (
@@ -301,6 +301,7 @@ async def _run_item(
                         "attempts": len(attempts),
                         "kind": str(exc.kind),
                         "errors": exc.errors,
+                        "error": error_of(exc),
                     },
                     "item event",
                 ),

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from regen.engine._json import encode
+from regen.engine._traceback import exception_line, user_frames
 from regen.foundation import mask_data
-from regen.retry import GiveUp, classify
+from regen.retry import GiveUp, Kind, classify
 from regen.store import StepStatus, Write
 
 
@@ -31,7 +32,13 @@ class Stop(BaseException):
 
 def error_of(exc: BaseException) -> dict[str, Any]:
     """A JSON record of a failure: type, message, kind, attempts, last errors — every
-    secret in them masked (it is kept in the store and shown by every reader)."""
+    secret in them masked (it is kept in the store and shown by every reader).
+
+    A bug (kind ``unknown``: an exception regen does not classify) also records where it
+    is: ``exception`` (the line Python prints, ``ZeroDivisionError: division by zero``) and
+    ``frames``, the traceback's frames in the user's code (``file``, ``line``,
+    ``function``, ``code``), rendered back by :func:`format_error`.
+    """
     cause = exc.__cause__ if isinstance(exc, GiveUp) and exc.__cause__ is not None else exc
     record: dict[str, Any] = {
         "type": type(cause).__name__,
@@ -43,6 +50,9 @@ def error_of(exc: BaseException) -> dict[str, Any]:
         record["kind"] = str(exc.kind) if exc.kind is not None else None
         record["attempts"] = [a.to_dict() for a in exc.attempts]
         record["errors"] = exc.errors
+    if record["kind"] == Kind.UNKNOWN:
+        record["exception"] = exception_line(cause)
+        record["frames"] = user_frames(cause)
     masked: dict[str, Any] = mask_data(record)
     return masked
 

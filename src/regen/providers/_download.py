@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,23 +40,48 @@ class Image:
     content_type: str | None = None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the image to ``path`` (a file, or a directory: named by its SHA-256).
+        """Write the image to ``path`` and return where it went.
 
-        The file appears whole or not at all (written aside, then renamed).
+        A path that names a folder — an existing directory, or one ending with a separator
+        (``"assets/"``) — gets the folder created if need be and the image written in it,
+        named by its SHA-256 and format (``assets/3f2a….png``); any other path is the
+        file's. Missing parent folders are created. The file appears whole or not at all
+        (written aside, then renamed), with the permissions the umask gives new files.
         """
         target = Path(path)
-        if target.is_dir():
+        if _names_folder(path) or target.is_dir():
             target = target / f"{self.info.sha256}{self.info.extension}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".regen-", suffix=".part")
+        fd, temp = _new_file(target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(self.data)
-            Path(temp).replace(target)
+            temp.replace(target)
         except BaseException:
-            Path(temp).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
         return target
+
+
+def _names_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is written as a folder: ``"assets/"`` (``Path`` drops the slash)."""
+    text = os.fspath(path)
+    return text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+
+
+#: Create, never open an existing file; binary on platforms that tell text apart.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _new_file(folder: Path) -> tuple[int, Path]:
+    """A new temporary file in ``folder``, open for writing, with the permissions other
+    programs give their files: 0o666 less the umask (``mkstemp`` would make it 0o600)."""
+    while True:
+        path = folder / f".regen-{secrets.token_hex(8)}.part"
+        try:
+            return os.open(path, _NEW_FILE, 0o666), path
+        except FileExistsError:  # pragma: no cover - 64 random bits taken already
+            continue
 
 
 def image_from_bytes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from regen.store._errors import ReadOnlyStore, StoreError
@@ -28,14 +28,14 @@ class Blobs:
         folder = self.path(sha).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            handle, name = _new_file(folder)
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
         except PermissionError as exc:
             raise ReadOnlyStore(f"cannot write artifacts under {self.root}: {exc}") from exc
-        return sha, Path(name)
+        return sha, name
 
     def place(self, sha256: str, staged: Path) -> None:
         """Move a staged file into place (atomically; a file already there is kept)."""
@@ -52,3 +52,18 @@ class Blobs:
     def remove(self, sha256: str) -> None:
         """Delete an artifact's file, if present."""
         self.path(sha256).unlink(missing_ok=True)
+
+
+#: Create, never open an existing file; binary on platforms that tell text apart.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _new_file(folder: Path) -> tuple[int, Path]:
+    """A new temporary file in ``folder``, open for writing, with the permissions other
+    programs give their files: 0o666 less the umask (``mkstemp`` would make it 0o600)."""
+    while True:
+        path = folder / f".tmp-{secrets.token_hex(8)}"
+        try:
+            return os.open(path, _NEW_FILE, 0o666), path
+        except FileExistsError:  # pragma: no cover - 64 random bits taken already
+            continue
