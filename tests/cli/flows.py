@@ -70,3 +70,20 @@ def headline(ctx: StepContext) -> str:
     # A date param reaches the step as a datetime.date.
     day: datetime.date = ctx.params["date"]
     return f"{ctx.params['count']} {ctx.params['topic']} posts for {day:%d %B %Y}"
+
+
+# A flow whose step kills its own process (a native crash, the OOM killer) unless told not
+# to: its run must not be taken over forever.
+crashing = Flow("cli-crashing")
+
+
+@crashing.step()
+def prepare(ctx: StepContext) -> str:
+    return "ready"
+
+
+@crashing.step()
+def explode(ctx: StepContext) -> str:
+    if not os.environ.get("CLI_TEST_NO_CRASH"):
+        os.kill(os.getpid(), 9)
+    return "survived"

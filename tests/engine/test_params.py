@@ -69,7 +69,11 @@ async def test_a_run_keeps_the_date_as_json_and_hands_it_back_as_a_date(engine: 
     flow = _batch()
     run = await engine.run(flow, flow.parse_params({"date": "2026-01-02", "count": "4"}))
     assert run.status is RunStatus.SUCCEEDED
-    assert (await engine.get_run(run.id)).params == {"count": 4, "date": "2026-01-02", "size": "1024*1024"}
+    assert (await engine.get_run(run.id)).params == {
+        "count": 4,
+        "date": "2026-01-02",
+        "size": "1024*1024",
+    }
     assert (await engine.detail(run.id)).steps[0].output == {
         "param": repr(DAY),
         "resources": repr(DAY),

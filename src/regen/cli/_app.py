@@ -13,6 +13,7 @@ from regen import __version__
 # Modules that add commands to ``cli``. Each imports its heavy or optional dependencies
 # inside its command, so ``regen --help`` stays fast and a missing extra fails only there.
 _COMMAND_MODULES = (
+    "regen.cli._db",
     "regen.cli._demo",
     "regen.cli._run",
     "regen.cli._runs",

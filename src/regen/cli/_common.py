@@ -71,13 +71,24 @@ def console(*, stderr: bool = False) -> Console:
 
 
 @contextmanager
-def opened_engine(ctx: click.Context) -> Iterator[Any]:
-    """The engine on the data directory and database the root options chose."""
+def opened_engine(ctx: click.Context, *, reading: bool = False) -> Iterator[Any]:
+    """The engine on the data directory and database the root options chose.
+
+    ``reading``: the command only reads, so a data directory it cannot write (a read-only
+    mount, another user's folder) is opened for reading instead of refused.
+    """
     from regen.engine import Engine  # noqa: PLC0415 - keeps `regen --help` fast
+    from regen.store import ReadOnlyStore  # noqa: PLC0415
 
     options = ctx.find_root().params
+    url, home = options.get("database_url"), options.get("home")
     with user_errors():
-        engine = Engine(options.get("database_url"), home=options.get("home"))
+        try:
+            engine = Engine(url, home=home)
+        except ReadOnlyStore:
+            if not reading:
+                raise
+            engine = Engine(url, home=home, readonly=True)
     try:
         yield engine
     finally:

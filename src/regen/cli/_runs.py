@@ -55,7 +55,7 @@ def runs(
     ctx: click.Context, status: tuple[str, ...], flow: str | None, limit: int, as_json: bool
 ) -> None:
     """List runs, newest first."""
-    with opened_engine(ctx) as engine, user_errors():
+    with opened_engine(ctx, reading=True) as engine, user_errors():
         try:
             found = engine.sync.list_runs(status=list(status) or None, flow=flow, limit=limit)
         except ValueError as exc:
@@ -90,7 +90,7 @@ def runs(
 @click.pass_context
 def show(ctx: click.Context, run_id: str, item_limit: int, as_json: bool) -> None:
     """Show a run: its steps, checkpoints, items, attempts and errors."""
-    with opened_engine(ctx) as engine, user_errors():
+    with opened_engine(ctx, reading=True) as engine, user_errors():
         detail = engine.sync.detail(run_id)
         items: dict[str, list[Any]] = {}
         for step in detail.steps:
@@ -184,7 +184,7 @@ def events(ctx: click.Context, run_id: str, after: int, follow: bool, as_json: b
     JSON object per event and per line, printed as each is written, so a reader can act
     on each as it comes.
     """
-    with opened_engine(ctx) as engine, user_errors():
+    with opened_engine(ctx, reading=True) as engine, user_errors():
         engine.sync.get_run(run_id)
         if as_json and not follow:
             print_json_array(_all_events(engine, run_id, after))

@@ -71,7 +71,8 @@ class Engine:
 
     ``store``: a :class:`Store`, a database URL, or ``None`` for the environment's.
     ``home``: the data directory (artifacts live in ``home/artifacts``). ``threads``:
-    the pool that runs sync steps and sync map items.
+    the pool that runs sync steps and sync map items. ``readonly``: open the database
+    for reading only (inspecting runs where the data directory cannot be written).
     """
 
     def __init__(
@@ -82,13 +83,16 @@ class Engine:
         settings: Settings | None = None,
         owner: str | None = None,
         threads: int = 64,
+        readonly: bool = False,
     ) -> None:
         # Settings first: a bad variable is refused before a database is opened.
         self.settings = settings or Settings.from_env()
         self.home = Path(home) if home is not None else default_home()
         self._owns_store = not isinstance(store, Store)
         self._store: Store = (
-            store if isinstance(store, Store) else open_store(store, data_home=self.home)
+            store
+            if isinstance(store, Store)
+            else open_store(store, data_home=self.home, readonly=readonly)
         )
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.registry = Registry()

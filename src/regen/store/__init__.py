@@ -21,7 +21,7 @@ from regen.store._errors import (
 )
 from regen.store._event_types import EventType
 from regen.store._interface import Listener, Store
-from regen.store._location import database_url, home, open_store
+from regen.store._location import check_database, database_url, home, open_store
 from regen.store._records import (
     AddEvent,
     Artifact,
@@ -88,6 +88,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "Write",
+    "check_database",
     "database_url",
     "home",
     "open_store",

@@ -25,14 +25,19 @@ def database_url(environ: Mapping[str, str] | None = None, data_home: Path | Non
     return f"sqlite:///{(data_home or home(env)) / 'regen.db'}"
 
 
-def open_store(url: str | None = None, *, data_home: str | os.PathLike[str] | None = None) -> Store:
+def open_store(
+    url: str | None = None,
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    readonly: bool = False,
+) -> Store:
     """Open the store a URL names (``sqlite:///path/to/regen.db``); by default the one in
-    the environment's data directory."""
+    the environment's data directory. ``readonly``: for reading only (no schema change)."""
     chosen = url or database_url(data_home=None if data_home is None else Path(data_home))
     if chosen.startswith("sqlite:///"):
         from regen.store._sqlite import SQLiteStore  # noqa: PLC0415 - chosen by URL
 
-        return SQLiteStore(chosen.removeprefix("sqlite:///"))
+        return SQLiteStore(chosen.removeprefix("sqlite:///"), readonly=readonly)
     if chosen.startswith(("postgres://", "postgresql://")):
         raise ConfigError(
             f"{_scheme(chosen)}: the PostgreSQL store is not available yet; use a "
@@ -46,3 +51,17 @@ def open_store(url: str | None = None, *, data_home: str | os.PathLike[str] | No
 def _scheme(url: str) -> str:
     # Never echo a whole URL: it may carry a password.
     return url.split("://", 1)[0] + "://"
+
+
+def check_database(
+    url: str | None = None, *, data_home: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """What is wrong with the database a URL names (nothing: an empty list), found without
+    opening it as a store: works on a file a store refuses to open."""
+    chosen = url or database_url(data_home=None if data_home is None else Path(data_home))
+    if chosen.startswith("sqlite:///"):
+        from regen.store._sqlite_db import file_problems  # noqa: PLC0415 - chosen by URL
+
+        return file_problems(Path(chosen.removeprefix("sqlite:///")))
+    open_store(chosen)  # refuses an unknown or unavailable scheme with its message
+    return []

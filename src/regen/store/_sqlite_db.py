@@ -77,15 +77,19 @@ def _check_file(path: Path) -> None:
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK):
             raise ReadOnlyStore(f"{path} cannot be read and written by this user")
-        with path.open("rb") as handle:
-            header = handle.read(len(_HEADER))
-        if header and header != _HEADER:
-            raise CorruptDatabase(
-                str(path),
-                "not an SQLite database (bad file header); "
-                "move it away or point REGEN_HOME elsewhere",
-            )
-        _check_size(path)
+        _check_contents(path)
+
+
+def _check_contents(path: Path) -> None:
+    """Refuse a file that is not an SQLite database, or is visibly cut short."""
+    with path.open("rb") as handle:
+        header = handle.read(len(_HEADER))
+    if header and header != _HEADER:
+        raise CorruptDatabase(
+            str(path),
+            "not an SQLite database (bad file header); move it away or point REGEN_HOME elsewhere",
+        )
+    _check_size(path)
 
 
 def _check_size(path: Path) -> None:
@@ -160,7 +164,12 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         raise StoreError(
             f"{path}: no database here yet (nothing has been run with this REGEN_HOME)"
         )
-    conn = _open(path, f"{path.as_uri()}?mode=ro", uri=True)
+    target = f"{path.resolve().as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        # SQLite cannot make the shared-memory file a WAL database is read with in a
+        # folder it cannot write: read the file as it stands (nothing else can write there).
+        target += "&immutable=1"
+    conn = _open(path, target, uri=True)
     try:
         _inspect(conn, path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -291,10 +300,22 @@ def _check_columns(conn: sqlite3.Connection, path: Path) -> None:
             )
 
 
+def file_problems(path: Path) -> list[str]:
+    """Everything the checks at opening and SQLite's integrity check find in the file."""
+    if not path.is_file():
+        return [f"{path}: no database file here"]
+    try:
+        _check_contents(path)
+    except StoreError as exc:
+        found = str(exc).split("; nothing was changed", 1)[0]
+        return [found, *integrity_problems(path)]
+    return integrity_problems(path)
+
+
 def integrity_problems(path: Path) -> list[str]:
     """What SQLite's integrity check finds in the file (nothing: an empty list)."""
     try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         return [str(exc)]
     try:
