@@ -72,11 +72,23 @@ class Outbox:
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise failed
+        if not self._flushing:
+            # Nothing in flight: commit here, with whatever is queued (no task to start).
+            self._flushing = True
+            try:
+                with self._lock:
+                    taken, self._pending = [*self._pending, *writes], []
+                result = await self._store.commit(self._lease, taken)
+            finally:
+                self._flushing = False
+                if self._waiters or self._pending:
+                    self._start()
+            self._observe(result)
+            return result
         future: asyncio.Future[Commit] = self._loop.create_future()
         with self._lock:
             self._pending.extend(writes)
             self._waiters.append(future)
-        self._start()
         return await future
 
     async def flush(self) -> Commit:
