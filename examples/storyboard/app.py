@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -31,8 +32,9 @@ from examples.storyboard.models import (
 )
 from examples.storyboard.records import RECORDS_FILE, Records
 from examples.storyboard.resources import StageResources, data_home
-from regen.engine import Engine, Run, RunStatus
-from regen.providers import Transport
+from examples.storyboard.validation import ValidationError
+from regen.engine import Engine, Run, RunNotFound, RunStatus
+from regen.providers import Transport, sniff
 
 logger = logging.getLogger("examples.storyboard")
 
@@ -57,13 +59,38 @@ class StoryboardApp:
     # --- runs ------------------------------------------------------------------------------
 
     def start(self, project_id: str, storyboard_ids: Sequence[str] | None = None) -> str:
-        """Queue a stage run for the project (every storyboard, or those ids); its id."""
+        """Queue a stage run for the project (every storyboard, or those ids); its id.
+
+        While a stage run of the project is not finished, the same request attaches to it
+        (its id is returned, no run is made), whoever started it, in this process or
+        another; a request for other storyboards is refused (``ValidationError``
+        ``stage_busy``) until it ends.
+        """
         params: dict[str, Any] = {"project_id": str(project_id), "home": str(self.home)}
         if isinstance(storyboard_ids, str):
             raise TypeError("storyboard_ids must be a list of ids, not one string")
         if storyboard_ids is not None:
             params["storyboard_ids"] = [str(i) for i in storyboard_ids]
-        return self.engine.start(flow, params).run.id
+        selection = json.dumps(params.get("storyboard_ids"))
+        run_id, claimed_for, created = self.records.claim_stage_run(
+            str(project_id),
+            selection,
+            active=self._unfinished,
+            start=lambda: self.engine.start(flow, params).run.id,
+        )
+        if not created and claimed_for != selection:
+            raise ValidationError(
+                "stage_busy",
+                f"项目 {project_id} 的文生图阶段正在为另一组分镜运行（run {run_id}）："
+                "等它结束后再试",
+            )
+        return run_id
+
+    def _unfinished(self, run_id: str) -> bool:
+        try:
+            return not self.engine.get_run(run_id).status.finished
+        except RunNotFound:  # claimed in a store that was since replaced
+            return False
 
     async def execute(self, run_id: str) -> Run:
         """Execute a queued run here, to its end, with this app's records and a connection
@@ -73,7 +100,11 @@ class StoryboardApp:
             return await self.engine.execute(run_id, resources=resources)
 
     def launch(self, run_id: str) -> asyncio.Task[Run]:
-        """Execute a run in the background (it goes on if whoever watched it goes away)."""
+        """Execute a run in the background (it goes on if whoever watched it goes away).
+
+        A run already executing (here or in another process) is left to its executor: the
+        engine claims only a queued run, or one whose executor died.
+        """
         task = asyncio.get_running_loop().create_task(self.execute(run_id))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -157,6 +188,15 @@ class StoryboardApp:
             stage=shown,
             run_id=run_id,
         )
+
+    def image_file(self, image_id: str) -> tuple[bytes, str] | None:
+        """An image's bytes and media type (what ``image_url`` serves), or ``None``."""
+        found = self.records.images(id=image_id)
+        file = Path(found[0].file_path) if found and found[0].file_path else None
+        if file is None or not file.is_file():
+            return None
+        data = file.read_bytes()
+        return data, f"image/{sniff(data) or 'png'}"
 
     # --- life cycle -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,11 @@ CREATE TABLE IF NOT EXISTS generated_images (
     updated_at        TEXT NOT NULL,
     UNIQUE (run_id, storyboard_id)
 );
+CREATE TABLE IF NOT EXISTS stage_runs (
+    project_id TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    selection  TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS generated_images_storyboard ON generated_images (storyboard_id);
 CREATE INDEX IF NOT EXISTS storyboards_project ON storyboards (project_id, sequence_number);
 """
@@ -119,6 +124,17 @@ _LOOKUPS = {
     "status": "status = ?",
     "project_id": "storyboard_id IN (SELECT id FROM storyboards WHERE project_id = ?)",
 }
+
+
+#: Where the apps (FastAPI and Django) serve an image's bytes: what a record's ``image_url``
+#: and an ``image_generated`` event's ``url`` say. A gateway's own URL expires; this one
+#: does not, and a cached image has no gateway URL of its own.
+IMAGE_FILE_ROUTE = "/images/{image_id}/file"
+
+
+def image_file_url(image_id: str) -> str:
+    """The app's URL of an image's bytes."""
+    return IMAGE_FILE_ROUTE.format(image_id=image_id)
 
 
 def now_iso() -> str:
@@ -368,6 +384,37 @@ class Records:
             ).fetchone()
         return None if row is None or row["result"] is None else json.loads(row["result"])
 
+    def claim_stage_run(
+        self,
+        project_id: str,
+        selection: str,
+        *,
+        active: Callable[[str], bool],
+        start: Callable[[], str],
+    ) -> tuple[str, str, bool]:
+        """The project's stage run: ``(run_id, its selection, created)``.
+
+        While the run last claimed for the project is ``active`` (not finished), it is
+        returned as it is (``created`` is ``False``; the caller compares the selections);
+        otherwise ``start()`` makes a new run, claimed here for ``selection``. One write
+        transaction holds the check and the claim, so concurrent callers, in any thread or
+        process, make one run.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT run_id, selection FROM stage_runs WHERE project_id = ?", (project_id,)
+            ).fetchone()
+            if row is not None and active(row["run_id"]):
+                return str(row["run_id"]), str(row["selection"]), False
+            run_id = start()
+            db.execute(
+                "INSERT INTO stage_runs (project_id, run_id, selection) VALUES (?, ?, ?) "
+                "ON CONFLICT (project_id) DO UPDATE SET run_id = excluded.run_id, "
+                "selection = excluded.selection",
+                (project_id, run_id, selection),
+            )
+            return run_id, selection, True
+
     def start_stage(self, project_id: str, run_id: str) -> ProjectStage:
         """Mark the image stage ``processing`` for ``run_id`` (a new ``started_at``)."""
         with self._transaction() as db:
@@ -520,7 +567,6 @@ class Records:
         self,
         ids: Sequence[str],
         *,
-        image_url: str | None,
         width: int | None,
         height: int | None,
         file_size: int,
@@ -529,7 +575,8 @@ class Records:
         cached: bool,
         attempts: int,
     ) -> None:
-        """Records whose image is in hand."""
+        """Records whose image is in hand; their ``image_url`` is the app's file route
+        (:func:`image_file_url`), whatever the gateway's URL was."""
         at = now_iso()
         with self._transaction() as db:
             db.executemany(
@@ -539,7 +586,7 @@ class Records:
                 [
                     (
                         IMAGE_COMPLETED,
-                        image_url,
+                        image_file_url(i),
                         width,
                         height,
                         file_size,

@@ -173,9 +173,12 @@ async def test_identical_requests_are_served_from_the_result_cache(
         original.height,
         original.file_size,
     )
+    # Its own record and URL, on the app's file route: never the gateway's expiring URL.
+    assert reused.image_url == f"/images/{reused.id}/file"
+    assert original.image_url == f"/images/{original.id}/file"
     assert events[3]["image"] == {
         "id": reused.id,
-        "url": original.image_url,
+        "url": reused.image_url,
         "width": original.width,
         "height": original.height,
     }
