@@ -85,6 +85,7 @@ async def demo(home: Path, as_json: bool) -> int:
             (run,) = app.engine.list_runs(limit=1)
             result = processor.result(run.id)
             summary = {
+                "project_id": project.id,
                 "run_id": run.id,
                 "success": result.success,
                 "status": result.status,
