@@ -20,6 +20,7 @@ from typing import Any
 from examples.paper_pipeline.config import Config
 from examples.paper_pipeline.pipeline import flow
 from examples.paper_pipeline.resources import Resources, open_resources, outbox_for
+from examples.paper_pipeline.retries import AUTOMATIC, RetryLedger, retry_counts
 from examples.paper_pipeline.tasks import CheckpointManager, task_record
 from regen import Failure, Kind, Policy, RegenError
 from regen.engine import Engine, Event, ParamsError, Run, RunStatus
@@ -53,6 +54,21 @@ class TaskNotFound(RegenError):
 
 class TaskExpired(RegenError):
     """The day's run failed and its checkpoints were cleaned up: it cannot be resumed."""
+
+
+class NothingToFail(RegenError):
+    """``PAPER_PIPELINE_FAIL_STEP`` is set, but the day's task already succeeded: nothing
+    runs, so nothing would fail."""
+
+
+class _StillFailed(Exception):
+    """The task is still failed after an execution (one attempt of the automatic retries)."""
+
+
+def _still_failed(exc: BaseException) -> Failure | None:
+    return (
+        Failure(Kind.SERVER_ERROR, True, "task_failed") if isinstance(exc, _StillFailed) else None
+    )
 
 
 def parse_day(text: str | dt.date | None) -> dt.date:
@@ -98,7 +114,9 @@ class PaperPipeline:
         self.outbox = outbox_for(self.config)
         #: What this app's executions give the steps (``ctx.resources``).
         self.resources = Resources(provider, self.outbox, image_policy, self.config.fail_step)
-        self.checkpoints = CheckpointManager(self.engine, flow.name)
+        #: Retries the app made that regen logs as manual ones (see ``retries.py``).
+        self.ledger = RetryLedger(self.config.home / "paper_pipeline" / "retries.json")
+        self.checkpoints = CheckpointManager(self.engine, flow.name, self.ledger)
 
     def __repr__(self) -> str:
         return f"PaperPipeline({self.engine!r})"
@@ -145,18 +163,24 @@ class PaperPipeline:
         """The run for a task id (``task_publish_YYYYMMDD``), a run id, or a day
         (``YYYY-MM-DD``; today when ``None``)."""
         store = self.engine.store
+        day: dt.date | None = None
         if isinstance(task, str) and task.startswith("task_publish_"):
             key = task
+            with contextlib.suppress(ParamsError):
+                day = parse_day(task.removeprefix("task_publish_"))
         else:
             if isinstance(task, str):
                 run = store.get_run(task)
                 if run is not None and run.flow == flow.name:
                     return run
             try:
-                key = task_id(parse_day(task))
+                day = parse_day(task)
+                key = task_id(day)
             except ParamsError:
                 key = None
         run = None if key is None else store.find_run(flow.name, key)
+        if run is None and day is not None:
+            run = self._latest_of_day(day)
         if run is None:
             recent = [
                 r.business_key or r.id for r in self.engine.list_runs(flow=flow.name, limit=5)
@@ -167,6 +191,15 @@ class PaperPipeline:
                 f"{', '.join(recent) or 'none'}"
             )
         return run
+
+    def _latest_of_day(self, day: dt.date) -> Run | None:
+        """The newest run of the day's params that has no task id (``regen run
+        examples.paper_pipeline.pipeline:flow -p day=…`` without ``--key``)."""
+        wanted = day.isoformat()
+        for run in self.engine.list_runs(flow=flow.name, limit=200):
+            if run.params.get("day") == wanted:
+                return run
+        return None
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -223,6 +256,14 @@ class PaperPipeline:
             retry_delay=self.config.auto_retry_delay_seconds,
         )
         run = started.run
+        if self.config.fail_step and not started.created and run.status is RunStatus.SUCCEEDED:
+            step, when = self.config.fail_step
+            raise NothingToFail(
+                f"PAPER_PIPELINE_FAIL_STEP={step}{':after' if when == 'after' else ''} has "
+                f"nothing to fail: {task_id(chosen)} already succeeded (run {run.id}) and is "
+                "not run again. Pick a day without a task (--day), or run the step again "
+                f"with `retry {task_id(chosen)} --from {step}`"
+            )
         if run.status is RunStatus.FAILED and run.checkpoints_expired:
             raise TaskExpired(
                 f"{task_id(chosen)} failed and its checkpoints are past "
@@ -249,20 +290,63 @@ class PaperPipeline:
             flow.step_named(from_step)  # an unknown name is refused with the step list
         after = self._last_seq(run.id)
         run = self.engine.retry(run.id, from_step=from_step)
-        return await self._execute(run, after, progress)
+        run = await self._execute(run, after, progress)
+        return await self._automatic_retries_left(run, progress)
+
+    async def _automatic_retries_left(self, run: Run, progress: Progress | None) -> Run:
+        """After a manual retry that failed, the automatic retries the task has left.
+
+        regen counts a manual retry against ``max_retries`` too, so it may have made fewer
+        automatic retries than ``AUTO_RETRY_MAX_ATTEMPTS`` allow: the app makes the rest,
+        ``retry_delay`` apart, as the engine would have.
+        """
+        if run.status is not RunStatus.FAILED or run.retry_at is not None:
+            return run
+        left = run.max_retries - retry_counts(self.engine, run.id, self.ledger).automatic
+        if left <= 0 or run.checkpoints_expired:
+            return run
+        latest = run
+        first = True
+
+        async def attempt() -> Run:
+            nonlocal latest, first
+            if not first:  # the manual retry's own outcome is the first attempt
+                after = self._last_seq(latest.id)
+                requeued = self.engine.retry(latest.id)
+                self.ledger.note(latest.id, AUTOMATIC)
+                latest = await self._execute(requeued, after, progress)
+            first = False
+            if latest.status is RunStatus.FAILED:
+                raise _StillFailed(latest.id)
+            return latest
+
+        policy = Policy(
+            attempts=left + 1,
+            timeout=None,
+            wait=run.retry_delay,
+            multiplier=1.0,
+            max_wait=max(run.retry_delay, 0.001),
+            classifier=_still_failed,
+            operation=f"{flow.name}.automatic_retry",
+            reraise=True,
+        )
+        with contextlib.suppress(_StillFailed):
+            return await policy.acall(attempt)
+        return latest
 
     # --- reading and cleaning up ---------------------------------------------------------------
 
     def record(self, task: str | dt.date | None = None) -> dict[str, Any]:
         """The seed's task record (``data/tasks.json`` entry) of a task."""
-        return task_record(self.engine.detail(self.find(task).id))
+        return self._record(self.find(task).id)
 
     def records(self, limit: int = 20) -> list[dict[str, Any]]:
         """Recent tasks' records, newest first (the seed's ``data/tasks.json``)."""
-        return [
-            task_record(self.engine.detail(r.id))
-            for r in self.engine.list_runs(flow=flow.name, limit=limit)
-        ]
+        return [self._record(r.id) for r in self.engine.list_runs(flow=flow.name, limit=limit)]
+
+    def _record(self, run_id: str) -> dict[str, Any]:
+        counts = retry_counts(self.engine, run_id, self.ledger)
+        return task_record(self.engine.detail(run_id), counts)
 
     def gc(self, now: float | None = None) -> GcCounts:
         """Clean up: checkpoints of failed runs older than ``CHECKPOINT_RETENTION_HOURS``

@@ -16,7 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from regen.engine import Engine, RunDetail, RunNotFound, RunStatus, StepStatus
+from examples.paper_pipeline.retries import CLEARED, RetryCounts, RetryLedger
+from regen import RegenError
+from regen.engine import Engine, RunDetail, RunStatus, StepStatus
+
+
+class ClearRefused(RegenError):
+    """A task's checkpoints cannot be cleared now (it runs, or it succeeded)."""
 
 
 def iso(seconds: float | None) -> str | None:
@@ -37,9 +43,15 @@ def step_outputs(detail: RunDetail) -> dict[str, dict[str, Any]]:
     return outputs
 
 
-def task_record(detail: RunDetail) -> dict[str, Any]:
-    """The seed's task record for a run."""
+def task_record(detail: RunDetail, counts: RetryCounts | None = None) -> dict[str, Any]:
+    """The seed's task record for a run.
+
+    ``retry_count`` counts the automatic retries (those ``max_retries`` bounds),
+    ``manual_retry_count`` the retries asked for (``counts``; without it, regen's one
+    count of both is shown as automatic).
+    """
     run = detail.run
+    chosen = counts or RetryCounts(run.retry_count, 0)
     outputs = step_outputs(detail)
     waiting = run.status is RunStatus.FAILED and run.retry_at is not None
     return {
@@ -54,8 +66,9 @@ def task_record(detail: RunDetail) -> dict[str, Any]:
             "analyzed_results": outputs.get("openai_analyze", {}).get("results", []),
             "step_outputs": outputs,
         },
-        "retry_count": run.retry_count,
+        "retry_count": chosen.automatic,
         "max_retries": run.max_retries,
+        "manual_retry_count": chosen.manual,
         "next_auto_retry_at": iso(run.retry_at) if waiting else None,
         "checkpoints_expired": run.checkpoints_expired,
         "error": run.error,
@@ -79,23 +92,28 @@ class CheckpointManager:
     """The seed's ``CheckpointManager``, as a thin read-only view over regen's store.
 
     Saving is the engine's job (every step's result is checkpointed before the next step
-    starts); clearing is retention's (:meth:`Engine.gc`). ``task_id`` is the business key
-    (``task_publish_YYYYMMDD``).
+    starts); expiry is retention's (:meth:`Engine.gc`); :meth:`clear_checkpoint` forgets a
+    failed task's checkpoints at once. ``task_id`` is the business key
+    (``task_publish_YYYYMMDD``). ``ledger``: where a clearing is noted, so that it is not
+    counted as a manual retry.
     """
 
-    def __init__(self, engine: Engine, flow: str = "paper_pipeline") -> None:
+    def __init__(
+        self, engine: Engine, flow: str = "paper_pipeline", ledger: RetryLedger | None = None
+    ) -> None:
         self.engine = engine
         self.flow = flow
+        self.ledger = ledger
 
     def _detail(self, task_id: str) -> RunDetail:
         run = self.engine.store.find_run(self.flow, task_id)
-        if run is None:
-            raise RunNotFound(task_id)
-        return self.engine.detail(run.id)
+        # A run without a task id (``regen run`` without ``--key``) is named by its run id.
+        return self.engine.detail(task_id if run is None else run.id)
 
     def load_checkpoint(self, task_id: str) -> dict[str, Any]:
         """The task's checkpoint: ``papers_data``, ``analyzed_results``, ``step_outputs``."""
-        return task_record(self._detail(task_id))["checkpoint"]
+        checkpoint: dict[str, Any] = task_record(self._detail(task_id))["checkpoint"]
+        return checkpoint
 
     def get_resumable_step(self, task_id: str) -> str | None:
         """The step a retry would start from, or ``None`` when the task is not resumable."""
@@ -105,3 +123,24 @@ class CheckpointManager:
         return detail.failed_step or next(
             (s.name for s in detail.steps if s.status is not StepStatus.SUCCEEDED), None
         )
+
+    def clear_checkpoint(self, task_id: str) -> None:
+        """Forget a failed task's checkpoints: the next time it runs (the day's ``run``, or
+        ``regen worker``), every step runs again from ``fetch_papers``, ``publish_mcp``
+        included. Refused (:class:`ClearRefused`) while the task is queued or running, and
+        for a task that succeeded (nothing to resume; its checkpoints stay for ``show``
+        until retention removes them)."""
+        run = self._detail(task_id).run
+        if run.status is RunStatus.SUCCEEDED:
+            raise ClearRefused(
+                f"{task_id} succeeded: there is nothing to resume, and its checkpoints stay "
+                "for `show` until CHECKPOINT_RETENTION_HOURS removes them"
+            )
+        if not run.status.finished:
+            raise ClearRefused(
+                f"{task_id} is {run.status}: clear its checkpoints once it has ended"
+            )
+        first = self.engine.detail(run.id).steps[0].name
+        self.engine.retry(run.id, from_step=first)
+        if self.ledger is not None:
+            self.ledger.note(run.id, CLEARED)
