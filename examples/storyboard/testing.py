@@ -15,6 +15,17 @@ from examples.storyboard.app import StoryboardApp, default_app
 from examples.storyboard.models import ModelProvider, Project, Storyboard
 from examples.storyboard.resources import SIM_KEY_ENV
 
+__all__ = [
+    "DEMO_SCRIPT",
+    "DEMO_STORYBOARDS",
+    "SIM_KEY_ENV",
+    "SIM_MODEL",
+    "create_demo_project",
+    "create_test_project",
+    "create_test_storyboard",
+    "use_simulator",
+]
+
 SIM_MODEL = "jimeng-4.0"
 
 
