@@ -34,7 +34,9 @@ class SeedLogFormatter(logging.Formatter):
         if outcome == "succeeded":
             return f"{head}第 {attempt} 次尝试成功"
         if outcome == "gave_up":
-            return f"{head}重试 {attempt} 次后放弃"
+            # The seed counts retries, not attempts: the first attempt is no retry.
+            retries = int(attempt) - 1 if isinstance(attempt, int) else attempt
+            return f"{head}重试 {retries} 次后放弃"
         return super().format(record)
 
 

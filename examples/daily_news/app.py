@@ -22,7 +22,7 @@ from rich.table import Table
 
 from examples.daily_news import posts
 from examples.daily_news.runtime import Runtime
-from examples.daily_news.workflow import FLOW_NAME, flow
+from examples.daily_news.workflow import FLOW_NAME, SETUP_KINDS, flow
 from regen import RegenError
 from regen.engine import Engine, ItemStatus, Run, RunStatus
 
@@ -125,12 +125,15 @@ async def summarize(engine: Engine, run: Run, runtime: Runtime) -> dict[str, Any
     for item in illustrated:
         by_status.setdefault(item.status, []).append(str(item.key))
     failed_attempts = 0
+    setup_failures: list[str] = []
     for post_id in by_status.get(ItemStatus.SUCCEEDED, []) + by_status.get(ItemStatus.GIVEN_UP, []):
         post = runtime.posts.load(post_id) or {}
         platform = post.get("platform") or {}
         summary = platform.get("image_generate") or {}
         if summary.get("give_up"):
             failed_attempts += int(summary.get("attempts", 0))
+            if summary.get("kind") in SETUP_KINDS:
+                setup_failures.append(post_id)
         else:
             failed_attempts += int((platform.get("image") or {}).get("attempts", 1)) - 1
     return {
@@ -145,6 +148,7 @@ async def summarize(engine: Engine, run: Run, runtime: Runtime) -> dict[str, Any
         "skipped": len(by_status.get(ItemStatus.SKIPPED, [])),
         "drafts": [str(i.key) for i in drafted if i.status is ItemStatus.SUCCEEDED],
         "failed_attempts": failed_attempts,
+        "failed_on_setup": setup_failures,
         "data_dir": str(runtime.data_dir),
     }
 
@@ -180,6 +184,14 @@ def print_summary(console: Console, summary: Mapping[str, Any], store: posts.Pos
         f"{summary['failed_attempts']} failed attempts retried or given up. "
         f"Posts: {escape(str(store.root))}"
     )
+    if setup := summary.get("failed_on_setup"):
+        console.print(
+            f"{len(setup)} of the given-up posts failed on a missing or refused key, or a "
+            "bad parameter (auth/config/bad_request), which a retry does not mend: fix "
+            "DASHSCOPE_API_KEY or the ALIYUN_IMAGE_* setting and run the same command "
+            "again; those posts are tried again.",
+            highlight=False,
+        )
 
 
 @contextlib.contextmanager

@@ -125,7 +125,8 @@ def auto(
 ) -> None:
     """Generate today's posts: pick candidates, illustrate them, save drafts.
 
-    IMAGE_PROVIDER=aliyun with DASHSCOPE_API_KEY uses DashScope; without a key the batch
+    IMAGE_PROVIDER=aliyun with DASHSCOPE_API_KEY uses DashScope (without the key it
+    fails at once); with neither IMAGE_PROVIDER nor a key (or IMAGE_PROVIDER=sim) the batch
     runs offline against regen's simulator. ALIYUN_IMAGE_MAX_ATTEMPTS (3),
     ALIYUN_IMAGE_RETRY_SLEEP_S (2), ALIYUN_IMAGE_TIMEOUT_S (180) and
     ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S (60) set the retries.

@@ -16,6 +16,7 @@ Mirrors the seed's ``src/images/auto_image.py``:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import time
@@ -103,7 +104,9 @@ class AliyunImageClient:
 
     ``api_key`` may be ``None``: :func:`generate_aliyun_image` then fails at once with a
     :class:`regen.ConfigError` (the seed's "API Key 缺失"), before any request.
-    ``poll_interval`` is the first gap between two polls of a task (growing to 5 s).
+    ``poll_interval`` is the first gap between two polls of a task (growing to 5 s). How
+    long a task is polled is the current attempt's ``generate`` phase
+    (``ALIYUN_IMAGE_TIMEOUT_S``), not a fixed deadline.
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -208,12 +211,15 @@ async def generate_aliyun_image(
     provider = client.provider()
     started = time.monotonic()
     limit = phase_timeout("generate", DEFAULT_TIMEOUT_S)
+    # The task is polled for as long as the generation may take, so a longer
+    # ALIYUN_IMAGE_TIMEOUT_S is a longer wait, not the adapter's own poll deadline.
+    polling = provider.polling if limit is None else _polled_for(provider.polling, limit)
     try:
         async with asyncio.timeout(limit):
             task_id = await provider.submit(
                 prompt, n=1, size=size or client.size, model=model or client.model
             )
-            status = await provider.wait(task_id)
+            status = await provider.wait(task_id, polling=polling)
     except TimeoutError as exc:
         if isinstance(exc, AttemptTimeout) or limit is None:
             raise
@@ -236,6 +242,11 @@ async def generate_aliyun_image(
         actual_prompt=actual if isinstance(actual, str) else None,
         elapsed=time.monotonic() - started,
     )
+
+
+def _polled_for(polling: Polling, seconds: float) -> Polling:
+    # A deadline past the generation's own limit: that limit, not the poller, ends a slow task.
+    return dataclasses.replace(polling, deadline=max(seconds, 0.001) + polling.interval)
 
 
 @dataclass(frozen=True, slots=True)

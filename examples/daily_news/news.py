@@ -69,9 +69,13 @@ class NewsCandidate:
         return cls(**data)
 
 
-def post_id_for(title: str, date: str, index: int) -> str:
-    """A post's id: the date, its place in the batch, and a hash of the batch's title."""
-    digest = hashlib.sha256(f"{title}\n{date}".encode()).hexdigest()[:8]
+def post_id_for(title: str, date: str, index: int, batch: str = "") -> str:
+    """A post's id: the date, a hash of the batch (its title, date and id) and its place in it.
+
+    ``batch`` is the batch's own id (the flow passes its run id), so two batches for one
+    title and date (``--key``) never share, or overwrite, a post.
+    """
+    digest = hashlib.sha256(f"{title}\n{date}\n{batch}".encode()).hexdigest()[:8]
     return f"{date.replace('-', '')}-{digest}-{index:02d}"
 
 
@@ -83,9 +87,12 @@ def find_assets(pattern: str | None) -> list[str]:
 
 
 def pick_candidates(
-    title: str, date: str, count: int, assets: list[str] | None = None
+    title: str, date: str, count: int, assets: list[str] | None = None, *, batch: str = ""
 ) -> list[NewsCandidate]:
     """``count * 5`` candidates for the batch ``title`` on ``date``, always the same ones.
+
+    Their news and prompts depend on ``title`` and ``date`` only; their post ids on
+    ``batch`` too (:func:`post_id_for`).
 
     The feed is rotated by the date, so each day starts elsewhere; past the end of the
     feed headlines repeat with a "(续 n)" suffix, so every prompt stays unique. Local
@@ -108,7 +115,7 @@ def pick_candidates(
         picked.append(
             NewsCandidate(
                 index=index,
-                post_id=post_id_for(title, date, index),
+                post_id=post_id_for(title, date, index, batch),
                 headline=headline,
                 summary=summary,
                 category=category,

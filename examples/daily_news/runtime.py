@@ -1,10 +1,13 @@
 """What the flow's steps share — the image client, the data dir, the console — and how it is
 built from the environment.
 
-The image backend follows the environment, like the seed's app: ``IMAGE_PROVIDER=aliyun``
-(the default; the only provider of this example) with ``DASHSCOPE_API_KEY`` (and
-optionally ``DASHSCOPE_BASE_URL``) uses that DashScope endpoint; with neither set, a regen
-simulator is started in this process and the batch runs offline.
+The image backend follows the environment, like the seed's app:
+
+- ``IMAGE_PROVIDER=aliyun`` uses DashScope (``DASHSCOPE_API_KEY``, optionally
+  ``DASHSCOPE_BASE_URL``); without a key it fails at once with the seed's 配置错误;
+- ``IMAGE_PROVIDER=sim`` starts regen's simulator in this process (offline);
+- no ``IMAGE_PROVIDER``: DashScope when ``DASHSCOPE_API_KEY`` (or ``DASHSCOPE_BASE_URL``) is
+  set, otherwise the simulator, and the backend's description says it was chosen for that.
 
 :func:`open_runtime` is the flow's ``resources``: ``regen run``, ``regen worker`` and a
 take-over after a crash build the :class:`Runtime` with it, from the environment alone,
@@ -41,6 +44,9 @@ SIM_KEY = "sk-regen-sim-daily-news"
 DEFAULT_DATA_DIR = "data"
 #: How long a simulated image task takes unless ``DAILY_NEWS_SIM_TASK_SECONDS`` says.
 DEFAULT_SIM_TASK_SECONDS = 0.5
+
+#: The values of ``IMAGE_PROVIDER`` ("": chosen by whether a DashScope key is set).
+PROVIDERS = frozenset({"", "aliyun", "sim"})
 
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"", "0", "false", "f", "no", "n", "off"})
@@ -138,19 +144,26 @@ def image_backend(
     """The backend the environment asks for; an in-process simulator when offline."""
     env = os.environ if environ is None else environ
     settings = sim or SimSettings()
-    provider = (env.get("IMAGE_PROVIDER") or "aliyun").strip().lower()
-    if provider != "aliyun":
+    provider = (env.get("IMAGE_PROVIDER") or "").strip().lower()
+    if provider not in PROVIDERS:
         raise ConfigError(
-            f"IMAGE_PROVIDER={provider!r}: this example generates images with "
-            "DashScope only; use IMAGE_PROVIDER=aliyun (the default)"
+            f"IMAGE_PROVIDER={provider!r}: this example generates images with DashScope; "
+            "use IMAGE_PROVIDER=aliyun (with DASHSCOPE_API_KEY), or IMAGE_PROVIDER=sim "
+            "(regen's offline simulator)"
         )
     key = env.get("DASHSCOPE_API_KEY") or None
     base_url = env.get("DASHSCOPE_BASE_URL") or None
-    if key or base_url:
+    if provider == "aliyun" and not key:
+        raise ConfigError(
+            "配置错误：API Key 缺失 (api_key missing). IMAGE_PROVIDER=aliyun needs "
+            "DASHSCOPE_API_KEY; set it, or unset IMAGE_PROVIDER to run offline on regen's "
+            "simulator"
+        )
+    if provider == "aliyun" or (not provider and (key or base_url)):
         if settings.injects:
             raise ConfigError(
                 "--faults/--script (DAILY_NEWS_FAULTS/DAILY_NEWS_SCRIPT) drive the offline "
-                "simulator; unset DASHSCOPE_API_KEY and DASHSCOPE_BASE_URL to use it"
+                "simulator; set IMAGE_PROVIDER=sim to use it with them"
             )
         if not key:
             raise ConfigError(
@@ -185,7 +198,15 @@ def image_backend(
                 else {"poll_interval": min(1.0, max(settings.task_seconds / 4, 0.01))}
             ),
         )
-        yield Backend(client, server, f"the regen simulator at {server.url} (offline)")
+        why = (
+            "IMAGE_PROVIDER=sim"
+            if provider
+            else "no IMAGE_PROVIDER and no DASHSCOPE_API_KEY set; "
+            "set IMAGE_PROVIDER=aliyun and DASHSCOPE_API_KEY for DashScope"
+        )
+        yield Backend(
+            client, server, f"regen's built-in simulator at {server.url}, offline ({why})"
+        )
 
 
 def data_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:

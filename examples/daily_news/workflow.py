@@ -37,7 +37,7 @@ from examples.daily_news.images import (
 )
 from examples.daily_news.news import NewsCandidate, find_assets, pick_candidates
 from examples.daily_news.runtime import Runtime, open_runtime
-from regen import Attempt, ConfigError, Policy
+from regen import Attempt, ConfigError, Kind, Policy
 from regen.engine import Flow, Param, StepContext
 from regen.providers import redact_url
 
@@ -48,6 +48,10 @@ FLOW_NAME = "daily_news"
 #: The map steps' own policy: one engine-level attempt per item, because the item's image
 #: is already retried inside it (generate_image_with_retry, the seed's retry wrapper).
 ONCE = Policy(attempts=1, timeout=None)
+#: The seed's fail-at-once kinds (missing key, 401/403, bad parameters): the set-up, not the
+#: weather. A later execution of the run (after the key or setting was fixed) tries a post
+#: given up on one of them again, instead of keeping its give-up.
+SETUP_KINDS = frozenset({Kind.CONFIG, Kind.AUTH, Kind.BAD_REQUEST})
 #: Saving a draft: a local write here; a real draft API would be retried like this.
 DRAFT_POLICY = Policy(attempts=3, timeout=30.0, wait=0.5, max_wait=2.0)
 
@@ -70,10 +74,12 @@ flow = Flow(
 
 @flow.step(name="pick_candidates")
 async def pick(ctx: StepContext) -> list[dict[str, Any]]:
-    """``count * 5`` candidates, in the order they will be tried."""
+    """``count * 5`` candidates, in the order they will be tried; post ids unique to this run."""
     params = ctx.params
     assets = find_assets(params["assets_glob"])
-    picked = pick_candidates(params["title"], params["date"], params["count"], assets)
+    picked = pick_candidates(
+        params["title"], params["date"], params["count"], assets, batch=ctx.run_id
+    )
     rt: Runtime = ctx.resources
     rt.say(
         f"[bold]{escape(params['title'])}[/bold] {params['date']}: "
@@ -290,7 +296,18 @@ def _reuse(
         summary = platform.get("image_generate") or {}
         history = [Attempt.from_dict(a) for a in summary.get("history") or []]
         if summary.get("give_up") and history:
-            rt.say(f"{label} [red]given up before the interruption[/red]: kept as failed")
+            kind = history[-1].kind
+            if kind in SETUP_KINDS:
+                rt.say(
+                    f"{label} failed on {kind} in an earlier execution of this run, which a "
+                    "retry does not mend but a fixed key or setting does: trying again"
+                )
+                return None
+            rt.say(
+                f"{label} [red]given up in an earlier execution of this run[/red] ({kind}, "
+                f"{len(history)} attempt{'s' if len(history) != 1 else ''}): kept as failed; "
+                "--retry-failed tries it again"
+            )
             raise ImageGenerationAbandoned(images.OPERATION, history, news.prompt)
     return None
 

@@ -11,6 +11,7 @@ is left; one run per day whoever starts it; checkpoints kept 24 h. See README.md
 from __future__ import annotations
 
 from examples.paper_pipeline.app import (
+    NothingToFail,
     PaperPipeline,
     TaskExpired,
     TaskNotFound,
@@ -22,14 +23,21 @@ from examples.paper_pipeline.outbox import Outbox, Published
 from examples.paper_pipeline.papers import BUILT_IN, load_feed, papers_for
 from examples.paper_pipeline.pipeline import flow, image_prompt
 from examples.paper_pipeline.resources import InjectedFailure, Resources, open_resources
-from examples.paper_pipeline.tasks import CheckpointManager, step_outputs, task_record
+from examples.paper_pipeline.tasks import (
+    CheckpointManager,
+    ClearRefused,
+    step_outputs,
+    task_record,
+)
 
 __all__ = [
     "BUILT_IN",
     "STEPS",
     "CheckpointManager",
+    "ClearRefused",
     "Config",
     "InjectedFailure",
+    "NothingToFail",
     "Outbox",
     "PaperPipeline",
     "Published",

@@ -3,6 +3,7 @@
     run   [--day DAY] [--count N] [--feed FILE]   run the day's task (one per day)
     retry [TASK] [--from STEP]                    resume from the failed step, or STEP
     show  [TASK] [--all]                          the task record (seed's data/tasks.json)
+    clear [TASK]                                  forget a failed task's checkpoints
     gc                                            clean up expired checkpoints
 
 TASK is a task id (``task_publish_20251229``), a run id or a day (default: today).
@@ -17,6 +18,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,8 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print a task's record")
     show.add_argument("task", nargs="?", help="task id, run id or day (default: today)")
     show.add_argument("--all", action="store_true", help="every recent task")
+    clear = commands.add_parser(
+        "clear", help="forget a failed task's checkpoints: its next run starts from the top"
+    )
+    clear.add_argument("task", nargs="?", help="task id, run id or day (default: today)")
     commands.add_parser("gc", help="delete checkpoints past CHECKPOINT_RETENTION_HOURS")
-    for sub in (run, retry, show, commands.choices["gc"]):
+    for sub in (run, retry, show, clear, commands.choices["gc"]):
         sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -93,8 +99,9 @@ def _progress(event: Event) -> None:
 
 def _summary(record: dict[str, Any]) -> str:
     lines = [
-        f"{record['task_id']}  {record['status']}  (run {record['run_id']}, "
-        f"retries {record['retry_count']}/{record['max_retries']})"
+        f"{record['task_id']}  {record['status']}  (run {record['run_id']}, automatic "
+        f"retries {record['retry_count']}/{record['max_retries']}, manual "
+        f"{record['manual_retry_count']})"
     ]
     outputs = record["checkpoint"]["step_outputs"]
     for step in record["steps"]:
@@ -129,10 +136,29 @@ async def _main(args: argparse.Namespace) -> int:
     async with PaperPipeline.open(config, execute=executes) as app:
         progress = None if args.json else _progress
         run: Run | None = None
+        began = time.time()
         if args.command == "run":
             run = await app.run(args.day, count=args.count, feed=args.feed, progress=progress)
+            if run.status is RunStatus.SUCCEEDED and (run.finished_at or began) < began:
+                print(
+                    f"{run.business_key or run.id} had already succeeded: nothing was run "
+                    "(`retry TASK --from STEP` runs a step again)",
+                    file=sys.stderr,
+                )
         elif args.command == "retry":
             run = await app.retry(args.task, from_step=args.from_step, progress=progress)
+        elif args.command == "clear":
+            found = await app.find(args.task)
+            name = found.business_key or found.id
+            await app.checkpoints.clear_checkpoint(name)
+            if args.json:
+                print(json.dumps(await app.record(found.id), ensure_ascii=False, indent=2))
+            else:
+                print(
+                    f"{name}: checkpoints cleared; its next run (`run --day "
+                    f"{found.params.get('day')}`, or a worker) starts from {STEPS[0]}"
+                )
+            return 0
         elif args.command == "gc":
             counts = await app.gc()
             if args.json:

@@ -55,6 +55,11 @@ class TaskExpired(RegenError):
     """The day's run failed and its checkpoints were cleaned up: it cannot be resumed."""
 
 
+class NothingToFail(RegenError):
+    """``PAPER_PIPELINE_FAIL_STEP`` is set, but the day's task already succeeded: nothing
+    runs, so nothing would fail."""
+
+
 def parse_day(text: str | dt.date | None) -> dt.date:
     """``YYYY-MM-DD`` or ``YYYYMMDD`` (today when ``None``)."""
     if text is None:
@@ -98,6 +103,7 @@ class PaperPipeline:
         self.outbox = outbox_for(self.config)
         #: What this app's executions give the steps (``ctx.resources``).
         self.resources = Resources(provider, self.outbox, image_policy, self.config.fail_step)
+        #: Retries the app made that regen logs as manual ones (see ``retries.py``).
         self.checkpoints = CheckpointManager(self.engine, flow.name)
 
     def __repr__(self) -> str:
@@ -144,19 +150,25 @@ class PaperPipeline:
     async def find(self, task: str | dt.date | None = None) -> Run:
         """The run for a task id (``task_publish_YYYYMMDD``), a run id, or a day
         (``YYYY-MM-DD``; today when ``None``)."""
+        day: dt.date | None = None
         if isinstance(task, str) and task.startswith("task_publish_"):
             key = task
+            with contextlib.suppress(ParamsError):
+                day = parse_day(task.removeprefix("task_publish_"))
         else:
             if isinstance(task, str):
                 with contextlib.suppress(RunNotFound):
-                    run = await self.engine.get_run(task)
-                    if run.flow == flow.name:
-                        return run
+                    named = await self.engine.get_run(task)
+                    if named.flow == flow.name:
+                        return named
             try:
-                key = task_id(parse_day(task))
+                day = parse_day(task)
+                key = task_id(day)
             except ParamsError:
                 key = None
         run = None if key is None else await self.engine.find_run(flow, key)
+        if run is None and day is not None:
+            run = await self._latest_of_day(day)
         if run is None:
             recent = [
                 r.business_key or r.id for r in await self.engine.list_runs(flow=flow.name, limit=5)
@@ -167,6 +179,15 @@ class PaperPipeline:
                 f"{', '.join(recent) or 'none'}"
             )
         return run
+
+    async def _latest_of_day(self, day: dt.date) -> Run | None:
+        """The newest run of the day's params that has no task id (``regen run
+        examples.paper_pipeline.pipeline:flow -p day=…`` without ``--key``)."""
+        wanted = day.isoformat()
+        for run in await self.engine.list_runs(flow=flow.name, limit=200):
+            if run.params.get("day") == wanted:
+                return run
+        return None
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -223,6 +244,14 @@ class PaperPipeline:
             retry_delay=self.config.auto_retry_delay_seconds,
         )
         run = started.run
+        if self.config.fail_step and not started.created and run.status is RunStatus.SUCCEEDED:
+            step, when = self.config.fail_step
+            raise NothingToFail(
+                f"PAPER_PIPELINE_FAIL_STEP={step}{':after' if when == 'after' else ''} has "
+                f"nothing to fail: {task_id(chosen)} already succeeded (run {run.id}) and is "
+                "not run again. Pick a day without a task (--day), or run the step again "
+                f"with `retry {task_id(chosen)} --from {step}`"
+            )
         if run.status is RunStatus.FAILED and run.checkpoints_expired:
             raise TaskExpired(
                 f"{task_id(chosen)} failed and its checkpoints are past "
@@ -255,14 +284,17 @@ class PaperPipeline:
 
     async def record(self, task: str | dt.date | None = None) -> dict[str, Any]:
         """The seed's task record (``data/tasks.json`` entry) of a task."""
-        return task_record(await self.engine.detail((await self.find(task)).id))
+        return await self._record((await self.find(task)).id)
 
     async def records(self, limit: int = 20) -> list[dict[str, Any]]:
         """Recent tasks' records, newest first (the seed's ``data/tasks.json``)."""
         return [
-            task_record(await self.engine.detail(r.id))
+            await self._record(r.id)
             for r in await self.engine.list_runs(flow=flow.name, limit=limit)
         ]
+
+    async def _record(self, run_id: str) -> dict[str, Any]:
+        return task_record(await self.engine.detail(run_id))
 
     async def gc(self, now: float | None = None) -> GcCounts:
         """Clean up: checkpoints of failed runs older than ``CHECKPOINT_RETENTION_HOURS``

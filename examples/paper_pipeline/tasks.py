@@ -16,7 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from regen.engine import Engine, RunDetail, RunNotFound, RunStatus, StepStatus
+from regen import RegenError
+from regen.engine import Engine, RunDetail, RunStatus, StepStatus
+
+
+class ClearRefused(RegenError):
+    """A task's checkpoints cannot be cleared now (it runs, or it succeeded)."""
 
 
 def iso(seconds: float | None) -> str | None:
@@ -38,7 +43,11 @@ def step_outputs(detail: RunDetail) -> dict[str, dict[str, Any]]:
 
 
 def task_record(detail: RunDetail) -> dict[str, Any]:
-    """The seed's task record for a run."""
+    """The seed's task record for a run.
+
+    ``retry_count`` counts the automatic retries (those ``max_retries`` bounds),
+    ``manual_retry_count`` the retries asked for (clearing the checkpoints is one).
+    """
     run = detail.run
     outputs = step_outputs(detail)
     waiting = run.status is RunStatus.FAILED and run.retry_at is not None
@@ -54,8 +63,9 @@ def task_record(detail: RunDetail) -> dict[str, Any]:
             "analyzed_results": outputs.get("openai_analyze", {}).get("results", []),
             "step_outputs": outputs,
         },
-        "retry_count": run.retry_count,
+        "retry_count": run.auto_retries,
         "max_retries": run.max_retries,
+        "manual_retry_count": run.retry_count - run.auto_retries,
         "next_auto_retry_at": iso(run.retry_at) if waiting else None,
         "checkpoints_expired": run.checkpoints_expired,
         "error": run.error,
@@ -79,7 +89,8 @@ class CheckpointManager:
     """The seed's ``CheckpointManager``, as a thin read-only view over regen's store.
 
     Saving is the engine's job (every step's result is checkpointed before the next step
-    starts); clearing is retention's (:meth:`Engine.gc`). ``task_id`` is the business key
+    starts); expiry is retention's (:meth:`Engine.gc`); :meth:`clear_checkpoint` forgets a
+    failed task's checkpoints at once. ``task_id`` is the business key
     (``task_publish_YYYYMMDD``).
     """
 
@@ -89,13 +100,13 @@ class CheckpointManager:
 
     async def _detail(self, task_id: str) -> RunDetail:
         run = await self.engine.find_run(self.flow, task_id)
-        if run is None:
-            raise RunNotFound(task_id)
-        return await self.engine.detail(run.id)
+        # A run without a task id (``regen run`` without ``--key``) is named by its run id.
+        return await self.engine.detail(task_id if run is None else run.id)
 
     async def load_checkpoint(self, task_id: str) -> dict[str, Any]:
         """The task's checkpoint: ``papers_data``, ``analyzed_results``, ``step_outputs``."""
-        return task_record(await self._detail(task_id))["checkpoint"]
+        checkpoint: dict[str, Any] = task_record(await self._detail(task_id))["checkpoint"]
+        return checkpoint
 
     async def get_resumable_step(self, task_id: str) -> str | None:
         """The step a retry would start from, or ``None`` when the task is not resumable."""
@@ -105,3 +116,22 @@ class CheckpointManager:
         return detail.failed_step or next(
             (s.name for s in detail.steps if s.status is not StepStatus.SUCCEEDED), None
         )
+
+    async def clear_checkpoint(self, task_id: str) -> None:
+        """Forget a failed task's checkpoints: the next time it runs (the day's ``run``, or
+        ``regen worker``), every step runs again from ``fetch_papers``, ``publish_mcp``
+        included. Refused (:class:`ClearRefused`) while the task is queued or running, and
+        for a task that succeeded (nothing to resume; its checkpoints stay for ``show``
+        until retention removes them)."""
+        detail = await self._detail(task_id)
+        run = detail.run
+        if run.status is RunStatus.SUCCEEDED:
+            raise ClearRefused(
+                f"{task_id} succeeded: there is nothing to resume, and its checkpoints stay "
+                "for `show` until CHECKPOINT_RETENTION_HOURS removes them"
+            )
+        if not run.status.finished:
+            raise ClearRefused(
+                f"{task_id} is {run.status}: clear its checkpoints once it has ended"
+            )
+        await self.engine.retry(run.id, from_step=detail.steps[0].name)

@@ -1,9 +1,11 @@
-"""``python -m examples.storyboard demo|serve``: the stage on the simulator, or on your gateway.
+"""``python -m examples.storyboard demo|serve|project``: the stage on the simulator, or on your
+gateway; ``project`` makes a project for ``regen run examples.storyboard.flow:flow``.
 
 With ``STORYBOARD_IMAGE_BASE_URL`` (e.g. ``http://localhost:5100/v1``) and
 ``STORYBOARD_IMAGE_API_KEY`` set (``STORYBOARD_IMAGE_MODEL`` defaults to ``jimeng-4.0``),
 images come from that OpenAI-compatible gateway; otherwise from a simulator started here,
-scripted with the demo's faults (a content-policy refusal, a 500 once).
+scripted with the demo's faults (a content-policy refusal, a 500 once). Without
+``--home``, ``demo`` and ``serve`` work in a temporary directory removed when they end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from examples.storyboard.app import StoryboardApp
 from examples.storyboard.processor import Text2ImageStageProcessor
+from examples.storyboard.resources import SIM_PORT
 from examples.storyboard.testing import DEMO_SCRIPT, SIM_KEY_ENV, create_demo_project, use_simulator
 
 GATEWAY_URL_ENV = "STORYBOARD_IMAGE_BASE_URL"
@@ -82,6 +85,7 @@ async def demo(home: Path, as_json: bool) -> int:
             (run,) = await app.engine.list_runs(limit=1)
             result = await processor.result(run.id)
             summary = {
+                "project_id": project.id,
                 "run_id": run.id,
                 "success": result.success,
                 "status": result.status,
@@ -98,6 +102,29 @@ async def demo(home: Path, as_json: bool) -> int:
             return 0 if result.success else 1
     finally:
         app.close()
+
+
+def create_project(home: Path) -> int:
+    """The demo's project on ``home``, its images from the simulator's default address
+    (``regen run`` starts a simulator there when none runs); prints the project's id."""
+    app = StoryboardApp(home)
+    try:
+        use_simulator(f"http://127.0.0.1:{SIM_PORT}/v1", app=app)
+        project, _ = create_demo_project(app)
+    finally:
+        app.close()
+    print(project.id)
+    return 0
+
+
+@contextlib.contextmanager
+def data_dir(chosen: Path | None) -> Iterator[Path]:
+    """``chosen``, or a temporary directory removed on the way out."""
+    if chosen is not None:
+        yield chosen
+        return
+    with tempfile.TemporaryDirectory(prefix="storyboard-") as temporary:
+        yield Path(temporary)
 
 
 def _django_app() -> Any:
@@ -151,18 +178,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("demo", help="generate a five-storyboard project's images")
-    run.add_argument("--home", type=Path, help="data directory (default: a new temporary one)")
+    run.add_argument(
+        "--home", type=Path, help="data directory (default: a temporary one, removed after)"
+    )
     run.add_argument("--json", action="store_true", help="events and result as JSON lines")
     web = commands.add_parser("serve", help="serve the SSE views (FastAPI or Django)")
     web.add_argument("--framework", choices=("fastapi", "django"), default="fastapi")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8004)
-    web.add_argument("--home", type=Path, help="data directory (default: a new temporary one)")
+    web.add_argument(
+        "--home", type=Path, help="data directory (default: a temporary one, removed after)"
+    )
+    make = commands.add_parser(
+        "project", help="create the demo's project for `regen run`; prints its id"
+    )
+    make.add_argument(
+        "--home", type=Path, required=True, help="data directory (regen run's --home too)"
+    )
     args = parser.parse_args(argv)
-    home = args.home or Path(tempfile.mkdtemp(prefix="storyboard-"))
-    if args.command == "demo":
-        return asyncio.run(demo(home, args.json))
-    return serve(home, args.framework, args.host, args.port)
+    if args.command == "project":
+        return create_project(args.home)
+    with data_dir(args.home) as home:
+        if args.command == "demo":
+            return asyncio.run(demo(home, args.json))
+        return serve(home, args.framework, args.host, args.port)
 
 
 if __name__ == "__main__":

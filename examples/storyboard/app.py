@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -27,12 +28,14 @@ from examples.storyboard.models import (
     STAGE_FAILED,
     STAGE_PARTIAL,
     STAGE_PROCESSING,
+    StageKey,
     StageResult,
 )
 from examples.storyboard.records import RECORDS_FILE, Records
 from examples.storyboard.resources import StageResources, data_home
+from examples.storyboard.validation import ValidationError
 from regen.engine import Engine, Run, RunStatus
-from regen.providers import Transport
+from regen.providers import Transport, sniff
 
 logger = logging.getLogger("examples.storyboard")
 
@@ -57,13 +60,40 @@ class StoryboardApp:
     # --- runs ------------------------------------------------------------------------------
 
     async def start(self, project_id: str, storyboard_ids: Sequence[str] | None = None) -> str:
-        """Queue a stage run for the project (every storyboard, or those ids); its id."""
+        """Queue a stage run for the project (every storyboard, or those ids); its id.
+
+        While a stage run of the project is not finished, the same request attaches to it
+        (its id is returned, no run is made), whoever started it, in this process or
+        another; a request for other storyboards is refused (``ValidationError``
+        ``stage_busy``) until it ends. The project's current run is named by a business
+        key kept in the records, so regen itself makes one run per key.
+        """
         params: dict[str, Any] = {"project_id": str(project_id), "home": str(self.home)}
         if isinstance(storyboard_ids, str):
             raise TypeError("storyboard_ids must be a list of ids, not one string")
         if storyboard_ids is not None:
             params["storyboard_ids"] = [str(i) for i in storyboard_ids]
-        return (await self.engine.start(flow, params)).run.id
+        selection = json.dumps(params.get("storyboard_ids"))
+        current = self.records.stage_run_key(str(project_id))
+        if current is not None:
+            run = await self.engine.find_run(flow, current.key)
+            if run is None or not run.status.finished:  # claimed, or still running
+                return await self._attach(project_id, params, current, selection)
+        claimed = self.records.claim_stage_key(
+            str(project_id), selection, replacing=None if current is None else current.key
+        )
+        return await self._attach(project_id, params, claimed, selection)
+
+    async def _attach(
+        self, project_id: str, params: dict[str, Any], claimed: StageKey, selection: str
+    ) -> str:
+        if claimed.selection != selection:
+            raise ValidationError(
+                "stage_busy",
+                f"项目 {project_id} 的文生图阶段正在为另一组分镜运行：等它结束后再试",
+            )
+        started = await self.engine.start(flow, params, key=claimed.key, on_failed="return")
+        return started.run.id
 
     async def execute(self, run_id: str) -> Run:
         """Execute a queued run here, to its end, with this app's records and a connection
@@ -73,7 +103,11 @@ class StoryboardApp:
             return await self.engine.execute(run_id, resources=resources)
 
     def launch(self, run_id: str) -> asyncio.Task[Run]:
-        """Execute a run in the background (it goes on if whoever watched it goes away)."""
+        """Execute a run in the background (it goes on if whoever watched it goes away).
+
+        A run already executing (here or in another process) is left to its executor: the
+        engine claims only a queued run, or one whose executor died.
+        """
         task = asyncio.get_running_loop().create_task(self.execute(run_id))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -157,6 +191,15 @@ class StoryboardApp:
             stage=shown,
             run_id=run_id,
         )
+
+    def image_file(self, image_id: str) -> tuple[bytes, str] | None:
+        """An image's bytes and media type (what ``image_url`` serves), or ``None``."""
+        found = self.records.images(id=image_id)
+        file = Path(found[0].file_path) if found and found[0].file_path else None
+        if file is None or not file.is_file():
+            return None
+        data = file.read_bytes()
+        return data, f"image/{sniff(data) or 'png'}"
 
     # --- life cycle -----------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from django.http import HttpRequest, StreamingHttpResponse
+from asgiref.sync import sync_to_async
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
 from examples.storyboard.processor import Text2ImageStageProcessor
+from examples.storyboard.records import IMAGE_FILE_ROUTE
 
 
 def _ids(request: HttpRequest) -> list[str] | None:
@@ -52,7 +54,17 @@ async def run_events_stream(request: HttpRequest, run_id: str) -> StreamingHttpR
     return _streaming(event_stream())
 
 
+async def image_file(request: HttpRequest, image_id: str) -> HttpResponse:
+    """An image's bytes (a record's ``image_url``: ``images/<id>/file``)."""
+    found = await sync_to_async(Text2ImageStageProcessor().app.image_file)(image_id)
+    if found is None:
+        raise Http404(f"no image file for {image_id}")
+    data, media_type = found
+    return HttpResponse(data, content_type=media_type)
+
+
 urlpatterns = [
     path("projects/<str:project_id>/images/stream", generate_images_stream),
     path("runs/<str:run_id>/events", run_events_stream),
+    path(IMAGE_FILE_ROUTE.lstrip("/").replace("{image_id}", "<str:image_id>"), image_file),
 ]

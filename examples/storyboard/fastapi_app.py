@@ -8,7 +8,6 @@ or mount ``create_app()`` (or include ``create_app().router``) in your own app.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -16,8 +15,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
 from examples.storyboard.processor import Text2ImageStageProcessor
+from examples.storyboard.records import IMAGE_FILE_ROUTE
 from regen.engine import InvalidTransition, RunNotFound
-from regen.providers import sniff
 
 
 def _ids(raw: str | None) -> list[str] | None:
@@ -79,15 +78,14 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
         """The project's image records, oldest first."""
         return [image.to_dict() for image in stage.app.records.images(project_id=project_id)]
 
-    @api.get("/images/{image_id}/file")
+    @api.get(IMAGE_FILE_ROUTE)
     def image_file(image_id: str) -> Response:
-        """An image's bytes, from the app's artifacts (gateway URLs expire)."""
-        found = stage.app.records.images(id=image_id)
-        file = Path(found[0].file_path) if found and found[0].file_path else None
-        if file is None or not file.is_file():
+        """An image's bytes, from the app's artifacts (a record's ``image_url``)."""
+        found = stage.app.image_file(image_id)
+        if found is None:
             raise HTTPException(404, f"no image file for {image_id}")
-        data = file.read_bytes()
-        return Response(data, media_type=f"image/{sniff(data) or 'png'}")
+        data, media_type = found
+        return Response(data, media_type=media_type)
 
     return api
 

@@ -38,7 +38,7 @@ from examples.storyboard.models import (
     STAGE_PARTIAL,
     STAGE_PROCESSING,
 )
-from examples.storyboard.records import Records
+from examples.storyboard.records import Records, image_file_url
 from examples.storyboard.resources import StageResources, open_resources
 from examples.storyboard.validation import ValidationError, plan
 from regen.engine import ArtifactRef, Cache, Flow, ItemStatus, Param, StepContext
@@ -275,9 +275,10 @@ def _complete(
     artifact = output["artifact"]
     sha = artifact.sha256 if isinstance(artifact, ArtifactRef) else str(artifact["artifact"])
     path = ctx.artifacts.path(sha)
+    # The records point at the app's own file route (see Records.complete_images), not at
+    # the gateway's URL: that one expires, and a cached image would hand out another run's.
     records.complete_images(
         [sb["image_id"] for sb in storyboards],
-        image_url=output["url"],
         width=output["width"],
         height=output["height"],
         file_size=output["file_size"],
@@ -290,7 +291,11 @@ def _complete(
         ctx.emit(
             "image_generated",
             events.image_generated(
-                sb["id"], sb["image_id"], output["url"], output["width"], output["height"]
+                sb["id"],
+                sb["image_id"],
+                image_file_url(sb["image_id"]),
+                output["width"],
+                output["height"],
             ),
         )
 

@@ -105,8 +105,9 @@ class GeneratedImage:
     """One image generated (or being generated) for a storyboard, by one stage run.
 
     ``status``: ``pending`` / ``processing`` / ``completed`` / ``failed``. ``image_url``
-    is the gateway's URL; the bytes are also kept as a regen artifact (``artifact_sha256``,
-    ``file_path``), since gateway URLs expire. ``cached``: served from the result cache.
+    is the app's own route to the bytes (``/images/<id>/file``, served by the FastAPI and
+    the Django app), never a gateway's URL, which expires; the bytes are a regen artifact
+    (``artifact_sha256``, ``file_path``). ``cached``: served from the result cache.
     """
 
     id: str
@@ -239,3 +240,11 @@ class PipelineContext:
     project_id: str
     storyboard_ids: list[str] | None = None
     results: dict[str, StageResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StageKey:
+    """The business key of a project's stage run, and the storyboards it is for (JSON)."""
+
+    key: str
+    selection: str

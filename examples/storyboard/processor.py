@@ -7,7 +7,8 @@
     async for event in processor.process_stream(pid, storyboard_ids=failed):  # only those
         ...
 
-Every call starts a durable run of the stage flow; ``stream_run`` re-attaches to a run's
+Every call starts a durable run of the stage flow (or, while the project's stage runs,
+attaches to that run); ``stream_run`` re-attaches to a run's
 events (from any sequence number) and ``retry_stream`` resumes a failed or partial run,
 regenerating only what failed.
 """
@@ -17,8 +18,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from examples.storyboard import events
 from examples.storyboard.app import StoryboardApp, default_app
 from examples.storyboard.models import IMAGE_STAGE, PipelineContext, StageResult
+from examples.storyboard.validation import ValidationError
 
 
 class Text2ImageStageProcessor:
@@ -42,7 +45,9 @@ class Text2ImageStageProcessor:
         """Run the stage to its end; the result is also put in ``context.results``."""
         app = self.app
         run_id = await app.start(context.project_id, context.storyboard_ids)
-        await app.execute(run_id)
+        await app.launch(run_id)
+        async for _ in app.events(run_id):  # to its end, wherever it executes
+            pass
         result = await app.result(run_id)
         context.results[self.stage_type] = result
         return result
@@ -55,10 +60,16 @@ class Text2ImageStageProcessor:
         """Run the stage, yielding its events (``{"type": …, …}``) as they happen.
 
         The run executes in the background: a client that goes away does not stop it,
-        and :meth:`stream_run` picks its events up again.
+        and :meth:`stream_run` picks its events up again. A call while the project's stage
+        runs for the same storyboards attaches to that run (its events from the start); for
+        other storyboards it yields one ``error`` event (``stage_busy``).
         """
         app = self.app
-        run_id = await app.start(project_id, storyboard_ids)
+        try:
+            run_id = await app.start(project_id, storyboard_ids)
+        except ValidationError as exc:
+            yield {"type": "error", **events.error(exc.message)}
+            return
         app.launch(run_id)
         async for event in app.events(run_id):
             yield event

@@ -33,6 +33,7 @@ from examples.storyboard.models import (
     ModelProvider,
     Project,
     ProjectStage,
+    StageKey,
     Storyboard,
 )
 
@@ -97,6 +98,12 @@ CREATE TABLE IF NOT EXISTS generated_images (
     updated_at        TEXT NOT NULL,
     UNIQUE (run_id, storyboard_id)
 );
+-- The business key of each project's latest stage run, and the storyboards it is for.
+CREATE TABLE IF NOT EXISTS stage_run_keys (
+    project_id TEXT PRIMARY KEY,
+    key        TEXT NOT NULL,
+    selection  TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS generated_images_storyboard ON generated_images (storyboard_id);
 CREATE INDEX IF NOT EXISTS storyboards_project ON storyboards (project_id, sequence_number);
 """
@@ -119,6 +126,17 @@ _LOOKUPS = {
     "status": "status = ?",
     "project_id": "storyboard_id IN (SELECT id FROM storyboards WHERE project_id = ?)",
 }
+
+
+#: Where the apps (FastAPI and Django) serve an image's bytes: what a record's ``image_url``
+#: and an ``image_generated`` event's ``url`` say. A gateway's own URL expires; this one
+#: does not, and a cached image has no gateway URL of its own.
+IMAGE_FILE_ROUTE = "/images/{image_id}/file"
+
+
+def image_file_url(image_id: str) -> str:
+    """The app's URL of an image's bytes."""
+    return IMAGE_FILE_ROUTE.format(image_id=image_id)
 
 
 def now_iso() -> str:
@@ -368,6 +386,36 @@ class Records:
             ).fetchone()
         return None if row is None or row["result"] is None else json.loads(row["result"])
 
+    def stage_run_key(self, project_id: str) -> StageKey | None:
+        """The business key of the project's latest stage run, and what it was for."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT key, selection FROM stage_run_keys WHERE project_id = ?", (project_id,)
+            ).fetchone()
+        return None if row is None else StageKey(str(row["key"]), str(row["selection"]))
+
+    def claim_stage_key(
+        self, project_id: str, selection: str, *, replacing: str | None
+    ) -> StageKey:
+        """Name the project's next stage run (a new business key for ``selection``), unless
+        another caller did since the key ``replacing`` was read: then that key is returned.
+        One write transaction holds the check and the claim, so concurrent callers, in any
+        thread or process, end up with one key (and regen makes one run per key)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT key, selection FROM stage_run_keys WHERE project_id = ?", (project_id,)
+            ).fetchone()
+            if row is not None and row["key"] != replacing:
+                return StageKey(str(row["key"]), str(row["selection"]))
+            key = f"{project_id}:{uuid.uuid4().hex}"
+            db.execute(
+                "INSERT INTO stage_run_keys (project_id, key, selection) VALUES (?, ?, ?) "
+                "ON CONFLICT (project_id) DO UPDATE SET key = excluded.key, "
+                "selection = excluded.selection",
+                (project_id, key, selection),
+            )
+            return StageKey(key, selection)
+
     def start_stage(self, project_id: str, run_id: str) -> ProjectStage:
         """Mark the image stage ``processing`` for ``run_id`` (a new ``started_at``)."""
         with self._transaction() as db:
@@ -520,7 +568,6 @@ class Records:
         self,
         ids: Sequence[str],
         *,
-        image_url: str | None,
         width: int | None,
         height: int | None,
         file_size: int,
@@ -529,7 +576,8 @@ class Records:
         cached: bool,
         attempts: int,
     ) -> None:
-        """Records whose image is in hand."""
+        """Records whose image is in hand; their ``image_url`` is the app's file route
+        (:func:`image_file_url`), whatever the gateway's URL was."""
         at = now_iso()
         with self._transaction() as db:
             db.executemany(
@@ -539,7 +587,7 @@ class Records:
                 [
                     (
                         IMAGE_COMPLETED,
-                        image_url,
+                        image_file_url(i),
                         width,
                         height,
                         file_size,

@@ -6,10 +6,12 @@ Whichever process executes a run opens them from the run's params and the enviro
 
 - the records: ``<home>/storyboard.db``, ``home`` being the run's ``home`` param (the app
   sets it) or :func:`data_home` (``$STORYBOARD_HOME``, else ``$REGEN_HOME``, else ``./.regen``);
-- the provider the project would use (its own first, then the system default): when its
-  base URL is the simulator's default address (``http://127.0.0.1:8900/v1``) and nothing
-  listens there, a regen simulator is started on it in this process for the execution
-  (its key need not be set: the simulator accepts any);
+- the provider the project would use (its own first, then the system default): when it
+  is a simulator — the simulator's default address (``http://127.0.0.1:8900/v1``), or a
+  loopback address declared with ``testing.use_simulator`` (key variable
+  ``REGEN_SIM_API_KEY``), as the demo's project is — and nothing listens there, a regen
+  simulator is started on that address in this process for the execution; its key need
+  not be set (the simulator accepts any);
 - a :class:`~regen.providers.Transport` for every image request of the execution.
 
 :class:`~examples.storyboard.app.StoryboardApp` passes its own instead (its records, its
@@ -41,7 +43,9 @@ logger = logging.getLogger("examples.storyboard")
 #: The simulator's default address (``regen sim``), where an in-process one may be started.
 SIM_HOSTS = frozenset({"127.0.0.1", "localhost"})
 SIM_PORT = 8900
-#: The key sent to a simulator started here when the provider's variable is not set.
+#: The key variable of the providers ``testing.use_simulator`` declares.
+SIM_KEY_ENV = "REGEN_SIM_API_KEY"
+#: The key sent to a simulator when the provider's variable is not set.
 LOCAL_SIM_KEY = "sk-sim-local"
 _PROBE_TIMEOUT = 0.5
 
@@ -72,13 +76,11 @@ async def open_resources(params: Mapping[str, Any]) -> AsyncIterator[StageResour
     environ: Mapping[str, str] = os.environ
     with contextlib.ExitStack() as local:
         provider = _project_provider(records, str(params["project_id"]))
-        if (
-            provider is not None
-            and await _needs_local_simulator(provider.api_url)
-            and _start_local_simulator(local, provider.api_url)
-            and not os.environ.get(provider.api_key_env)
-        ):
-            environ = ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
+        if provider is not None and _is_simulator(provider):
+            if await _nothing_listens(provider.api_url):
+                _start_local_simulator(local, provider.api_url)
+            if not os.environ.get(provider.api_key_env):
+                environ = ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
         async with Transport() as transport:
             yield StageResources(records, transport, environ)
 
@@ -94,14 +96,21 @@ def _project_provider(records: Records, project_id: str) -> ProviderInfo | None:
         return None
 
 
-async def _needs_local_simulator(api_url: str) -> bool:
-    """Whether ``api_url`` is the simulator's default address and nothing listens there."""
-    parts = urlsplit(api_url)
-    if parts.scheme != "http" or parts.hostname not in SIM_HOSTS or parts.port != SIM_PORT:
+def _is_simulator(provider: ProviderInfo) -> bool:
+    """Whether the provider is a simulator on this machine: the default address, or a
+    loopback one declared as a simulator (its key variable)."""
+    parts = urlsplit(provider.api_url)
+    if parts.scheme != "http" or parts.hostname not in SIM_HOSTS or parts.port is None:
         return False
+    return parts.port == SIM_PORT or provider.api_key_env == SIM_KEY_ENV
+
+
+async def _nothing_listens(api_url: str) -> bool:
+    """Whether nothing accepts connections at ``api_url``'s host and port."""
+    parts = urlsplit(api_url)
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, SIM_PORT), _PROBE_TIMEOUT
+            asyncio.open_connection(parts.hostname, parts.port), _PROBE_TIMEOUT
         )
     except (OSError, TimeoutError):
         return True
@@ -112,7 +121,7 @@ async def _needs_local_simulator(api_url: str) -> bool:
 
 
 def _start_local_simulator(stack: contextlib.ExitStack, api_url: str) -> bool:
-    """Start a regen simulator on the default address until ``stack`` closes; ``False``
+    """Start a regen simulator on ``api_url``'s port until ``stack`` closes; ``False``
     when another process bound the port since the probe (that one answers instead)."""
     try:
         from regen.sim import run_simulator  # noqa: PLC0415 - needs the [sim] extra
@@ -122,7 +131,7 @@ def _start_local_simulator(stack: contextlib.ExitStack, api_url: str) -> bool:
             "listens there: start `regen sim`, or pip install 'regen[sim]' to start one here"
         ) from exc
     try:
-        server = stack.enter_context(run_simulator(port=SIM_PORT))
+        server = stack.enter_context(run_simulator(port=urlsplit(api_url).port or SIM_PORT))
     except OSError:
         return False
     logger.info("storyboard: started a regen simulator at %s", server.openai_base_url)

@@ -2,7 +2,8 @@
 and one that points the app at a simulator.
 
 They work on :func:`default_app` unless given an ``app``; the simulator's key is read
-from ``$REGEN_SIM_API_KEY`` (the simulator accepts any non-empty key).
+from ``$REGEN_SIM_API_KEY`` (the simulator accepts any non-empty key; a run executed
+with the flow's own resources sends one of its own when the variable is not set).
 """
 
 from __future__ import annotations
@@ -12,8 +13,19 @@ from typing import Any
 
 from examples.storyboard.app import StoryboardApp, default_app
 from examples.storyboard.models import ModelProvider, Project, Storyboard
+from examples.storyboard.resources import SIM_KEY_ENV
 
-SIM_KEY_ENV = "REGEN_SIM_API_KEY"
+__all__ = [
+    "DEMO_SCRIPT",
+    "DEMO_STORYBOARDS",
+    "SIM_KEY_ENV",
+    "SIM_MODEL",
+    "create_demo_project",
+    "create_test_project",
+    "create_test_storyboard",
+    "use_simulator",
+]
+
 SIM_MODEL = "jimeng-4.0"
 
 

@@ -160,6 +160,17 @@ def test_log_lines_follow_the_seed(caplog: pytest.LogCaptureFixture) -> None:
     ]
 
 
+def test_the_give_up_line_counts_retries_not_attempts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="regen.retry")
+    calls = Calls(RuntimeError("网络连接超时"), RuntimeError("网络连接超时"))
+    with pytest.raises(RuntimeError):
+        execute_with_retry(calls, operation_name="生成艺术照", max_retries=1)
+    assert calls.count == 2
+    formatter = SeedLogFormatter()
+    lines = [formatter.format(r) for r in caplog.records]
+    assert lines[-1] == "[API重试] 生成艺术照 - 重试 1 次后放弃"
+
+
 def test_the_example_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "examples.api_retry"],

@@ -67,7 +67,7 @@ def submits(sim: SimServer) -> dict[str, int]:
 
 
 #: A rerun reading back a give-up that a killed process had saved in ``post.json``.
-_KEPT_GIVE_UP = re.compile(r"^\[(\d+)/\d+\] .* given up before the interruption", re.M)
+_KEPT_GIVE_UP = re.compile(r"^\[(\d+)/\d+\] .* given up in an earlier execution of this run", re.M)
 
 
 def kept_give_ups(console: str) -> set[int]:
@@ -75,8 +75,9 @@ def kept_give_ups(console: str) -> set[int]:
     return {int(index) for index in _KEPT_GIVE_UP.findall(console)}
 
 
-def unfinished(data_dir: Path) -> set[str]:
-    """Post ids whose illustrate item is not finished in regen's store (in flight at a kill)."""
+def unfinished(data_dir: Path) -> set[int]:
+    """Indexes of the candidates whose illustrate item is not finished in regen's store (in
+    flight at a kill)."""
     if not (data_dir / "regen" / "regen.db").exists():
         return set()
     with app.open_engine(data_dir) as engine:
@@ -88,7 +89,9 @@ def unfinished(data_dir: Path) -> set[str]:
             for i in engine.sync.items(run.id, "illustrate", limit=1000)
             if i.status in (ItemStatus.SUCCEEDED, ItemStatus.GIVEN_UP, ItemStatus.SKIPPED)
         }
-    return {c.post_id for c in pick_candidates(TITLE, DATE, COUNT)} - done
+    return {
+        c.index for c in pick_candidates(TITLE, DATE, COUNT, batch=run.id) if c.post_id not in done
+    }
 
 
 @pytest.mark.slow
@@ -111,7 +114,7 @@ def test_sigkill_mid_batch_then_rerun_finishes_once(tmp_path: Path) -> None:
         DATE,
         "--json",
     ]
-    in_flight: Counter[str] = Counter()
+    in_flight: Counter[int] = Counter()  # by candidate index
     kills = external = 0
     kept: set[int] = set()  # candidates whose give-up a rerun read back from post.json
     summary = None
@@ -151,7 +154,7 @@ def test_sigkill_mid_batch_then_rerun_finishes_once(tmp_path: Path) -> None:
                 kills += 1
                 in_flight.update(
                     unfinished(tmp_path / "data")
-                    & {x.post_id for x in c if submits(sim).get(x.prompt, 0)}
+                    & {x.index for x in c if submits(sim).get(x.prompt, 0)}
                 )
                 continue
             assert code == 0, err.read_text()
@@ -159,6 +162,9 @@ def test_sigkill_mid_batch_then_rerun_finishes_once(tmp_path: Path) -> None:
             break
         stats = sim.stats()["prompts"]
     assert summary is not None, f"the batch did not finish in {MAX_RUNS} runs"
+    c = pick_candidates(TITLE, DATE, COUNT, batch=summary["run_id"])  # with their post ids
+    auth, fake = c[3], c[5]
+    wanted = [c[0], c[1], c[2], c[4], c[6]]
     print(
         f"{kills} kills ({external} from outside), in flight at kills: {dict(in_flight)}; "
         f"give-ups kept by a rerun: {sorted(kept)}; tasks per candidate:",
@@ -178,9 +184,9 @@ def test_sigkill_mid_batch_then_rerun_finishes_once(tmp_path: Path) -> None:
         entry = stats.get(news.prompt, {"routes": {}, "produced": 0})
         tasks, images = entry["routes"].get("dashscope_submit", 0), entry["produced"]
         per_try = 3 if news is fake else 1
-        assert tasks <= per_try * (1 + in_flight[news.post_id]), (news.index, tasks, in_flight)
+        assert tasks <= per_try * (1 + in_flight[news.index]), (news.index, tasks, in_flight)
         if news in wanted:
-            assert 1 <= images <= 1 + in_flight[news.post_id], (news.index, images, in_flight)
+            assert 1 <= images <= 1 + in_flight[news.index], (news.index, images, in_flight)
         elif news not in (auth, fake):
             assert tasks == 0  # candidates after the count was reached were never tried
 

@@ -62,8 +62,11 @@ def sim(_sim: SimServer) -> SimServer:
     return _sim
 
 
-def candidates(count: int = 3, title: str = TITLE, date: str = DATE) -> list[NewsCandidate]:
-    return pick_candidates(title, date, count)
+def candidates(
+    count: int = 3, title: str = TITLE, date: str = DATE, *, run: str = ""
+) -> list[NewsCandidate]:
+    """The batch's candidates: their prompts, and with ``run`` (its run id) their post ids."""
+    return pick_candidates(title, date, count, batch=run)
 
 
 async def batch(
@@ -111,6 +114,7 @@ async def test_scripted_faults_give_up_skip_and_backfill_to_count(
     )
     out = io.StringIO()
     summary = await batch(sim, tmp_path, console=Console(file=out, width=200))
+    c = candidates(run=summary["run_id"])
     ok, failed = [c[0], c[4], c[5]], [c[1], c[2], c[3]]
 
     # the summary
@@ -256,6 +260,7 @@ async def test_a_download_past_its_timeout_makes_a_new_image_and_the_post_succee
     sim.script({"prompt": c[0].prompt, "route": "file", "steps": ["hang", "ok"]})
     env = {**FAST, "ALIYUN_IMAGE_TIMEOUT_S": "5", "ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S": "0.3"}
     summary = await batch(sim, tmp_path, count=1, env=env)
+    c = candidates(1, run=summary["run_id"])
 
     assert summary["status"] == "succeeded"
     assert summary["succeeded"] == [c[0].post_id]
@@ -307,6 +312,7 @@ async def test_when_candidates_run_out_the_run_is_partial_and_every_give_up_reco
     for news in c[1:]:
         sim.script({"prompt": news.prompt, "then": "auth"})
     summary = await batch(sim, tmp_path, count=2)
+    c = candidates(2, run=summary["run_id"])
     assert summary["status"] == "partial"
     assert summary["succeeded"] == [c[0].post_id]
     assert summary["skipped"] == 0
@@ -350,6 +356,7 @@ async def test_a_batch_with_failures_still_reaches_count(
     )  # the seed's defaults: 3 attempts, 2 s apart
     with regen.test_mode() as clock:
         summary = await app.run_batch(runtime, title=TITLE, count=3, date=DATE)
+    c = candidates(run=summary["run_id"])
     assert summary["status"] == "succeeded"
     assert summary["succeeded"] == [c[1].post_id, c[3].post_id, c[4].post_id]
     assert summary["failed"] == [c[0].post_id, c[2].post_id]
@@ -386,7 +393,7 @@ async def test_a_seeded_fault_profile_keeps_the_invariants(tmp_path: Path, seed:
     with run_simulator(task_seconds=0.02, faults=PROFILE, seed=seed) as server:
         summary = await batch(server, tmp_path, count=count)
         stats = {n.prompt: prompt_stats(server, n.prompt) for n in candidates(count)}
-    c = candidates(count)
+    c = candidates(count, run=summary["run_id"])
     succeeded, failed = summary["succeeded"], summary["failed"]
     assert failed
     assert summary["failed_attempts"] > len(failed)
@@ -437,14 +444,12 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
 ) -> None:
     c = candidates()
     sim.script(
-        {"prompt": c[0].prompt, "then": "auth"}, {"prompt": c[1].prompt, "steps": ["hang"]}
-    )  # hangs until cancelled
+        {"prompt": c[0].prompt, "then": "fake_image"}, {"prompt": c[1].prompt, "steps": ["hang"]}
+    )  # the first is given up after 3 images; the second hangs until cancelled
     env = {**FAST, "ALIYUN_IMAGE_TIMEOUT_S": "30"}
     task = asyncio.create_task(batch(sim, tmp_path, env=env))
-    store = PostStore(tmp_path)
     for _ in range(500):
-        post = store.load(c[1].post_id)
-        if post is not None and prompt_stats(sim, c[1].prompt)[0] == 1:
+        if prompt_stats(sim, c[1].prompt)[0] == 1:
             break
         await asyncio.sleep(0.01)
     task.cancel()  # what Ctrl-C does to the running batch
@@ -454,13 +459,19 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
         run = (await engine.list_runs())[0]
     assert run.status is RunStatus.FAILED
     assert run.error["type"] == "Interrupted"
+    c = candidates(run=run.id)
 
-    summary = await batch(sim, tmp_path, env=env)
+    out = io.StringIO()
+    summary = await batch(sim, tmp_path, env=env, console=Console(file=out, width=300))
     assert summary["run_id"] == run.id
     assert summary["status"] == "succeeded"
     assert summary["failed"] == [c[0].post_id]
-    assert prompt_stats(sim, c[0].prompt)[0] == 1  # the give-up was kept, not retried
+    assert prompt_stats(sim, c[0].prompt)[0] == 3  # the give-up was kept, not retried
     assert summary["succeeded"] == [c[1].post_id, c[2].post_id, c[3].post_id]
+    assert "given up in an earlier execution of this run[/red]" not in out.getvalue()
+    assert "given up in an earlier execution of this run (bad_content, 3 attempts)" in (
+        out.getvalue()
+    )
 
     # asked to, a resumed run tries its given-up posts again
     sim.script({"prompt": c[0].prompt, "steps": ["ok"]}, replace=True)
@@ -471,13 +482,59 @@ async def test_an_interrupted_run_resumes_and_keeps_its_give_ups(
     assert again["succeeded"][0] == c[0].post_id
 
 
+async def test_two_batches_for_one_title_and_date_never_share_or_touch_a_post(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    first = await batch(sim, tmp_path, key="morning")
+    store, drafts = PostStore(tmp_path), DraftBox(tmp_path)
+    before = {post["post_id"]: post for post in store.all()}
+    drafts_before = drafts.all()
+    sim.script({"prompt": candidates()[0].prompt, "then": "auth"})  # fails in the second only
+
+    second = await batch(sim, tmp_path, key="evening")
+
+    assert second["run_id"] != first["run_id"]
+    assert first["succeeded"] == [n.post_id for n in candidates(run=first["run_id"])[:3]]
+    assert second["failed"] == [candidates(run=second["run_id"])[0].post_id]
+    assert not set(first["succeeded"]) & set(second["succeeded"] + second["failed"])
+    after = {post["post_id"]: post for post in store.all()}
+    assert {k: after[k] for k in before} == before  # the first batch's posts untouched
+    assert all(after[k]["status"] == "draft_saved" for k in first["succeeded"])
+    assert all(d in drafts.all() for d in drafts_before)
+    by_post = Counter(d["post_id"] for d in drafts.all())
+    assert sorted(by_post) == sorted(first["succeeded"] + second["succeeded"])
+    assert set(by_post.values()) == {1}  # one draft per post
+
+
+def test_a_batch_failed_on_a_bad_key_runs_again_once_the_key_is_fixed(tmp_path: Path) -> None:
+    good, bad = KEY, KEY.replace("0123", "9999")
+    args = ("auto", "--count", "2", "--date", DATE)
+    with run_simulator(task_seconds=0.02, keys=(good,)) as server:
+        env = {"DASHSCOPE_BASE_URL": server.dashscope_base_url, "IMAGE_PROVIDER": "aliyun"}
+        refused = command(*args, cwd=tmp_path, env={**env, "DASHSCOPE_API_KEY": bad})
+        assert refused.returncode == 1, refused.stderr
+        assert "0 of 2 posts illustrated (10 given up" in refused.stdout
+        assert "a retry does not mend: fix DASHSCOPE_API_KEY" in refused.stdout
+        requests = server.stats()["requests"]
+        assert requests == 10  # one refused submit per candidate, none retried
+
+        fixed = command(*args, cwd=tmp_path, env={**env, "DASHSCOPE_API_KEY": good})
+        assert fixed.returncode == 0, fixed.stderr
+        assert server.stats()["requests"] > requests
+    assert "resumed from its failed step" in fixed.stdout
+    assert "failed on auth in an earlier execution of this run" in fixed.stdout
+    assert "interruption" not in fixed.stdout
+    assert "2 of 2 posts illustrated (0 given up" in fixed.stdout
+    assert bad not in refused.stdout + refused.stderr
+
+
 # --- the example's demo (python -m examples.daily_news demo) ------------------------------------
 
 
 def test_the_demo_shows_retries_a_give_up_and_backfill(tmp_path: Path) -> None:
     out = io.StringIO()
     summary = run_demo(tmp_path, Console(file=out, width=200))
-    c = candidates(DEMO_COUNT, date=app.today())
+    c = candidates(DEMO_COUNT, date=app.today(), run=summary["run_id"])
     assert summary["status"] == "succeeded"
     assert summary["succeeded"] == [c[0].post_id, c[2].post_id, c[4].post_id]
     assert summary["failed"] == [c[1].post_id, c[3].post_id]
@@ -513,6 +570,7 @@ def command(
     }
     base["PYTHONPATH"] = str(ROOT)
     base["ALIYUN_IMAGE_POLL_INTERVAL_S"] = "0.02"
+    base["COLUMNS"] = "400"  # one console line per message, whatever the terminal
     return subprocess.run(
         [sys.executable, "-m", "examples.daily_news", *args],
         cwd=cwd,
@@ -538,12 +596,13 @@ def test_the_seed_command_runs_offline_and_resumes(tmp_path: Path) -> None:
         "--sim-task-seconds",
         "0.05",
     )
-    done = command(*args, "--json", cwd=tmp_path, env={"IMAGE_PROVIDER": "aliyun"})
+    done = command(*args, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "succeeded"
     assert len(summary["succeeded"]) == 3
-    assert "the regen simulator" in done.stderr
+    assert "images: regen's built-in simulator at http://127.0.0.1:" in done.stderr
+    assert "offline (no IMAGE_PROVIDER and no DASHSCOPE_API_KEY set" in done.stderr
     store = PostStore(tmp_path / "data")
     for post_id in summary["succeeded"]:
         assert (store.assets_dir(post_id) / f"aliyun_{post_id[-2:]}.png").is_file()
@@ -618,7 +677,8 @@ def test_the_command_uses_dashscope_when_a_key_and_url_are_set(
     assert done.returncode == 0, done.stderr
     assert f"DashScope at {sim.dashscope_base_url}" in done.stderr
     assert "attempt 1 failed (bad_content" in done.stderr
-    assert json.loads(done.stdout)["succeeded"] == [c[0].post_id]
+    summary = json.loads(done.stdout)
+    assert summary["succeeded"] == [candidates(1, run=summary["run_id"])[0].post_id]
     assert prompt_stats(sim, c[0].prompt) == (2, 2)
     assert KEY not in done.stderr + done.stdout
 
@@ -627,6 +687,7 @@ def test_the_command_uses_dashscope_when_a_key_and_url_are_set(
     ("env", "message"),
     [
         ({"IMAGE_PROVIDER": "openai"}, "use IMAGE_PROVIDER=aliyun"),
+        ({"IMAGE_PROVIDER": "aliyun"}, "配置错误：API Key 缺失 (api_key missing)"),
         ({"DASHSCOPE_BASE_URL": "http://127.0.0.1:9/api/v1"}, "api_key missing"),
         ({"ALIYUN_IMAGE_MAX_ATTEMPTS": "0"}, "ALIYUN_IMAGE_MAX_ATTEMPTS='0'"),
     ],

@@ -354,3 +354,34 @@ def test_the_client_never_shows_its_key() -> None:
     shown = repr(AliyunImageClient("https://dashscope.aliyuncs.com/api/v1", KEY))
     assert KEY not in shown
     assert "…6789" in shown
+
+
+async def test_a_generation_longer_than_the_adapters_poll_deadline_waits_for_timeout_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The built-in poll deadline (180 s) shrunk to 0.2 s, so that a generation longer than it
+    # takes under a second here: ALIYUN_IMAGE_TIMEOUT_S, not that deadline, bounds the wait.
+    monkeypatch.setattr(images, "DEFAULT_TIMEOUT_S", 0.2)
+    policy = image_policy({**FAST, "ALIYUN_IMAGE_TIMEOUT_S": "3", "ALIYUN_IMAGE_MAX_ATTEMPTS": "1"})
+    with run_simulator(task_seconds=0.6) as slow:
+        aliyun = AliyunImageClient(slow.dashscope_base_url, KEY, poll_interval=0.05)
+        try:
+            outcome = await generate_image_with_retry(PROMPT, client=aliyun, policy=policy)
+        finally:
+            await aliyun.aclose()
+    assert outcome.attempts == 1
+    assert outcome.picture.image.info.format == "png"
+
+
+async def test_a_generation_past_timeout_s_is_an_attempt_timeout_not_a_poll_deadline() -> None:
+    policy = image_policy(
+        {**FAST, "ALIYUN_IMAGE_TIMEOUT_S": "0.3", "ALIYUN_IMAGE_MAX_ATTEMPTS": "1"}
+    )
+    with run_simulator(task_seconds=5) as slow:
+        aliyun = AliyunImageClient(slow.dashscope_base_url, KEY, poll_interval=0.05)
+        try:
+            with pytest.raises(ImageGenerationAbandoned) as caught:
+                await generate_image_with_retry(PROMPT, client=aliyun, policy=policy)
+        finally:
+            await aliyun.aclose()
+    assert caught.value.errors == ["timeout: AttemptTimeout: phase 'generate' timed out after 0.3s"]

@@ -46,8 +46,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def candidates(count: int) -> list[NewsCandidate]:
-    return pick_candidates(TITLE, DATE, count)
+def candidates(count: int, run: str = "") -> list[NewsCandidate]:
+    """The batch's candidates: their prompts, and with ``run`` (its run id) their post ids."""
+    return pick_candidates(TITLE, DATE, count, batch=run)
 
 
 def regen(home: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -114,7 +115,7 @@ def test_regen_run_makes_the_posts_offline_from_the_environment_alone(tmp_path: 
         (run,) = engine.sync.list_runs()
         assert (run.flow, run.status) == (FLOW_NAME, RunStatus.SUCCEEDED)
         by_status = asyncio.run(illustrated(engine, run.id))
-    c = candidates(2)
+    c = candidates(2, run.id)
     assert by_status[ItemStatus.SUCCEEDED] == [c[0].post_id, c[1].post_id]
     assert sorted(p.name for p in (data_dir / "posts").iterdir()) == [c[0].post_id, c[1].post_id]
     assert_illustrated(data_dir, c[:2], run.id)
@@ -140,7 +141,7 @@ def test_a_queued_run_is_executed_by_regen_worker_with_only_the_environment(
     assert "stopped after 1 runs" in done.stdout
     with Engine(home=tmp_path) as engine:
         assert engine.sync.get_run(started.run.id).status is RunStatus.SUCCEEDED
-    assert_illustrated(data_dir, candidates(2)[:2], started.run.id)
+    assert_illustrated(data_dir, candidates(2, started.run.id)[:2], started.run.id)
 
 
 # --- another engine in this process ---------------------------------------------------------
@@ -149,9 +150,9 @@ def test_a_queued_run_is_executed_by_regen_worker_with_only_the_environment(
 async def test_another_engine_uses_dashscope_when_a_key_and_url_are_set(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    c = candidates(1)
     with Engine(home=tmp_path / "regen") as engine:
         run_id = (await engine.start(flow, {"date": DATE, "count": 1})).run.id
+    c = candidates(1, run_id)
     with run_simulator(task_seconds=0.05) as sim:
         sim.script({"prompt": c[0].prompt, "steps": ["fake_image", "ok"]})
         for name, value in {
@@ -191,6 +192,7 @@ async def test_a_scripted_give_up_is_backfilled_and_retried_when_asked(
     with Engine(home=tmp_path / "regen") as engine:
         run = await engine.run(flow, {"date": DATE, "count": 2})
         assert run.status is RunStatus.SUCCEEDED
+        c = candidates(2, run.id)
         by_status = await illustrated(engine, run.id)
         assert by_status[ItemStatus.GIVEN_UP] == [c[0].post_id]
         assert by_status[ItemStatus.SUCCEEDED] == [c[1].post_id, c[2].post_id]
@@ -244,7 +246,7 @@ async def test_resources_that_cannot_open_fail_the_run_before_any_step(
         await engine.retry(run.id)
         run = await engine.execute(run.id)
     assert run.status is RunStatus.SUCCEEDED
-    assert_illustrated(data_dir, candidates(1)[:1], run.id)
+    assert_illustrated(data_dir, candidates(1, run.id)[:1], run.id)
 
 
 # --- the variables --------------------------------------------------------------------------

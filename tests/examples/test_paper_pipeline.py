@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from examples.paper_pipeline import (
     STEPS,
+    ClearRefused,
     Config,
     PaperPipeline,
     TaskExpired,
@@ -277,6 +278,56 @@ async def test_automatic_retry_recovers_a_transient_failure(
         assert len(app.outbox.entries()) == 1
         record = await app.record(TASK)
         assert (record["retry_count"], record["max_retries"]) == (1, 3)
+
+
+async def test_a_manual_retry_leaves_the_automatic_retries_their_budget(
+    tmp_path: Path, sim: SimServer, provider: OpenAIProvider, clock: FakeClock
+) -> None:
+    config = {"auto_retry_max_attempts": 2, "auto_retry_delay_seconds": 30.0}
+    with open_app(tmp_path, provider, fail_step=("render_images", "before"), **config) as app:
+        # The first execution fails and leaves its automatic retry pending (as when the
+        # process that ran it stopped); then a retry is asked for by hand.
+        started = app.engine.start(
+            flow, {"day": DAY, "count": 3, "feed": ""}, key=TASK, max_retries=2, retry_delay=30
+        )
+        first = await app.engine.execute(
+            started.run.id, follow_retries=False, resources=app.resources
+        )
+        assert first.status is RunStatus.FAILED
+        assert first.retry_at is not None
+        run = await app.retry(TASK)
+        record = await app.record(TASK)
+    assert run.status is RunStatus.FAILED
+    # The manual retry, then both automatic retries: the manual one used none of them.
+    assert run.executions == 1 + 1 + 2
+    assert (record["retry_count"], record["max_retries"], record["manual_retry_count"]) == (
+        2,
+        2,
+        1,
+    )
+    assert clock.sleeps.count(30.0) == 2
+    assert record["resumable"] is True
+    assert record["failed_step"] == "render_images"
+
+
+async def test_clear_checkpoint_makes_the_next_run_start_over(
+    tmp_path: Path, sim: SimServer, provider: OpenAIProvider
+) -> None:
+    with open_app(
+        tmp_path, provider, auto_retry_enabled=False, fail_step=("render_images", "before")
+    ) as app:
+        assert (await app.run(DAY)).status is RunStatus.FAILED
+        assert await app.checkpoints.get_resumable_step(TASK) == "render_images"
+        await app.checkpoints.clear_checkpoint(TASK)
+        assert (await app.checkpoints.load_checkpoint(TASK))["step_outputs"] == {}
+    assert requests(sim, "chat") == 3
+    with open_app(tmp_path, provider, auto_retry_enabled=False) as app:
+        run = await app.run(DAY)
+        assert run.status is RunStatus.SUCCEEDED
+        assert requests(sim, "chat") == 6  # analysed again: nothing was kept
+        with pytest.raises(ClearRefused, match="succeeded"):
+            await app.checkpoints.clear_checkpoint(TASK)
+        assert len(app.outbox.entries()) == 1
 
 
 async def test_automatic_retry_gives_up_after_auto_retry_max_attempts(

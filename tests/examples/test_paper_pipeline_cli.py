@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ from examples.paper_pipeline.__main__ import main
 from regen.sim import SimServer, run_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
+REGEN = Path(sys.executable).with_name("regen")
+FLOW = "examples.paper_pipeline.pipeline:flow"
 DAY = "2025-12-29"
 TASK = "task_publish_20251229"
 _PROVIDER_VARIABLES = ("OPENAI", "DEEPSEEK", "DASHSCOPE", "MOONSHOT")
@@ -68,7 +71,11 @@ def test_a_failed_run_is_shown_resumable_and_retry_finishes_it(
 
     assert main(["show", TASK, "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert (record["status"], record["retry_count"]) == ("succeeded", 1)
+    assert (record["status"], record["retry_count"], record["manual_retry_count"]) == (
+        "succeeded",
+        0,  # automatic retries: switched off here
+        1,  # the retry asked for above
+    )
     assert list(record["checkpoint"]["step_outputs"]) == [s["name"] for s in record["steps"]]
     assert len(outbox(home)) == 1
 
@@ -160,3 +167,70 @@ def test_two_processes_starting_the_same_day_make_one_run(home: Path) -> None:
     with PaperPipeline(Config.from_env()) as app:
         (run,) = app.engine.sync.list_runs()
         assert run.executions == 1
+
+
+def test_plain_show_finds_todays_task_run_by_regen_run_without_a_key(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = dt.date.today()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [str(REGEN), "--home", str(home), "run", FLOW, "-p", f"day={today.isoformat()}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert main(["show"]) == 0
+    out = capsys.readouterr().out
+    assert " succeeded  (run " in out
+    assert main(["show", today.isoformat(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["day"] == today.isoformat()
+
+
+def test_plain_show_after_a_plain_run_shows_todays_task(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["show"]) == 0
+    assert f"task_publish_{dt.date.today():%Y%m%d}  succeeded  (run {run_id}" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_failure_recipe_says_so_when_the_day_already_succeeded(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--day", DAY, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--day", DAY]) == 0
+    assert f"{TASK} had already succeeded: nothing was run" in capsys.readouterr().err
+    monkeypatch.setenv("PAPER_PIPELINE_FAIL_STEP", "render_images")
+    assert main(["run", "--day", DAY]) == 2
+    err = capsys.readouterr().err
+    assert "PAPER_PIPELINE_FAIL_STEP=render_images has nothing to fail" in err
+    assert f"{TASK} already succeeded" in err
+    assert f"retry {TASK} --from render_images" in err
+    assert len(outbox(home)) == 1
+
+
+def test_clear_forgets_a_failed_tasks_checkpoints_and_the_next_run_starts_over(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PAPER_PIPELINE_FAIL_STEP", "render_images")
+    assert main(["run", "--day", DAY]) == 1
+    assert main(["clear", DAY]) == 0
+    assert f"{TASK}: checkpoints cleared" in capsys.readouterr().out
+    assert main(["show", TASK, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["checkpoint"]["step_outputs"] == {}
+    assert record["manual_retry_count"] == 0  # a clearing is not a retry
+    monkeypatch.delenv("PAPER_PIPELINE_FAIL_STEP")
+    assert main(["run", "--day", DAY]) == 0
+    assert "▶ fetch_papers" in capsys.readouterr().out  # from the top
+    assert main(["clear", DAY]) == 2
+    assert "succeeded: there is nothing to resume" in capsys.readouterr().err

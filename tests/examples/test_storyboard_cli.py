@@ -160,8 +160,9 @@ def test_regen_run_starts_a_simulator_when_the_provider_is_its_idle_default_addr
         (run,) = app.engine.sync.list_runs()
         (image,) = app.records.run_images(run.id)
         assert image.status == "completed"
-        assert image.image_url is not None
-        assert image.image_url.startswith(f"http://127.0.0.1:{SIM_PORT}/")
+        assert image.image_url == f"/images/{image.id}/file"
+        assert image.file_path is not None
+        assert Path(image.file_path).read_bytes().startswith(b"\x89PNG")
         assert not port_taken(SIM_PORT)  # stopped with the execution
     finally:
         app.close()

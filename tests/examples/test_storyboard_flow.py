@@ -136,6 +136,50 @@ async def test_regenerating_the_failed_ids_generates_only_those(
     assert [i.status for i in images] == ["failed", "completed"]  # both runs' records
 
 
+async def test_two_streams_at_once_for_one_project_share_one_run_and_both_end_done(
+    app: StoryboardApp, sim: SimServer
+) -> None:
+    project, storyboards = create_demo_project(app)
+    sim.script(*DEMO_SCRIPT)
+    first, second = Text2ImageStageProcessor(app), Text2ImageStageProcessor(app)
+    one, two = await asyncio.gather(
+        collect(first.process_stream(project.id)), collect(second.process_stream(project.id))
+    )
+    (run,) = app.engine.list_runs()  # the second call attached to the first one's run
+    assert image_requests(sim) == 5  # #1, #2 (refused), #3 twice (a 500), #4 = #5 once
+    for events in (one, two):
+        assert [e["type"] for e in events[-2:]] == ["stage_update", "done"]
+        assert events[-1]["stage"]["status"] == "partial"
+        assert events[-1]["data"]["total_storyboards"] == len(storyboards)
+    assert one == two
+    assert len(app.records.run_images(run.id)) == len(storyboards)
+
+    # Another selection while a run goes on is refused with one error event; once the run
+    # has ended, the same call starts a new run.
+    await app.wait_idle()
+    failed = first.failed_storyboard_ids(project.id)
+    again = await collect(first.process_stream(project.id, storyboard_ids=failed))
+    assert again[-1]["type"] == "done"
+    assert len(app.engine.list_runs()) == 2
+
+
+async def test_a_call_for_other_storyboards_while_the_stage_runs_is_refused(
+    app: StoryboardApp, sim: SimServer
+) -> None:
+    project, storyboards = create_demo_project(app)
+    processor = Text2ImageStageProcessor(app)
+    running = processor.process_stream(project.id)
+    first = await anext(running)  # the run is started and executing
+    assert first["type"] == "stage_update"
+    refused = await collect(processor.process_stream(project.id, [storyboards[0].id]))
+    assert len(refused) == 1
+    assert refused[0]["type"] == "error"
+    assert "正在为另一组分镜运行" in refused[0]["error"]
+    rest = await collect(running)
+    assert rest[-1]["type"] == "done"
+    assert len(app.engine.list_runs()) == 1
+
+
 async def test_identical_requests_are_served_from_the_result_cache(
     app: StoryboardApp, sim: SimServer
 ) -> None:
@@ -173,9 +217,12 @@ async def test_identical_requests_are_served_from_the_result_cache(
         original.height,
         original.file_size,
     )
+    # Its own record and URL, on the app's file route: never the gateway's expiring URL.
+    assert reused.image_url == f"/images/{reused.id}/file"
+    assert original.image_url == f"/images/{original.id}/file"
     assert events[3]["image"] == {
         "id": reused.id,
-        "url": original.image_url,
+        "url": reused.image_url,
         "width": original.width,
         "height": original.height,
     }

@@ -235,15 +235,13 @@ def check_demo_run(
         image = images[sb.id]
         assert image.status == "completed"
         assert image.error is None
-        assert image.image_url is not None
-        assert image.image_url.startswith(sim.url)
+        assert image.image_url == f"/images/{image.id}/file"  # the app's, not the gateway's
         assert image.file_path is not None
         data = Path(image.file_path).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert len(data) == image.file_size
     assert images[sb3.id].attempts == 2
     assert images[sb4.id].artifact_sha256 == images[sb5.id].artifact_sha256
-    assert images[sb4.id].image_url == images[sb5.id].image_url
 
     # What the simulator generated and billed.
     stats = sim.stats()
@@ -262,6 +260,20 @@ def check_demo_run(
     return events
 
 
+def check_image_urls(client: httpx.Client, app: StoryboardApp, project_id: str) -> None:
+    """Every completed record's ``image_url`` is served by the app itself: its file's bytes."""
+    completed = [i for i in app.records.images(project_id=project_id) if i.status == "completed"]
+    assert completed
+    for image in completed:
+        assert image.image_url is not None
+        assert image.file_path is not None
+        served = client.get(image.image_url)
+        assert served.status_code == 200, image.image_url
+        assert served.headers["content-type"] == "image/png"
+        assert served.content == Path(image.file_path).read_bytes()
+    assert client.get("/images/no-such-image/file").status_code == 404
+
+
 def test_fastapi_streams_the_stage_and_retries_only_the_failed_storyboard(
     sim: SimServer, tmp_path: Path
 ) -> None:
@@ -275,6 +287,7 @@ def test_fastapi_streams_the_stage_and_retries_only_the_failed_storyboard(
             check_sse_headers(response)
             assert app.join()
             events = check_demo_run(app, sim, storyboards, body)
+            check_image_urls(client, app, project.id)
             (run,) = app.engine.sync.list_runs()
 
             # Re-attaching replays the same events from the durable log.
@@ -357,6 +370,7 @@ def test_django_async_view_streams_the_stage_in_the_seeds_wire_format(
             check_sse_headers(response)
             assert app.join()
             events = check_demo_run(app, sim, storyboards, body)
+            check_image_urls(client, app, project.id)
             (run,) = app.engine.sync.list_runs()
             response, again = read_sse(client, f"/runs/{run.id}/events?after=0")
             check_sse_headers(response)
