@@ -287,7 +287,7 @@ async def test_a_manual_retry_leaves_the_automatic_retries_their_budget(
     with open_app(tmp_path, provider, fail_step=("render_images", "before"), **config) as app:
         # The first execution fails and leaves its automatic retry pending (as when the
         # process that ran it stopped); then a retry is asked for by hand.
-        started = app.engine.start(
+        started = await app.engine.start(
             flow, {"day": DAY, "count": 3, "feed": ""}, key=TASK, max_retries=2, retry_delay=30
         )
         first = await app.engine.execute(

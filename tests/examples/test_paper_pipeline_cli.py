@@ -228,7 +228,7 @@ def test_clear_forgets_a_failed_tasks_checkpoints_and_the_next_run_starts_over(
     assert main(["show", TASK, "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["checkpoint"]["step_outputs"] == {}
-    assert record["manual_retry_count"] == 0  # a clearing is not a retry
+    assert (record["retry_count"], record["manual_retry_count"]) == (0, 1)  # asked for by hand
     monkeypatch.delenv("PAPER_PIPELINE_FAIL_STEP")
     assert main(["run", "--day", DAY]) == 0
     assert "▶ fetch_papers" in capsys.readouterr().out  # from the top

@@ -145,7 +145,7 @@ async def test_two_streams_at_once_for_one_project_share_one_run_and_both_end_do
     one, two = await asyncio.gather(
         collect(first.process_stream(project.id)), collect(second.process_stream(project.id))
     )
-    (run,) = app.engine.list_runs()  # the second call attached to the first one's run
+    (run,) = await app.engine.list_runs()  # the second call attached to the first one's run
     assert image_requests(sim) == 5  # #1, #2 (refused), #3 twice (a 500), #4 = #5 once
     for events in (one, two):
         assert [e["type"] for e in events[-2:]] == ["stage_update", "done"]
@@ -160,7 +160,7 @@ async def test_two_streams_at_once_for_one_project_share_one_run_and_both_end_do
     failed = first.failed_storyboard_ids(project.id)
     again = await collect(first.process_stream(project.id, storyboard_ids=failed))
     assert again[-1]["type"] == "done"
-    assert len(app.engine.list_runs()) == 2
+    assert len(await app.engine.list_runs()) == 2
 
 
 async def test_a_call_for_other_storyboards_while_the_stage_runs_is_refused(
@@ -177,7 +177,7 @@ async def test_a_call_for_other_storyboards_while_the_stage_runs_is_refused(
     assert "正在为另一组分镜运行" in refused[0]["error"]
     rest = await collect(running)
     assert rest[-1]["type"] == "done"
-    assert len(app.engine.list_runs()) == 1
+    assert len(await app.engine.list_runs()) == 1
 
 
 async def test_identical_requests_are_served_from_the_result_cache(
