@@ -26,7 +26,7 @@ from examples.paper_pipeline.app import PaperPipeline
 from examples.paper_pipeline.config import STEPS, Config
 from examples.paper_pipeline.tasks import iso
 from regen import RegenError
-from regen.engine import Event, Run, RunStatus
+from regen.engine import Event, EventType, Run, RunStatus
 
 _MARKS = {
     "succeeded": "✓",
@@ -74,11 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 def _progress(event: Event) -> None:
     data: dict[str, Any] = event.data
     text = None
-    if event.type == "step.started":
+    if event.type == EventType.STEP_STARTED:
         text = f"▶ {data['step']}"
-    elif event.type == "step.succeeded":
+    elif event.type == EventType.STEP_SUCCEEDED:
         text = f"✓ {data['step']}"
-    elif event.type == "step.failed":
+    elif event.type == EventType.STEP_FAILED:
         text = f"✗ {data['step']}: {(data.get('error') or {}).get('message', '')}"
     elif event.type == "image_generated":
         text = f"    image for {data['paper_id']} ({data['attempts']} attempt(s))"
@@ -86,12 +86,12 @@ def _progress(event: Event) -> None:
         text = f"    published {data['post_id']}" + (
             " (already published)" if data.get("duplicate") else ""
         )
-    elif event.type == "run.failed" and data.get("retry_at"):
+    elif event.type == EventType.RUN_FAILED and data.get("retry_at"):
         text = (
             f"run failed; automatic retry {data['retry']} at {iso(data['retry_at'])} "
             "(AUTO_RETRY_DELAY_SECONDS)"
         )
-    elif event.type == "run.queued" and data.get("auto"):
+    elif event.type == EventType.RUN_QUEUED and data.get("auto"):
         text = f"automatic retry {data['retry']}: from {data['from_step']}"
     if text is not None:
         print(text, flush=True)

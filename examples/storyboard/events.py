@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from regen.engine import Event
+from regen.engine import Event, EventType
 
 #: The seed's event types, in the order a stage usually emits them.
 EVENT_TYPES = ("stage_update", "info", "progress", "image_generated", "warning", "error", "done")
@@ -38,7 +38,7 @@ def from_log(event: Event) -> dict[str, Any] | None:
     if event.type not in EVENT_TYPES:
         return None
     data = event.data
-    if event.type == "progress" and "storyboard" not in data:
+    if event.type == EventType.PROGRESS and "storyboard" not in data:
         return None  # the map step's own counts (current/total/succeeded/given_up)
     return {"type": event.type, **{k: v for k, v in data.items() if k not in _ADDED_BY_ENGINE}}
 

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from regen.engine import Engine, Event, Run, RunStatus, Step, StepStatus
+from regen.engine import Engine, Event, EventType, Run, RunStatus, Step, StepStatus
 
 _DONE = {
     "succeeded": "[green]✓[/green]",
@@ -69,7 +69,7 @@ class RunProgress:
         step = data.get("step")
         row = self.rows.get(step) if isinstance(step, str) else None
         step = step if isinstance(step, str) else ""
-        if kind == "step.started" and row is not None:
+        if kind == EventType.STEP_STARTED and row is not None:
             self.progress.start_task(row)
         elif kind.startswith("step.") and row is not None:
             status = kind.removeprefix("step.")
@@ -81,27 +81,27 @@ class RunProgress:
             elif self.progress.tasks[row].total is None:
                 self.progress.update(row, total=1, completed=1)
             self.progress.stop_task(row)
-        elif kind == "progress" and row is not None and "total" in data:
+        elif kind == EventType.PROGRESS and row is not None and "total" in data:
             self.progress.update(row, total=data.get("total"), completed=data.get("current", 0))
-        elif kind == "attempt.failed":
+        elif kind == EventType.ATTEMPT_FAILED:
             self._line(
                 event,
                 f"[yellow]attempt {data.get('attempt', '?')} failed[/yellow]: "
                 f"{data.get('kind')} — {data.get('message', '')}"
                 + (f"; retrying in {data['wait']:g}s" if data.get("wait") else ""),
             )
-        elif kind == "item.given_up":
+        elif kind == EventType.ITEM_GIVEN_UP:
             errors = data.get("errors") or []
             self._line(
                 event,
                 f"[red]gave up[/red] after {data.get('attempts', len(errors))} "
                 f"attempts: {errors[-1] if errors else ''}; the batch goes on",
             )
-        elif kind == "stream.reset":
+        elif kind == EventType.STREAM_RESET:
             self._line(event, f"[yellow]stream reset[/yellow]: attempt {data.get('attempt')}")
-        elif kind == "log":
+        elif kind == EventType.LOG:
             self._line(event, f"{data.get('level', 'info')}: {data.get('message', '')}")
-        elif kind.startswith("run.") and kind != "run.started":
+        elif kind.startswith("run.") and kind != EventType.RUN_STARTED:
             status = kind.removeprefix("run.")
             self.console.print(f"run {event.run_id}: {_DONE.get(status, '')} {status}")
 

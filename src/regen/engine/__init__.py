@@ -26,6 +26,7 @@ from regen.engine._settings import Settings
 from regen.engine._traceback import format_error
 from regen.store import (
     Event,
+    EventType,
     InvalidTransition,
     Item,
     ItemStatus,
@@ -43,6 +44,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "Event",
+    "EventType",
     "Flow",
     "FlowError",
     "FlowNotFound",
