@@ -67,7 +67,7 @@ def child(order: dict[str, Any]) -> None:
 
     async def main() -> dict[str, Any]:
         folder = Path(order["home"])
-        with Engine(f"sqlite:///{folder / 'regen.db'}", home=folder) as engine:
+        async with Engine(f"sqlite:///{folder / 'regen.db'}", home=folder) as engine:
             started = time.perf_counter()
             run = await engine.run(flow)
             wall = time.perf_counter() - started
