@@ -20,6 +20,7 @@ from regen.store import (
     EndRun,
     EndStep,
     EventType,
+    HealthCheck,
     InvalidTransition,
     ItemStatus,
     Lease,
@@ -465,3 +466,29 @@ async def test_the_event_types_are_the_wire_strings() -> None:
     assert EventType.CHUNK == "chunk"
     assert EventType.run_ended("partial") is EventType.RUN_PARTIAL
     assert json.dumps({"type": EventType.STEP_SKIPPED}) == '{"type": "step.skipped"}'
+
+
+async def test_health_checks_are_kept_per_provider_newest_first_and_pruned(store: Store) -> None:
+    for i in range(5):
+        await store.add_health_check(HealthCheck("openai", float(i), "healthy", 10.0 + i))
+    await store.add_health_check(
+        HealthCheck("dashscope", 9.0, "unhealthy", None, "rate limited", 12.5)
+    )
+    history = await store.health_history("openai", limit=3)
+    assert [(c.at, c.latency_ms) for c in history] == [(4.0, 14.0), (3.0, 13.0), (2.0, 12.0)]
+    latest = await store.latest_health()
+    assert [(c.provider, c.status, c.error, c.quota_remaining) for c in latest] == [
+        ("dashscope", "unhealthy", "rate limited", 12.5),
+        ("openai", "healthy", None, None),
+    ]
+    counts = await store.collect(
+        checkpoints_before=0,
+        runs_before=0,
+        artifacts_before=0,
+        now=0,
+        remove_file=lambda _: None,
+        health_checks_kept=2,
+    )
+    assert counts.health_checks_deleted == 3
+    assert [c.at for c in await store.health_history("openai")] == [4.0, 3.0]
+    assert len(await store.health_history("dashscope")) == 1

@@ -19,6 +19,7 @@ from regen.store._records import (
     Commit,
     Event,
     GcCounts,
+    HealthCheck,
     Item,
     ItemStatus,
     Lease,
@@ -191,6 +192,20 @@ class Store(ABC):
     async def cache_get(self, key: str, now: float) -> str | None:
         """A cached result's JSON text, unless absent or expired."""
 
+    # --- provider health ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_health_check(self, check: HealthCheck) -> None:
+        """Record a check of a provider's health."""
+
+    @abstractmethod
+    async def health_history(self, provider: str, limit: int = 100) -> list[HealthCheck]:
+        """A provider's checks, newest first."""
+
+    @abstractmethod
+    async def latest_health(self) -> list[HealthCheck]:
+        """Each provider's latest check, by provider name."""
+
     # --- retention ---------------------------------------------------------------------------
 
     @abstractmethod
@@ -202,9 +217,11 @@ class Store(ABC):
         artifacts_before: float,
         now: float,
         remove_file: Callable[[str], None],
+        health_checks_kept: int = 100,
     ) -> GcCounts:
         """Delete checkpoints of runs finished before ``checkpoints_before`` (they are no
         longer resumable), runs finished before ``runs_before`` with their events,
         artifacts no run refers to created before ``artifacts_before`` (calling
-        ``remove_file(sha256)`` for each), and expired cache entries. Never touches a
-        queued or running run, or one waiting for an automatic retry."""
+        ``remove_file(sha256)`` for each), expired cache entries, and all but the newest
+        ``health_checks_kept`` health checks of each provider. Never touches a queued or
+        running run, or one waiting for an automatic retry."""

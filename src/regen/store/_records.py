@@ -206,6 +206,21 @@ class GcCounts:
     runs_deleted: int = 0
     artifacts_deleted: int = 0
     cache_deleted: int = 0
+    health_checks_deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One check of a provider's health: ``status`` is ``healthy`` or ``unhealthy``;
+    ``error`` is short (``401``, ``timeout``, ``rate limited``); ``quota_remaining`` a
+    percentage when the provider reports it."""
+
+    provider: str
+    at: float
+    status: str
+    latency_ms: float | None = None
+    error: str | None = None
+    quota_remaining: float | None = None
 
 
 # --- what a run writes (applied in order, in one transaction, under its lease) ------------

@@ -19,6 +19,7 @@ from regen.store._records import (
     Commit,
     Event,
     GcCounts,
+    HealthCheck,
     Item,
     ItemStatus,
     Lease,
@@ -29,7 +30,7 @@ from regen.store._records import (
     Write,
 )
 from regen.store._sqlite_db import connect, integrity_problems
-from regen.store._sqlite_rows import artifact, dumps, event, item, run, step
+from regen.store._sqlite_rows import artifact, dumps, event, health_check, item, run, step
 from regen.store._sqlite_thread import SQLiteThread
 
 Q = _queries.queries("sqlite")
@@ -284,6 +285,30 @@ class SQLiteStore(Store):
 
         return await self._reader.run(read)
 
+    # --- provider health ----------------------------------------------------------------------
+
+    async def add_health_check(self, check: HealthCheck) -> None:
+        args = {
+            "provider": check.provider,
+            "at": check.at,
+            "status": check.status,
+            "latency_ms": check.latency_ms,
+            "error": check.error,
+            "quota_remaining": check.quota_remaining,
+        }
+        await self._write_thread().run(lambda c: c.execute(Q["add_health_check"], args))
+
+    async def health_history(self, provider: str, limit: int = 100) -> list[HealthCheck]:
+        args = {"provider": provider, "limit": limit}
+        return await self._reader.run(
+            lambda c: [health_check(row) for row in c.execute(Q["health_history"], args)]
+        )
+
+    async def latest_health(self) -> list[HealthCheck]:
+        return await self._reader.run(
+            lambda c: [health_check(row) for row in c.execute(Q["latest_health"])]
+        )
+
     # --- retention ------------------------------------------------------------------------
 
     async def collect(
@@ -294,6 +319,7 @@ class SQLiteStore(Store):
         artifacts_before: float,
         now: float,
         remove_file: Callable[[str], None],
+        health_checks_kept: int = 100,
     ) -> GcCounts:
         writer = self._write_thread()
         expired, deleted, purged = await writer.run(
@@ -312,7 +338,10 @@ class SQLiteStore(Store):
             removed += await writer.run(
                 functools.partial(ops.delete_artifacts, shas=shas, remove_file=remove_file)
             )
-        return GcCounts(expired, deleted, removed, purged)
+        pruned = await writer.run(
+            lambda c: c.execute(Q["prune_health_checks"], {"keep": health_checks_kept}).rowcount
+        )
+        return GcCounts(expired, deleted, removed, purged, pruned)
 
 
 def _run_key(conn: sqlite3.Connection, run_id: str) -> int | None:

@@ -6,7 +6,17 @@ import json
 import sqlite3
 from typing import Any
 
-from regen.store._records import Artifact, Event, Item, ItemStatus, Run, RunStatus, Step, StepStatus
+from regen.store._records import (
+    Artifact,
+    Event,
+    HealthCheck,
+    Item,
+    ItemStatus,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+)
 
 
 def loads(text: str | None) -> Any:
@@ -98,4 +108,16 @@ def artifact(row: sqlite3.Row) -> Artifact:
         width=row["width"],
         height=row["height"],
         created_at=row["created_at"],
+    )
+
+
+def health_check(row: sqlite3.Row) -> HealthCheck:
+    """A row of ``health_checks``."""
+    return HealthCheck(
+        provider=row["provider"],
+        at=row["at"],
+        status=row["status"],
+        latency_ms=row["latency_ms"],
+        error=row["error"],
+        quota_remaining=row["quota_remaining"],
     )

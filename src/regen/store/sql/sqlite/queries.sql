@@ -249,3 +249,26 @@ WHERE status = 'failed' AND retry_at IS NOT NULL
 
 -- name: run_key
 SELECT key FROM runs WHERE id = :run_id;
+
+-- name: add_health_check
+INSERT INTO health_checks (provider, at, status, latency_ms, error, quota_remaining)
+VALUES (:provider, :at, :status, :latency_ms, :error, :quota_remaining);
+
+-- name: health_history
+SELECT * FROM health_checks WHERE provider = :provider ORDER BY id DESC LIMIT :limit;
+
+-- name: latest_health
+SELECT * FROM health_checks
+WHERE id IN (SELECT max(id) FROM health_checks GROUP BY provider)
+ORDER BY provider;
+
+-- name: prune_health_checks
+-- Keep the newest :keep checks of each provider.
+DELETE FROM health_checks
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY provider ORDER BY id DESC) AS newer
+        FROM health_checks
+    )
+    WHERE newer > :keep
+);

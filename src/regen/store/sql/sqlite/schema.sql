@@ -123,3 +123,16 @@ CREATE TABLE cache (
     created_at REAL NOT NULL,
     expires_at REAL
 ) WITHOUT ROWID;
+
+-- The provider health monitor's checks (the last ones per provider; older ones are
+-- pruned by the clean-up).
+CREATE TABLE health_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    latency_ms REAL,
+    error TEXT,
+    quota_remaining REAL
+);
+CREATE INDEX health_checks_by_provider ON health_checks (provider, id);

@@ -103,6 +103,19 @@ CREATE TABLE artifact_refs (
 
 CREATE INDEX artifact_refs_by_run ON artifact_refs (run);
 
+-- The provider health monitor's checks (the last ones per provider; older ones are
+-- pruned by the clean-up).
+CREATE TABLE health_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    latency_ms REAL,
+    error TEXT,
+    quota_remaining REAL
+);
+CREATE INDEX health_checks_by_provider ON health_checks (provider, id);
+
 INSERT INTO runs (key, id, flow, flow_ref, business_key, params, status, created_at,
                   updated_at, started_at, finished_at, lease_owner, lease_token,
                   lease_expires_at, cancel_requested, retry_count, auto_retries, max_retries,
