@@ -492,3 +492,30 @@ async def test_health_checks_are_kept_per_provider_newest_first_and_pruned(store
     assert counts.health_checks_deleted == 3
     assert [c.at for c in await store.health_history("openai")] == [4.0, 3.0]
     assert len(await store.health_history("dashscope")) == 1
+
+
+async def test_runs_are_found_by_a_prefix_of_their_id(store: Store) -> None:
+    for run_id in ("abc1", "abc2", "abd3"):
+        await store.create_run(_new(run_id), 1.0)
+    assert sorted(r.id for r in await store.list_runs(id_prefix="abc")) == ["abc1", "abc2"]
+    assert [r.id for r in await store.list_runs(id_prefix="abd")] == ["abd3"]
+    assert await store.list_runs(id_prefix="zz") == []
+
+
+async def test_events_of_every_run_are_read_in_order_after_a_cursor(store: Store) -> None:
+    lease = await _held(store, "r1")
+    await store.create_run(_new("r2"), 2.0)
+    await store.commit(lease, [AddEvent("log", "{}", 3.0)])
+    every = await store.read_all_events()
+    assert [(e.run_id, e.type) for e in every] == [
+        ("r1", "run.queued"),
+        ("r1", "run.started"),
+        ("r2", "run.queued"),
+        ("r1", "log"),
+    ]
+    cursors = [e.cursor for e in every]
+    assert cursors == sorted(cursors)
+    assert len(set(cursors)) == 4
+    after = await store.read_all_events(after=cursors[1], prefix="run.")
+    assert [(e.run_id, e.type) for e in after] == [("r2", "run.queued")]
+    assert [e.cursor for e in await store.read_events("r1")] == [cursors[0], cursors[1], cursors[3]]

@@ -384,10 +384,20 @@ class Engine:
         flow: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        id_prefix: str | None = None,
     ) -> list[Run]:
-        """Runs, newest first."""
+        """Runs, newest first (``id_prefix``: only those whose id starts so)."""
         statuses = None if status is None else [RunStatus(s) for s in status]
-        return await self._store.list_runs(statuses=statuses, flow=flow, before=before, limit=limit)
+        return await self._store.list_runs(
+            statuses=statuses, flow=flow, before=before, limit=limit, id_prefix=id_prefix
+        )
+
+    async def read_all_events(
+        self, after: int = 0, limit: int = 1000, *, prefix: str | None = None
+    ) -> list[Event]:
+        """Events of every run with ``cursor > after``, oldest first (``prefix``: only
+        types starting so, e.g. ``"run."``)."""
+        return await self._store.read_all_events(after, limit, prefix=prefix)
 
     async def items(
         self,

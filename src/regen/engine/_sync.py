@@ -106,11 +106,14 @@ class SyncEngine:
         flow: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        id_prefix: str | None = None,
     ) -> list[Run]:
         """:meth:`Engine.list_runs`."""
         return self._call(
             "list_runs",
-            self._engine.list_runs(status=status, flow=flow, before=before, limit=limit),
+            self._engine.list_runs(
+                status=status, flow=flow, before=before, limit=limit, id_prefix=id_prefix
+            ),
         )
 
     def items(

@@ -74,8 +74,10 @@ class Store(ABC):
         flow: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        id_prefix: str | None = None,
     ) -> list[Run]:
-        """Runs, newest first (``before``: created before that time, for paging)."""
+        """Runs, newest first (``before``: created before that time, for paging;
+        ``id_prefix``: only runs whose id starts so)."""
 
     @abstractmethod
     async def get_steps(self, run_id: str) -> list[Step]:
@@ -171,6 +173,13 @@ class Store(ABC):
     @abstractmethod
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``seq > after``, in order."""
+
+    @abstractmethod
+    async def read_all_events(
+        self, after: int = 0, limit: int = 1000, *, prefix: str | None = None
+    ) -> list[Event]:
+        """Events of every run with ``cursor > after``, oldest first; ``prefix``: only
+        types starting so (``"run."``: the run-level events, for a live list of runs)."""
 
     @abstractmethod
     def add_listener(self, listener: Listener) -> Callable[[], None]:

@@ -126,13 +126,16 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of a run's event log; ``seq`` counts from 1 per run."""
+    """One entry of a run's event log; ``seq`` counts from 1 per run; ``cursor`` orders
+    the events of every run in the database (a reader following all runs resumes after
+    the last cursor it saw)."""
 
     run_id: str
     seq: int
     at: float
     type: str
     data: dict[str, Any]
+    cursor: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""

@@ -146,9 +146,16 @@ class SQLiteStore(Store):
         flow: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        id_prefix: str | None = None,
     ) -> list[Run]:
         wanted = None if statuses is None else dumps([str(s) for s in statuses])
-        args = {"statuses": wanted, "flow": flow, "before": before, "limit": limit}
+        args = {
+            "statuses": wanted,
+            "flow": flow,
+            "before": before,
+            "limit": limit,
+            "id_prefix": id_prefix,
+        }
         return await self._reader.run(
             lambda c: [run(row) for row in c.execute(Q["list_runs"], args)]
         )
@@ -264,6 +271,14 @@ class SQLiteStore(Store):
         args = {"run_id": run_id, "after": after, "limit": limit}
         return await self._reader.run(
             lambda c: [event(run_id, row) for row in c.execute(Q["read_events"], args)]
+        )
+
+    async def read_all_events(
+        self, after: int = 0, limit: int = 1000, *, prefix: str | None = None
+    ) -> list[Event]:
+        args = {"after": after, "limit": limit, "prefix": prefix}
+        return await self._reader.run(
+            lambda c: [event(row["run_id"], row) for row in c.execute(Q["read_all_events"], args)]
         )
 
     # --- artifacts and cache ----------------------------------------------------------------------

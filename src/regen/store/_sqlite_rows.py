@@ -96,7 +96,7 @@ def item(run_id: str, row: sqlite3.Row) -> Item:
 
 def event(run_id: str, row: sqlite3.Row) -> Event:
     """A row of ``events``."""
-    return Event(run_id, row["seq"], row["at"], row["type"], json.loads(row["data"]))
+    return Event(run_id, row["seq"], row["at"], row["type"], json.loads(row["data"]), row["id"])
 
 
 def artifact(row: sqlite3.Row) -> Artifact:

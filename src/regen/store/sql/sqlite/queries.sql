@@ -23,6 +23,7 @@ SELECT * FROM runs WHERE flow = :flow AND business_key = :business_key;
 SELECT * FROM runs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:flow IS NULL OR flow = :flow)
+  AND (:id_prefix IS NULL OR substr(id, 1, length(:id_prefix)) = :id_prefix)
   AND (:before IS NULL OR created_at < :before)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
@@ -81,7 +82,7 @@ UPDATE runs SET last_seq = :seq WHERE key = :run;
 INSERT INTO events (run, seq, at, type, data) VALUES (:run, :seq, :at, :type, :data);
 
 -- name: read_events
-SELECT seq, at, type, data FROM events
+SELECT id, seq, at, type, data FROM events
 WHERE run = (SELECT key FROM runs WHERE id = :run_id) AND seq > :after
 ORDER BY seq
 LIMIT :limit;
@@ -272,3 +273,11 @@ WHERE id IN (
     )
     WHERE newer > :keep
 );
+
+-- name: read_all_events
+-- Events of every run after a cursor, oldest first (types starting with :prefix only).
+SELECT e.id, e.seq, e.at, e.type, e.data, r.id AS run_id FROM events AS e
+JOIN runs AS r ON r.key = e.run
+WHERE e.id > :after AND (:prefix IS NULL OR substr(e.type, 1, length(:prefix)) = :prefix)
+ORDER BY e.id
+LIMIT :limit;
