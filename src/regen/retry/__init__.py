@@ -17,6 +17,7 @@ from regen.retry._classify import (
 from regen.retry._clock import Clock, FakeClock
 from regen.retry._errors import (
     AttemptTimeout,
+    AwaitableInSyncCall,
     ConfigError,
     GiveUp,
     Permanent,
@@ -34,6 +35,7 @@ __all__ = [
     "TRANSIENT",
     "Attempt",
     "AttemptTimeout",
+    "AwaitableInSyncCall",
     "Classifier",
     "Clock",
     "ConfigError",
