@@ -27,6 +27,10 @@ R = TypeVar("R")
 
 _DEBUG = logging.DEBUG
 
+#: Result types that are never awaitable: a set lookup spares the common results the
+#: ``isinstance(result, Awaitable)`` check (about 4x the cost) on the sync success path.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, dict, list, tuple})
+
 
 # --- judging a failure ----------------------------------------------------------------------
 
@@ -84,7 +88,7 @@ def call(policy: Policy, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwarg
         result = _attempt(policy, fn, args, kwargs, 1, start)
     except Exception as exc:
         return _retry(policy, fn, args, kwargs, exc, start)
-    if isinstance(result, Awaitable):
+    if type(result) not in _PLAIN and isinstance(result, Awaitable):
         _refuse_awaitable(policy, fn, result)
     if logger.isEnabledFor(_DEBUG):
         log_success(policy, 1)
@@ -122,7 +126,7 @@ def _retry(
         except Exception as next_exc:
             exc = next_exc
             continue
-        if isinstance(result, Awaitable):
+        if type(result) not in _PLAIN and isinstance(result, Awaitable):
             _refuse_awaitable(policy, fn, result)
         log_success(policy, number)
         return result
@@ -252,7 +256,7 @@ def wrap(policy: Policy, fn: Callable[P, Any]) -> Callable[P, Any]:
             result = fn(*args, **kwargs) if lean else _attempt(policy, fn, args, kwargs, 1, start)
         except Exception as exc:
             return _retry(policy, fn, args, kwargs, exc, start)
-        if isinstance(result, Awaitable):
+        if type(result) not in _PLAIN and isinstance(result, Awaitable):
             _refuse_awaitable(policy, fn, result)
         return result
 
