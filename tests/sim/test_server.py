@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import tomllib
+from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from regen.sim import SimConfig, run_simulator
+from regen.sim._server import TESTED_UVICORN, UnsupportedUvicorn, _release, check_uvicorn
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}
 AUTH = {"Authorization": "Bearer sk"}
@@ -86,3 +94,53 @@ def test_two_simulators_side_by_side() -> None:
                 == 200
             )
         assert one.stats()["requests"] == two.stats()["requests"] == 1
+
+
+# --- the uvicorn releases the simulator runs on ---------------------------------------------
+
+
+def test_the_installed_uvicorn_is_a_tested_release() -> None:
+    low, below = TESTED_UVICORN
+    assert _release(low) <= _release(uvicorn.__version__) < _release(below), (
+        f"uvicorn {uvicorn.__version__} is not in the tested range >={low},<{below}: run the "
+        "simulator's tests on it, then widen TESTED_UVICORN and pyproject.toml together"
+    )
+    check_uvicorn()
+
+
+def test_pyproject_pins_the_tested_range_in_the_sim_and_server_extras() -> None:
+    low, below = TESTED_UVICORN
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in ("sim", "server"):
+        pins = [r.replace(" ", "") for r in extras[extra] if r.startswith("uvicorn")]
+        assert pins == [f"uvicorn[standard]>={low},<{below}"], extra
+
+
+@pytest.mark.parametrize("version", ["0.29.0", "0.56.0", "1.0.0"])
+def test_an_untested_uvicorn_is_refused_with_what_to_install(version: str) -> None:
+    with pytest.raises(UnsupportedUvicorn) as caught:
+        check_uvicorn(version)
+    message = str(caught.value)
+    assert f"uvicorn {version} is installed" in message
+    assert "pip install 'uvicorn[standard]>=0.30,<0.56'" in message
+
+
+def test_regen_sim_on_an_untested_uvicorn_says_so_in_one_line() -> None:
+    script = (
+        "import sys, uvicorn; uvicorn.__version__ = '0.99.0'; "
+        "from regen.cli import main; sys.argv[0] = 'regen'; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "sim", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""  # refused before listening
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "uvicorn 0.99.0 is installed" in lines[0]
