@@ -322,11 +322,18 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.5)
+    assert process.stdout is not None
+    started = process.stdout.readline()  # "cli-demo: run ID started"
+    assert started.endswith(" started\n"), started
+    run_id = started.split()[2]
+    deadline = time.monotonic() + 30
+    while as_json("show", run_id)["steps"][1]["items"]["succeeded"] == 0:
+        assert time.monotonic() < deadline, "no item succeeded in 30 s"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 130, output
-    run_id = only_run()["id"]
+    assert only_run()["id"] == run_id
     assert f"regen retry {run_id}" in output
     detail = as_json("show", run_id)
     assert detail["resumable"] is True
