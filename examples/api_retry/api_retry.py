@@ -104,7 +104,8 @@ def run(policy: Policy, fn: Callable[[], Any]) -> Any:
     see what it gives, since Python cannot tell beforehand: an awaitable (the seed's
     ``() => someApiFunction()``) makes the result an awaitable whose every attempt awaits
     what ``fn`` returns, within the per-attempt timeout — the first attempt awaiting the
-    one already made; a value or an exception stays on the sync path as attempt 1.
+    one already made; a value or an exception stays on the sync path as attempt 1 (that
+    first call runs before the policy does, so ``regen.remaining()`` reads ``None`` in it).
     """
     if inspect.iscoroutinefunction(fn):
         return policy.acall(fn)
