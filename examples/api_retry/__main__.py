@@ -38,7 +38,7 @@ async def main() -> None:
 
     with regen.test_mode():  # the demo skips the real 1 s backoff
         task_id = await execute_with_retry(
-            generate_art_photo,
+            lambda: generate_art_photo(),  # noqa: PLW0108 - the seed's `() => someApiFunction()`
             max_retries=1,
             timeout=30000,
             operation_name="生成艺术照",

@@ -16,8 +16,9 @@ transient (network errors, 5xx, 429, timeouts — and any error whose message sa
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import regen
@@ -66,21 +67,82 @@ def seed_policy(
 
 
 def execute_with_retry(fn: Callable[[], Any], **options: Any) -> Any:
-    """Run ``fn`` (sync, or async: then await the result), retrying any failure."""
-    policy = seed_policy(**options)
-    if inspect.iscoroutinefunction(fn):
-        return policy.acall(fn)
-    return policy.call(fn)
+    """Run ``fn``, retrying any failure; await the result when ``fn`` is async.
+
+    ``fn`` may be sync, an ``async def``, or the seed's ``lambda: some_async_api()``: a
+    function that returns an awaitable is retried like an ``async def`` (see :func:`run`).
+    """
+    return run(seed_policy(**options), fn)
 
 
 def execute_with_smart_retry(fn: Callable[[], Any], **options: Any) -> Any:
     """Like :func:`execute_with_retry`, but only transient failures are retried."""
-    policy = seed_policy(smart=True, **options)
-    if inspect.iscoroutinefunction(fn):
-        return policy.acall(fn)
-    return policy.call(fn)
+    return run(seed_policy(smart=True, **options), fn)
 
 
 def with_retry(fn: Callable[..., T], **options: Any) -> Callable[..., T]:
-    """``fn`` wrapped so every call is retried (``smart=True`` for the smart variant)."""
-    return seed_policy(**options)(fn)
+    """``fn`` wrapped so every call is retried (``smart=True`` for the smart variant).
+
+    Calls of a function that returns an awaitable give an awaitable, as with
+    :func:`execute_with_retry`.
+    """
+    policy = seed_policy(**options)
+    if inspect.iscoroutinefunction(fn):
+        return policy(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return run(policy, functools.partial(fn, *args, **kwargs))
+
+    return wrapper
+
+
+def run(policy: Policy, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` under ``policy``, sync or async as ``fn`` turns out to be.
+
+    An ``async def`` goes to :meth:`Policy.acall`. Any other function is called once to
+    see what it gives, since Python cannot tell beforehand: an awaitable (the seed's
+    ``() => someApiFunction()``) makes the result an awaitable whose every attempt awaits
+    what ``fn`` returns, within the per-attempt timeout — the first attempt awaiting the
+    one already made; a value or an exception stays on the sync path as attempt 1 (that
+    first call runs before the policy does, so ``regen.remaining()`` reads ``None`` in it).
+    """
+    if inspect.iscoroutinefunction(fn):
+        return policy.acall(fn)
+    try:
+        first = fn()
+    except Exception as error:
+        return policy.call(_first_then(_raising(error), fn))
+    if inspect.isawaitable(first):
+        return policy.acall(_awaiting(first, fn))
+    return policy.call(_first_then(lambda: first, fn))
+
+
+def _first_then(first: Callable[[], Any], fn: Callable[[], Any]) -> Callable[[], Any]:
+    """A function that runs ``first`` on its first call and ``fn`` on every later one."""
+    pending = [first]
+
+    def attempt() -> Any:
+        return (pending.pop() if pending else fn)()
+
+    return attempt
+
+
+def _raising(error: Exception) -> Callable[[], Any]:
+    def again() -> Any:
+        raise error
+
+    return again
+
+
+def _awaiting(first: Awaitable[Any], fn: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """An async attempt that awaits ``first``, then on later attempts what ``fn`` returns."""
+    pending = [first]
+
+    async def attempt() -> Any:
+        result = pending.pop() if pending else fn()
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return attempt

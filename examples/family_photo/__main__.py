@@ -19,7 +19,10 @@ from typing import Any
 
 from examples.api_retry import seed_logs
 from examples.family_photo.client import Order, PayAPI, PhotoAPI
+from regen import GiveUp, Kind, RegenError
 from regen.providers import Transport, download_image
+
+BASE_URL_VARIABLE = "FAMILY_PHOTO_BASE_URL"
 
 
 @contextlib.contextmanager
@@ -81,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--base-url",
-        default=os.environ.get("FAMILY_PHOTO_BASE_URL"),
-        help="the API's root URL (default: start the simulator)",
+        help=f"the API's root URL (default: ${BASE_URL_VARIABLE}, else start the simulator)",
     )
     parser.add_argument(
         "--api-key", default=os.environ.get("FAMILY_PHOTO_API_KEY", "sk-family-photo-demo-0000")
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no retry log lines")
     args = parser.parse_args(argv)
+    given_by = "--base-url" if args.base_url else BASE_URL_VARIABLE
+    args.base_url = args.base_url or os.environ.get(BASE_URL_VARIABLE)
     args.out.mkdir(parents=True, exist_ok=True)
     handler = None if args.quiet else seed_logs.install()
     try:
@@ -106,12 +110,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"simulator   payment requests={payments['requests']} "
                     f"charges={payments['charges']}"
                 )
+    except RegenError as error:
+        print(_one_line(error, args.base_url, given_by), file=sys.stderr)
+        return 1
     finally:
         if handler is not None:
             import logging  # noqa: PLC0415 - only to undo install()
 
             logging.getLogger("regen.retry").removeHandler(handler)
     return 0
+
+
+def _one_line(error: RegenError, base_url: str | None, given_by: str) -> str:
+    """What went wrong, in one line that says what to fix."""
+    if base_url and isinstance(error, GiveUp) and error.kind in (Kind.CONNECTION, Kind.TIMEOUT):
+        why = "no connection" if error.kind is Kind.CONNECTION else "no answer in time"
+        if error.last is not None and error.last.reason:
+            why += f" ({error.last.reason})"
+        tries = len(error.attempts)
+        drop = "drop --base-url" if given_by == "--base-url" else f"unset {given_by}"
+        return (
+            f"family_photo: cannot reach {base_url} (set by {given_by}): {why} after "
+            f"{tries} attempt{'s' if tries != 1 else ''}. Check the URL and that the API "
+            f"is up, or {drop} to run against the built-in simulator."
+        )
+    return f"family_photo: {error}"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ async def illustrate(ctx: StepContext, item: int) -> dict[str, Any]:
     if item == ctx.params["fail_item"]:
         raise TimeoutError(f"image {item} timed out")
     await asyncio.sleep(float(os.environ.get("CLI_TEST_ITEM_DELAY", "0")))
+    hold_from = os.environ.get("CLI_TEST_HOLD_FROM")
+    if hold_from is not None and item >= int(hold_from):
+        await asyncio.Event().wait()  # until the run is interrupted
     return {"image": f"img-{item}.png"}
 
 

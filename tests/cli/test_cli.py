@@ -312,7 +312,7 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
     env = {
         **os.environ,
         "REGEN_HOME": str(home),
-        "CLI_TEST_ITEM_DELAY": "0.3",
+        "CLI_TEST_HOLD_FROM": "2",  # items 0 and 1 succeed, the next ones wait for Ctrl-C
         "PYTHONPATH": str(ROOT),
     }
     process = subprocess.Popen(
@@ -323,16 +323,22 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.5)
+    assert process.stdout is not None
+    started = process.stdout.readline()  # "cli-demo: run ID started"
+    assert started.endswith(" started\n"), started
+    run_id = started.split()[2]
+    deadline = time.monotonic() + 30
+    while as_json("show", run_id)["steps"][1]["items"]["succeeded"] < 2:
+        assert time.monotonic() < deadline, "items 0 and 1 did not succeed in 30 s"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 130, output
-    run_id = only_run()["id"]
+    assert only_run()["id"] == run_id
     assert f"regen retry {run_id}" in output
     detail = as_json("show", run_id)
     assert detail["resumable"] is True
-    done_before = detail["steps"][1]["items"]["succeeded"]
-    assert done_before > 0
+    assert detail["steps"][1]["items"]["succeeded"] == 2
     regen("retry", run_id)
     detail = as_json("show", run_id)
     assert detail["status"] == "succeeded"

@@ -171,6 +171,77 @@ def test_the_give_up_line_counts_retries_not_attempts(caplog: pytest.LogCaptureF
     assert lines[-1] == "[API重试] 生成艺术照 - 重试 1 次后放弃"
 
 
+class AsyncApi:
+    """An async API call that raises the given errors in turn, then returns ``"task-001"``."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.started = 0
+
+    async def __call__(self) -> str:
+        self.started += 1
+        await asyncio.sleep(0)
+        if self.errors:
+            raise self.errors.pop(0)
+        return "task-001"
+
+
+async def test_the_seeds_lambda_idiom_is_retried_with_the_seeds_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="regen.retry")
+    api = AsyncApi(HttpError(503, "服务暂不可用"), HttpError(503, "服务暂不可用"))
+    result = execute_with_retry(
+        lambda: api(),  # noqa: PLW0108 - the seed's idiom
+        max_retries=2,
+        operation_name="生成艺术照",
+    )
+    assert await result == "task-001"
+    assert api.started == 3
+    formatter = SeedLogFormatter()
+    assert [formatter.format(r) for r in caplog.records] == [
+        "[API重试] 生成艺术照 - 第 1 次尝试 (最多 3 次)",
+        "[API重试] 生成艺术照 - 第 1 次尝试失败: 服务暂不可用",
+        "[API重试] 生成艺术照 - 准备重试 (剩余 2 次机会)\n"
+        "[API重试] 生成艺术照 - 等待 1000ms 后重试",
+        "[API重试] 生成艺术照 - 第 2 次尝试 (最多 3 次)",
+        "[API重试] 生成艺术照 - 第 2 次尝试失败: 服务暂不可用",
+        "[API重试] 生成艺术照 - 准备重试 (剩余 1 次机会)\n"
+        "[API重试] 生成艺术照 - 等待 2000ms 后重试",
+        "[API重试] 生成艺术照 - 第 3 次尝试 (最多 3 次)",
+        "[API重试] 生成艺术照 - 第 3 次尝试成功",
+    ]
+
+
+async def test_smart_retry_of_the_lambda_idiom_throws_a_4xx_at_once() -> None:
+    api = AsyncApi(HttpError(400, "参数错误"))
+    with pytest.raises(HttpError, match="参数错误"):
+        await execute_with_smart_retry(lambda: api(), max_retries=2)  # noqa: PLW0108
+    assert api.started == 1
+
+
+async def test_the_lambda_idioms_timeout_bounds_each_awaited_attempt() -> None:
+    count = 0
+
+    async def hangs_once() -> str:
+        nonlocal count
+        count += 1
+        if count == 1:
+            await asyncio.Event().wait()  # a hung request: only the timeout ends it
+        return "ok"
+
+    with regen.test_mode(clock=regen.retry.Clock()):
+        assert await execute_with_retry(lambda: hangs_once(), timeout=50) == "ok"  # noqa: PLW0108
+    assert count == 2
+
+
+async def test_a_wrapped_function_returning_an_awaitable_is_retried() -> None:
+    api = AsyncApi(ConnectionResetError("ECONNRESET"))
+    get_task_status = with_retry(lambda task_id: api(), operation_name="任务状态查询")
+    assert await get_task_status("task-001") == "task-001"
+    assert api.started == 2
+
+
 def test_the_example_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "examples.api_retry"],

@@ -3,7 +3,10 @@ once however its answers are lost."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from regen.providers import Polling, TaskFailed, Transport
 from regen.retry import Attempt, GiveUp, Kind, test_mode
 from regen.sim import SimServer, run_simulator
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-family-photo-test-0123456789"
 FAST = SEED_POLICY.replace(timeout=0.5, wait=0.01, max_wait=0.05)
 ORDER = Order("FP20240210009999", "全家福套餐", 990, "o_test_user")
@@ -402,3 +406,25 @@ def test_the_example_runs_against_the_simulator(
     assert "payment requests=3 charges=1" in printed
     assert (tmp_path / "art_photo.png").stat().st_size > 0
     assert (tmp_path / "video.gif").stat().st_size > 0
+
+
+def test_an_unreachable_base_url_ends_in_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.family_photo"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FAMILY_PHOTO_BASE_URL": closed},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    *retry_logs, last = result.stderr.strip().splitlines()
+    assert all(line.startswith("[API重试] 生成艺术照 - ") for line in retry_logs)
+    assert last.startswith(f"family_photo: cannot reach {closed} (set by FAMILY_PHOTO_BASE_URL)")
+    assert "no connection" in last
+    assert "unset FAMILY_PHOTO_BASE_URL" in last

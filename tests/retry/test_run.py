@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import pickle
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import regen
 from regen import Attempt, GiveUp, Kind, Permanent, Policy, Retryable, test_mode
-from regen.retry import FakeClock, attempt_number, idempotency_key, phase_timeout, remaining
+from regen.retry import (
+    AwaitableInSyncCall,
+    FakeClock,
+    attempt_number,
+    idempotency_key,
+    phase_timeout,
+    remaining,
+)
 
 
 class Flaky:
@@ -432,3 +442,86 @@ def test_module_level_call_and_acall(clock: FakeClock) -> None:
     flaky = Flaky(TimeoutError())
     assert asyncio.run(regen.acall(Policy(wait=0), flaky.acall)) == "ok"
     assert flaky.calls == 2
+
+
+# --- awaitables on the sync path -----------------------------------------------------------------
+
+
+class AsyncFlaky(Flaky):
+    """An async API whose coroutine raises the given errors in turn, then returns ``"ok"``."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        super().__init__(*errors)
+        self.started = 0
+
+    async def api(self) -> str:
+        self.started += 1
+        await asyncio.sleep(0)
+        return self()
+
+
+def _via_call(policy: Policy, fn: Callable[[], Any]) -> Any:
+    return policy.call(fn)
+
+
+def _via_decorator(policy: Policy, fn: Callable[[], Any]) -> Any:
+    return policy(fn)()
+
+
+def _via_lean_decorator(policy: Policy, fn: Callable[[], Any]) -> Any:
+    return policy.replace(timeout=None)(fn)()
+
+
+@pytest.mark.parametrize("run", [_via_call, _via_decorator, _via_lean_decorator])
+def test_a_sync_call_refuses_a_coroutine_naming_acall_and_closes_it(
+    clock: FakeClock, run: Callable[[Policy, Callable[[], Any]], Any]
+) -> None:
+    flaky = AsyncFlaky(ConnectionResetError("reset"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(AwaitableInSyncCall, match=r"returned coroutine.*acall") as caught:
+            run(Policy(wait=0, operation="generate"), lambda: flaky.api())  # noqa: PLW0108
+        assert isinstance(caught.value, TypeError)
+        assert str(caught.value).startswith("generate: ")
+        del caught
+        gc.collect()  # a coroutine left unclosed warns "never awaited" when collected
+    assert [str(w.message) for w in seen] == []
+    assert flaky.started == 0  # the coroutine never ran, so the API was never called
+
+
+def test_a_sync_call_refuses_an_awaitable_after_a_retry(clock: FakeClock) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        flaky = Flaky(ConnectionResetError("reset"))
+
+        def sync_then_future() -> object:
+            flaky()
+            return future
+
+        with pytest.raises(AwaitableInSyncCall, match="returned Future"):
+            Policy(wait=0).call(sync_then_future)
+        assert flaky.calls == 2
+    finally:
+        loop.close()
+
+
+async def test_acall_retries_a_lambda_returning_a_coroutine(clock: FakeClock) -> None:
+    flaky = AsyncFlaky(ConnectionResetError("reset"), Retryable("busy"))
+    assert await Policy(wait=0).acall(lambda: flaky.api()) == "ok"  # noqa: PLW0108
+    assert flaky.started == 3
+
+
+async def test_acall_cuts_a_lambdas_coroutine_at_the_per_attempt_timeout() -> None:
+    count = 0
+
+    async def hangs_once() -> str:
+        nonlocal count
+        count += 1
+        if count == 1:
+            await asyncio.Event().wait()  # hung: only the timeout ends it
+        return "ok"
+
+    policy = Policy(attempts=2, timeout=0.05, wait=0)
+    assert await policy.acall(lambda: hangs_once()) == "ok"  # noqa: PLW0108
+    assert count == 2

@@ -182,8 +182,12 @@ def sim(
         click.echo(f"  photo/video {url}/photo/v1   payments {url}/v3/pay")
         click.echo(f"  stats:      {url}/_sim/stats   (Ctrl-C to stop)")
 
+    from regen.sim._server import UnsupportedUvicorn  # noqa: PLC0415
+
     try:
         serve(config, on_ready=ready)
+    except UnsupportedUvicorn as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"

@@ -16,7 +16,13 @@ from regen.retry._classify import (
     on_types,
 )
 from regen.retry._clock import Clock, FakeClock
-from regen.retry._errors import AttemptTimeout, GiveUp, Permanent, Retryable
+from regen.retry._errors import (
+    AttemptTimeout,
+    AwaitableInSyncCall,
+    GiveUp,
+    Permanent,
+    Retryable,
+)
 from regen.retry._kinds import TRANSIENT, Failure, Kind
 from regen.retry._policy import Policy
 from regen.retry._retry_after import parse_retry_after
@@ -28,6 +34,7 @@ __all__ = [
     "TRANSIENT",
     "Attempt",
     "AttemptTimeout",
+    "AwaitableInSyncCall",
     "Classifier",
     "Clock",
     "ConfigError",

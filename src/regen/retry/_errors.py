@@ -8,6 +8,7 @@ Every error regen raises derives from one root, :class:`RegenError` (from
     ├── Retryable              raise it to say "this failure is weather: try again"
     ├── Permanent              raise it to say "this failure will not go away: stop"
     ├── AttemptTimeout         one attempt ran past its per-attempt timeout (also a TimeoutError)
+    ├── AwaitableInSyncCall    a sync call's function returned an awaitable (also a TypeError)
     └── GiveUp                 attempts ran out, or a failure was not worth retrying
 
 Other layers add their own subclasses of ``RegenError`` next to the code that raises them.
@@ -74,6 +75,14 @@ class AttemptTimeout(RegenError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.timeout,), {"phase": self.phase})
+
+
+class AwaitableInSyncCall(RegenError, TypeError):
+    """A sync call (``call``, ``Policy.call``, a decorated ``def``) got an awaitable back.
+
+    The sync path cannot await it, so the failures it holds would escape the retries:
+    such functions are run with ``acall`` (or decorated as an ``async def``).
+    """
 
 
 class GiveUp(RegenError):

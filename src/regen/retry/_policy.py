@@ -189,13 +189,23 @@ class Policy:
     # --- running (bodies live in _run.py) ----------------------------------------------------
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``fn(*args, **kwargs)`` under this policy; raise :class:`GiveUp` when it fails."""
+        """Call ``fn(*args, **kwargs)`` under this policy; raise :class:`GiveUp` when it fails.
+
+        ``fn`` is a sync function: one that returns an awaitable (an ``async def``, or
+        ``lambda: some_async_api()``) is refused with :class:`AwaitableInSyncCall`, since its
+        failures would only surface where it is awaited; run it with :meth:`acall`.
+        """
         from regen.retry._run import call  # noqa: PLC0415 - _run imports this module
 
         return call(self, fn, *args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Await ``fn(*args, **kwargs)`` under this policy; raise :class:`GiveUp` when it fails."""
+        """Await ``fn(*args, **kwargs)`` under this policy; raise :class:`GiveUp` when it fails.
+
+        ``fn`` is an ``async def`` or any function that returns an awaitable
+        (``lambda: some_async_api()``): the awaitable is awaited inside the attempt, within
+        its timeout, so its failures are retried.
+        """
         from regen.retry._run import acall  # noqa: PLC0415 - _run imports this module
 
         return await acall(self, fn, *args, **kwargs)

@@ -3,12 +3,19 @@
 The protocol is uvicorn's, plus one line: it puts the connection's transport in the
 scope, so faults can reset a socket or cut a body. Shutdown does not wait on hung
 requests: they are woken, answered 503 and closed.
+
+That protocol class, its constructor and ``ServerState`` are not uvicorn's public API,
+so the simulator runs only on the uvicorn releases it is tested with
+(:data:`TESTED_UVICORN`, pinned the same in ``pyproject.toml``). uvicorn's public
+``Server`` serves as fast, but hands the app no transport, and ASGI has no "abort the
+connection": the ``reset``, ``stream_cut`` and ``truncated_image`` faults need one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import sys
@@ -22,6 +29,37 @@ from regen.sim._config import SimConfig
 from regen.sim._http import TRANSPORT_KEY
 
 _SHUTDOWN_GRACE = 2.0
+
+#: The uvicorn releases the simulator is tested with: at least the first, below the second.
+#: ``pyproject.toml``'s ``sim`` and ``server`` extras pin the same range (a test checks).
+TESTED_UVICORN = ("0.30", "0.56")
+
+
+class UnsupportedUvicorn(RuntimeError):
+    """The installed uvicorn is outside :data:`TESTED_UVICORN`."""
+
+
+def check_uvicorn(version: str | None = None) -> None:
+    """Refuse a uvicorn release outside :data:`TESTED_UVICORN`, saying what to install."""
+    if version is None:
+        import uvicorn  # noqa: PLC0415 - the simulator's server is an extra
+
+        version = uvicorn.__version__
+    low, below = TESTED_UVICORN
+    if not _release(low) <= _release(version) < _release(below):
+        raise UnsupportedUvicorn(
+            f"regen sim runs on uvicorn >={low},<{below}, the releases it is tested with "
+            f"(it extends uvicorn's HTTP protocol, which is not public API); uvicorn "
+            f"{version} is installed: pip install 'uvicorn[standard]>={low},<{below}'"
+        )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.55.0"`` → ``(0, 55, 0)``; pre-release and local suffixes are ignored."""
+    found = re.match(r"\d+(?:\.\d+)*", version)
+    if found is None:
+        raise UnsupportedUvicorn(f"cannot read uvicorn's version {version!r}")
+    return tuple(int(part) for part in found.group().split("."))
 
 
 def _protocol_class() -> type[asyncio.Protocol]:
@@ -79,6 +117,7 @@ class Runner:
         config = uvicorn.Config(
             self.app,
             http=_protocol_class(),
+            ws="none",  # no WebSocket routes: nor loading a websockets library
             interface="asgi3",
             lifespan="off",
             log_config=None,
@@ -157,6 +196,7 @@ def serve(
     config: SimConfig | None = None, *, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Run the simulator until SIGINT/SIGTERM; ``on_ready`` gets its base URL once listening."""
+    check_uvicorn()
     config = config or SimConfig()
     sock = bind_socket(config.host, config.port)
     runner = Runner(create_app(config), sock)

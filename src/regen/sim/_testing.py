@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from regen.sim._app import SimApp, create_app
 from regen.sim._config import SimConfig
 from regen.sim._script import parse_rules
-from regen.sim._server import Runner, bind_socket, loop_factory
+from regen.sim._server import Runner, bind_socket, check_uvicorn, loop_factory
 
 _T = TypeVar("_T")
 _START_TIMEOUT = 10.0
@@ -86,6 +86,7 @@ def run_simulator(config: SimConfig | None = None, **options: Any) -> Iterator[S
         config = SimConfig(**options)
     elif options:
         raise TypeError("pass either a SimConfig or its fields as keywords, not both")
+    check_uvicorn()
     app = create_app(config)
     sock = bind_socket(config.host, config.port)
     host, port = sock.getsockname()[:2]
