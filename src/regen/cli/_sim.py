@@ -182,7 +182,7 @@ def sim(
         click.echo(f"  photo/video {url}/photo/v1   payments {url}/v3/pay")
         click.echo(f"  stats:      {url}/_sim/stats   (Ctrl-C to stop)")
 
-    from regen.sim._server import UnsupportedUvicorn  # noqa: PLC0415
+    from regen.sim import UnsupportedUvicorn  # noqa: PLC0415
 
     try:
         serve(config, on_ready=ready)

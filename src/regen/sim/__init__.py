@@ -15,7 +15,7 @@ from regen.sim._config import DEFAULT_MODELS, SimConfig, parse_duration, parse_k
 from regen.sim._faults import APPLIES, CARRIED, FAULTS, ROUTES, FaultSpec, parse_faults
 from regen.sim._images import render_png
 from regen.sim._script import load_script, parse_rules
-from regen.sim._server import serve
+from regen.sim._server import UnsupportedUvicorn, serve
 from regen.sim._testing import SimServer, run_simulator
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "SimApp",
     "SimConfig",
     "SimServer",
+    "UnsupportedUvicorn",
     "create_app",
     "load_script",
     "parse_duration",
