@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from regen.foundation._env import env_bool, env_float, env_int, env_seconds, env_str
 from regen.foundation._errors import ConfigError, RegenError
+from regen.foundation._files import new_temp_file
 from regen.foundation._media import MEDIA_TYPES, MeasuredImage, measure_image, media_info, sniff
 from regen.foundation._secrets import (
     MIN_SECRET_LENGTH,
@@ -34,6 +35,7 @@ __all__ = [
     "mask_secrets",
     "measure_image",
     "media_info",
+    "new_temp_file",
     "remember_secret",
     "sniff",
 ]

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from regen.foundation import new_temp_file
 from regen.providers._errors import APIError, BadContent, TransportError
 from regen.providers._images import ImageInfo, image_info
 from regen.providers._transport import Transport, redact_url
@@ -52,7 +52,7 @@ class Image:
         if _names_folder(path) or target.is_dir():
             target = target / f"{self.info.sha256}{self.info.extension}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = _new_file(target.parent)
+        fd, temp = new_temp_file(target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(self.data)
@@ -67,21 +67,6 @@ def _names_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is written as a folder: ``"assets/"`` (``Path`` drops the slash)."""
     text = os.fspath(path)
     return text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
-
-
-#: Create, never open an existing file; binary on platforms that tell text apart.
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-
-
-def _new_file(folder: Path) -> tuple[int, Path]:
-    """A new temporary file in ``folder``, open for writing, with the permissions other
-    programs give their files: 0o666 less the umask (``mkstemp`` would make it 0o600)."""
-    while True:
-        path = folder / f".regen-{secrets.token_hex(8)}.part"
-        try:
-            return os.open(path, _NEW_FILE, 0o666), path
-        except FileExistsError:  # pragma: no cover - 64 random bits taken already
-            continue
 
 
 def image_from_bytes(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from pathlib import Path
 
+from regen.foundation import new_temp_file
 from regen.store._errors import ReadOnlyStore, StoreError
 
 
@@ -28,7 +28,7 @@ class Blobs:
         folder = self.path(sha).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            handle, name = _new_file(folder)
+            handle, name = new_temp_file(folder, ".tmp-")
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
                 out.flush()
@@ -52,18 +52,3 @@ class Blobs:
     def remove(self, sha256: str) -> None:
         """Delete an artifact's file, if present."""
         self.path(sha256).unlink(missing_ok=True)
-
-
-#: Create, never open an existing file; binary on platforms that tell text apart.
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-
-
-def _new_file(folder: Path) -> tuple[int, Path]:
-    """A new temporary file in ``folder``, open for writing, with the permissions other
-    programs give their files: 0o666 less the umask (``mkstemp`` would make it 0o600)."""
-    while True:
-        path = folder / f".tmp-{secrets.token_hex(8)}"
-        try:
-            return os.open(path, _NEW_FILE, 0o666), path
-        except FileExistsError:  # pragma: no cover - 64 random bits taken already
-            continue
