@@ -90,3 +90,13 @@ def explode(ctx: StepContext) -> str:
     if not os.environ.get("CLI_TEST_NO_CRASH"):
         os.kill(os.getpid(), 9)
     return "survived"
+
+
+# A flow of one step that takes as long as CLI_TEST_STEP_DELAY says.
+slow = Flow("cli-slow")
+
+
+@slow.step()
+async def wait_a_while(ctx: StepContext) -> str:
+    await asyncio.sleep(float(os.environ.get("CLI_TEST_STEP_DELAY", "0")))
+    return "done"
