@@ -6,7 +6,7 @@ checkpoints every step; the figure is wall time per step. Repetitions are interl
 reported. The raw floor is one row inserted per commit on the same journal and sync
 settings as regen's database (WAL, synchronous=NORMAL).
 
-Ratios use sync steps (regen's ``run_sync``, DBOS sync workflow, LangGraph ``invoke``);
+Ratios use sync steps (regen's ``engine.sync.run``, DBOS sync workflow, LangGraph ``invoke``);
 async figures are printed beside them. DBOS runs on its own defaults (rollback journal,
 ``synchronous=FULL``) for the bar, and again in a second phase on regen's settings (WAL,
 ``synchronous=NORMAL``), interleaved with regen once more; DBOS is a process-wide
@@ -58,7 +58,7 @@ class Regen:
 
     def sync(self) -> float:
         started = time.perf_counter()
-        run = self.engine.run_sync(self.sync_flow)
+        run = self.engine.sync.run(self.sync_flow)
         elapsed = time.perf_counter() - started
         assert run.status == "succeeded", run
         return elapsed / self.n

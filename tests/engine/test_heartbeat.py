@@ -47,8 +47,8 @@ def test_a_step_longer_than_the_lease_keeps_it(
         return "done"
 
     with Engine(url, home=tmp_path, settings=Settings(lease_ttl=TTL)) as engine:
-        # Inline (run_sync): the sync step blocks the event loop while it works.
-        run = engine.run_sync(flow) if inline else asyncio.run(engine.run(flow))
+        # Inline (engine.sync.run): the sync step blocks the event loop while it works.
+        run = engine.sync.run(flow) if inline else asyncio.run(engine.run(flow))
         events = engine.sync.read_events(run.id)
     assert claims == [None] * 5  # the lease held throughout: nobody else could claim it
     assert run.status is RunStatus.SUCCEEDED

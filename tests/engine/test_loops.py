@@ -1,4 +1,4 @@
-"""run_sync's private event loop: kept per thread between calls, leftovers cancelled."""
+"""engine.sync's private event loop: kept per thread between calls, leftovers cancelled."""
 
 from __future__ import annotations
 

@@ -132,10 +132,10 @@ def test_sync_context_managers_and_plain_values_work_as_resources(engine: Engine
         return str(ctx.resources["day"])
 
     assert (
-        engine.sync.detail(engine.run_sync(with_cm, {"day": "d1"}).id).steps[0].output == "/data/d1"
+        engine.sync.detail(engine.sync.run(with_cm, {"day": "d1"}).id).steps[0].output == "/data/d1"
     )
     assert closed == ["folder"]
-    assert engine.sync.detail(engine.run_sync(with_value, {"day": "d2"}).id).steps[0].output == "d2"
+    assert engine.sync.detail(engine.sync.run(with_value, {"day": "d2"}).id).steps[0].output == "d2"
 
 
 async def test_resources_that_cannot_open_fail_the_run_resumably_with_the_reason(

@@ -304,12 +304,6 @@ class Engine:
         run = await self.execute(started.run.id, inline_sync=inline_sync, resources=resources)
         return run if run.status.finished else await self.wait(run.id)
 
-    def run_sync(
-        self, flow: Flow | str, params: Mapping[str, Any] | None = None, **options: Any
-    ) -> Run:
-        """``engine.sync.run``: :meth:`run` from synchronous code."""
-        return self.sync.run(flow, params, **options)
-
     async def wait(self, run_id: str, poll: float = 0.25) -> Run:
         """Wait until the run has finished (and no automatic retry is pending)."""
         run = await self.get_run(run_id)

@@ -67,7 +67,7 @@ class Execution:
         self.inline_sync = inline_sync
         # What steps see: the stored params with a date param as a ``datetime.date``.
         self.params_view: Mapping[str, Any] = MappingProxyType(flow.step_params(self.params))
-        #: A sync step runs inline on the event loop's thread (``run_sync``) right now.
+        #: A sync step runs inline on the event loop's thread (``engine.sync.run``) right now.
         self.blocking = False
         #: ``ctx.resources``: what the flow's ``resources`` gave (or the caller passed).
         self.resources: Any = NO_RESOURCES

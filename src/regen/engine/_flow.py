@@ -66,7 +66,7 @@ class StepSpec:
     is_async: bool = field(init=False, compare=False)
     """Whether the function is a coroutine (or async generator) function."""
     quick: bool = field(init=False, compare=False)
-    """A sync plain step with nothing to retry, time or cache (``run_sync`` calls it
+    """A sync plain step with nothing to retry, time or cache (``engine.sync.run`` calls it
     directly, inline)."""
 
     def __post_init__(self) -> None:

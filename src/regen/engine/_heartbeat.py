@@ -1,7 +1,7 @@
 """Keeping leases alive: a thread renews every lease this engine holds.
 
 A thread (with an event loop of its own to await the store) rather than a task, so a sync
-step that blocks the engine's event loop (run inline by ``run_sync``) does not let its
+step that blocks the engine's event loop (run inline by ``engine.sync.run``) does not let its
 lease expire while it works.
 """
 

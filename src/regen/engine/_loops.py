@@ -1,4 +1,4 @@
-"""The private event loop ``Engine.run_sync`` runs on: one per thread, kept between calls.
+"""The private event loop ``engine.sync.run`` runs on: one per thread, kept between calls.
 
 ``asyncio.run`` builds and tears down a loop every call (a fifth of a millisecond); a
 loop kept per thread costs that once, and connections opened on it (a provider's HTTP

@@ -80,7 +80,7 @@ def _checkpoint(ex: Execution, spec: StepSpec, value: Any, cached_key: str | Non
 
 
 async def _call(ex: Execution, spec: StepSpec, ctx: StepContext) -> Any:
-    """Call the step's function under its policy: in the pool, or inline under ``run_sync``
+    """Call the step's function under its policy: in the pool, or inline under ``engine.sync.run``
     (its events are then committed as they come: the event loop is blocked meanwhile)."""
     policy = spec.policy
     if policy.attempts == 1 and policy.timeout is None and policy.deadline is None:
