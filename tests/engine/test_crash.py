@@ -121,6 +121,8 @@ def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
     env = {
         **os.environ,
         "REGEN_LEASE_TTL_S": "1",
+        # The soak kills its workers on purpose, many times per run: no run is a crasher.
+        "REGEN_MAX_CRASHES": "1000",
         "CRASHY_FLAKY": "1",
         "REGEN_FAULT_POINT": (
             "after_item_work:0.01,before_commit:0.004,after_commit:0.004,"

@@ -56,6 +56,7 @@ def environment(sim: SimServer) -> dict[str, str]:
             "ALIYUN_IMAGE_RETRY_SLEEP_S": "0.05",
             "ALIYUN_IMAGE_TIMEOUT_S": "10",
             "REGEN_LEASE_TTL_S": "1",  # a killed process's run is taken over within a second
+            "REGEN_MAX_CRASHES": "1000",  # killed on purpose, many times: not a crashing run
             "COLUMNS": "1000",  # console lines unwrapped: the test reads them
         }
     )
