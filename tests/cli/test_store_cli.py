@@ -203,6 +203,11 @@ def test_a_run_that_keeps_killing_its_process_fails_as_crashed(tmp_path: Path) -
     assert run["crashes"] == 2
     assert run["error"]["kind"] == "crashed"
     assert "explode" in run["error"]["message"]
+    shown = json.loads(regen(home, "show", run["id"], "--json").stdout)
+    assert [(s["name"], s["status"]) for s in shown["steps"]] == [
+        ("prepare", "succeeded"),
+        ("explode", "failed"),
+    ]
     # Fixed: a retry runs it to its end, from the step that crashed.
     fixed = regen(home, "retry", run["id"], CLI_TEST_NO_CRASH="1", **fast)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

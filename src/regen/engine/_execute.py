@@ -281,10 +281,8 @@ class Execution:
     async def _crashed_too_often(self, names: list[str], records: list[StepState]) -> RunStatus:
         """The run's process was lost ``max_crashes`` times: fail it instead of running a
         step that may kill the next process too."""
-        where = next(
-            (n for n, r in zip(names, records, strict=False) if r.status is StepStatus.RUNNING),
-            None,
-        )
+        running = next((r for r in records if r.status is StepStatus.RUNNING), None)
+        where = None if running is None else names[running.position]
         crashes = self.run.crashes
         error = {
             "type": "Crashed",
@@ -296,7 +294,14 @@ class Execution:
                 f"`regen retry {self.run_id}`"
             ),
         }
-        await self.commit(self._end_writes(RunStatus.FAILED, error, where, automatic=False))
+        writes = self._end_writes(RunStatus.FAILED, error, where, automatic=False)
+        if running is not None and where is not None:  # the step it kept dying in
+            text = encode({"step": where, "error": error}, "step event")
+            failed = EndStep(
+                running.position, StepStatus.FAILED, _time.now(), None, encode(error, "error"), text
+            )
+            writes.insert(0, failed)
+        await self.commit(writes)
         return RunStatus.FAILED
 
     async def _cancelled(self) -> RunStatus:
