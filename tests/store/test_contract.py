@@ -33,6 +33,7 @@ from regen.store import (
     StartStep,
     StepStatus,
     Store,
+    StoreError,
 )
 
 STEPS = (("fetch", "step"), ("draw", "map"), ("publish", "step"))
@@ -519,3 +520,10 @@ async def test_events_of_every_run_are_read_in_order_after_a_cursor(store: Store
     after = await store.read_all_events(after=cursors[1], prefix="run.")
     assert [(e.run_id, e.type) for e in after] == [("r2", "run.queued")]
     assert [e.cursor for e in await store.read_events("r1")] == [cursors[0], cursors[1], cursors[3]]
+
+
+async def test_a_closed_store_refuses_work_instead_of_hanging(opener: Callable[[], Store]) -> None:
+    closed = opener()
+    await closed.close()
+    with pytest.raises(StoreError, match="closed"):
+        await closed.get_run("r1")

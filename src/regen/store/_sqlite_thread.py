@@ -67,6 +67,7 @@ class SQLiteThread:
         self._changed = changed
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready: Future[None] = Future()
+        self._closed = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.result()  # the connection's errors are raised here, in the caller
@@ -75,6 +76,8 @@ class SQLiteThread:
         self, work: Callable[[sqlite3.Connection], T], *runs: str, group: bool = False
     ) -> T:
         """Run ``work(conn)`` on the thread (in a transaction if this is the writer)."""
+        if self._closed:
+            raise StoreError(f"{self._where}: the store is closed")
         job = _Job(work, group, runs)
         self._jobs.put(job)
         result: T = await asyncio.wrap_future(job.future)
@@ -82,6 +85,7 @@ class SQLiteThread:
 
     def close(self) -> None:
         """Finish the queued jobs, close the connection and stop the thread."""
+        self._closed = True
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join()
