@@ -17,7 +17,7 @@ class ArtifactStore:
     """Writes artifact files and records their metadata in the store."""
 
     def __init__(self, store: Store, root: Path) -> None:
-        self.store = store
+        self._store = store
         self.blobs = Blobs(root)
 
     def put(self, data: bytes, content_type: str | None = None) -> ArtifactRef:
@@ -35,14 +35,14 @@ class ArtifactStore:
         try:
             # The bytes are moved into place inside the store's transaction, so a clean-up
             # running meanwhile never deletes a file just recorded.
-            await self.store.put_artifact(meta, lambda: self.blobs.place(sha, staged), _time.now())
+            await self._store.put_artifact(meta, lambda: self.blobs.place(sha, staged), _time.now())
         finally:
             staged.unlink(missing_ok=True)
         return ArtifactRef(sha, len(raw), meta.content_type, width, height)
 
     async def get(self, sha256: str) -> Artifact | None:
         """An artifact's metadata."""
-        return await self.store.get_artifact(sha256)
+        return await self._store.get_artifact(sha256)
 
     def path(self, ref: ArtifactRef | Mapping[str, Any] | str) -> Path:
         """Where an artifact's bytes are."""

@@ -121,7 +121,7 @@ class Engine:
             await self._store.close()
 
     def close(self) -> None:
-        """:meth:`aclose`, from synchronous code (not inside a running event loop)."""
+        """:meth:`aclose` for synchronous code (``with Engine() as engine``)."""
         self._stop_threads()
         if self._owns_store:
             wait_for(self._store.close())
