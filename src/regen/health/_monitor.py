@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, Self
 
-from regen.foundation import ConfigError, RegenError
+from regen.foundation import ConfigError, RegenError, mask_data
 from regen.health._settings import HealthSettings
 from regen.health._status import HEALTHY, UNHEALTHY, ProviderHealth, quota_remaining, short_error
-from regen.providers import ProviderError, Registry
+from regen.providers import ProviderError, Registry, redact_url
 from regen.store import HealthCheck, Store
 
 logger = logging.getLogger("regen.health")
@@ -107,8 +107,13 @@ class HealthMonitor:
         return bool(statuses) and all(s.healthy for s in statuses)
 
     def config(self) -> list[dict[str, Any]]:
-        """Every provider's settings, keys masked (:meth:`Registry.describe`)."""
-        return self.registry.describe()
+        """Every provider's settings, safe to show: keys masked, header values left out,
+        base URLs without credentials or query (:meth:`Registry.describe`)."""
+        described = []
+        for entry in self.registry.describe():
+            entry["base_url"] = redact_url(str(entry["base_url"]))
+            described.append(mask_data(entry))
+        return described
 
     async def history(self, name: str, limit: int = 100) -> list[HealthCheck]:
         """A provider's recorded checks, newest first (none without a store)."""
