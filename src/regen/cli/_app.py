@@ -15,6 +15,7 @@ from regen import __version__
 _COMMAND_MODULES = (
     "regen.cli._db",
     "regen.cli._demo",
+    "regen.cli._health",
     "regen.cli._run",
     "regen.cli._runs",
     "regen.cli._sim",

@@ -167,6 +167,32 @@ class BaseProvider:
             max_bytes=MAX_JSON_BYTES,
         )
 
+    # --- health -------------------------------------------------------------------------------
+
+    #: What :meth:`probe` asks for, relative to the base URL: the cheapest request the API
+    #: answers only for a valid key.
+    probe_path: ClassVar[str] = "models"
+
+    async def probe(self, *, timeout: float = 5.0) -> Response:  # noqa: ASYNC109 - aiohttp's timeout
+        """One cheap request proving the service answers and accepts the key: sent once (no
+        retries), bounded by ``timeout`` seconds. Returns the reply, headers included (where
+        rate-limit headers tell the quota left); raises :class:`ProviderError` when the
+        reply says the service or the key is not fine (its ``failure`` holds the status and
+        any ``Retry-After``)."""
+        response = await self.transport.request(
+            "GET",
+            self._url(self.probe_path),
+            headers=self._headers(),
+            timeout=timeout,
+            max_bytes=MAX_JSON_BYTES,
+        )
+        self._judge_probe(response)
+        return response
+
+    def _judge_probe(self, response: Response) -> None:
+        """Raise the error a :meth:`probe` reply stands for; return when it is fine."""
+        self.json_of(response, "probe")
+
     # --- reading replies ----------------------------------------------------------------------
 
     def error_from(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:

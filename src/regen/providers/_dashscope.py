@@ -48,6 +48,9 @@ class DashScopeProvider(BaseProvider):
     default_base_url: ClassVar[str] = "https://dashscope.aliyuncs.com/api/v1"
     default_policy: ClassVar[Policy] = Policy(attempts=3, timeout=300.0, wait=2.0, max_wait=30.0)
     submit_path: ClassVar[str] = "services/aigc/text2image/image-synthesis"
+    #: A task id no one was given: the answer (``UNKNOWN``, or a 400/404 for the id) proves
+    #: the service and the key without starting any work.
+    probe_path: ClassVar[str] = "tasks/regen-health-probe"
 
     def __init__(
         self,
@@ -161,6 +164,14 @@ class DashScopeProvider(BaseProvider):
             code=status.code,
             provider=self.name,
         )
+
+    def _judge_probe(self, response: Response) -> None:
+        if response.status in (400, 404):
+            error = self.error_from(response.status, response.headers, response.body)
+            if error.kind is Kind.BAD_REQUEST:
+                return  # the id was refused, after the key was accepted
+            raise error
+        self._native_json(response.status, response.headers, response.body, "probe")
 
     def _native_json(
         self, status: int, headers: Mapping[str, str], body: bytes, what: str

@@ -427,6 +427,11 @@ class OpenAIProvider(BaseProvider):
 
         return await self._policy(policy, "models").acall(once)
 
+    def _judge_probe(self, response: Response) -> None:
+        payload = self.json_of(response, "model list")
+        if not isinstance(payload.get("data"), list):
+            raise self.missing("model list", "data", response.status)
+
     # --- sync wrappers -----------------------------------------------------------------------
 
     def chat_sync(self, messages: Messages, **kwargs: Any) -> ChatResult:

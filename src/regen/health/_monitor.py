@@ -1,0 +1,283 @@
+"""The health monitor: every provider of a registry checked on a schedule, one at a time each.
+
+Each check is one cheap request (:meth:`regen.providers.BaseProvider.probe`), sent once
+under the check timeout. Providers are checked concurrently; a check asked for while one
+of the same provider is in flight waits for that one instead of sending another. A reply
+carrying ``Retry-After`` (a 429) holds the provider's next check until that time has
+passed, so checks never add to a rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Self
+
+from regen.foundation import ConfigError, RegenError, mask_data
+from regen.health._settings import HealthSettings
+from regen.health._status import HEALTHY, UNHEALTHY, ProviderHealth, quota_remaining, short_error
+from regen.providers import ProviderError, Registry, redact_url
+from regen.store import HealthCheck, Store
+
+logger = logging.getLogger("regen.health")
+
+#: What a caller bounded by the check timeout waits beyond it: the moment a check that
+#: timed out needs to record its ``timeout``.
+_SETTLE = 0.1
+
+
+class UnknownProvider(RegenError):
+    """A health status asked for a provider the registry does not declare."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        names = ", ".join(known) or "none"
+        super().__init__(f"unknown provider {name!r}: the monitored providers are {names}")
+        self.name = name
+
+
+class HealthMonitor:
+    """Checks every provider of ``registry``, every ``settings.interval`` seconds once
+    started, each check bounded by ``settings.timeout`` (default: from the environment, see
+    :class:`HealthSettings`). Each check is kept in ``store`` when one is given.
+
+    ``async with HealthMonitor(registry) as monitor:`` runs the schedule in the background
+    until the block ends; :meth:`check` checks now; :meth:`statuses` answers at once from
+    the latest checks. The registry stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        store: Store | None = None,
+        settings: HealthSettings | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.settings = settings or HealthSettings.from_env()
+        self._statuses: dict[str, ProviderHealth] = {}
+        self._not_before: dict[str, float] = {}  # time.monotonic() before which none is sent
+        self._inflight: dict[str, asyncio.Task[ProviderHealth]] = {}
+        self._schedules: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"HealthMonitor({', '.join(self.names()) or 'no providers'}; "
+            f"every {self.interval:g} s, timeout {self.timeout:g} s)"
+        )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two scheduled checks of one provider."""
+        return self.settings.interval
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one check may take."""
+        return self.settings.timeout
+
+    @property
+    def running(self) -> bool:
+        """Whether the schedule runs (between :meth:`start` and :meth:`stop`)."""
+        return bool(self._schedules)
+
+    # --- reading (instant) -------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The monitored providers' names, sorted."""
+        return self.registry.names()
+
+    def status(self, name: str) -> ProviderHealth:
+        """A provider's latest status (``unknown`` before its first check)."""
+        if name not in self.registry:
+            raise UnknownProvider(name, self.names())
+        found = self._statuses.get(name)
+        return found if found is not None else ProviderHealth.unknown(self.registry.config(name))
+
+    def statuses(self) -> list[ProviderHealth]:
+        """Every provider's latest status, by name."""
+        return [self.status(name) for name in self.names()]
+
+    def all_healthy(self) -> bool:
+        """Whether every provider's latest check found it fine (and there is one)."""
+        statuses = self.statuses()
+        return bool(statuses) and all(s.healthy for s in statuses)
+
+    def config(self) -> list[dict[str, Any]]:
+        """Every provider's settings, safe to show: keys masked, header values left out,
+        base URLs without credentials or query (:meth:`Registry.describe`)."""
+        described = []
+        for entry in self.registry.describe():
+            entry["base_url"] = redact_url(str(entry["base_url"]))
+            described.append(mask_data(entry))
+        return described
+
+    async def history(self, name: str, limit: int = 100) -> list[HealthCheck]:
+        """A provider's recorded checks, newest first (none without a store)."""
+        if name not in self.registry:
+            raise UnknownProvider(name, self.names())
+        if self.store is None:
+            return []
+        return await self.store.health_history(name, limit)
+
+    # --- checking ----------------------------------------------------------------------------
+
+    async def check(
+        self, name: str | None = None, *, wait: float | None = None
+    ) -> list[ProviderHealth]:
+        """Check one provider (or all) now, concurrently, and return their statuses.
+
+        A provider whose check is in flight is not asked again: its running check is awaited.
+        One waiting out a ``Retry-After`` is not asked at all: its latest status comes back,
+        with ``next_check`` set. ``wait``: return after that many seconds at most, with the
+        latest status of a check still running (which goes on in the background).
+        """
+        names = self.names() if name is None else [name]
+        if name is not None and name not in self.registry:
+            raise UnknownProvider(name, self.names())
+        tasks = [self._checking(n) for n in names]
+        if tasks:
+            if wait is None:
+                await asyncio.wait(tasks)
+            else:
+                await asyncio.wait(tasks, timeout=wait + _SETTLE)
+        return [self.status(n) for n in names]
+
+    def _checking(self, name: str) -> asyncio.Task[ProviderHealth]:
+        """The provider's check in flight, or a new one."""
+        task = self._inflight.get(name)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._check(name), name=f"regen-health-{name}"
+            )
+            self._inflight[name] = task
+        return task
+
+    async def _check(self, name: str) -> ProviderHealth:
+        config = self.registry.config(name)
+        held = self._not_before.get(name, 0.0) - time.monotonic()
+        if held > 0:
+            return self.status(name)
+        started, at = time.monotonic(), time.time()
+        latency: float | None = None
+        quota: float | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            adapter = self.registry.get(name)
+            async with asyncio.timeout(self.timeout):
+                response = await adapter.probe(timeout=self.timeout)
+        except (TimeoutError, ConfigError, ProviderError) as exc:
+            error = short_error(exc)
+            if isinstance(exc, ProviderError):
+                retry_after = exc.failure.retry_after
+                if exc.status is not None:  # the server answered: that took a while too
+                    latency = _ms(time.monotonic() - started)
+        except Exception as exc:  # a check reports; it never takes the monitor down
+            error = short_error(exc)
+            logger.warning(
+                "health check of %s raised %s",
+                name,
+                type(exc).__name__,
+                extra={"provider": name, "error": type(exc).__name__},
+            )
+        else:
+            latency = _ms(time.monotonic() - started)
+            quota = quota_remaining(response.headers)
+        next_check: float | None = None
+        if retry_after is not None and retry_after > 0:
+            self._not_before[name] = time.monotonic() + retry_after
+            next_check = at + retry_after
+        else:
+            self._not_before.pop(name, None)
+        status = ProviderHealth(
+            name=name,
+            status=UNHEALTHY if error else HEALTHY,
+            latency_ms=latency,
+            error=error,
+            last_check=at,
+            quota_remaining=quota,
+            next_check=next_check,
+            kind=config.kind,
+            source=config.source,
+        )
+        self._statuses[name] = status
+        logger.info(
+            "health check of %s: %s%s",
+            name,
+            status.status,
+            f" ({error})" if error else "",
+            extra={
+                "provider": name,
+                "status": status.status,
+                "error": error,
+                "latency_ms": latency,
+            },
+        )
+        await self._record(status)
+        return status
+
+    async def _record(self, status: ProviderHealth) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.add_health_check(status.record())
+        except RegenError as exc:
+            # The status is served from memory; a store that cannot take it loses history only.
+            logger.warning(
+                "health check of %s not recorded: %s",
+                status.name,
+                type(exc).__name__,
+                extra={"provider": status.name, "error": type(exc).__name__},
+            )
+
+    def delay(self, name: str) -> float:
+        """Seconds until the schedule checks ``name`` again after a check now: the interval,
+        or longer while the provider asked to wait (``Retry-After``)."""
+        held = self._not_before.get(name, 0.0) - time.monotonic()
+        return max(self.interval, held)
+
+    # --- the schedule ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check every provider now, then every interval, in the background."""
+        if self._schedules:
+            return
+        loop = asyncio.get_running_loop()
+        self._schedules = [
+            loop.create_task(self._every_interval(name), name=f"regen-health-schedule-{name}")
+            for name in self.names()
+        ]
+
+    async def _every_interval(self, name: str) -> None:
+        while True:
+            try:
+                await asyncio.shield(self._checking(name))
+            except Exception:
+                # A bug in one check must not end the provider's schedule.
+                logger.exception("health check of %s failed", name, extra={"provider": name})
+            await asyncio.sleep(self.delay(name))
+
+    async def stop(self) -> None:
+        """Stop the schedule and any check in flight."""
+        tasks = [*self._schedules, *self._inflight.values()]
+        self._schedules, self._inflight = [], {}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
