@@ -101,7 +101,9 @@ class NovelApp:
         if self._run_worker:
             self._stop.clear()
             self._worker = asyncio.create_task(
-                self.engine.worker(flows=[FLOW_NAME], concurrency=8, poll=self._poll, stop=self._stop)
+                self.engine.worker(
+                    flows=[FLOW_NAME], concurrency=8, poll=self._poll, stop=self._stop
+                )
             )
         return self
 
@@ -145,7 +147,9 @@ class NovelApp:
         run failed (or was cancelled) is ``failed`` from then on."""
         if found.status != GENERATING:
             return found
-        run = await self.engine.find_run(flow, business_key(found.novel_id, found.number, found.generation))
+        run = await self.engine.find_run(
+            flow, business_key(found.novel_id, found.number, found.generation)
+        )
         if run is None or not run.status.finished or run.retry_at is not None:
             return found  # not started yet (a request starts it), or still going
         if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -206,7 +210,9 @@ class NovelApp:
         found = await self.chapter(novel_id, user_id, number)
         if found is None:
             raise NovelError(404, NO_CHAPTER)
-        run = await self.engine.find_run(flow, business_key(found.novel_id, found.number, found.generation))
+        run = await self.engine.find_run(
+            flow, business_key(found.novel_id, found.number, found.generation)
+        )
         if run is None:
             if found.status == GENERATING:  # asked for, its run not made yet: nothing yet
                 raise NovelError(409, "章节生成尚未开始，请用 POST 生成")
@@ -223,7 +229,9 @@ class NovelApp:
         return sse.frames(self._events(opened))
 
     async def _events(self, opened: ChapterStream) -> AsyncIterator[sse.WireEvent]:
-        async for wire in sse.chapter_events(self.engine, opened.run_id, opened.generation, opened.after):
+        async for wire in sse.chapter_events(
+            self.engine, opened.run_id, opened.generation, opened.after
+        ):
             yield wire
         found = self.records.chapter(opened.novel_id, opened.number)
         if found is not None:
@@ -235,7 +243,9 @@ class NovelApp:
         after = sse.resume_after(last_event_id, found.generation)
         if not after:
             return None
-        run = await self.engine.find_run(flow, business_key(found.novel_id, found.number, found.generation))
+        run = await self.engine.find_run(
+            flow, business_key(found.novel_id, found.number, found.generation)
+        )
         if run is None:
             return None
         rest, _ = await sse.written(self.engine, run.id, found.generation, after)
@@ -260,7 +270,9 @@ class NovelApp:
             choice.text,
         )
 
-    async def _attach(self, found: Chapter, prompt: list[dict[str, str]], after: int) -> ChapterStream:
+    async def _attach(
+        self, found: Chapter, prompt: list[dict[str, str]], after: int
+    ) -> ChapterStream:
         params: dict[str, Any] = {
             "novel_id": found.novel_id,
             "chapter_number": found.number,
@@ -273,7 +285,11 @@ class NovelApp:
         if started.created:
             logger.info(
                 "novel: chapter generation started",
-                extra={"novel_id": found.novel_id, "chapter": found.number, "run_id": started.run.id},
+                extra={
+                    "novel_id": found.novel_id,
+                    "chapter": found.number,
+                    "run_id": started.run.id,
+                },
             )
         return ChapterStream(found.novel_id, found.number, found.generation, started.run.id, after)
 

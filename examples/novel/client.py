@@ -54,9 +54,7 @@ class Received:
         return [e.event for e in self.events]
 
 
-def read(
-    response: httpx.Response, stop: Callable[[list[Sse]], bool] | None = None
-) -> Received:
+def read(response: httpx.Response, stop: Callable[[list[Sse]], bool] | None = None) -> Received:
     """Parse an SSE response (until ``stop(events)`` says so, or its end)."""
     received = Received(response.status_code)
     if response.status_code != 200:

@@ -79,7 +79,12 @@ class Novel:
     premise: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "user_id": self.user_id, "title": self.title, "premise": self.premise}
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "title": self.title,
+            "premise": self.premise,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,9 @@ class Records:
     def novel(self, novel_id: int) -> Novel | None:
         with self._tx() as conn:
             row = conn.execute("SELECT * FROM novels WHERE id = ?", (novel_id,)).fetchone()
-        return None if row is None else Novel(row["id"], row["user_id"], row["title"], row["premise"])
+        return (
+            None if row is None else Novel(row["id"], row["user_id"], row["title"], row["premise"])
+        )
 
     # --- chapters -------------------------------------------------------------------------
 

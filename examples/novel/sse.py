@@ -112,12 +112,12 @@ async def chapter_events(
 ) -> AsyncIterator[WireEvent]:
     """The chapter's events after ``after``: what is written, then live until the run ends."""
     history, cursor = await written(engine, run_id, generation, after)
-    for wire in history:
-        yield wire
+    for written_event in history:
+        yield written_event
     async for event in engine.events(run_id, after=cursor, follow=True):
-        wire = to_wire(event, generation)
-        if wire is not None:
-            yield wire
+        live = to_wire(event, generation)
+        if live is not None:
+            yield live
 
 
 async def frames(

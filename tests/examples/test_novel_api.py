@@ -105,22 +105,28 @@ def test_first_chapter_streams_summary_content_and_complete_with_ids(
     assert received.status == 200
     assert received.retry == "3000"
     kinds = received.kinds()
-    assert kinds[0] == "summary" and kinds[-1] == "complete"
-    assert set(kinds[1:-1]) == {"content"} and len(kinds) > 5
+    assert kinds[0] == "summary"
+    assert kinds[-1] == "complete"
+    assert set(kinds[1:-1]) == {"content"}
+    assert len(kinds) > 5
     seqs = [int(i.removeprefix("g1-")) for i in received.ids]
-    assert all(i.startswith("g1-") for i in received.ids) and seqs == sorted(set(seqs))
+    assert all(i.startswith("g1-") for i in received.ids)
+    assert seqs == sorted(set(seqs))
     stored = latest(client, novel_id)
-    assert stored["status"] == "completed" and stored["chapter_number"] == 1
+    assert stored["status"] == "completed"
+    assert stored["chapter_number"] == 1
     check_whole(received, stored)
     options = received.events[-1].data["options"]
-    assert len(options) == 3 and all(isinstance(o["id"], int) and o["text"] for o in options)
+    assert len(options) == 3
+    assert all(isinstance(o["id"], int) and o["text"] for o in options)
     assert chat_requests(sim) == 1
     # The chapter was written from the novel's settings.
     (prompt,) = [p for p in sim.stats()["prompts"] if "灯塔看守人" in p]
     assert "请写第1章" in prompt
 
     again = generate(client, novel_id, 1)
-    assert again.status == 400 and again.body == {"detail": CHAPTER_COMPLETED}
+    assert again.status == 400
+    assert again.body == {"detail": CHAPTER_COMPLETED}
     assert generate(client, novel_id, 0).body == {"detail": CHAPTER_COMPLETED}
     assert chat_requests(sim) == 1
 
@@ -132,7 +138,8 @@ def test_a_later_chapter_needs_the_readers_choice_on_the_previous_one(
     first = complete_chapter(client, novel_id, 1)
 
     refused = generate(client, novel_id, 2)
-    assert refused.status == 400 and refused.body == {"detail": NO_CHOICE}
+    assert refused.status == 400
+    assert refused.body == {"detail": NO_CHOICE}
     assert generate(client, novel_id, 3).body == {"detail": NO_CHOICE}
     assert latest(client, novel_id)["chapter_number"] == 1  # nothing was created
 
@@ -160,7 +167,8 @@ def test_requests_are_checked(client: httpx.Client) -> None:
     novel_id = new_novel(client)
     assert client.post(PREFIX, json={"title": "", "premise": "x"}).status_code == 422
     missing = client.post(f"{PREFIX}/999/chapters/generate", json={"chapter_number": 0})
-    assert missing.status_code == 404 and missing.json() == {"detail": "小说不存在"}
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "小说不存在"}
     negative = client.post(f"{PREFIX}/{novel_id}/chapters/generate", json={"chapter_number": -1})
     assert negative.status_code == 422
     # Another reader's novel is not theirs to read.
@@ -205,7 +213,8 @@ def test_a_request_without_last_event_id_gets_the_chapter_from_its_start(
 
     again = generate(client, novel_id, 0)  # attaches mid-generation
 
-    assert again.kinds()[0] == "summary" and again.kinds().count("summary") == 1
+    assert again.kinds()[0] == "summary"
+    assert again.kinds().count("summary") == 1
     check_whole(again, latest(client, novel_id))
     assert chat_requests(sim) == 1
 
@@ -254,7 +263,8 @@ def test_generation_goes_on_when_the_reader_goes_away(client: httpx.Client) -> N
     generate(client, novel_id, 0, stop=lambda events: events[0].event == "summary")
     assert latest(client, novel_id)["status"] == "generating"
     stored = wait_for_status(client, novel_id, "completed")
-    assert stored["content"] and len(stored["options"]) == 3
+    assert stored["content"]
+    assert len(stored["options"]) == 3
 
 
 # --- failures and the seed's retry -----------------------------------------------------------
@@ -282,7 +292,8 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
     assert failed.events[-1].data["message"] == "章节生成失败，请重试"
     assert "sk-novel-test" not in str(failed.events[-1].data)
     broken = latest(client, novel_id)
-    assert broken["status"] == "failed" and broken["chapter_number"] == 3
+    assert broken["status"] == "failed"
+    assert broken["chapter_number"] == 3
     assert broken["options"] == []
 
     retried = generate(client, novel_id, 0, last_event_id=failed.ids[-1])  # "重新生成"
@@ -290,11 +301,13 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
     assert retried.kinds()[0] == "summary"  # the new generation, from its start
     assert all(i.startswith("g2-") for i in retried.ids)
     stored = latest(client, novel_id)
-    assert stored["status"] == "completed" and stored["generation"] == 2
+    assert stored["status"] == "completed"
+    assert stored["generation"] == 2
     check_whole(retried, stored)
     for number, pick in zip((1, 2), picks, strict=True):
         kept = client.get(f"{PREFIX}/{novel_id}/chapters/{number}").json()
-        assert kept["status"] == "completed" and kept["chosen_option_id"] == pick["id"]
+        assert kept["status"] == "completed"
+        assert kept["chosen_option_id"] == pick["id"]
     assert any(picks[1]["text"] in prompt for prompt in sim.stats()["prompts"])
     assert chat_requests(sim) == 4
 
@@ -310,10 +323,12 @@ def test_a_failed_first_chapter_is_written_again_from_the_settings(
     retried = generate(client, novel_id, 0)
 
     stored = latest(client, novel_id)
-    assert stored["status"] == "completed" and stored["chapter_number"] == 1
+    assert stored["status"] == "completed"
+    assert stored["chapter_number"] == 1
     check_whole(retried, stored)
     prompts = [p for p in sim.stats()["prompts"] if "沙漠中的图书馆" in p]
-    assert len(prompts) == 1 and sim.stats()["prompts"][prompts[0]]["requests"] == 2
+    assert len(prompts) == 1
+    assert sim.stats()["prompts"][prompts[0]]["requests"] == 2
 
 
 def test_a_failed_chapter_whose_stream_record_is_gone_is_regenerated(
@@ -336,7 +351,8 @@ def test_a_failed_chapter_whose_stream_record_is_gone_is_regenerated(
 
     assert retried.status == 200
     stored = latest(client, novel_id)
-    assert stored["status"] == "completed" and stored["generation"] == 2
+    assert stored["status"] == "completed"
+    assert stored["generation"] == 2
     check_whole(retried, stored)
 
 
@@ -404,6 +420,7 @@ def test_a_chapter_left_generating_by_a_dead_process_is_failed_or_resumed_on_sta
             await app.engine.cancel(opened.run_id)  # queued: cancelled at once
         async with NovelApp(tmp_path, worker=False) as app:
             found = await app.chapter(novel.id, 1, 1)
-            assert found is not None and found.status == "failed"
+            assert found is not None
+            assert found.status == "failed"
 
     asyncio.run(scenario())
