@@ -224,9 +224,12 @@ class NovelApp:
                 return None
         return ChapterStream(found.novel_id, found.number, found.generation, run.id, after)
 
-    def stream(self, opened: ChapterStream) -> AsyncIterator[str]:
-        """The SSE body of an opened chapter stream."""
-        return sse.frames(self._events(opened))
+    def stream(
+        self, opened: ChapterStream, keep_alive: float = sse.KEEP_ALIVE_S
+    ) -> AsyncIterator[str]:
+        """The SSE body of an opened chapter stream (a keep-alive comment after
+        ``keep_alive`` seconds of silence)."""
+        return sse.frames(self._events(opened), keep_alive)
 
     async def _events(self, opened: ChapterStream) -> AsyncIterator[sse.WireEvent]:
         async for wire in sse.chapter_events(

@@ -1,6 +1,7 @@
 """Seed 001's HTTP API on FastAPI.
 
     POST /api/v1/novels                                    {"title", "premise"}
+    GET  /                                                 the reading page
     GET  /api/v1/novels/{novel_id}
     POST /api/v1/novels/{novel_id}/chapters/generate       {"chapter_number": N}  → SSE
     GET  /api/v1/novels/{novel_id}/chapters/latest         → the chapter, or null
@@ -21,11 +22,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from examples.novel.app import ChapterStream, NovelApp, NovelError, chapter_json
-from examples.novel.sse import SSE_CONTENT_TYPE, SSE_HEADERS
+from examples.novel.page import PAGE
+from examples.novel.sse import KEEP_ALIVE_S, SSE_CONTENT_TYPE, SSE_HEADERS
 
 #: The reader when a request names none.
 DEFAULT_USER = 1
@@ -60,8 +62,14 @@ NovelId = Annotated[int, PathParam(ge=1)]
 Number = Annotated[int, PathParam(ge=1)]
 
 
-def create_app(home: str | Path | None = None, *, poll: float = 0.5) -> FastAPI:
-    """The API on the data directory ``home`` (default ``$NOVEL_HOME``, else ``$REGEN_HOME``)."""
+def create_app(
+    home: str | Path | None = None, *, poll: float = 0.5, keep_alive: float = KEEP_ALIVE_S
+) -> FastAPI:
+    """The API on the data directory ``home`` (default ``$NOVEL_HOME``, else ``$REGEN_HOME``).
+
+    ``poll``: how often the worker looks for runs to take over (runs started here wake it
+    at once). ``keep_alive``: seconds of silence before an SSE keep-alive comment.
+    """
     holder: dict[str, NovelApp] = {}
 
     @asynccontextmanager
@@ -82,8 +90,13 @@ def create_app(home: str | Path | None = None, *, poll: float = 0.5) -> FastAPI:
 
     def streaming(opened: ChapterStream) -> StreamingResponse:
         return StreamingResponse(
-            novels().stream(opened), media_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS
+            novels().stream(opened, keep_alive), media_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS
         )
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        """The reading page."""
+        return PAGE
 
     @api.post("/api/v1/novels", status_code=201)
     async def create_novel(body: NovelIn, user: User) -> dict[str, Any]:

@@ -424,3 +424,23 @@ def test_a_chapter_left_generating_by_a_dead_process_is_failed_or_resumed_on_sta
             assert found.status == "failed"
 
     asyncio.run(scenario())
+
+
+def test_a_quiet_stream_sends_keep_alive_comments(sim: SimServer, tmp_path: Path) -> None:
+    sim.script({"route": "chat_stream", "steps": ["slow:0.5"]})  # the model thinks first
+    with (
+        serve(create_app(tmp_path, poll=0.1, keep_alive=0.05)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        novel_id = new_novel(client)
+        received = generate(client, novel_id, 0)
+        assert received.comments >= 3
+        check_whole(received, latest(client, novel_id))
+
+
+def test_the_reading_page_is_served(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/chapters/generate" in page.text
+    assert "Last-Event-ID" in page.text
