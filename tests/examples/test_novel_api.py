@@ -418,8 +418,9 @@ def test_a_chapter_left_generating_by_a_dead_process_is_failed_or_resumed_on_sta
             novel = app.create_novel(1, "雾港", "x")
             opened = await app.open_chapter(novel.id, 1, 0)
             await app.engine.cancel(opened.run_id)  # queued: cancelled at once
+            assert app.records.chapter(novel.id, 1).status == "generating"  # type: ignore[union-attr]
         async with NovelApp(tmp_path, worker=False) as app:
-            found = await app.chapter(novel.id, 1, 1)
+            found = app.records.chapter(novel.id, 1)  # as the start-up left it
             assert found is not None
             assert found.status == "failed"
 
