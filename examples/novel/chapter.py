@@ -111,7 +111,7 @@ class ChapterReader:
         candidate = candidate.strip("#*《》 ")
         if newline and 0 < len(candidate) <= MAX_TITLE and OPTIONS_MARKER not in line:
             self.title = candidate
-            self._head = rest.lstrip("\n")
+            self._head = rest
         else:
             self.title = default_title(self.number)
         return self.title
@@ -121,6 +121,8 @@ class ChapterReader:
             self._tail.append(piece)
             return []
         pending = self._pending + piece
+        if not self._text:  # the blank lines between the title and the text
+            pending = pending.lstrip("\r\n")
         at = pending.find(OPTIONS_MARKER)
         if at >= 0:
             self._in_options = True
