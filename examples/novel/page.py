@@ -12,8 +12,14 @@ PAGE = """<!doctype html>
 <html lang="zh"><head><meta charset="utf-8"><title>互动小说</title>
 <style>
 body{font:16px/1.7 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}
-#text{white-space:pre-wrap} button{margin:.25rem .5rem .25rem 0} .failed{color:#b00}
+#text{white-space:pre-wrap} button{margin:.25rem .5rem .25rem 0;font:inherit;padding:.3rem .8rem}
 input,textarea{width:100%;margin:.25rem 0}
+.generation-failed{text-align:center;padding:1.5rem;border:1px solid #f1c0c0;border-radius:8px}
+.error-icon{display:inline-flex;width:3rem;height:3rem;border-radius:50%;background:#d4380d;
+color:#fff;font-size:2rem;font-weight:700;align-items:center;justify-content:center}
+.error-message h3{color:#d4380d;margin:.6rem 0 .2rem}
+button.primary{background:#1677ff;color:#fff;border:1px solid #1677ff;border-radius:6px}
+button[aria-busy=true]::before{content:"⟳ ";}
 </style></head><body>
 <section id="create"><h1>新建小说</h1>
 <input id="title" placeholder="标题" value="雾港">
@@ -43,11 +49,28 @@ function show(title, text, options) {
 }
 
 function failedView() {
-  $("status").innerHTML = '<div class="failed"><h3>章节生成失败</h3>'
-    + '<p>生成过程中遇到了问题,请重试</p></div>';
-  const b = document.createElement("button"); b.textContent = "重新生成";
-  b.onclick = () => { b.disabled = true; generate(0); };
-  $("status").append(b);
+  // The seed's failed view: a red exclamation icon, its two lines, 重新生成 (primary, with
+  // a loading state; the same generate call cleans the failed chapter up) and 返回上一章.
+  $("status").innerHTML = '<div class="generation-failed" role="alert">'
+    + '<div class="error-icon" aria-hidden="true">!</div>'
+    + '<div class="error-message"><h3>章节生成失败</h3><p>生成过程中遇到了问题,请重试</p></div>'
+    + '<div class="actions"></div></div>';
+  const retry = document.createElement("button");
+  retry.className = "primary"; retry.id = "retry"; retry.textContent = "重新生成";
+  retry.onclick = async () => {
+    retry.disabled = true; retry.setAttribute("aria-busy", "true");
+    try { await generate(0); } finally { retry.disabled = false; retry.removeAttribute("aria-busy"); }
+  };
+  const back = document.createElement("button");
+  back.id = "back"; back.textContent = "返回上一章"; back.disabled = chapter <= 1;
+  back.onclick = () => showChapter(chapter - 1);
+  $("status").querySelector(".actions").append(retry, back);
+}
+
+async function showChapter(number) {
+  const previous = await json(`${api}/${novelId}/chapters/${number}`);
+  $("status").textContent = "";
+  show(previous.title, previous.content, previous.options);
 }
 
 async function generate(number) {
