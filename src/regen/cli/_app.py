@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "regen.cli._demo",
     "regen.cli._run",
     "regen.cli._runs",
+    "regen.cli._serve",
     "regen.cli._sim",
 )
 

@@ -1,0 +1,123 @@
+"""Server-Sent Events: one run's log (``id:`` = its ``seq``) and every run's run-level
+events (``id:`` = the global cursor), both resumable with ``Last-Event-ID``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
+
+from regen.engine import Engine, Event
+from regen.service import _sse
+from regen.service._feed import RunFeeds
+
+#: Event types of ``GET /api/events`` (run-level: queued, started, succeeded, …).
+_RUN_PREFIX = "run."
+_ALL_PAGE = 500
+
+
+async def _with_keepalive(frames: AsyncIterator[bytes], keepalive: float) -> AsyncIterator[bytes]:
+    """``frames``, with a keep-alive comment whenever none came for ``keepalive`` s."""
+    yield _sse.retry_frame()
+    iterator = aiter(frames)
+    pending: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield _sse.KEEPALIVE
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
+def _stream(frames: AsyncIterator[bytes], keepalive: float) -> StreamingResponse:
+    return StreamingResponse(
+        _with_keepalive(frames, keepalive), media_type=_sse.MEDIA_TYPE, headers=_sse.HEADERS
+    )
+
+
+def _resume(last_event_id: str | None, after: int | None) -> int:
+    try:
+        return _sse.resume_point(last_event_id, after)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: float) -> APIRouter:
+    """The SSE routes on ``engine``."""
+    api = APIRouter(tags=["events"])
+    stream_doc: dict[int | str, dict[str, object]] = {
+        200: {"content": {_sse.MEDIA_TYPE: {}}, "description": "An event stream."},
+        204: {"description": "The run has ended and no event follows ``Last-Event-ID``."},
+    }
+
+    @api.get("/api/runs/{run_id}/events", responses=stream_doc, response_class=StreamingResponse)
+    async def run_events(
+        run_id: str,
+        after: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+        last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+    ) -> Response:
+        """The run's log: replayed from ``Last-Event-ID`` (or ``?after=``; without either,
+        from its start), then followed live until the run has ended, when an ``end``
+        event (no id) closes the stream. ``id:`` is each event's ``seq``; ``event:`` its
+        type; ``data:`` the event as JSON. A replay leaves out the chunks of discarded
+        stream attempts (their ``stream.reset`` is sent)."""
+        start = _resume(last_event_id, after)
+        run = await engine.get_run(run_id)
+        ended = run.status.finished and run.retry_at is None
+        if ended and start > 0 and not await engine.read_events(run_id, start, 1):
+            # Nothing more will come: 204 tells an EventSource to stop reconnecting.
+            return Response(status_code=204)
+
+        async def frames() -> AsyncIterator[bytes]:
+            async for event in feeds.follow(run_id, start):
+                yield _sse.frame(event.type, event.to_dict(), event.seq)
+            final = await engine.get_run(run_id)
+            yield _sse.frame("end", {"run_id": run_id, "status": str(final.status)})
+
+        return _stream(frames(), keepalive)
+
+    @api.get("/api/events", responses=stream_doc, response_class=StreamingResponse)
+    async def all_events(
+        after: Annotated[int | None, Query(ge=0, description="Resume after this cursor.")] = None,
+        last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+    ) -> Response:
+        """Every run's run-level events (``run.queued``, ``run.started``, ``run.succeeded``
+        …) as they are written, for live lists; ``id:`` is the global event cursor. Never
+        ends by itself."""
+        start = _resume(last_event_id, after)
+
+        async def frames() -> AsyncIterator[bytes]:
+            cursor = start
+            while True:
+                batch: list[Event] = await engine.read_all_events(
+                    cursor, _ALL_PAGE, prefix=_RUN_PREFIX
+                )
+                for event in batch:
+                    cursor = event.cursor
+                    yield _sse.frame(event.type, event.to_dict(), event.cursor)
+                if len(batch) < _ALL_PAGE:
+                    await asyncio.sleep(poll)
+
+        return _stream(frames(), keepalive)
+
+    return api
