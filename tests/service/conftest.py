@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.service.server import Served
 
 from regen.engine import Engine
 from regen.service import create_app
-from tests.service.server import Served
 
 FLOWS = ["tests.service.flows:story", "tests.service.flows:pipeline"]
 

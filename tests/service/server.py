@@ -27,7 +27,9 @@ class Served:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]})
 
@@ -58,8 +60,17 @@ class ServeProcess:
 
     def start(self) -> ServeProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "regen", "--home", str(self.home), "serve", "--port", "0",
-             *self.args],
+            [
+                sys.executable,
+                "-m",
+                "regen.cli",
+                "--home",
+                str(self.home),
+                "serve",
+                "--port",
+                "0",
+                *self.args,
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -73,6 +84,10 @@ class ServeProcess:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             raise RuntimeError(f"regen serve did not start: {line}{rest}")
         self.url = found.group(0)
+        # Keep reading what it prints, so a full pipe never blocks the server.
+        self.output: list[str] = []
+        self._drain = threading.Thread(target=self.output.extend, args=(self.proc.stdout,))
+        self._drain.start()
         for _ in range(500):
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -82,9 +97,12 @@ class ServeProcess:
         raise RuntimeError("regen serve did not answer /healthz")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
+            self._drain.join(10)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
 
     def __enter__(self) -> ServeProcess:
         return self.start()

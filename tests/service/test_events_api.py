@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import httpx
+from tests.service.server import Served, sse_events
+from tests.service.waiting import wait_final
 
 from regen.engine import Engine
 from regen.service import create_app
-from tests.service.server import Served, sse_events
-from tests.service.waiting import wait_final
 
 
 def start(client: httpx.Client, flow: str, params: dict | None = None) -> str:
@@ -65,7 +65,8 @@ def test_a_live_run_resumed_after_a_dropped_connection_loses_and_repeats_nothing
     assert seqs(second) == [6, 7]
     gate.touch()
     rest = read(client, path, **{"Last-Event-ID": second[-1]["id"]})
-    assert rest[-1]["event"] == "end" and "id" not in rest[-1]
+    assert rest[-1]["event"] == "end"
+    assert "id" not in rest[-1]
     assert json.loads(rest[-1]["data"])["status"] == "succeeded"
     whole = read(client, path)
     assert seqs(first + second + rest) == seqs(whole)
@@ -109,7 +110,11 @@ def test_a_replay_skips_the_chunks_of_a_discarded_attempt(client: httpx.Client) 
     reset = next(e["seq"] for e in log if e["type"] == "stream.reset")
     resumed = read(client, f"/api/runs/{run_id}/events", **{"Last-Event-ID": str(reset - 3)})
     assert text(resumed) == "w0 w1 w2 w3 "
-    assert all(json.loads(e["data"])["data"].get("attempt") != 1 for e in resumed[1:] if e["event"] == "chunk")
+    assert all(
+        json.loads(e["data"])["data"].get("attempt") != 1
+        for e in resumed[1:]
+        if e["event"] == "chunk"
+    )
 
 
 def test_a_live_follower_gets_the_reset_of_a_cut_attempt(
@@ -145,15 +150,17 @@ def test_many_followers_of_one_run_each_get_every_event(
     ready = threading.Barrier(9)
 
     def follow() -> None:
-        with httpx.Client(base_url=served.url, timeout=20) as own:
-            with own.stream("GET", f"/api/runs/{run_id}/events") as response:
-                ids = []
-                for event in sse_events(response):
-                    if "id" in event:
-                        ids.append(int(event["id"]))
-                        if len(ids) == 4:
-                            ready.wait(10)
-                results.append(ids)
+        with (
+            httpx.Client(base_url=served.url, timeout=20) as own,
+            own.stream("GET", f"/api/runs/{run_id}/events") as response,
+        ):
+            ids = []
+            for event in sse_events(response):
+                if "id" in event:
+                    ids.append(int(event["id"]))
+                    if len(ids) == 4:
+                        ready.wait(10)
+            results.append(ids)
 
     threads = [threading.Thread(target=follow) for _ in range(8)]
     for thread in threads:
@@ -203,16 +210,16 @@ def test_an_idle_stream_sends_retry_and_keep_alive_comments(
 def test_a_run_executed_by_another_process_is_followed(engine: Engine, tmp_path: Path) -> None:
     # A server that only queues (--no-execute): the run is executed elsewhere (here, by
     # another engine on the same database) and the stream still follows it to its end.
-    with Served(create_app(engine, flows=["tests.service.flows:story"], poll=0.05)) as served:
-        with httpx.Client(base_url=served.url, timeout=20) as c:
-            run_id = start(c, "story", {"words": 3})
-            other = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
-            try:
-                done = threading_run(other, run_id)
-                got = read(c, f"/api/runs/{run_id}/events", count=None)
-            finally:
-                done.join(20)
-                other.close()
+    app = create_app(engine, flows=["tests.service.flows:story"], poll=0.05)
+    with Served(app) as served, httpx.Client(base_url=served.url, timeout=20) as c:
+        run_id = start(c, "story", {"words": 3})
+        other = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
+        try:
+            done = threading_run(other, run_id)
+            got = read(c, f"/api/runs/{run_id}/events", count=None)
+        finally:
+            done.join(20)
+            other.close()
     assert text(got) == "w0 w1 w2 "
     assert got[-1]["event"] == "end"
 

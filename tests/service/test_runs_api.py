@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-
-from regen.engine import Engine
 from tests.service.flows import png
 from tests.service.waiting import wait_final
+
+from regen.engine import Engine
 
 
 def start(client: httpx.Client, flow: str, params: dict | None = None, **more) -> dict:
@@ -125,14 +125,17 @@ def test_a_retry_that_would_publish_again_says_so(client: httpx.Client, tmp_path
     assert body["from_step"] == "analyze"
     assert body["reruns"] == ["analyze", "publish", "render"]
     assert body["side_effects"] == ["publish"]
-    assert "publish" in body["warning"] and "twice" in body["warning"]
+    assert "publish" in body["warning"]
+    assert "twice" in body["warning"]
     assert wait_final(client, run_id)["status"] == "succeeded"
     unknown = client.post(f"/api/runs/{run_id}/retry/paint")
     assert unknown.status_code == 422
     assert "fetch, analyze, publish, render" in unknown.json()["detail"]
 
 
-def test_a_running_run_is_refused_a_retry_and_a_delete(client: httpx.Client, tmp_path: Path) -> None:
+def test_a_running_run_is_refused_a_retry_and_a_delete(
+    client: httpx.Client, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     run_id = start(client, "story", {"gate_at": 1, "gate": str(gate)})["run"]["id"]
     while client.get(f"/api/runs/{run_id}").json()["status"] != "running":
@@ -168,7 +171,9 @@ def test_items_are_paged_and_their_artifacts_served(client: httpx.Client) -> Non
     assert image.status_code == 200
     assert image.headers["content-type"] == "image/png"
     assert image.content == png(3, 1)
-    named = client.get(f"/api/runs/{run_id}/items", params={"step": "render", "status": "succeeded"})
+    named = client.get(
+        f"/api/runs/{run_id}/items", params={"step": "render", "status": "succeeded"}
+    )
     assert len(named.json()["items"]) == 3
     assert client.get(f"/api/runs/{run_id}/items", params={"step": "fetch"}).status_code == 422
     assert client.get(f"/api/runs/{run_id}/items", params={"status": "lost"}).status_code == 422
@@ -182,9 +187,10 @@ def test_artifacts_are_served_by_hash_only(client: httpx.Client, engine: Engine)
 
 
 def test_a_queued_run_is_cancelled_at_once(engine: Engine, tmp_path: Path) -> None:
-    from regen.service import create_app  # noqa: PLC0415
     from tests.service.conftest import FLOWS  # noqa: PLC0415
     from tests.service.server import Served  # noqa: PLC0415
+
+    from regen.service import create_app  # noqa: PLC0415
 
     with Served(create_app(engine, flows=FLOWS)) as served, httpx.Client(base_url=served.url) as c:
         run_id = start(c, "story")["run"]["id"]
