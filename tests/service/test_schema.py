@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from tests.service.conftest import FLOWS
+from tests.service.server import Served
 
 from regen.engine import Engine
 from regen.service import create_app
-from tests.service.conftest import FLOWS
-from tests.service.server import Served
 
 pytestmark = [pytest.mark.slow, pytest.mark.schemathesis]
 
