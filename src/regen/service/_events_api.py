@@ -4,7 +4,6 @@ events (``id:`` = the global cursor), both resumable with ``Last-Event-ID``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -20,39 +19,13 @@ _RUN_PREFIX = "run."
 _ALL_PAGE = 500
 
 
-async def _with_keepalive(frames: AsyncIterator[bytes], keepalive: float) -> AsyncIterator[bytes]:
-    """``frames``, with a keep-alive comment whenever none came for ``keepalive`` s."""
-    yield _sse.retry_frame()
-    iterator = aiter(frames)
-    pending: asyncio.Task[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
-            if not done:
-                yield _sse.KEEPALIVE
-                continue
-            try:
-                chunk = pending.result()
-            except StopAsyncIteration:
-                return
-            finally:
-                pending = None
-            yield chunk
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await pending
-        with contextlib.suppress(Exception):
-            await iterator.aclose()  # type: ignore[attr-defined]
+def _stream(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        yield _sse.retry_frame()
+        async for frame in frames:
+            yield frame
 
-
-def _stream(frames: AsyncIterator[bytes], keepalive: float) -> StreamingResponse:
-    return StreamingResponse(
-        _with_keepalive(frames, keepalive), media_type=_sse.MEDIA_TYPE, headers=_sse.HEADERS
-    )
+    return StreamingResponse(body(), media_type=_sse.MEDIA_TYPE, headers=_sse.HEADERS)
 
 
 def _resume(last_event_id: str | None, after: int | None) -> int:
@@ -89,12 +62,15 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
             return Response(status_code=204)
 
         async def frames() -> AsyncIterator[bytes]:
-            async for event in feeds.follow(run_id, start):
-                yield _sse.frame(event.type, event.to_dict(), event.seq)
+            async for event in feeds.follow(run_id, start, idle=keepalive):
+                if event is None:
+                    yield _sse.KEEPALIVE
+                else:
+                    yield _sse.frame(event.type, event.to_dict(), event.seq)
             final = await engine.get_run(run_id)
             yield _sse.frame("end", {"run_id": run_id, "status": str(final.status)})
 
-        return _stream(frames(), keepalive)
+        return _stream(frames())
 
     @api.get("/api/events", responses=stream_doc, response_class=StreamingResponse)
     async def all_events(
@@ -107,7 +83,7 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
         start = _resume(last_event_id, after)
 
         async def frames() -> AsyncIterator[bytes]:
-            cursor = start
+            cursor, quiet = start, 0.0
             while True:
                 batch: list[Event] = await engine.read_all_events(
                     cursor, _ALL_PAGE, prefix=_RUN_PREFIX
@@ -115,9 +91,14 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
                 for event in batch:
                     cursor = event.cursor
                     yield _sse.frame(event.type, event.to_dict(), event.cursor)
-                if len(batch) < _ALL_PAGE:
-                    await asyncio.sleep(poll)
+                if len(batch) == _ALL_PAGE:
+                    continue
+                quiet = 0.0 if batch else quiet + poll
+                if quiet >= keepalive:
+                    quiet = 0.0
+                    yield _sse.KEEPALIVE
+                await asyncio.sleep(poll)
 
-        return _stream(frames(), keepalive)
+        return _stream(frames())
 
     return api

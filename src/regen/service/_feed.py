@@ -106,9 +106,12 @@ class RunFeeds:
                 return replayed(events)
             after = page[-1].seq
 
-    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    async def follow(
+        self, run_id: str, after: int = 0, *, idle: float | None = None
+    ) -> AsyncIterator[Event | None]:
         """The run's events with ``seq > after``: the log replayed (without discarded
-        stream attempts), then new events as they are written, until the run has ended."""
+        stream attempts), then new events as they are written, until the run has ended.
+        ``None`` comes after every ``idle`` seconds without an event (for keep-alives)."""
         last = after
         while True:
             for event in await self._read(run_id, last):
@@ -121,7 +124,13 @@ class RunFeeds:
                     last = event.seq
                     yield event
                 while True:
-                    queued = await follower.queue.get()
+                    try:
+                        # A timer, not a task per event: followers of a busy run are many.
+                        async with asyncio.timeout(idle):
+                            queued = await follower.queue.get()
+                    except TimeoutError:
+                        yield None
+                        continue
                     if queued is None:  # the feed is over
                         break
                     if queued.seq > last:
