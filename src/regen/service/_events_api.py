@@ -4,6 +4,7 @@ events (``id:`` = the global cursor), both resumable with ``Last-Event-ID``."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -20,12 +21,7 @@ _ALL_PAGE = 500
 
 
 def _stream(frames: AsyncIterator[bytes]) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        yield _sse.retry_frame()
-        async for frame in frames:
-            yield frame
-
-    return StreamingResponse(body(), media_type=_sse.MEDIA_TYPE, headers=_sse.HEADERS)
+    return StreamingResponse(frames, media_type=_sse.MEDIA_TYPE, headers=_sse.HEADERS)
 
 
 def _resume(last_event_id: str | None, after: int | None) -> int:
@@ -35,9 +31,28 @@ def _resume(last_event_id: str | None, after: int | None) -> int:
         raise HTTPException(400, str(exc)) from None
 
 
+class _Frames:
+    """Each event's frame, encoded once however many followers send it (a bounded cache
+    keyed by run and ``seq``)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def of(self, event: Event) -> bytes:
+        key = (event.run_id, event.seq)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = _sse.frame(event.type, event.to_dict(), event.seq)
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return found
+
+
 def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: float) -> APIRouter:
     """The SSE routes on ``engine``."""
     api = APIRouter(tags=["events"])
+    encoded = _Frames()
     stream_doc: dict[int | str, dict[str, object]] = {
         200: {"content": {_sse.MEDIA_TYPE: {}}, "description": "An event stream."},
         204: {"description": "The run has ended and no event follows ``Last-Event-ID``."},
@@ -62,11 +77,14 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
             return Response(status_code=204)
 
         async def frames() -> AsyncIterator[bytes]:
-            async for event in feeds.follow(run_id, start, idle=keepalive):
-                if event is None:
+            yield _sse.retry_frame()
+            async for batch in feeds.follow(run_id, start, idle=keepalive):
+                if not batch:
                     yield _sse.KEEPALIVE
+                elif len(batch) == 1:
+                    yield encoded.of(batch[0])
                 else:
-                    yield _sse.frame(event.type, event.to_dict(), event.seq)
+                    yield b"".join(encoded.of(event) for event in batch)
             final = await engine.get_run(run_id)
             yield _sse.frame("end", {"run_id": run_id, "status": str(final.status)})
 
@@ -83,6 +101,7 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
         start = _resume(last_event_id, after)
 
         async def frames() -> AsyncIterator[bytes]:
+            yield _sse.retry_frame()
             cursor, quiet = start, 0.0
             while True:
                 batch: list[Event] = await engine.read_all_events(

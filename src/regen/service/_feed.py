@@ -108,34 +108,46 @@ class RunFeeds:
 
     async def follow(
         self, run_id: str, after: int = 0, *, idle: float | None = None
-    ) -> AsyncIterator[Event | None]:
-        """The run's events with ``seq > after``: the log replayed (without discarded
-        stream attempts), then new events as they are written, until the run has ended.
-        ``None`` comes after every ``idle`` seconds without an event (for keep-alives)."""
+    ) -> AsyncIterator[list[Event]]:
+        """The run's events with ``seq > after``, in batches: the log replayed (without
+        discarded stream attempts), then new events as they are written, until the run has
+        ended. A batch holds what is waiting (a busy server sends several events in one
+        write); an empty one comes after every ``idle`` seconds without an event."""
         last = after
         while True:
-            for event in await self._read(run_id, last):
-                last = event.seq
-                yield event
+            replay = await self._read(run_id, last)
+            if replay:
+                last = replay[-1].seq
+                yield replay
             follower = self._join(run_id, last)
             try:
                 # Events written between the replay and joining: the feed may be past them.
-                for event in await self._read(run_id, last):
-                    last = event.seq
-                    yield event
-                while True:
+                replay = await self._read(run_id, last)
+                if replay:
+                    last = replay[-1].seq
+                    yield replay
+                ended = False
+                while not ended:
                     try:
                         # A timer, not a task per event: followers of a busy run are many.
                         async with asyncio.timeout(idle):
                             queued = await follower.queue.get()
                     except TimeoutError:
-                        yield None
+                        yield []
                         continue
-                    if queued is None:  # the feed is over
-                        break
-                    if queued.seq > last:
-                        last = queued.seq
-                        yield queued
+                    batch: list[Event] = []
+                    while True:
+                        if queued is None:  # the feed is over
+                            ended = True
+                            break
+                        if queued.seq > last:
+                            last = queued.seq
+                            batch.append(queued)
+                        if follower.queue.empty():
+                            break
+                        queued = follower.queue.get_nowait()
+                    if batch:
+                        yield batch
                     if follower.behind and follower.queue.empty():
                         break
             finally:
@@ -145,7 +157,7 @@ class RunFeeds:
             run = await self.engine.get_run(run_id)
             if run.status.finished and run.retry_at is None:
                 # The status was read before the last events: read them, then stop.
-                for event in await self._read(run_id, last):
-                    last = event.seq
-                    yield event
+                replay = await self._read(run_id, last)
+                if replay:
+                    yield replay
                 return
