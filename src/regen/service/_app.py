@@ -87,7 +87,7 @@ def create_app(
     )
     _errors.install(app)
     guard = _auth.require(token)
-    feeds = RunFeeds(engine, poll=poll)
+    feeds = RunFeeds(engine, poll=poll, keepalive=keepalive)
     metrics = Metrics(engine)
     app.state.engine = engine
 

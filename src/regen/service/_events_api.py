@@ -78,7 +78,7 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
 
         async def frames() -> AsyncIterator[bytes]:
             yield _sse.retry_frame()
-            async for batch in feeds.follow(run_id, start, idle=keepalive):
+            async for batch in feeds.follow(run_id, start):
                 if not batch:
                     yield _sse.KEEPALIVE
                 elif len(batch) == 1:

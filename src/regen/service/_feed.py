@@ -25,22 +25,39 @@ QUEUE_SIZE = 1024
 _PAGE = 1000
 
 
+#: What a follower's queue receives when it has had nothing for a keep-alive interval.
+IDLE = "idle"
+#: A follower's queue: events, ``IDLE``, and ``None`` once the feed is over.
+Queued = Event | str | None
+
+
 class _Follower:
-    __slots__ = ("behind", "queue")
+    __slots__ = ("behind", "busy", "queue")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_SIZE)
         self.behind = False
+        self.busy = True  # something was handed over since the last keep-alive tick
 
 
 class _Feed:
-    """The one task tailing a run's log for its followers."""
+    """The one task tailing a run's log for its followers, and one timer that tells idle
+    followers to send a keep-alive (not a timer per follower and event: they are many)."""
 
     def __init__(self, feeds: RunFeeds, run_id: str, after: int) -> None:
         self.followers: set[_Follower] = set()
-        self.task = asyncio.get_running_loop().create_task(
-            self._tail(feeds, run_id, after), name=f"regen-feed-{run_id}"
-        )
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._tail(feeds, run_id, after), name=f"regen-feed-{run_id}")
+        self.ticker = loop.create_task(self._tick(feeds.keepalive), name=f"regen-tick-{run_id}")
+
+    async def _tick(self, keepalive: float) -> None:
+        while True:
+            await asyncio.sleep(keepalive)
+            for follower in self.followers:
+                if not follower.busy:
+                    with contextlib.suppress(asyncio.QueueFull):
+                        follower.queue.put_nowait(IDLE)
+                follower.busy = False
 
     async def _tail(self, feeds: RunFeeds, run_id: str, after: int) -> None:
         try:
@@ -48,6 +65,7 @@ class _Feed:
                 run_id, after=after, follow=True, poll=feeds.poll
             ):
                 for follower in list(self.followers):
+                    follower.busy = True
                     try:
                         follower.queue.put_nowait(event)
                     except asyncio.QueueFull:
@@ -58,6 +76,7 @@ class _Feed:
         except Exception:
             logger.exception("regen: following run %s failed", run_id, extra={"run_id": run_id})
         finally:
+            self.ticker.cancel()
             feeds.ended(run_id, self)
             for follower in self.followers:
                 # A full queue already holds what the follower needs; it reads the store
@@ -70,9 +89,10 @@ class _Feed:
 class RunFeeds:
     """The feeds of the runs being followed, one per run, made and ended on demand."""
 
-    def __init__(self, engine: Engine, *, poll: float = 0.25) -> None:
+    def __init__(self, engine: Engine, *, poll: float = 0.25, keepalive: float = 15.0) -> None:
         self.engine = engine
         self.poll = poll
+        self.keepalive = keepalive
         self._feeds: dict[str, _Feed] = {}
 
     def ended(self, run_id: str, feed: _Feed) -> None:
@@ -95,6 +115,7 @@ class RunFeeds:
         if not feed.followers:
             del self._feeds[run_id]
             feed.task.cancel()
+            feed.ticker.cancel()
 
     async def _read(self, run_id: str, after: int) -> list[Event]:
         """Every event after ``after`` now in the store, as a replay sends them."""
@@ -106,13 +127,11 @@ class RunFeeds:
                 return replayed(events)
             after = page[-1].seq
 
-    async def follow(
-        self, run_id: str, after: int = 0, *, idle: float | None = None
-    ) -> AsyncIterator[list[Event]]:
+    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
         """The run's events with ``seq > after``, in batches: the log replayed (without
         discarded stream attempts), then new events as they are written, until the run has
         ended. A batch holds what is waiting (a busy server sends several events in one
-        write); an empty one comes after every ``idle`` seconds without an event."""
+        write); an empty one comes when nothing came for a keep-alive interval."""
         last = after
         while True:
             replay = await self._read(run_id, last)
@@ -128,25 +147,22 @@ class RunFeeds:
                     yield replay
                 ended = False
                 while not ended:
-                    try:
-                        # A timer, not a task per event: followers of a busy run are many.
-                        async with asyncio.timeout(idle):
-                            queued = await follower.queue.get()
-                    except TimeoutError:
-                        yield []
-                        continue
+                    queued = await follower.queue.get()
                     batch: list[Event] = []
+                    idle = False
                     while True:
                         if queued is None:  # the feed is over
                             ended = True
                             break
-                        if queued.seq > last:
+                        if isinstance(queued, str):
+                            idle = True
+                        elif queued.seq > last:
                             last = queued.seq
                             batch.append(queued)
                         if follower.queue.empty():
                             break
                         queued = follower.queue.get_nowait()
-                    if batch:
+                    if batch or idle:
                         yield batch
                     if follower.behind and follower.queue.empty():
                         break
