@@ -21,6 +21,7 @@ story = Flow(
         "gate": Param(str, default=""),
         "cut_at": Param(int, default=-1),
         "delay": Param(float, default=0.0),
+        "pad": Param(int, default=0),
     },
 )
 
@@ -41,7 +42,7 @@ async def write(ctx):
             raise Retryable("stream cut", kind="connection")
         if p["delay"]:
             await asyncio.sleep(p["delay"])
-        yield f"w{i} "
+        yield f"w{i} " + "." * p["pad"]
 
 
 # --- seed 003's shape: checkpoints, a failing step, an outside effect, a map of images -----

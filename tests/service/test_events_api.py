@@ -233,3 +233,36 @@ def threading_run(engine: Engine, run_id: str):
     thread = threading.Thread(target=lambda: engine.sync.execute(run_id))
     thread.start()
     return thread
+
+
+def test_a_subscriber_that_stops_reading_blocks_neither_the_run_nor_others(
+    client: httpx.Client, served: Served, tmp_path: Path
+) -> None:
+    import re  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    gate = tmp_path / "gate"
+    words = 4000  # more than a follower's queue holds, and than the socket buffers hold
+    run_id = start(client, "story", {"words": words, "pad": 3000, "gate_at": 0, "gate": str(gate)})
+    host, port = served.url.removeprefix("http://").split(":")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect((host, int(port)))
+    slow.sendall(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    try:
+        gate.touch()
+        fast = read(client, f"/api/runs/{run_id}/events")
+        assert wait_final(client, run_id)["status"] == "succeeded"  # while one never read
+        everything = seqs(fast)
+        assert everything == list(range(1, everything[-1] + 1))
+        assert text(fast).count(".") == words * 3000
+        received = b""
+        slow.settimeout(10)
+        while b"event: end\n" not in received[-300:]:
+            data = slow.recv(1 << 20)
+            assert data, "the server closed the slow subscriber's stream early"
+            received += data
+    finally:
+        slow.close()
+    ids = [int(n) for n in re.findall(rb"\nid: (\d+)\n", b"\n" + received)]
+    assert ids == everything
