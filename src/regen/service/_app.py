@@ -97,7 +97,8 @@ def create_app(
     )
     app.include_router(artifacts_router(engine), dependencies=guard)
     if health is not None:
-        # Provider health routes (/api/models/…) from the monitor of regen.health.
+        # --- provider health: regen.health's monitor, served by _health_api.health_router
+        # (/api/models/health…, /api/models/config); loaded only when a monitor is given.
         health_api = importlib.import_module("regen.service._health_api")
         app.include_router(health_api.health_router(health), dependencies=guard)
     app.include_router(_service_router(metrics), dependencies=guard)
