@@ -274,11 +274,24 @@ class PaperPipeline:
         cancelled, and once its checkpoints expired.
         """
         run = await self.find(task)
+        after = await self._last_seq(run.id)
+        run = await self.queue_retry(run.id, from_step=from_step)
+        return await self._execute(run, after, progress)
+
+    async def queue_retry(
+        self, task: str | dt.date | None = None, *, from_step: str | None = None
+    ) -> Run:
+        """Queue a retry of a task (as :meth:`retry`) without executing it: the run as
+        queued, for :meth:`execute` here or any worker."""
+        run = await self.find(task)
         if from_step is not None:
             flow.step_named(from_step)  # an unknown name is refused with the step list
-        after = await self._last_seq(run.id)
-        run = await self.engine.retry(run.id, from_step=from_step)
-        return await self._execute(run, after, progress)
+        return await self.engine.retry(run.id, from_step=from_step)
+
+    async def execute(self, run_id: str) -> Run:
+        """Execute a queued run of the pipeline here, with this app's provider, to its end
+        (through automatic retries)."""
+        return await self._execute(await self.engine.get_run(run_id), 0, None)
 
     # --- reading and cleaning up ---------------------------------------------------------------
 

@@ -168,7 +168,7 @@ async def build_payload(ctx: StepContext) -> dict[str, Any]:
     return {"payload": payload}
 
 
-@flow.step()
+@flow.step(side_effect=True)
 async def publish_mcp(ctx: StepContext) -> dict[str, Any]:
     """Publish the post once: the engine's idempotency key for this step is stable across
     retries and take-overs, and the outbox keeps one post per key."""

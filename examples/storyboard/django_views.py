@@ -3,7 +3,8 @@
 Serve it under ASGI (``django.core.asgi.get_asgi_application()`` with uvicorn, daphne…):
 the view is async and streams while the images are generated. This module is also a
 URLconf (``ROOT_URLCONF = "examples.storyboard.django_views"``), or include its
-``urlpatterns`` in yours.
+``urlpatterns`` in yours. Every event has an ``id:`` (``RUN:SEQ``); a client reconnecting
+with ``Last-Event-ID`` continues the same run where it left off (see ``resume.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.urls import path
 
-from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
+from examples.storyboard import resume
+from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS
 from examples.storyboard.processor import Text2ImageStageProcessor
 from examples.storyboard.records import IMAGE_FILE_ROUTE
 
@@ -31,25 +39,36 @@ def _streaming(events: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
-async def generate_images_stream(request: HttpRequest, project_id: str) -> StreamingHttpResponse:
-    """SSE流式生成图片: ``GET projects/<id>/images/stream[?storyboard_ids=a,b]``."""
+async def generate_images_stream(request: HttpRequest, project_id: str) -> HttpResponse:
+    """SSE流式生成图片: ``GET projects/<id>/images/stream[?storyboard_ids=a,b]``; with
+    ``Last-Event-ID``, that run's stream continues instead."""
     storyboard_ids = _ids(request)
+    last_event_id = request.headers.get("Last-Event-ID")
+    try:
+        resume.parse_event_id(last_event_id)
+    except resume.BadEventId as exc:
+        return HttpResponseBadRequest(str(exc))
 
     async def event_stream() -> AsyncIterator[str]:
-        processor = Text2ImageStageProcessor()
-        async for event in processor.process_stream(project_id, storyboard_ids=storyboard_ids):
-            yield sse(event)  # f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+        app = Text2ImageStageProcessor().app
+        async for tagged in resume.project_events(app, project_id, storyboard_ids, last_event_id):
+            yield resume.sse(tagged)  # id: RUN:SEQ, then data: {json}
 
     return _streaming(event_stream())
 
 
-async def run_events_stream(request: HttpRequest, run_id: str) -> StreamingHttpResponse:
-    """A stage run's events again (``?after=SEQ`` to skip those already seen)."""
-    after = int(request.GET.get("after", "0") or 0)
+async def run_events_stream(request: HttpRequest, run_id: str) -> HttpResponse:
+    """A stage run's events again, after ``Last-Event-ID`` (or ``?after=SEQ``)."""
+    try:
+        after = int(request.GET.get("after", "0") or 0)
+        start = resume.resume_after(run_id, request.headers.get("Last-Event-ID"), after)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
 
     async def event_stream() -> AsyncIterator[str]:
-        async for event in Text2ImageStageProcessor().stream_run(run_id, after=after):
-            yield sse(event)
+        app = Text2ImageStageProcessor().app
+        async for tagged in resume.run_events(app, run_id, start):
+            yield resume.sse(tagged)
 
     return _streaming(event_stream())
 

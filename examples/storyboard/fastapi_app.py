@@ -1,5 +1,8 @@
 """The same stage over FastAPI: SSE routes, plus JSON for records, retries and image bytes.
 
+Every streamed event has an ``id:`` (``RUN:SEQ``); a client reconnecting with
+``Last-Event-ID`` continues the same run where it left off (see ``resume.py``).
+
     uvicorn examples.storyboard.fastapi_app:app
 
 or mount ``create_app()`` (or include ``create_app().router``) in your own app.
@@ -8,12 +11,13 @@ or mount ``create_app()`` (or include ``create_app().router``) in your own app.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import Response, StreamingResponse
 
-from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS, sse
+from examples.storyboard import resume
+from examples.storyboard.events import SSE_CONTENT_TYPE, SSE_HEADERS
 from examples.storyboard.processor import Text2ImageStageProcessor
 from examples.storyboard.records import IMAGE_FILE_ROUTE
 from regen.engine import InvalidTransition, RunNotFound
@@ -23,12 +27,19 @@ def _ids(raw: str | None) -> list[str] | None:
     return None if raw is None else [part for part in raw.split(",") if part]
 
 
-def _streaming(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def _streaming(events: AsyncIterator[resume.Tagged]) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
-        async for event in events:
-            yield sse(event)
+        async for tagged in events:
+            yield resume.sse(tagged)
 
     return StreamingResponse(lines(), media_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+
+
+def _checked(check: Any) -> Any:
+    try:
+        return check()
+    except resume.BadEventId as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
@@ -38,16 +49,26 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
 
     @api.get("/projects/{project_id}/images/stream")
     async def generate_images_stream(
-        project_id: str, storyboard_ids: str | None = None
+        project_id: str,
+        storyboard_ids: str | None = None,
+        last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
-        """Generate the project's images (or those storyboards'), streaming the events."""
-        return _streaming(stage.process_stream(project_id, storyboard_ids=_ids(storyboard_ids)))
+        """Generate the project's images (or those storyboards'), streaming the events; with
+        ``Last-Event-ID``, continue that run's stream instead."""
+        _checked(lambda: resume.parse_event_id(last_event_id))
+        return _streaming(
+            resume.project_events(stage.app, project_id, _ids(storyboard_ids), last_event_id)
+        )
 
     @api.get("/runs/{run_id}/events")
-    async def run_events_stream(run_id: str, after: int = 0) -> StreamingResponse:
-        """A run's events again, from ``after``, following it until it ends."""
+    async def run_events_stream(
+        run_id: str, after: int = 0, last_event_id: Annotated[str | None, Header()] = None
+    ) -> StreamingResponse:
+        """A run's events again, after ``Last-Event-ID`` (or ``?after=SEQ``), following it
+        until it ends."""
         await _known(stage, run_id)
-        return _streaming(stage.stream_run(run_id, after=after))
+        start = _checked(lambda: resume.resume_after(run_id, last_event_id, after))
+        return _streaming(resume.run_events(stage.app, run_id, start))
 
     @api.post("/runs/{run_id}/retry")
     async def retry(run_id: str) -> StreamingResponse:
@@ -57,7 +78,7 @@ def create_app(processor: Text2ImageStageProcessor | None = None) -> FastAPI:
             after = await stage.retry(run_id)
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
-        return _streaming(stage.stream_run(run_id, after=after))
+        return _streaming(resume.run_events(stage.app, run_id, after))
 
     @api.get("/runs/{run_id}")
     async def result(run_id: str) -> dict[str, Any]:

@@ -84,10 +84,12 @@ def read_sse(client: httpx.Client, url: str, method: str = "GET") -> tuple[httpx
 
 
 def parse_sse(body: str) -> list[dict[str, Any]]:
-    """Seed 004's wire format: ``data: {json}\\n\\n`` per event, nothing else."""
+    """Seed 004's wire format: ``data: {json}\\n\\n`` per event, after its ``id: RUN:SEQ``
+    line (what a reconnecting client resumes after)."""
     assert body.endswith("\n\n"), body[-200:]
     events = []
-    for block in body.split("\n\n")[:-1]:
+    for framed in body.split("\n\n")[:-1]:
+        block = framed.split("\n", 1)[1] if framed.startswith("id: ") else framed
         assert block.startswith("data: "), block
         assert "\n" not in block, block
         events.append(json.loads(block.removeprefix("data: ")))

@@ -50,7 +50,11 @@ class Cache:
 
 @dataclass(frozen=True, slots=True)
 class StepSpec:
-    """One declared step. ``items``/``concurrency``/``quota``/``key`` are for map steps."""
+    """One declared step. ``items``/``concurrency``/``quota``/``key`` are for map steps.
+
+    ``side_effect``: the step acts outside regen (publishes, pays, sends); running it
+    again repeats that effect, so a retry that would do so says it.
+    """
 
     name: str
     kind: Kind
@@ -62,6 +66,7 @@ class StepSpec:
     concurrency: int = 1
     quota: int | str | Callable[..., Any] | None = None
     key: Callable[[Any], Any] | None = None
+    side_effect: bool = False
 
     is_async: bool = field(init=False, compare=False)
     """Whether the function is a coroutine (or async generator) function."""
@@ -215,7 +220,9 @@ class Flow:
             "ref": self.ref,
             "description": self.description,
             "params": {n: {"type": p.describe(), "help": p.help} for n, p in self.params.items()},
-            "steps": [{"name": s.name, "kind": s.kind} for s in self._steps],
+            "steps": [
+                {"name": s.name, "kind": s.kind, "side_effect": s.side_effect} for s in self._steps
+            ],
             "max_retries": self.max_retries,
             "retry_delay": self.retry_delay,
         }
@@ -261,6 +268,7 @@ class Flow:
         policy: Policy | None = None,
         cache: bool | Cache = False,
         version: int = 1,
+        side_effect: bool = False,
     ) -> Callable[[F], F]: ...
     def step(
         self,
@@ -270,9 +278,11 @@ class Flow:
         policy: Policy | None = None,
         cache: bool | Cache = False,
         version: int = 1,
+        side_effect: bool = False,
     ) -> Any:
         """Declare a step ``fn(ctx)`` (async, or sync: run in a thread). Its return value is
-        checkpointed as JSON before the next step starts."""
+        checkpointed as JSON before the next step starts. ``side_effect``: the step acts
+        outside regen (a publish), so retrying it repeats that."""
 
         def add(func: Callable[..., Any]) -> Callable[..., Any]:
             _positional(func, 1, "step")
@@ -286,6 +296,7 @@ class Flow:
                     policy or STEP_POLICY,
                     version,
                     _cache(cache),
+                    side_effect=side_effect,
                 )
             )
             return func
@@ -303,6 +314,7 @@ class Flow:
         key: Callable[[Any], Any] | None = None,
         cache: bool | Cache = False,
         version: int = 1,
+        side_effect: bool = False,
     ) -> Callable[[F], F]:
         """Declare a map step ``fn(ctx, item)`` run over ``items`` with at most
         ``concurrency`` in flight, each item retried under ``policy``.
@@ -311,7 +323,8 @@ class Flow:
         ``items(ctx)`` returning an iterable or async iterable (streamed, never loaded
         whole). ``quota`` ("need K successes": an int, ``"params.NAME"`` or ``quota(ctx)``)
         starts items in order and skips the rest once K have succeeded. ``key(item)``
-        gives an item a stable key for idempotency keys and dashboards.
+        gives an item a stable key for idempotency keys and dashboards. ``side_effect``:
+        each item acts outside regen, so retrying it repeats that.
         """
 
         def add(func: F) -> F:
@@ -340,6 +353,7 @@ class Flow:
                     concurrency,
                     quota,
                     key,
+                    side_effect,
                 )
             )
             return func
@@ -350,7 +364,12 @@ class Flow:
     def stream(self, fn: F, /) -> F: ...
     @overload
     def stream(
-        self, *, name: str | None = None, policy: Policy | None = None, version: int = 1
+        self,
+        *,
+        name: str | None = None,
+        policy: Policy | None = None,
+        version: int = 1,
+        side_effect: bool = False,
     ) -> Callable[[F], F]: ...
     def stream(
         self,
@@ -359,6 +378,7 @@ class Flow:
         name: str | None = None,
         policy: Policy | None = None,
         version: int = 1,
+        side_effect: bool = False,
     ) -> Any:
         """Declare a streaming step: an async generator ``fn(ctx)`` whose text chunks are
         appended to the event log as they arrive; its result is the assembled text (or
@@ -372,7 +392,14 @@ class Flow:
                     "function (async def … yield)"
                 )
             self._add(
-                StepSpec(name or func.__name__, "stream", func, policy or ITEM_POLICY, version)
+                StepSpec(
+                    name or func.__name__,
+                    "stream",
+                    func,
+                    policy or ITEM_POLICY,
+                    version,
+                    side_effect=side_effect,
+                )
             )
             return func
 

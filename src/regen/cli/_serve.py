@@ -1,0 +1,98 @@
+"""``regen serve``: the HTTP service (REST, Server-Sent Events, metrics) with a worker."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import click
+
+from regen.cli._app import cli
+from regen.cli._common import opened_engine, user_errors
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind (0: any free one).")
+@click.option(
+    "--token",
+    envvar=["REGEN_TOKEN", "REGEN_SERVE_TOKEN"],
+    show_envvar=True,
+    help="Required by every route but /healthz; needed to bind other than loopback.",
+)
+@click.option(
+    "--flow",
+    "flows",
+    multiple=True,
+    metavar="MODULE:FLOW",
+    help="A flow POST /api/runs may start (repeatable).",
+)
+@click.option(
+    "--no-execute",
+    is_flag=True,
+    help="Only queue runs; `regen worker` processes execute them.",
+)
+@click.option(
+    "--concurrency", default=4, show_default=True, help="Runs the worker executes at once."
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    token: str | None,
+    flows: tuple[str, ...],
+    no_execute: bool,
+    concurrency: int,
+) -> None:
+    """Serve the HTTP API (REST, Server-Sent Events, /metrics), hosting a worker."""
+    if not _loopback(host) and not token:
+        raise click.UsageError(
+            f"binding {host} makes the API reachable from other machines: give it a token "
+            "(--token or REGEN_TOKEN), or bind 127.0.0.1"
+        )
+    try:
+        import uvicorn  # noqa: PLC0415 - keeps `regen --help` fast
+
+        from regen.service import create_app  # noqa: PLC0415
+    except ImportError as exc:
+        raise click.ClickException(
+            f"regen serve needs the server extra: pip install 'regen[server]' ({exc})"
+        ) from None
+    with opened_engine(ctx) as engine, user_errors():
+        app = create_app(
+            engine,
+            token=token or None,
+            flows=flows,
+            execute=not no_execute,
+            worker_concurrency=concurrency,
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise click.ClickException(f"cannot bind {host}:{port}: {exc.strerror}") from None
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        served = ", ".join(engine.registry.names()) or "none"
+        click.echo(
+            f"regen serve: http://{shown}:{bound} on {engine.location} "
+            f"(flows: {served}; worker: {'off' if no_execute else 'on'}; "
+            f"token: {'required' if token else 'none'})",
+        )
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
+        )
+        uvicorn.Server(config).run(sockets=[sock])

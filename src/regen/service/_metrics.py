@@ -1,0 +1,98 @@
+"""Prometheus metrics, read from the event log when scraped: runs by status, failed
+attempts by failure kind, give-ups, step durations.
+
+Counters are built by reading every run's events after the last cursor read (the whole
+log on the first scrape), so they count what the database holds, across restarts, and
+no background task is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from regen.engine import Engine, EventType, RunStatus
+
+#: The media type of the metrics' text format.
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+_PAGE = 1000
+#: Runs counted per status at most (a gauge past it reads as this number).
+RUN_COUNT_CAP = 10_000
+_STEP_ENDS = {
+    EventType.STEP_SUCCEEDED: "succeeded",
+    EventType.STEP_PARTIAL: "partial",
+    EventType.STEP_FAILED: "failed",
+}
+
+
+class Metrics:
+    """The service's metrics on one registry of its own (apps may mount several)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.runs = Gauge("regen_runs", "Runs by status.", ["status"], registry=self.registry)
+        self.attempts = Counter(
+            "regen_attempts_failed",
+            "Failed attempts (retried or given up) by failure kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.give_ups = Counter(
+            "regen_give_ups", "Map items given up after their attempts.", registry=self.registry
+        )
+        self.runs_ended = Counter(
+            "regen_runs_ended", "Runs that ended, by status.", ["status"], registry=self.registry
+        )
+        self.steps = Histogram(
+            "regen_step_duration_seconds",
+            "Step executions from start to end, by step and outcome.",
+            ["step", "status"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self._cursor = 0
+        self._started: dict[tuple[str, str], float] = {}
+
+    async def render(self) -> bytes:
+        """The metrics in Prometheus' text format, brought up to date first."""
+        await self._read_events()
+        for status in RunStatus:
+            runs = await self.engine.list_runs(status=[status], limit=RUN_COUNT_CAP)
+            self.runs.labels(str(status)).set(len(runs))
+        return generate_latest(self.registry)
+
+    async def _read_events(self) -> None:
+        while True:
+            batch = await self.engine.read_all_events(self._cursor, _PAGE)
+            for event in batch:
+                self._count(event.type, event.run_id, event.at, event.data)
+                self._cursor = event.cursor
+            if len(batch) < _PAGE:
+                return
+
+    def _count(self, kind: str, run_id: str, at: float, data: dict[str, Any]) -> None:
+        if kind == EventType.ATTEMPT_FAILED:
+            self.attempts.labels(str(data.get("kind", "unknown"))).inc()
+        elif kind == EventType.ITEM_GIVEN_UP:
+            self.give_ups.inc()
+        elif kind == EventType.STEP_STARTED:
+            self._started[run_id, str(data.get("step"))] = at
+        elif kind in _STEP_ENDS:
+            step = str(data.get("step"))
+            began = self._started.pop((run_id, step), None)
+            if began is not None:
+                self.steps.labels(step, _STEP_ENDS[EventType(kind)]).observe(max(at - began, 0.0))
+        elif kind.startswith("run.") and kind not in (
+            EventType.RUN_QUEUED,
+            EventType.RUN_STARTED,
+        ):
+            self.runs_ended.labels(kind[4:]).inc()
