@@ -277,7 +277,12 @@ def test_gc_reports_what_it_removed(home: Path, monkeypatch: pytest.MonkeyPatch)
     regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1", code=1)
     failed = next(r["id"] for r in as_json("runs") if r["status"] == "failed")
     assert as_json("show", failed)["resumable"] is True
-    nothing = {"checkpoints_expired": 0, "runs_deleted": 0, "artifacts_deleted": 0}
+    nothing = {
+        "checkpoints_expired": 0,
+        "runs_deleted": 0,
+        "artifacts_deleted": 0,
+        "health_checks_deleted": 0,
+    }
     assert as_json("gc") == {**nothing, "cache_deleted": 0}  # everything is recent
 
     monkeypatch.setenv("REGEN_CHECKPOINT_RETENTION_HOURS", "0")
@@ -290,7 +295,7 @@ def test_gc_reports_what_it_removed(home: Path, monkeypatch: pytest.MonkeyPatch)
     artifacts = [p for p in (home / "artifacts").rglob("*") if p.is_file()]
     assert len(artifacts) == 1
     assert as_json("gc") == {
-        "checkpoints_expired": 0,
+        **nothing,
         "runs_deleted": 2,
         "artifacts_deleted": 1,
         "cache_deleted": 0,

@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "regen.cli._run",
     "regen.cli._runs",
     "regen.cli._sim",
+    "regen.cli._worker",
 )
 
 
