@@ -87,3 +87,51 @@ def explode(ctx: StepContext) -> str:
     if not os.environ.get("CLI_TEST_NO_CRASH"):
         os.kill(os.getpid(), 9)
     return "survived"
+
+
+# A flow with a bug in its own code: the CLI must show where it is.
+buggy = Flow("cli-buggy")
+
+
+@buggy.step()
+def divide(ctx: StepContext) -> float:
+    return 1 / 0
+
+
+# A flow whose resources read a policy from the environment: a bad variable is a config
+# error that names it.
+def _policy_resources(params: dict[str, Any]) -> Policy:
+    return Policy.from_env("CLI_TEST_IMAGE")
+
+
+configured = Flow("cli-configured", resources=_policy_resources)
+
+
+@configured.step()
+def use_policy(ctx: StepContext) -> int:
+    return int(ctx.resources.attempts)
+
+
+# A flow that times out and retries itself once, a moment later.
+flaky = Flow(
+    "cli-flaky", max_retries=1, retry_delay=float(os.environ.get("CLI_TEST_RETRY_DELAY", "0.5"))
+)
+
+
+@flaky.step()
+def fetch(ctx: StepContext) -> str:
+    raise TimeoutError("the provider did not answer in 5 s")
+
+
+@flaky.step()
+def render(ctx: StepContext) -> str:
+    return "never reached"
+
+
+# A flow whose checkpoint holds floats strict JSON has no word for.
+odd = Flow("cli-odd")
+
+
+@odd.step()
+def measure(ctx: StepContext) -> dict[str, float]:
+    return {"ratio": float("nan"), "ceiling": float("inf")}

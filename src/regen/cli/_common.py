@@ -89,10 +89,11 @@ class _MaskedStream:
         return getattr(self._stream, name)
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr) whose output has every secret masked."""
+def console(*, stderr: bool = False, wide: bool = False) -> Console:
+    """A rich console on stdout (or stderr) whose output has every secret masked
+    (``wide``: tables as wide as their content, whatever the terminal's width)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=cast("TextIO", _MaskedStream(stream)))
+    return Console(file=cast("TextIO", _MaskedStream(stream)), width=10_000 if wide else None)
 
 
 @contextmanager
@@ -149,13 +150,13 @@ def user_errors() -> Iterator[None]:
         raise error(mask_secrets(str(exc))) from exc
 
 
-def when(timestamp: float | None, *, short: bool = False) -> str:
-    """A local time for people, or ``-`` (``short``: without the year)."""
+def when(timestamp: float | None, *, short: bool = False, clock: bool = False) -> str:
+    """A local time for people, or ``-`` (``short``: without the year; ``clock``: the
+    time of day only)."""
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp).strftime(
-        "%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S"
-    )
+    shape = "%H:%M:%S" if clock else ("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(timestamp).strftime(shape)
 
 
 #: The characters of a run id shown in tables (``--wide`` shows them all), and the fewest

@@ -96,7 +96,9 @@ async def explain(console: Console, engine: Engine, run: Run, *, hint: bool = Tr
         if kind == "unknown" and error.get("frames"):
             console.print(escape(format_error(error)), highlight=False, soft_wrap=True)
     for name, (count, first) in gave_up.items():
-        console.print(f"[red]{count} items of {name!r} gave up[/red]; the first:", highlight=False)
+        items = "1 item" if count == 1 else f"{count} items"
+        first_of = "" if count == 1 else "; the first:"
+        console.print(f"[red]{items} of {name!r} gave up[/red]{first_of}", highlight=False)
         for item in first:
             last = item.errors[-1] if item.errors else "-"
             console.print(f"  [{item.idx}] {escape(last)}", highlight=False, soft_wrap=True)

@@ -107,8 +107,9 @@ class RunProgress:
             if "total" in data:
                 done = sum(data.get(k, 0) for k in ("succeeded", "given_up", "skipped"))
                 self.progress.update(row, total=data["total"], completed=done)
-            elif self.progress.tasks[row].total is None:
-                self.progress.update(row, total=1, completed=1)
+            else:  # a plain step's row: full, whatever its last attempt left
+                done = self.progress.tasks[row].total or 1
+                self.progress.update(row, total=done, completed=done)
             self.progress.stop_task(row)
         elif kind == EventType.PROGRESS and row is not None and "total" in data:
             self.progress.update(row, total=data.get("total"), completed=data.get("current", 0))
@@ -136,10 +137,15 @@ class RunProgress:
             self._end_wait()
         elif kind.startswith("run.") and kind != EventType.RUN_STARTED:
             status = kind.removeprefix("run.")
-            self.console.print(f"run {event.run_id}: {_DONE.get(status, '')} {status}")
             retry_at = data.get("retry_at")
-            if kind == EventType.RUN_FAILED and isinstance(retry_at, (int, float)):
-                self._wait_for(retry_at, data.get("retry"))
+            waits = isinstance(retry_at, (int, float)) and kind == EventType.RUN_FAILED
+            self.console.print(
+                f"run {event.run_id}: {_DONE.get(status, '')} {status}"
+                + (" (an automatic retry follows)" if waits else ""),
+                highlight=False,
+            )
+            if isinstance(retry_at, (int, float)) and waits:
+                self._wait_for(float(retry_at), data.get("retry"))
 
     def _wait_for(self, retry_at: float, number: Any) -> None:
         """An automatic retry is due at ``retry_at``: say when, and count down to it."""

@@ -67,11 +67,9 @@ def _item_attempts(item: Item) -> str:
 
 
 def _step_attempts(step: Step) -> str:
-    """Attempts of a plain or streaming step; ``-`` for a map step (see its items) or a
-    step that never ran."""
-    if step.kind == "map" or str(step.status) in ("pending", "skipped"):
-        return "-"
-    return str(step.attempts) if step.attempts else ("1" if step.started_at else "-")
+    """Attempts of a step where they are recorded (streaming steps); ``-`` elsewhere: a map
+    step's are its items', a plain step's are in its ``attempt.failed`` events."""
+    return str(step.attempts) if step.attempts else "-"
 
 
 @cli.command()
@@ -100,26 +98,37 @@ def runs(
     if as_json:
         print_json([{**asdict(r), "status": str(r.status)} for r in found])
         return
-    out = console()
+    out = console(wide=wide)
     if not found:
         filters = [f"--status {s}" for s in status] + ([f"--flow {flow}"] if flow else [])
         out.print(f"no runs match {' '.join(filters)}" if filters else "no runs yet")
         return
-    table = Table("run", "flow", "status", "key", "retries", "created")
-    for column in table.columns[:3]:
-        column.no_wrap = True  # an id, a flow's name, a status: never cut
-    table.columns[3].overflow = "ellipsis" if not wide else "fold"
-    table.columns[3].no_wrap = not wide
-    table.columns[5].no_wrap = True
-    for run in found:
-        table.add_row(
+    rows = [
+        [
             short_id(run.id, wide=wide),
-            escape(run.flow),
-            _styled(str(run.status)),
-            escape(run.business_key or "-"),
+            run.flow,
+            str(run.status),
+            run.business_key or "-",
             f"{run.auto_retries}/{run.max_retries}",
             when(run.created_at, short=not wide),
-        )
+        ]
+        for run in found
+    ]
+    headers = ("run", "flow", "status", "key", "retries", "created")
+    table = Table(*headers)
+    widths = [max(len(h), *(len(r[n]) for r in rows)) for n, h in enumerate(headers)]
+    for n, column in enumerate(table.columns):
+        column.no_wrap = True  # ids, names, statuses and times are never cut
+        column.min_width = widths[n]
+    key = table.columns[3]
+    if not wide:
+        # The key alone gives way to fit the terminal: 3 columns of border and padding
+        # around each cell, one more at the edge.
+        fixed = sum(widths) - widths[3] + 3 * len(headers) + 1
+        key.min_width = min(widths[3], max(5, out.width - fixed))
+        key.max_width, key.overflow = key.min_width, "ellipsis"
+    for row in rows:
+        table.add_row(escape(row[0]), escape(row[1]), _styled(row[2]), escape(row[3]), *row[4:])
     out.print(table)
 
 
@@ -164,10 +173,10 @@ def _show_text(
 ) -> None:
     from regen.cli._explain import explain, retries_used  # noqa: PLC0415
 
-    out = console()
+    out = console(wide=wide)
     run = detail.run
     out.print(f"[bold]{escape(run.flow)}[/bold] run {run.id}: {_styled(str(run.status))}")
-    facts = [retries_used(run)]
+    facts = [retries_used(run) if run.max_retries else "automatic retries: off"]
     if run.retry_count > run.auto_retries:
         facts.append(f"{run.retry_count - run.auto_retries} manual")
     if run.business_key:
@@ -179,8 +188,18 @@ def _show_text(
         highlight=False,
     )
     table = Table("#", "step", "kind", "status", "attempts", "checkpointed", "items")
-    for column in table.columns[1:4]:
-        column.no_wrap = True  # a step's name, its kind and status: never cut
+    for column in table.columns[:6]:
+        column.no_wrap = True  # a step's name, its kind, status and times: never cut
+    for column, values in zip(
+        table.columns[1:4],
+        (
+            [s.name for s in detail.steps],
+            [s.kind for s in detail.steps],
+            [str(s.status) for s in detail.steps],
+        ),
+        strict=True,
+    ):
+        column.min_width = max(len(str(column.header)), *map(len, values))
     for step in detail.steps:
         counts = detail.items.get(step.name)
         summary = ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or "-"
@@ -190,7 +209,7 @@ def _show_text(
             step.kind,
             _styled(str(step.status)),
             _step_attempts(step),
-            when(step.checkpointed_at, short=not wide),
+            when(step.checkpointed_at, clock=not wide),
             summary,
         )
     out.print(table)
