@@ -135,3 +135,12 @@ odd = Flow("cli-odd")
 @odd.step()
 def measure(ctx: StepContext) -> dict[str, float]:
     return {"ratio": float("nan"), "ceiling": float("inf")}
+
+
+# A flow whose failure message carries what it was given (a key, by mistake).
+leaky = Flow("cli-leaky", params={"note": str})
+
+
+@leaky.step()
+def call_gateway(ctx: StepContext) -> str:
+    raise RuntimeError(f"refused: {ctx.params['note']}")

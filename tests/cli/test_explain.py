@@ -278,3 +278,30 @@ def test_a_stopped_worker_puts_its_runs_back_and_says_how_many(tmp_path: Path) -
     assert lines[-1]["put_back"] == 1
     (run,) = runs(tmp_path)
     assert run["status"] == "queued"
+
+
+def test_text_output_masks_a_key_in_params_errors_and_business_keys(tmp_path: Path) -> None:
+    key = str(uuid.uuid4())  # made up at run time: no known shape, known by its variable
+    secret = {"MY_GATEWAY_API_KEY": key}
+    ran = regen(
+        tmp_path,
+        "run",
+        "tests.cli.flows:leaky",
+        "-p",
+        f"note=the key is {key}",
+        "--key",
+        f"batch-{key}",
+        code=1,
+        **secret,
+    )
+    (run,) = runs(tmp_path)
+    outputs = [
+        ran,
+        regen(tmp_path, "runs", "--wide", **secret),
+        regen(tmp_path, "show", run["id"], **secret),
+        regen(tmp_path, "events", run["id"], **secret),
+        regen(tmp_path, "events", run["id"], "--follow", "--json", **secret),
+    ]
+    for output in outputs:
+        assert key not in output
+    assert f"refused: the key is …{key[-4:]}" in ran

@@ -105,7 +105,7 @@ async def explain(console: Console, engine: Engine, run: Run, *, hint: bool = Tr
         kinds = Counter(k for k in map(_item_kind, first) if k)
         if kind is None and kinds:
             kind = kinds.most_common(1)[0][0]
-            if kind == "unknown" and run.status is RunStatus.FAILED:
+            if kind == "unknown":
                 bug = await _item_bug(engine, rid, name)
                 if bug is not None:
                     console.print(escape(format_error(bug)), highlight=False, soft_wrap=True)
