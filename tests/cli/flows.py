@@ -22,7 +22,7 @@ async def candidates(ctx: StepContext) -> list[int]:
     items="candidates",
     concurrency=2,
     quota="params.count",
-    policy=Policy(attempts=2, wait=0, timeout=5),
+    policy=Policy(attempts=2, wait=0, timeout=30),  # longer than the slowest CLI_TEST_ITEM_DELAY
 )
 async def illustrate(ctx: StepContext, item: int) -> dict[str, Any]:
     if item == ctx.params["fail_item"]:
