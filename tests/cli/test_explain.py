@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,25 @@ def test_text_output_masks_a_key_in_params_errors_and_business_keys(tmp_path: Pa
     for output in outputs:
         assert key not in output
     assert f"refused: the key is …{key[-4:]}" in ran
+
+
+def test_a_worker_says_it_took_over_a_run_whose_process_died(tmp_path: Path) -> None:
+    fast = {"REGEN_LEASE_TTL_S": "0.5"}
+    died = subprocess.run(
+        [sys.executable, "-m", "regen.cli", "run", "tests.cli.flows:crashing"],
+        cwd=ROOT,
+        env=_env(tmp_path, **fast),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert died.returncode == -signal.SIGKILL
+    (run,) = runs(tmp_path)
+    while time.time() <= run["lease_expires_at"]:  # the dead process's lease runs out
+        time.sleep(0.05)
+    output = regen(
+        tmp_path, "worker", "--max-runs", "1", "--poll", "0.05", CLI_TEST_NO_CRASH="1", **fast
+    )
+    short = run["id"][:8]
+    assert f"taken over {short} (cli-crashing)" in output
+    assert f"finished {short} (cli-crashing): succeeded" in output
