@@ -328,3 +328,13 @@ def test_a_worker_says_it_took_over_a_run_whose_process_died(tmp_path: Path) -> 
     short = run["id"][:8]
     assert f"taken over {short} (cli-crashing)" in output
     assert f"finished {short} (cli-crashing): succeeded" in output
+
+
+def test_a_cancelled_run_says_to_start_a_new_one(tmp_path: Path) -> None:
+    regen(tmp_path, "run", "tests.cli.flows:buggy", "--queue")
+    (run,) = runs(tmp_path)
+    assert "cancelled" in regen(tmp_path, "cancel", run["id"][:4])
+    shown = regen(tmp_path, "show", run["id"][:4])
+    assert "a cancelled run is not retried: start a new one: regen run tests.cli.flows:buggy" in (
+        shown.replace("\n", " ")
+    )

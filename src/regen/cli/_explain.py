@@ -74,10 +74,12 @@ async def explain(console: Console, engine: Engine, run: Run, *, hint: bool = Tr
     error = dict(run.error or {})
     rid = run.id
     if run.status is RunStatus.CANCELLED:
+        again = f": [bold]regen run {escape(run.flow_ref)}[/bold]" if run.flow_ref else ""
         console.print(
-            f"[magenta]cancelled[/magenta]: run {rid} stopped on request; its checkpoints "
-            f"are kept, but a cancelled run is not retried: start a new one",
+            f"[magenta]cancelled[/magenta]: run {rid} stopped on request; a cancelled run "
+            f"is not retried: start a new one{again}",
             soft_wrap=True,
+            highlight=False,
         )
         return
     step = error.get("step") or detail.failed_step
