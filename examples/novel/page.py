@@ -59,7 +59,8 @@ function failedView() {
   retry.className = "primary"; retry.id = "retry"; retry.textContent = "重新生成";
   retry.onclick = async () => {
     retry.disabled = true; retry.setAttribute("aria-busy", "true");
-    try { await generate(0); } finally { retry.disabled = false; retry.removeAttribute("aria-busy"); }
+    try { await generate(0); }
+    finally { retry.disabled = false; retry.removeAttribute("aria-busy"); }
   };
   const back = document.createElement("button");
   back.id = "back"; back.textContent = "返回上一章"; back.disabled = chapter <= 1;

@@ -22,7 +22,7 @@ async def candidates(ctx: StepContext) -> list[int]:
     items="candidates",
     concurrency=2,
     quota="params.count",
-    policy=Policy(attempts=2, wait=0, timeout=5),
+    policy=Policy(attempts=2, wait=0, timeout=30),  # longer than the slowest CLI_TEST_ITEM_DELAY
 )
 async def illustrate(ctx: StepContext, item: int) -> dict[str, Any]:
     if item == ctx.params["fail_item"]:
@@ -100,3 +100,60 @@ slow = Flow("cli-slow")
 async def wait_a_while(ctx: StepContext) -> str:
     await asyncio.sleep(float(os.environ.get("CLI_TEST_STEP_DELAY", "0")))
     return "done"
+
+
+# A flow with a bug in its own code: the CLI must show where it is.
+buggy = Flow("cli-buggy")
+
+
+@buggy.step()
+def divide(ctx: StepContext) -> float:
+    return 1 / 0
+
+
+# A flow whose resources read a policy from the environment: a bad variable is a config
+# error that names it.
+def _policy_resources(params: dict[str, Any]) -> Policy:
+    return Policy.from_env("CLI_TEST_IMAGE")
+
+
+configured = Flow("cli-configured", resources=_policy_resources)
+
+
+@configured.step()
+def use_policy(ctx: StepContext) -> int:
+    return int(ctx.resources.attempts)
+
+
+# A flow that times out and retries itself once, a moment later.
+flaky = Flow(
+    "cli-flaky", max_retries=1, retry_delay=float(os.environ.get("CLI_TEST_RETRY_DELAY", "0.5"))
+)
+
+
+@flaky.step()
+def fetch(ctx: StepContext) -> str:
+    raise TimeoutError("the provider did not answer in 5 s")
+
+
+@flaky.step()
+def render(ctx: StepContext) -> str:
+    return "never reached"
+
+
+# A flow whose checkpoint holds floats strict JSON has no word for.
+odd = Flow("cli-odd")
+
+
+@odd.step()
+def measure(ctx: StepContext) -> dict[str, float]:
+    return {"ratio": float("nan"), "ceiling": float("inf")}
+
+
+# A flow whose failure message carries what it was given (a key, by mistake).
+leaky = Flow("cli-leaky", params={"note": str})
+
+
+@leaky.step()
+def call_gateway(ctx: StepContext) -> str:
+    raise RuntimeError(f"refused: {ctx.params['note']}")

@@ -38,8 +38,7 @@ async def caption(ctx: StepContext) -> Any:
 
 
 @album.step(side_effect=True)
-async def publish(ctx: StepContext) -> str:
+def publish(ctx: StepContext) -> str:
     if Path(ctx.params["flag"]).exists():
         raise RuntimeError("the album service is down (remove the flag file)")
     return "published"
-

@@ -112,7 +112,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     )
     result = CliRunner().invoke(cli, ["sim"])
     assert result.exit_code == 1
-    assert "pip install 'regen[sim]'" in result.output
+    assert "pip install -e '.[sim]'" in result.output
     assert "PIL" in result.output
 
 

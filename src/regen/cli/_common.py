@@ -5,6 +5,7 @@ key that reached a run's params, events or errors is never shown in clear."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -25,9 +26,33 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float spelled as a string (``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``): strict JSON parsers (JavaScript's, Go's, jq) refuse
+    the bare tokens Python writes for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data: unknown objects as their text, non-finite floats as
+    strings, every secret masked."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return _finite(mask_data(json.loads(text)))
+
+
 def _dumps(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str, indent=2)
-    return json.dumps(mask_data(json.loads(text)), ensure_ascii=False, indent=2)
+    return json.dumps(_plain(value), ensure_ascii=False, indent=2, allow_nan=False)
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one line of strict JSON (JSON Lines), secrets masked."""
+    return json.dumps(_plain(value), ensure_ascii=False, allow_nan=False)
 
 
 def print_json(value: Any) -> None:
@@ -64,10 +89,11 @@ class _MaskedStream:
         return getattr(self._stream, name)
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr) whose output has every secret masked."""
+def console(*, stderr: bool = False, wide: bool = False) -> Console:
+    """A rich console on stdout (or stderr) whose output has every secret masked
+    (``wide``: tables as wide as their content, whatever the terminal's width)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=cast("TextIO", _MaskedStream(stream)))
+    return Console(file=cast("TextIO", _MaskedStream(stream)), width=10_000 if wide else None)
 
 
 @contextmanager
@@ -124,8 +150,50 @@ def user_errors() -> Iterator[None]:
         raise error(mask_secrets(str(exc))) from exc
 
 
-def when(timestamp: float | None) -> str:
-    """A local time for people, or ``-``."""
+def when(timestamp: float | None, *, short: bool = False, clock: bool = False) -> str:
+    """A local time for people, or ``-`` (``short``: without the year; ``clock``: the
+    time of day only)."""
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    shape = "%H:%M:%S" if clock else ("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(timestamp).strftime(shape)
+
+
+#: The characters of a run id shown in tables (``--wide`` shows them all), and the fewest
+#: a command accepts as a prefix.
+SHORT_ID = 8
+MIN_PREFIX = 4
+
+
+def short_id(run_id: str, *, wide: bool = False) -> str:
+    """A run id as tables show it."""
+    return run_id if wide else run_id[:SHORT_ID]
+
+
+class _AmbiguousRun(click.ClickException):
+    exit_code = 2
+
+
+def resolve_run(engine: Any, text: str) -> str:
+    """The full id of the run whose id is ``text`` or starts with it (4 characters or
+    more), as git resolves a commit; refused, with the candidates, when it is ambiguous."""
+    prefix = text.strip().lower()
+    if len(prefix) < MIN_PREFIX:
+        raise _AmbiguousRun(
+            f"run id {text!r} is too short: give {MIN_PREFIX} characters or more "
+            "(`regen runs` lists the runs)"
+        )
+    found = engine.sync.list_runs(id_prefix=prefix, limit=11)
+    if not found:
+        raise click.ClickException(f"no run id starts with {text!r} (`regen runs` lists them)")
+    exact = [r for r in found if r.id == prefix]
+    if len(found) == 1 or exact:
+        return str((exact or found)[0].id)
+    lines = [f"  {r.id}  {r.flow}  {r.status}  {when(r.created_at)}" for r in found[:10]]
+    more = "\n  …" if len(found) > 10 else ""
+    raise _AmbiguousRun(
+        f"run id {text!r} is ambiguous; it starts these runs:\n"
+        + "\n".join(lines)
+        + more
+        + "\ngive more characters"
+    )

@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from regen.cli._app import cli
+from regen.cli._common import console as masked_console
 from regen.cli._common import opened_engine, user_errors
 
 
@@ -34,11 +35,12 @@ def demo(ctx: click.Context, count: int) -> None:
         from regen.sim import run_simulator  # noqa: PLC0415 - the `sim` extra is optional
     except ImportError as exc:
         raise click.ClickException(
-            "regen demo runs the simulator: pip install 'regen[sim]'"
+            "regen demo runs the simulator, which needs the `sim` extra: "
+            "pip install -e '.[sim]' in a clone of regen (or pip install 'regen-*.whl[sim]')"
         ) from exc
     from regen.cli import _demo_flow as demo_flow  # noqa: PLC0415
 
-    console = Console()
+    console = masked_console()
     with (
         run_simulator(task_seconds=0.2, rules=demo_flow.SCRIPT) as sim,
         opened_engine(ctx) as engine,

@@ -5,28 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from regen.cli._app import cli
 from regen.cli._common import (
+    console,
+    echo,
     exit_code,
+    json_line,
     json_option,
     opened_engine,
     print_json,
     print_json_array,
+    resolve_run,
+    short_id,
     user_errors,
     when,
 )
+from regen.store import RunStatus
 
 if TYPE_CHECKING:
-    from regen.engine import Engine
+    from regen.engine import Engine, Item, RunDetail, Step
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -45,40 +50,90 @@ def _styled(status: str) -> str:
     return f"[{style}]{status}[/{style}]" if style else status
 
 
+_WIDE = click.option(
+    "--wide", is_flag=True, help="Full run ids and times, nothing shortened to fit the terminal."
+)
+
+
+def _item_attempts(item: Item) -> str:
+    """Attempts made on an item: its failed ones, plus the one that succeeded."""
+    status = str(item.status)
+    failed = len(item.attempts)
+    if status == "succeeded":
+        return "cached" if item.cached and not failed else str(failed + 1)
+    if status == "given_up":
+        return str(failed)
+    return str(failed) if failed else "-"
+
+
+def _step_attempts(step: Step) -> str:
+    """Attempts of a step where they are recorded (streaming steps); ``-`` elsewhere: a map
+    step's are its items', a plain step's are in its ``attempt.failed`` events."""
+    return str(step.attempts) if step.attempts else "-"
+
+
 @cli.command()
-@click.option("--status", multiple=True, help="Only runs in this status (repeatable).")
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice([str(s) for s in RunStatus]),
+    help="Only runs in this status (repeatable).",
+)
 @click.option("--flow", help="Only runs of this flow.")
 @click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@_WIDE
 @json_option
 @click.pass_context
 def runs(
-    ctx: click.Context, status: tuple[str, ...], flow: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    status: tuple[str, ...],
+    flow: str | None,
+    limit: int,
+    wide: bool,
+    as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (retries: automatic retries used / allowed)."""
     with opened_engine(ctx, reading=True) as engine, user_errors():
-        try:
-            found = engine.sync.list_runs(status=list(status) or None, flow=flow, limit=limit)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--status") from exc
+        found = engine.sync.list_runs(status=list(status) or None, flow=flow, limit=limit)
     if as_json:
         print_json([{**asdict(r), "status": str(r.status)} for r in found])
         return
-    table = Table("run", "flow", "status", "key", "retries", "created")
-    table.columns[0].no_wrap = True
-    for run in found:
-        table.add_row(
-            run.id,
+    out = console(wide=wide)
+    if not found:
+        filters = [f"--status {s}" for s in status] + ([f"--flow {flow}"] if flow else [])
+        out.print(f"no runs match {' '.join(filters)}" if filters else "no runs yet")
+        return
+    rows = [
+        [
+            short_id(run.id, wide=wide),
             run.flow,
-            _styled(str(run.status)),
+            str(run.status),
             run.business_key or "-",
-            f"{run.retry_count}/{run.max_retries}",
-            when(run.created_at),
-        )
-    Console().print(table if found else "no runs yet")
+            f"{run.auto_retries}/{run.max_retries}",
+            when(run.created_at, short=not wide),
+        ]
+        for run in found
+    ]
+    headers = ("run", "flow", "status", "key", "retries", "created")
+    table = Table(*headers)
+    widths = [max(len(h), *(len(r[n]) for r in rows)) for n, h in enumerate(headers)]
+    for n, column in enumerate(table.columns):
+        column.no_wrap = True  # ids, names, statuses and times are never cut
+        column.min_width = widths[n]
+    key = table.columns[3]
+    if not wide:
+        # The key alone gives way to fit the terminal: 3 columns of border and padding
+        # around each cell, one more at the edge.
+        fixed = sum(widths) - widths[3] + 3 * len(headers) + 1
+        key.min_width = min(widths[3], max(5, out.width - fixed))
+        key.max_width, key.overflow = key.min_width, "ellipsis"
+    for row in rows:
+        table.add_row(escape(row[0]), escape(row[1]), _styled(row[2]), escape(row[3]), *row[4:])
+    out.print(table)
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN")
 @click.option(
     "--items",
     "item_limit",
@@ -86,71 +141,92 @@ def runs(
     show_default=True,
     help="Items to list per map step (given-up and failed ones first).",
 )
+@_WIDE
 @json_option
 @click.pass_context
-def show(ctx: click.Context, run_id: str, item_limit: int, as_json: bool) -> None:
-    """Show a run: its steps, checkpoints, items, attempts and errors."""
+def show(ctx: click.Context, run_id: str, item_limit: int, wide: bool, as_json: bool) -> None:
+    """Show a run (RUN: its id or 4+ first characters): its steps, checkpoints, items,
+    attempts and errors, and what to type next."""
     with opened_engine(ctx, reading=True) as engine, user_errors():
+        run_id = resolve_run(engine, run_id)
         detail = engine.sync.detail(run_id)
-        items: dict[str, list[Any]] = {}
+        items: dict[str, list[Item]] = {}
         for step in detail.steps:
             if step.kind == "map":
                 troubled = engine.sync.items(run_id, step.name, status="given_up", limit=item_limit)
                 rest = engine.sync.items(run_id, step.name, limit=item_limit)
                 seen = {i.idx for i in troubled}
                 items[step.name] = (troubled + [i for i in rest if i.idx not in seen])[:item_limit]
-    if as_json:
-        record = detail.to_dict()
-        record["items"] = {
-            name: [asdict(i) | {"status": str(i.status)} for i in rows]
-            for name, rows in items.items()
-        }
-        print_json(record)
-        return
-    console = Console()
+        if as_json:
+            record = detail.to_dict()
+            record["items"] = {
+                name: [asdict(i) | {"status": str(i.status)} for i in rows]
+                for name, rows in items.items()
+            }
+            print_json(record)
+            return
+        _show_text(engine, detail, items, wide=wide)
+
+
+def _show_text(
+    engine: Engine, detail: RunDetail, items: dict[str, list[Item]], *, wide: bool
+) -> None:
+    from regen.cli._explain import explain, retries_used  # noqa: PLC0415
+
+    out = console(wide=wide)
     run = detail.run
-    console.print(
-        f"[bold]{run.flow}[/bold] run {run.id}: {_styled(str(run.status))}"
-        f"  retries {run.retry_count}/{run.max_retries}"
-        + (f"  key {run.business_key}" if run.business_key else "")
-    )
-    console.print(
+    out.print(f"[bold]{escape(run.flow)}[/bold] run {run.id}: {_styled(str(run.status))}")
+    facts = [retries_used(run) if run.max_retries else "automatic retries: off"]
+    if run.retry_count > run.auto_retries:
+        facts.append(f"{run.retry_count - run.auto_retries} manual")
+    if run.business_key:
+        facts.append(f"key {escape(run.business_key)}")
+    out.print("  ".join(facts), highlight=False)
+    out.print(
         f"resumable: {detail.resumable}   last successful step: "
-        f"{detail.last_successful_step or '-'}   failed step: {detail.failed_step or '-'}"
+        f"{detail.last_successful_step or '-'}   failed step: {detail.failed_step or '-'}",
+        highlight=False,
     )
-    if run.error:
-        console.print(f"[red]error[/red]: {run.error.get('message', run.error)}")
     table = Table("#", "step", "kind", "status", "attempts", "checkpointed", "items")
+    for column in table.columns[:6]:
+        column.no_wrap = True  # a step's name, its kind, status and times: never cut
+    for column, values in zip(
+        table.columns[1:4],
+        (
+            [s.name for s in detail.steps],
+            [s.kind for s in detail.steps],
+            [str(s.status) for s in detail.steps],
+        ),
+        strict=True,
+    ):
+        column.min_width = max(len(str(column.header)), *map(len, values))
     for step in detail.steps:
         counts = detail.items.get(step.name)
         summary = ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or "-"
         table.add_row(
             str(step.position + 1),
-            step.name,
+            escape(step.name),
             step.kind,
             _styled(str(step.status)),
-            str(step.attempts),
-            when(step.checkpointed_at),
+            _step_attempts(step),
+            when(step.checkpointed_at, clock=not wide),
             summary,
         )
-    console.print(table)
+    out.print(table)
     for name, rows in items.items():
         if not rows:
             continue
         grid = Table("item", "status", "attempts", "last errors", title=f"items of {name}")
+        grid.columns[1].no_wrap = True
         for item in rows:
             grid.add_row(
                 str(item.idx),
                 _styled(str(item.status)),
-                str(len(item.attempts)),
-                "\n".join(item.errors[-3:]) or "-",
+                _item_attempts(item),
+                escape("\n".join(item.errors[-3:])) or "-",
             )
-        console.print(grid)
-    if detail.resumable:
-        console.print(
-            f"resume it: [bold]regen retry {run.id}[/bold]"
-            f" (or --from STEP to redo a step and those after it)"
-        )
+        out.print(grid)
+    asyncio.run(explain(out, engine, run))
 
 
 #: Events read from the store at a time (the log of a large run is never read whole).
@@ -166,7 +242,7 @@ def _all_events(engine: Engine, run_id: str, after: int) -> Iterator[dict[str, A
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN")
 @click.option("--after", default=0, show_default=True, help="Only events after this seq.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
 @click.option(
@@ -185,20 +261,21 @@ def events(ctx: click.Context, run_id: str, after: int, follow: bool, as_json: b
     on each as it comes.
     """
     with opened_engine(ctx, reading=True) as engine, user_errors():
-        engine.sync.get_run(run_id)
+        run_id = resolve_run(engine, run_id)
         if as_json and not follow:
             print_json_array(_all_events(engine, run_id, after))
             return
-        console = Console(highlight=False)
+        out = console()
 
         async def tail() -> None:
             async for event in engine.events(run_id, after=after, follow=follow):
                 if as_json:
-                    click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
+                    click.echo(json_line(event.to_dict()))
                 else:
-                    console.print(
+                    out.print(
                         f"{event.seq:>5} {when(event.at)} [bold]{event.type}[/bold] "
-                        f"{_compact(event.data)}"
+                        f"{escape(_compact(event.data))}",
+                        highlight=False,
                     )
 
         with contextlib.suppress(KeyboardInterrupt):
@@ -210,7 +287,7 @@ def _compact(data: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN")
 @click.option(
     "--from",
     "from_step",
@@ -225,28 +302,30 @@ def _compact(data: dict[str, Any]) -> str:
 )
 @click.pass_context
 def retry(ctx: click.Context, run_id: str, from_step: str | None, wait: bool) -> None:
-    """Retry a failed or partial run from its failed step (or from --from STEP)."""
+    """Retry a failed or partial run (RUN: its id or 4+ first characters) from its failed
+    step (or from --from STEP)."""
     from regen.cli._progress import execute_with_progress  # noqa: PLC0415
 
     with opened_engine(ctx) as engine, user_errors():
-        run = engine.sync.retry(run_id, from_step=from_step)
+        run = engine.sync.retry(resolve_run(engine, run_id), from_step=from_step)
         where = f"from step {from_step!r}" if from_step else "from its failed step"
-        click.echo(f"run {run.id} queued again {where} (retry {run.retry_count})")
+        echo(f"run {run.id} queued again {where} (retry {run.retry_count})")
+        if not wait:
+            echo(f"a `regen worker` runs it; follow it: regen events {short_id(run.id)} -f")
         if wait:
             finished = execute_with_progress(engine, run.id)
             raise SystemExit(exit_code(finished.status))
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN")
 @click.pass_context
 def cancel(ctx: click.Context, run_id: str) -> None:
-    """Cancel a queued run now, or a running one at its next safe point."""
+    """Cancel a queued run now, or a running one at its next safe point (RUN: its id or
+    4+ first characters)."""
     with opened_engine(ctx) as engine, user_errors():
-        run = engine.sync.cancel(run_id)
-    click.echo(
-        f"run {run.id}: {run.status}" + (" (cancel requested)" if run.cancel_requested else "")
-    )
+        run = engine.sync.cancel(resolve_run(engine, run_id))
+    echo(f"run {run.id}: {run.status}" + (" (cancel requested)" if run.cancel_requested else ""))
 
 
 @cli.command()
@@ -260,4 +339,4 @@ def gc(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(record)
     else:
-        click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in record.items()))
+        echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in record.items()))

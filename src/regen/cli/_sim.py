@@ -36,7 +36,8 @@ def _require_extra() -> None:
     if missing:
         raise click.ClickException(
             f"the simulator needs the 'sim' extra (missing: {', '.join(missing)}); "
-            "install it with: pip install 'regen[sim]'"
+            "install it with: pip install -e '.[sim]' in a clone of regen "
+            "(or pip install 'dist/regen-VERSION-py3-none-any.whl[sim]' from a built wheel)"
         )
 
 

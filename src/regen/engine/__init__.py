@@ -24,6 +24,7 @@ from regen.engine._loader import load_flow
 from regen.engine._params import Param
 from regen.engine._settings import Settings
 from regen.engine._traceback import format_error
+from regen.engine._worker import WorkerEvent
 from regen.store import (
     Event,
     EventType,
@@ -66,6 +67,7 @@ __all__ = [
     "StepContext",
     "StepSpec",
     "StepStatus",
+    "WorkerEvent",
     "format_error",
     "load_flow",
 ]

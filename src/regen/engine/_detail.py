@@ -1,4 +1,5 @@
-"""A run's detail as a dashboard or ``regen show`` presents it (seed 003's task record)."""
+"""A run's detail as a dashboard or ``regen show`` presents it (the paper pipeline
+example's task record)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from regen.engine._loops import Loops
 from regen.engine._resources import execute_with_resources
 from regen.engine._settings import Settings
 from regen.engine._sync import SyncEngine
-from regen.engine._worker import work
+from regen.engine._worker import OnWorkerEvent, work
 from regen.store import (
     Artifact,
     Claimed,
@@ -449,12 +449,15 @@ class Engine:
         stop: asyncio.Event | None = None,
         gc_interval: float | None = None,
         max_runs: int | None = None,
+        on_event: OnWorkerEvent | None = None,
     ) -> int:
         """Claim and execute queued runs (and runs whose process died) until ``stop`` is set.
 
         ``flows``: names to claim (default: the registered flows, or, when none is,
         any run whose recorded ``MODULE:FLOW`` imports). Carries out due automatic
         retries and cleans up every ``gc_interval`` seconds. Returns the runs executed.
+        ``on_event``: called with a :class:`WorkerEvent` for every run claimed, taken
+        over, finished, failed, put back or lost (it must not block).
         """
         return await work(
             self,
@@ -464,4 +467,5 @@ class Engine:
             stop=stop,
             gc_interval=gc_interval,
             max_runs=max_runs,
+            on_event=on_event,
         )

@@ -120,10 +120,11 @@ class Flow:
             yield "text"
 
     ``max_retries``/``retry_delay``: automatic retries of a failed run from its failed
-    step (seed 003: 3 × 30 s); 0 switches them off. ``resources``: a function of the
-    run's params giving what its steps share (clients, folders: ``ctx.resources``), in any
-    process that executes the run (``regen run``, ``regen worker``, a take-over); an
-    async or sync context manager is entered around the execution and closed after it.
+    step (the paper pipeline example: 3 × 30 s); 0 switches them off. ``resources``: a
+    function of the run's params giving what its steps share (clients, folders:
+    ``ctx.resources``), in any process that executes the run (``regen run``, ``regen
+    worker``, a take-over); an async or sync context manager is entered around the
+    execution and closed after it.
     """
 
     def __init__(

@@ -47,8 +47,13 @@ async def follow(
             if run.status.finished and run.retry_at is None:
                 # The status was read before the events: every event of the run is read.
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
+            # asyncio.wait, not wait_for: Python 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and the follower then never stops.
+            waiter = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=poll)
+            finally:
+                waiter.cancel()
     finally:
         if remove is not None:
             remove()

@@ -9,10 +9,10 @@ from regen.engine._flow import Flow
 
 
 def load_flow(ref: str) -> Flow:
-    """The :class:`Flow` an import string names: ``"examples.digest:flow"``."""
+    """The :class:`Flow` an import string names: ``"examples.daily_news.workflow:flow"``."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
-        raise FlowNotFound(f"{ref!r}: expected MODULE:FLOW, e.g. examples.digest:flow")
+        raise FlowNotFound(f"{ref!r}: expected MODULE:FLOW, e.g. examples.daily_news.workflow:flow")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -5,12 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from regen.engine import _time
 from regen.engine._errors import FlowNotFound
 from regen.store import Claimed, InvalidTransition, RunStatus
+
+WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    """What a worker just did with a run, for whoever watches it (``regen worker``).
+
+    ``action``: ``claimed`` (a queued run), ``taken_over`` (a run whose process died),
+    ``finished`` (it ended succeeded, partial or cancelled: ``status``), ``failed``
+    (``error``: the run's error record; ``retry_at``: when an automatic retry is due),
+    ``put_back`` (returned to the queue: the worker stopped, or the flow cannot be
+    loaded here: ``reason``), ``lost`` (another process took its lease).
+    """
+
+    action: WorkerAction
+    run_id: str
+    flow: str
+    at: float
+    status: str | None = None
+    error: dict[str, Any] | None = None
+    retry_at: float | None = None
+    reason: str | None = None
+
+
+OnWorkerEvent = Callable[[WorkerEvent], None]
 
 if TYPE_CHECKING:
     from regen.engine._engine import Engine
@@ -27,10 +54,12 @@ async def work(
     stop: asyncio.Event | None = None,
     gc_interval: float | None = None,
     max_runs: int | None = None,
+    on_event: OnWorkerEvent | None = None,
 ) -> int:
     """Run queued runs until ``stop`` is set (or ``max_runs`` have been run); returns how
     many runs this worker executed. See :meth:`Engine.worker`."""
     stop = stop or asyncio.Event()
+    report = _reporter(on_event)
     names = list(flows) if flows is not None else (engine.registry.names() or None)
     interval = engine.settings.gc_interval if gc_interval is None else gc_interval
     last_gc = _time.monotonic()  # the engine's clock: a fake one under test mode
@@ -55,22 +84,13 @@ async def work(
                 )
                 if claimed is None:
                     break
-                try:
-                    engine.registry.get(claimed.run.flow, claimed.run.flow_ref)
-                except FlowNotFound as exc:
-                    await engine._store.release(claimed.lease, _time.now())
-                    if claimed.run.flow not in unloadable:
-                        logger.error(
-                            "regen worker: skipping runs of flow %s: %s",
-                            claimed.run.flow,
-                            exc,
-                            extra={"flow": claimed.run.flow},
-                        )
-                        unloadable.add(claimed.run.flow)
+                if not await _loadable(engine, claimed, unloadable, report):
                     names = [n for n in (names or await _known(engine)) if n not in unloadable]
                     continue
                 executed += 1
-                task = asyncio.create_task(_run(engine, claimed))
+                action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
+                report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
+                task = asyncio.create_task(_run(engine, claimed, report))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(lambda _: wake.set())
@@ -92,6 +112,40 @@ async def work(
     return executed
 
 
+def _reporter(on_event: OnWorkerEvent | None) -> OnWorkerEvent:
+    def report(event: WorkerEvent) -> None:
+        if on_event is not None:
+            try:
+                on_event(event)
+            except Exception:  # a watcher's bug must not stop the worker
+                logger.exception("regen worker: the on_event callback failed")
+
+    return report
+
+
+async def _loadable(
+    engine: Engine, claimed: Claimed, unloadable: set[str], report: OnWorkerEvent
+) -> bool:
+    """Whether the claimed run's flow loads here; if not, the run is put back (and its
+    flow added to ``unloadable``)."""
+    run = claimed.run
+    try:
+        engine.registry.get(run.flow, run.flow_ref)
+    except FlowNotFound as exc:
+        await engine._store.release(claimed.lease, _time.now())
+        report(WorkerEvent("put_back", run.id, run.flow, _time.now(), reason=str(exc)))
+        if run.flow not in unloadable:
+            logger.error(
+                "regen worker: skipping runs of flow %s: %s",
+                run.flow,
+                exc,
+                extra={"flow": run.flow},
+            )
+            unloadable.add(run.flow)
+        return False
+    return True
+
+
 async def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> None:
     for run_id in await engine._store.due_retries(_time.now(), names):
         # Refused when another worker, or a manual retry, got there first.
@@ -104,10 +158,33 @@ async def _known(engine: Engine) -> list[str]:
     return sorted({r.flow for r in runs})
 
 
-async def _run(engine: Engine, claimed: Claimed) -> None:
+async def _run(engine: Engine, claimed: Claimed, report: OnWorkerEvent) -> None:
+    run_id, flow = claimed.run.id, claimed.run.flow
     try:
-        await engine._execute_claimed(claimed, release_on_interrupt=True)
+        status = await engine._execute_claimed(claimed, release_on_interrupt=True)
     except asyncio.CancelledError:
+        report(WorkerEvent("put_back", run_id, flow, _time.now(), reason="the worker stopped"))
         raise
     except Exception:
         logger.exception("regen worker: a run ended with an engine error")
+    else:
+        if status is RunStatus.RUNNING:
+            report(WorkerEvent("lost", run_id, flow, _time.now()))
+            return
+    run = await engine._store.get_run(run_id)
+    if run is None:
+        return
+    if run.status is RunStatus.FAILED:
+        report(
+            WorkerEvent(
+                "failed",
+                run_id,
+                flow,
+                _time.now(),
+                status=str(run.status),
+                error=run.error,
+                retry_at=run.retry_at,
+            )
+        )
+    else:
+        report(WorkerEvent("finished", run_id, flow, _time.now(), status=str(run.status)))

@@ -1,6 +1,6 @@
 """A local simulator of AI providers (OpenAI, DashScope, a photo/video task API, a
 payment API) that answers with real images and streamed text and injects the faults of
-FAULTS.md on demand. It imports nothing else from regen.
+the fault catalogue of docs/simulator.md on demand. It imports nothing else from regen.
 
     from regen.sim import run_simulator
 

@@ -1,4 +1,4 @@
-"""Error responses in each protocol's own shape (FAULTS.md).
+"""Error responses in each protocol's own shape (docs/simulator.md).
 
 Families: ``openai`` (``{"error": {message, type, param, code}}``), ``dashscope`` (flat
 ``{code, message, request_id}``), ``photo`` (``{"error": {code, message}, request_id}``),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Exactly the rows of FAULTS.md's fault catalogue, in its order.
+# Exactly the rows of the fault catalogue in docs/simulator.md, in its order.
 FAULTS: tuple[str, ...] = (
     "auth",
     "permission",
