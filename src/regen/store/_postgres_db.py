@@ -1,0 +1,155 @@
+"""Opening a PostgreSQL database for regen: its schema, its version, and error translation.
+
+The schema is created or upgraded in one transaction under an advisory lock, so workers
+starting at once do it once; a database at a newer version than this code knows is
+refused untouched. ``REGEN_DB_AUTO_UPGRADE=0`` leaves upgrades to ``regen db upgrade``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from regen.store import _queries
+from regen.store._errors import SchemaTooNew, StoreError
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+Q = _queries.queries("postgres")
+#: The channel LISTEN/NOTIFY wakes followers on; the payload is a run id.
+CHANNEL = "regen_events"
+
+
+def latest_version() -> int:
+    """The schema version this code writes: the number of the last migration."""
+    return _queries.migrations("postgres")[-1][0]
+
+
+def masked(url: str) -> str:
+    """The URL without its password (``postgresql://user@host:5432/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}@" if parts.username else ""
+    return parts._replace(netloc=f"{user}{netloc}").geturl()
+
+
+def auto_upgrade() -> bool:
+    """``REGEN_DB_AUTO_UPGRADE`` (on unless ``0``): upgrade the schema on first use."""
+    value = os.environ.get("REGEN_DB_AUTO_UPGRADE", "1").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise StoreError(f"REGEN_DB_AUTO_UPGRADE={value!r}: expected 1 (the default) or 0")
+    return value not in ("0", "false", "no", "off")
+
+
+async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> int:
+    """Build the schema in an empty database, or bring an older one up to date; the version
+    the database was at (0: it was empty). ``upgrade=False``: refuse an older schema."""
+    latest = latest_version()
+    version = await _version(conn)
+    if version == latest:
+        return version
+    _refuse_newer(version, where)
+    if version and not upgrade:
+        raise StoreError(
+            f"{where}: schema version {version}, this regen needs {latest}; run "
+            "`regen db upgrade` (REGEN_DB_AUTO_UPGRADE=0 leaves upgrades to it)"
+        )
+    async with conn.transaction():
+        await conn.execute(Q["schema_lock"])
+        # Read again under the lock: another worker may have just done it.
+        version = await _version(conn)
+        _refuse_newer(version, where)
+        if version == 0:
+            await conn.execute(_queries.read("postgres", "schema.sql").encode())
+            await conn.execute(Q["init_schema_version"], {"version": latest})
+        elif version < latest:
+            for number, script in _queries.migrations("postgres"):
+                if number > version:
+                    await conn.execute(script.encode())
+            await conn.execute(Q["set_schema_version"], {"version": latest})
+    return version
+
+
+async def _version(conn: AsyncConnection[Any]) -> int:
+    cursor = await conn.execute("SELECT to_regclass('regen_schema') IS NOT NULL")
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        if await _has_runs(conn):
+            raise StoreError(
+                "the database holds a table named runs but no regen_schema table: it is "
+                "not regen's; point REGEN_DATABASE_URL at another database (or schema)"
+            )
+        return 0
+    cursor = await conn.execute(Q["schema_version"])
+    row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def _has_runs(conn: AsyncConnection[Any]) -> bool:
+    cursor = await conn.execute("SELECT to_regclass('runs') IS NOT NULL")
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _refuse_newer(version: int, where: str) -> None:
+    if version > latest_version():
+        raise SchemaTooNew(
+            where,
+            f"schema version {version} was written by a newer regen (this one knows up "
+            f"to {latest_version()}); nothing was changed: upgrade regen to use it",
+        )
+
+
+async def problems(conn: AsyncConnection[Any]) -> list[str]:
+    """What is wrong with the database's schema (nothing: an empty list)."""
+    version = await _version(conn)
+    if version != latest_version():
+        return [f"schema version {version}; this regen expects {latest_version()}"]
+    cursor = await conn.execute(Q["table_columns"])
+    found: dict[str, set[str]] = {}
+    for table, column in await cursor.fetchall():
+        found.setdefault(table, set()).add(column)
+    missing = []
+    for table, columns in expected_columns().items():
+        lacking = [c for c in columns if c not in found.get(table, set())]
+        if table not in found:
+            missing.append(f"table {table!r} is missing")
+        elif lacking:
+            missing.append(f"table {table!r} lacks column(s) {', '.join(lacking)}")
+    return missing
+
+
+def expected_columns() -> dict[str, list[str]]:
+    """Each table's columns as ``schema.sql`` declares them (read from its text)."""
+    tables: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in _queries.read("postgres", "schema.sql").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("CREATE TABLE "):
+            current = tables.setdefault(stripped.split()[2], [])
+        elif stripped.startswith(");"):
+            current = None
+        elif current is not None and stripped and not stripped.startswith(("--", "CONSTRAINT")):
+            word = stripped.split()[0]
+            if word.upper() != "PRIMARY":
+                current.append(word)
+    return tables
+
+
+def translate(exc: Exception, where: str) -> StoreError:
+    """A driver error as a :class:`StoreError` saying what to do about it."""
+    import psycopg  # noqa: PLC0415 - the driver is an optional extra
+
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(
+            f"{where}: cannot reach PostgreSQL ({text}); check that the server runs and "
+            "REGEN_DATABASE_URL names it"
+        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return StoreError(f"{where}: {text}; the database user needs CREATE and write rights")
+    return StoreError(f"{where}: {text}")
