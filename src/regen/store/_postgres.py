@@ -105,13 +105,13 @@ class PostgresStore(Store):
         try:
             conn = await AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
         except Exception as exc:
-            raise translate(exc, self.location) from exc
+            raise translate(exc, self.location, self.url) from exc
         try:
             await migrate(conn, self.location, upgrade=upgrade)
         except StoreError:
             raise
         except Exception as exc:
-            raise translate(exc, self.location) from exc
+            raise translate(exc, self.location, self.url) from exc
         finally:
             await conn.close()
 
@@ -136,7 +136,7 @@ class PostgresStore(Store):
             await pool.open(wait=True, timeout=OPEN_TIMEOUT)
         except Exception as exc:
             await pool.close()
-            raise translate(exc, self.location) from exc
+            raise translate(exc, self.location, self.url) from exc
         return pool
 
     async def _call(self, work: Callable[[Conn], Coroutine[Any, Any, T]], *runs: str) -> T:
@@ -157,7 +157,7 @@ class PostgresStore(Store):
             import psycopg  # noqa: PLC0415
 
             if isinstance(exc, psycopg.Error):
-                raise translate(exc, self.location) from exc
+                raise translate(exc, self.location, self.url) from exc
             raise
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:

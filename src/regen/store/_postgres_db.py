@@ -140,11 +140,15 @@ def expected_columns() -> dict[str, list[str]]:
     return tables
 
 
-def translate(exc: Exception, where: str) -> StoreError:
-    """A driver error as a :class:`StoreError` saying what to do about it."""
+def translate(exc: Exception, where: str, url: str = "") -> StoreError:
+    """A driver error as a :class:`StoreError` saying what to do about it (the password of
+    ``url``, should the driver quote it, masked)."""
     import psycopg  # noqa: PLC0415 - the driver is an optional extra
 
     text = str(exc).strip() or type(exc).__name__
+    password = urlsplit(url).password if url else None
+    if password:
+        text = text.replace(password, "***")
     if isinstance(exc, psycopg.OperationalError):
         return StoreError(
             f"{where}: cannot reach PostgreSQL ({text}); check that the server runs and "

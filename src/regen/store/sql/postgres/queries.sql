@@ -92,10 +92,12 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- name: claim_named
+-- The run named; a transaction writing to it now is waited for (the conditions are then
+-- checked again on the row it left), as a claim waits for the write lock in SQLite.
 SELECT * FROM runs
 WHERE id = %(run_id)s AND (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
   AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
-FOR UPDATE SKIP LOCKED;
+FOR UPDATE;
 
 -- name: claim_run
 UPDATE runs

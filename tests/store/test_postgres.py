@@ -1,0 +1,333 @@
+"""The PostgreSQL store beyond the contract: schema ≡ migrations, workers in several
+processes, fencing under contention, LISTEN/NOTIFY, lost connections, URLs and versions.
+
+Each test gets a database of its own (``postgres_database``); without a server these are
+skipped, except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.store.conftest import postgres_database
+
+from regen.foundation import ConfigError
+from regen.store import (
+    AddEvent,
+    NewRun,
+    PostgresStore,
+    SchemaTooNew,
+    StoreError,
+    _queries,
+    open_store,
+)
+from regen.store._postgres_db import latest_version
+
+psycopg = pytest.importorskip("psycopg")
+STEPS = (("fetch", "step"), ("draw", "map"))
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with postgres_database() as made:
+        yield made
+
+
+def _new(run_id: str) -> NewRun:
+    return NewRun(run_id, "f", None, None, "{}", STEPS)
+
+
+# --- schema and migrations ------------------------------------------------------------------
+
+
+def _structure(url: str) -> dict[str, Any]:
+    """Everything that makes up the schema, comparable between two databases: columns
+    (type, nullability, default), constraints with their columns and rules, indexes."""
+    with psycopg.connect(url) as conn:
+
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return sorted(conn.execute(sql).fetchall(), key=repr)
+
+        return {
+            "columns": rows(
+                "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
+                "column_default FROM information_schema.columns "
+                "WHERE table_schema = 'public'"
+            ),
+            "constraints": rows(
+                "SELECT conrelid::regclass::text, conname, contype, "
+                "pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE connamespace = 'public'::regnamespace"
+            ),
+            "indexes": rows(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            ),
+            "version": conn.execute("SELECT version FROM regen_schema").fetchall(),
+        }
+
+
+def _migrate(url: str, replace: tuple[str, str] | None = None) -> None:
+    """Run every migration script in order (``replace``: an edit made to the last first)."""
+    migrations = _queries.migrations("postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for number, text in migrations:
+            script = text
+            if replace is not None and number == migrations[-1][0]:
+                assert replace[0] in script
+                script = script.replace(*replace)
+            conn.execute(script.encode())
+        conn.execute("INSERT INTO regen_schema (version) VALUES (%s)", (migrations[-1][0],))
+
+
+def test_a_database_built_from_migrations_equals_one_built_from_the_schema(url: str) -> None:
+    PostgresStore(url).close_now()
+    with postgres_database() as migrated:
+        _migrate(migrated)
+        PostgresStore(migrated).close_now()  # opening brings it up to date (nothing to do)
+        fresh = _structure(url)
+        assert fresh == _structure(migrated)
+    assert fresh["version"] == [(latest_version(),)]
+    assert any(c[2] == "u" for c in fresh["constraints"])  # unique keys are compared
+    assert any(c[2] == "f" for c in fresh["constraints"])  # and foreign keys
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("CONSTRAINT runs_flow_business_key UNIQUE (flow, business_key)", "CHECK (true)"),
+        ("CREATE INDEX runs_by_created ON runs (created_at);", ""),
+        ("ON runs (status, created_at)", "ON runs (created_at, status)"),
+        (
+            "cancel_requested BOOLEAN NOT NULL DEFAULT FALSE",
+            "cancel_requested BOOLEAN NOT NULL",
+        ),
+        ("REFERENCES runs (key) ON DELETE CASCADE,\n    step", "REFERENCES runs (key),\n    step"),
+        ("quota_remaining DOUBLE PRECISION", "quota_remaining REAL"),
+    ],
+    ids=["unique", "index", "index-columns", "default", "cascade", "type"],
+)
+def test_the_schema_comparison_notices_a_changed_constraint(
+    url: str, change: tuple[str, str]
+) -> None:
+    PostgresStore(url).close_now()
+    with postgres_database() as migrated:
+        _migrate(migrated, replace=change)
+        assert _structure(url) != _structure(migrated)
+
+
+def test_a_newer_schema_is_refused_untouched(url: str) -> None:
+    PostgresStore(url).close_now()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE regen_schema SET version = 99")
+    with pytest.raises(SchemaTooNew, match="newer regen"):
+        PostgresStore(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM regen_schema").fetchone() == (99,)
+
+
+def test_a_database_of_another_application_is_refused(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE runs (id int)")
+    with pytest.raises(StoreError, match="not regen's"):
+        PostgresStore(url)
+
+
+# --- the URL ---------------------------------------------------------------------------------
+
+
+def test_the_store_is_chosen_by_url_and_its_location_hides_the_password(url: str) -> None:
+    store = open_store(url)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.location == url
+    finally:
+        store.close_now()
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere")
+    assert "s3cret-pw" not in str(info.value)
+    assert "cannot reach PostgreSQL" in str(info.value)
+
+
+def test_a_missing_postgres_extra_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'regen\[postgres\]'"):
+        open_store("postgresql://user:pw@127.0.0.1/db")
+
+
+# --- workers in several processes -------------------------------------------------------------
+
+_CLAIMER = """
+import asyncio, json, sys
+from regen.store import PostgresStore
+
+async def main() -> None:
+    store = PostgresStore(sys.argv[1])
+    sys.stdout.write("ready\\n"); sys.stdout.flush()
+    sys.stdin.readline()  # both start claiming at once
+    got = []
+    while (claimed := await store.claim(sys.argv[2], 60.0, 100.0)) is not None:
+        got.append(claimed.run.id)
+    await store.close()
+    print(json.dumps(got))
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_claiming_at_once_never_take_the_same_run(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        for i in range(60):
+            await store.create_run(_new(f"r{i:02}"), float(i))
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _CLAIMER,
+                url,
+                f"w{n}",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for n in range(2)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None
+            assert (await worker.stdout.readline()).strip() == b"ready"
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(w.communicate(b"go\n") for w in workers)), 30
+        )
+        claimed = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+        assert sorted(claimed[0] + claimed[1]) == [f"r{i:02}" for i in range(60)]
+        assert not set(claimed[0]) & set(claimed[1])
+        runs = await store.list_runs(limit=100)
+        assert {r.lease_owner for r in runs} <= {"w0", "w1"}
+        assert all(r.executions == 1 for r in runs)
+    finally:
+        await store.close()
+
+
+async def test_a_stale_holder_racing_a_takeover_writes_nothing_after_it(url: str) -> None:
+    first, second = PostgresStore(url), PostgresStore(url)
+    try:
+        await first.create_run(_new("r1"), 1.0)
+        old = await first.claim("old", 10.0, 1.0)
+        assert old is not None
+
+        async def stale_writes() -> list[bool]:
+            outcomes = []
+            for i in range(30):
+                done = await first.commit(old.lease, [AddEvent("log", json.dumps({"i": i}), 20.0)])
+                outcomes.append(done.ok)
+            return outcomes
+
+        writes = asyncio.ensure_future(stale_writes())
+        await asyncio.sleep(0)
+        taken = await second.claim("new", 10.0, 20.0, run_id="r1")  # the lease expired at 11
+        outcomes = await writes
+        assert taken is not None
+        assert taken.taken_over
+        events = await second.read_events("r1")
+        started = [e.seq for e in events if e.type == "run.started"][-1]
+        assert not [e for e in events if e.seq > started]  # nothing of the stale holder's
+        assert outcomes.count(True) == len([e for e in events if e.type == "log"])
+        assert outcomes[-1] is False
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_follower_of_every_run_misses_no_event_under_concurrent_commits(
+    url: str,
+) -> None:
+    writers = [PostgresStore(url) for _ in range(3)]
+    reader = PostgresStore(url)
+    try:
+        leases = []
+        for n, store in enumerate(writers):
+            await store.create_run(_new(f"r{n}"), 1.0)
+            claimed = await store.claim("w", 100.0, 1.0, run_id=f"r{n}")
+            assert claimed is not None
+            leases.append(claimed.lease)
+        done = asyncio.Event()
+
+        async def write(store: PostgresStore, n: int) -> None:
+            for i in range(40):
+                await store.commit(leases[n], [AddEvent("log", json.dumps({"i": i}), 2.0)])
+
+        async def follow() -> list[int]:
+            seen: list[int] = []
+            cursor = 0
+            while True:
+                finished = done.is_set()
+                for event in await reader.read_all_events(after=cursor):
+                    seen.append(event.cursor)
+                    cursor = event.cursor
+                if finished:
+                    return seen
+                await asyncio.sleep(0.001)
+
+        following = asyncio.ensure_future(follow())
+        await asyncio.gather(*(write(s, n) for n, s in enumerate(writers)))
+        done.set()
+        seen = await following
+        every = [e.cursor for e in await reader.read_all_events(limit=10_000)]
+        assert seen == every  # in order, none skipped, none twice
+        assert len(every) == 3 * (2 + 40)
+    finally:
+        for store in [*writers, reader]:
+            await store.close()
+
+
+# --- notifications and lost connections -----------------------------------------------------
+
+
+async def test_a_commit_in_another_store_wakes_a_listener_through_notify(url: str) -> None:
+    listening, writing = PostgresStore(url), PostgresStore(url)
+    try:
+        heard = threading.Event()
+        runs: list[str] = []
+
+        def listener(run_id: str) -> None:
+            runs.append(run_id)
+            heard.set()
+
+        listening.add_listener(listener)
+        assert await asyncio.to_thread(listening.listening.wait, 10)
+        await writing.create_run(_new("r1"), 1.0)
+        assert await asyncio.to_thread(heard.wait, 10)
+        assert runs == ["r1"]  # its own commits are not heard twice
+        await listening.create_run(_new("r2"), 1.0)
+        assert runs == ["r1", "r2"]  # told at once, not through the server
+    finally:
+        await listening.close()
+        await writing.close()
+
+
+async def test_a_lost_database_connection_is_replaced_and_work_goes_on(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        await store.create_run(_new("r1"), 1.0)
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+        assert killed is not None
+        assert killed[0] >= 1
+        run = await store.get_run("r1")  # on a new connection
+        assert run is not None
+        assert (await store.claim("w", 10.0, 2.0)) is not None
+    finally:
+        await store.close()
