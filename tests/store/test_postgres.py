@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from regen.foundation import ConfigError
 from regen.store import (
     AddEvent,
     NewRun,
+    NotARegenDatabase,
     PostgresStore,
     SchemaTooNew,
     StoreError,
@@ -134,7 +138,7 @@ def test_a_newer_schema_is_refused_untouched(url: str) -> None:
 def test_a_database_of_another_application_is_refused(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE runs (id int)")
-    with pytest.raises(StoreError, match="not regen's"):
+    with pytest.raises(NotARegenDatabase, match="not regen's"):
         PostgresStore(url)
 
 
@@ -329,5 +333,51 @@ async def test_a_lost_database_connection_is_replaced_and_work_goes_on(url: str)
         run = await store.get_run("r1")  # on a new connection
         assert run is not None
         assert (await store.claim("w", 10.0, 2.0)) is not None
+    finally:
+        await store.close()
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def _regen(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regen.cli", *args],
+        env={**os.environ, "REGEN_DATABASE_URL": url, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
+    url: str, tmp_path: Path
+) -> None:
+    # trust auth ignores the password: it is here to show it is never printed
+    secret = url.replace("postgres@", "postgres:hunter2-pw@")
+    off = {"REGEN_DB_AUTO_UPGRADE": "0", "REGEN_HOME": str(tmp_path)}
+    refused = _regen(secret, "runs", **off)
+    assert refused.returncode == 1
+    assert "run `regen db upgrade`" in refused.stderr
+    upgraded = _regen(secret, "db", "upgrade", **off)
+    assert upgraded.returncode == 0, upgraded.stderr
+    checked = _regen(secret, "db", "check", "--json", **off)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
+    listed = _regen(secret, "runs", "--json", **off)
+    assert listed.returncode == 0, listed.stderr
+    everything = refused.stderr + upgraded.stdout + checked.stdout + listed.stdout
+    assert "hunter2-pw" not in everything
+    assert "postgres@127.0.0.1" in upgraded.stdout
+
+
+async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        assert await store.check() == []
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE items DROP COLUMN cached")
+        assert await store.check() == ["table 'items' lacks column(s) cached"]
     finally:
         await store.close()

@@ -190,7 +190,7 @@ class PostgresStore(Store):
 
     async def check(self) -> list[str]:
         async def read(conn: Conn) -> list[str]:
-            return await problems(conn)
+            return await problems(conn, self.location)
 
         return await self._call(read)
 

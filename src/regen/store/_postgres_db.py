@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from regen.store import _queries
-from regen.store._errors import SchemaTooNew, StoreError
+from regen.store._errors import NotARegenDatabase, SchemaTooNew, StoreError
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -47,21 +47,22 @@ def auto_upgrade() -> bool:
 
 async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> int:
     """Build the schema in an empty database, or bring an older one up to date; the version
-    the database was at (0: it was empty). ``upgrade=False``: refuse an older schema."""
+    the database was at (0: it was empty). ``upgrade=False``: refuse to change anything."""
     latest = latest_version()
-    version = await _version(conn)
+    version = await _version(conn, where)
     if version == latest:
         return version
     _refuse_newer(version, where)
-    if version and not upgrade:
+    if not upgrade:
+        found = f"schema version {version}" if version else "no regen schema yet"
         raise StoreError(
-            f"{where}: schema version {version}, this regen needs {latest}; run "
-            "`regen db upgrade` (REGEN_DB_AUTO_UPGRADE=0 leaves upgrades to it)"
+            f"{where}: {found}, this regen needs version {latest}; run `regen db upgrade` "
+            "(REGEN_DB_AUTO_UPGRADE=0 leaves creating and upgrading the schema to it)"
         )
     async with conn.transaction():
         await conn.execute(Q["schema_lock"])
         # Read again under the lock: another worker may have just done it.
-        version = await _version(conn)
+        version = await _version(conn, where)
         _refuse_newer(version, where)
         if version == 0:
             await conn.execute(_queries.read("postgres", "schema.sql").encode())
@@ -74,25 +75,26 @@ async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> i
     return version
 
 
-async def _version(conn: AsyncConnection[Any]) -> int:
-    cursor = await conn.execute("SELECT to_regclass('regen_schema') IS NOT NULL")
-    row = await cursor.fetchone()
-    if row is None or not row[0]:
-        if await _has_runs(conn):
-            raise StoreError(
-                "the database holds a table named runs but no regen_schema table: it is "
-                "not regen's; point REGEN_DATABASE_URL at another database (or schema)"
+async def _rows(conn: AsyncConnection[Any], query: str) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` as tuples, whatever the connection's row factory."""
+    from psycopg.rows import tuple_row  # noqa: PLC0415
+
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(query)
+    return await cursor.fetchall()
+
+
+async def _version(conn: AsyncConnection[Any], where: str) -> int:
+    if not (await _rows(conn, "SELECT to_regclass('regen_schema') IS NOT NULL"))[0][0]:
+        if (await _rows(conn, "SELECT to_regclass('runs') IS NOT NULL"))[0][0]:
+            raise NotARegenDatabase(
+                where,
+                "holds a table named runs but no regen_schema table: it is not regen's; "
+                "nothing was changed: point REGEN_DATABASE_URL at another database",
             )
         return 0
-    cursor = await conn.execute(Q["schema_version"])
-    row = await cursor.fetchone()
-    return 0 if row is None else int(row[0])
-
-
-async def _has_runs(conn: AsyncConnection[Any]) -> bool:
-    cursor = await conn.execute("SELECT to_regclass('runs') IS NOT NULL")
-    row = await cursor.fetchone()
-    return bool(row and row[0])
+    rows = await _rows(conn, Q["schema_version"])
+    return int(rows[0][0]) if rows else 0
 
 
 def _refuse_newer(version: int, where: str) -> None:
@@ -104,14 +106,13 @@ def _refuse_newer(version: int, where: str) -> None:
         )
 
 
-async def problems(conn: AsyncConnection[Any]) -> list[str]:
+async def problems(conn: AsyncConnection[Any], where: str) -> list[str]:
     """What is wrong with the database's schema (nothing: an empty list)."""
-    version = await _version(conn)
+    version = await _version(conn, where)
     if version != latest_version():
         return [f"schema version {version}; this regen expects {latest_version()}"]
-    cursor = await conn.execute(Q["table_columns"])
     found: dict[str, set[str]] = {}
-    for table, column in await cursor.fetchall():
+    for table, column in await _rows(conn, Q["table_columns"]):
         found.setdefault(table, set()).add(column)
     missing = []
     for table, columns in expected_columns().items():
