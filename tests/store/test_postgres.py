@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -317,7 +318,10 @@ async def test_a_commit_in_another_store_wakes_a_listener_through_notify(url: st
         await writing.close()
 
 
-async def test_a_lost_database_connection_is_replaced_and_work_goes_on(url: str) -> None:
+async def test_a_lost_database_connection_is_replaced_and_work_goes_on(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="regen.store")
     store = PostgresStore(url)
     try:
         await store.create_run(_new("r1"), 1.0)
@@ -332,6 +336,7 @@ async def test_a_lost_database_connection_is_replaced_and_work_goes_on(url: str)
         assert killed[0] >= 1
         run = await store.get_run("r1")  # on a new connection
         assert run is not None
+        assert any("trying again" in r.getMessage() for r in caplog.records)
         assert (await store.claim("w", 10.0, 2.0)) is not None
     finally:
         await store.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +46,8 @@ T = TypeVar("T")
 logger = logging.getLogger("regen.store")
 #: How long opening waits for the server before giving up (seconds).
 OPEN_TIMEOUT = 10.0
+#: How long a call waits for an unreachable database to come back before failing (seconds).
+RECONNECT_WAIT = 60.0
 #: How long a lost listening connection waits before connecting again (seconds).
 _RELISTEN_DELAY = 1.0
 
@@ -126,9 +130,6 @@ class PostgresStore(Store):
             max_size=max_size,
             kwargs={"row_factory": dict_row, "connect_timeout": 10},
             configure=configure,
-            # A connection the server dropped (a restart, a network cut) is found and
-            # replaced before it is handed out: a lost connection is weather.
-            check=AsyncConnectionPool.check_connection,
             open=False,
             name="regen",
         )
@@ -139,26 +140,59 @@ class PostgresStore(Store):
             raise translate(exc, self.location, self.url) from exc
         return pool
 
-    async def _call(self, work: Callable[[Conn], Coroutine[Any, Any, T]], *runs: str) -> T:
+    async def _call(
+        self,
+        work: Callable[[Conn], Coroutine[Any, Any, T]],
+        *runs: str,
+        pipeline: bool = False,
+    ) -> T:
         """Run ``work(conn)`` in one transaction on the store's loop; tell this store's
-        listeners of the runs it wrote to once it has committed."""
-        result = await self._thread.run(self._transaction(work))
+        listeners of the runs it wrote to once it has committed. ``pipeline``: send the
+        statements without waiting for each answer (``work`` reads no row counts)."""
+        result = await self._thread.run(self._transaction(work, pipeline))
         if runs:
             self._notify(runs)
         return result
 
-    async def _transaction(self, work: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
-        try:
-            async with self._pool.connection() as conn:
-                return await work(conn)
-        except StoreError:
-            raise
-        except Exception as exc:
-            import psycopg  # noqa: PLC0415
+    async def _transaction(
+        self, work: Callable[[Conn], Coroutine[Any, Any, T]], pipeline: bool
+    ) -> T:
+        """One transaction, tried again on a new connection while the database cannot be
+        reached (a restart, a network cut: weather), as long as nothing may have been
+        committed; a connection lost during the COMMIT itself is an error (its outcome is
+        unknown)."""
+        import psycopg  # noqa: PLC0415
 
-            if isinstance(exc, psycopg.Error):
+        deadline = time.monotonic() + RECONNECT_WAIT
+        delay = 0.05
+        while True:
+            committing = False
+            try:
+                async with self._pool.connection() as conn:
+                    if pipeline:
+                        async with conn.pipeline():
+                            result = await work(conn)
+                            committing = True
+                            await conn.commit()
+                    else:
+                        result = await work(conn)
+                        committing = True  # the pool commits as the block ends
+                return result
+            except StoreError:
+                raise
+            except psycopg.OperationalError as exc:
+                if committing or time.monotonic() > deadline:
+                    raise translate(exc, self.location, self.url) from exc
+                logger.warning(
+                    "regen: the PostgreSQL connection failed; trying again",
+                    extra={"database": self.location, "error": str(exc).strip()},
+                )
+            except psycopg.Error as exc:
                 raise translate(exc, self.location, self.url) from exc
-            raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            with contextlib.suppress(Exception):
+                await self._pool.check()  # drop the other connections that were lost
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:
         async def read(conn: Conn) -> list[dict[str, Any]]:
@@ -250,7 +284,7 @@ class PostgresStore(Store):
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._call(lambda c: ops.create_run(c, new, now), new.id)
+        return await self._call(lambda c: ops.create_run(c, new, now), new.id, pipeline=True)
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._row(Q["get_run"], {"id": run_id})
@@ -321,7 +355,9 @@ class PostgresStore(Store):
         run_id: str | None = None,
         flows: Sequence[str] | None = None,
     ) -> Claimed | None:
-        claimed = await self._call(lambda c: ops.claim(c, owner, ttl, now, run_id, flows))
+        claimed = await self._call(
+            lambda c: ops.claim(c, owner, ttl, now, run_id, flows), pipeline=True
+        )
         if claimed is not None:
             self._notify((claimed.run.id,))
         return claimed
@@ -332,7 +368,7 @@ class PostgresStore(Store):
         return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now))
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
-        return await self._call(lambda c: ops.commit(c, lease, writes), lease.run_id)
+        return await self._call(lambda c: ops.commit(c, lease, writes), lease.run_id, pipeline=True)
 
     async def release(self, lease: Lease, now: float) -> bool:
         return await self._call(lambda c: ops.release(c, lease, now), lease.run_id)
