@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -386,3 +387,86 @@ async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> Non
         assert await store.check() == ["table 'items' lacks column(s) cached"]
     finally:
         await store.close()
+
+
+# --- regen worker processes -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+_WORKER = (sys.executable, "-m", "regen.cli", "worker")
+
+
+def _worker(url: str, home: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*_WORKER, "--flow", "tests.cli.flows:demo", "--poll", "0.05"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "REGEN_DATABASE_URL": url,
+            "REGEN_HOME": str(home),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _until(check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    return found
+
+
+def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
+    url: str, tmp_path: Path
+) -> None:
+    lease = 3.0
+    env = {"CLI_TEST_ITEM_DELAY": "0.4", "REGEN_LEASE_TTL_S": str(lease)}
+    queued = _regen(
+        url,
+        "run",
+        "tests.cli.flows:demo",
+        "--queue",
+        "-p",
+        "count=8",
+        "-p",
+        "fail_item=99",
+        REGEN_HOME=str(tmp_path),
+        PYTHONPATH=str(ROOT),
+    )
+    assert queued.returncode == 0, queued.stderr
+    first = _worker(url, tmp_path, **env)
+    second: subprocess.Popen[str] | None = None
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+
+            def one(sql: str) -> Any:
+                row = db.execute(sql).fetchone()
+                return None if row is None else row[0]
+
+            _until(lambda: one("SELECT count(*) FROM items WHERE status = 'succeeded'") >= 2)
+            owner = one("SELECT lease_owner FROM runs")
+            second = _worker(url, tmp_path, **env)
+            first.kill()  # SIGKILL: no release, the lease must expire
+            killed = time.monotonic()
+            first.communicate(timeout=30)
+            _until(lambda: one("SELECT lease_owner FROM runs") not in (owner, None))
+            recovery = time.monotonic() - killed
+            print(f"take-over {recovery:.2f}s after the kill (lease {lease}s, poll 0.05s)")
+            assert recovery <= lease + 0.05 + 1.5
+            _until(lambda: one("SELECT status FROM runs") == "succeeded", 60)
+            assert one("SELECT executions FROM runs") == 2
+            assert one("SELECT crashes FROM runs") == 1
+            succeeded = db.execute(
+                "SELECT data FROM events WHERE type = 'item.succeeded'"
+            ).fetchall()
+            done = [json.loads(row[0])["item"] for row in succeeded]
+            assert len(done) == len(set(done)) == 8  # none done twice, the quota exact
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=30)
