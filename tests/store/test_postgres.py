@@ -393,6 +393,7 @@ async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> Non
 
 ROOT = Path(__file__).resolve().parents[2]
 _WORKER = (sys.executable, "-m", "regen.cli", "worker")
+_PYTEST = (sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider")
 
 
 def _worker(url: str, home: Path, **env: str) -> subprocess.Popen[str]:
@@ -470,3 +471,29 @@ def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.communicate(timeout=30)
+
+
+# --- the test set-up itself -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_without_a_server_postgres_tests_fail_in_ci_and_are_skipped_elsewhere(
+    ci: str, outcome: str
+) -> None:
+    done = subprocess.run(
+        [*_PYTEST, "tests/store/test_contract.py", "-k", "postgres and a_new_run_is_queued"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CI": ci,
+            "REGEN_TEST_POSTGRES_URL": "postgresql://postgres@127.0.0.1:1/test",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    summary = done.stdout.strip().splitlines()[-1]
+    assert outcome in summary, done.stdout
+    assert done.returncode == (1 if ci else 0)
+    assert "PostgreSQL at postgresql://postgres@127.0.0.1:1/test is not usable" in done.stdout
