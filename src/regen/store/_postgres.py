@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from regen.foundation import env_int
 from regen.store import _postgres_ops as ops
 from regen.store import _queries
 from regen.store._errors import StoreError
@@ -60,11 +61,12 @@ class PostgresStore(Store):
     call is handed to it. Claims use ``FOR UPDATE SKIP LOCKED``; every write checks the
     run's lease token under the run's row lock. Commits that append events send a
     ``NOTIFY`` with the run id, heard by the stores of every process that listens.
-    ``upgrade``: bring an older schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``).
+    ``upgrade``: bring an older schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``);
+    ``pool_size``: connections at most (default: ``REGEN_POSTGRES_POOL_SIZE``, 10).
     """
 
     def __init__(
-        self, url: str, *, upgrade: bool | None = None, min_size: int = 1, max_size: int = 10
+        self, url: str, *, upgrade: bool | None = None, pool_size: int | None = None
     ) -> None:
         try:
             import psycopg  # noqa: PLC0415, F401 - the driver is an optional extra
@@ -73,7 +75,10 @@ class PostgresStore(Store):
             raise StoreError(
                 "the PostgreSQL store needs psycopg and psycopg-pool: pip install 'regen[postgres]'"
             ) from exc
-        self.url = url
+        size = (
+            env_int("REGEN_POSTGRES_POOL_SIZE", 10, minimum=1) if pool_size is None else pool_size
+        )
+        self._url = url  # never shown: it may hold the password
         self.location = masked(url)
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -84,11 +89,7 @@ class PostgresStore(Store):
         self._thread = LoopThread("regen-postgres")
         try:
             self._pool: AsyncConnectionPool[Conn] = self._thread.wait(
-                self._open(
-                    upgrade=auto_upgrade() if upgrade is None else upgrade,
-                    min_size=min_size,
-                    max_size=max_size,
-                )
+                self._open(upgrade=auto_upgrade() if upgrade is None else upgrade, size=size)
             )
         except BaseException:
             self._thread.stop()
@@ -99,23 +100,21 @@ class PostgresStore(Store):
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    async def _open(
-        self, *, upgrade: bool, min_size: int, max_size: int
-    ) -> AsyncConnectionPool[Conn]:
+    async def _open(self, *, upgrade: bool, size: int) -> AsyncConnectionPool[Conn]:
         from psycopg import AsyncConnection  # noqa: PLC0415
         from psycopg.rows import dict_row  # noqa: PLC0415
         from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
 
         try:
-            conn = await AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
+            conn = await AsyncConnection.connect(self._url, autocommit=True, connect_timeout=10)
         except Exception as exc:
-            raise translate(exc, self.location, self.url) from exc
+            raise translate(exc, self.location, self._url) from exc
         try:
             await migrate(conn, self.location, upgrade=upgrade)
         except StoreError:
             raise
         except Exception as exc:
-            raise translate(exc, self.location, self.url) from exc
+            raise translate(exc, self.location, self._url) from exc
         finally:
             await conn.close()
 
@@ -125,9 +124,9 @@ class PostgresStore(Store):
             self._own_pids.add(new.info.backend_pid)
 
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self.url,
-            min_size=min_size,
-            max_size=max_size,
+            self._url,
+            min_size=1,
+            max_size=size,
             kwargs={"row_factory": dict_row, "connect_timeout": 10},
             configure=configure,
             open=False,
@@ -137,7 +136,7 @@ class PostgresStore(Store):
             await pool.open(wait=True, timeout=OPEN_TIMEOUT)
         except Exception as exc:
             await pool.close()
-            raise translate(exc, self.location, self.url) from exc
+            raise translate(exc, self.location, self._url) from exc
         return pool
 
     async def _call(
@@ -182,13 +181,13 @@ class PostgresStore(Store):
                 raise
             except psycopg.OperationalError as exc:
                 if committing or time.monotonic() > deadline:
-                    raise translate(exc, self.location, self.url) from exc
+                    raise translate(exc, self.location, self._url) from exc
                 logger.warning(
                     "regen: the PostgreSQL connection failed; trying again",
                     extra={"database": self.location, "error": str(exc).strip()},
                 )
             except psycopg.Error as exc:
-                raise translate(exc, self.location, self.url) from exc
+                raise translate(exc, self.location, self._url) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
             with contextlib.suppress(Exception):
@@ -264,7 +263,7 @@ class PostgresStore(Store):
 
         while True:
             try:
-                async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     async for note in conn.notifies():

@@ -7,10 +7,10 @@ refused untouched. ``REGEN_DB_AUTO_UPGRADE=0`` leaves upgrades to ``regen db upg
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from regen.foundation import env_bool
 from regen.store import _queries
 from regen.store._errors import NotARegenDatabase, SchemaTooNew, StoreError
 
@@ -38,11 +38,8 @@ def masked(url: str) -> str:
 
 
 def auto_upgrade() -> bool:
-    """``REGEN_DB_AUTO_UPGRADE`` (on unless ``0``): upgrade the schema on first use."""
-    value = os.environ.get("REGEN_DB_AUTO_UPGRADE", "1").strip().lower()
-    if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-        raise StoreError(f"REGEN_DB_AUTO_UPGRADE={value!r}: expected 1 (the default) or 0")
-    return value not in ("0", "false", "no", "off")
+    """``REGEN_DB_AUTO_UPGRADE`` (on unless ``0``): create or upgrade the schema on first use."""
+    return env_bool("REGEN_DB_AUTO_UPGRADE", True)
 
 
 async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> int:
