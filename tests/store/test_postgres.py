@@ -497,3 +497,36 @@ def test_without_a_server_postgres_tests_fail_in_ci_and_are_skipped_elsewhere(
     assert outcome in summary, done.stdout
     assert done.returncode == (1 if ci else 0)
     assert "PostgreSQL at postgresql://postgres@127.0.0.1:1/test is not usable" in done.stdout
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["it-committed", "it-did-not"])
+async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
+    url: str, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    store = PostgresStore(url)
+    try:
+        await store.create_run(_new("r1"), 1.0)
+        claimed = await store.claim("w", 100.0, 1.0)
+        assert claimed is not None
+        real_commit = psycopg.AsyncConnection.commit
+        faults = []
+
+        async def lost_answer(conn: Any) -> None:
+            # The connection fails as the COMMIT goes out: whether the server had
+            # committed it or not, this process cannot tell from the answer.
+            if faults:
+                await real_commit(conn)
+                return
+            faults.append(1)
+            await (real_commit(conn) if committed else conn.rollback())
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(psycopg.AsyncConnection, "commit", lost_answer)
+        outcome = await store.commit(claimed.lease, [AddEvent("log", '{"once":true}', 2.0)])
+        monkeypatch.undo()
+        assert faults == [1]
+        assert outcome.ok
+        logs = [e for e in await store.read_events("r1") if e.type == "log"]
+        assert [e.data for e in logs] == [{"once": True}]
+    finally:
+        await store.close()

@@ -144,30 +144,42 @@ class PostgresStore(Store):
         work: Callable[[Conn], Coroutine[Any, Any, T]],
         *runs: str,
         pipeline: bool = False,
+        landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None = None,
     ) -> T:
         """Run ``work(conn)`` in one transaction on the store's loop; tell this store's
         listeners of the runs it wrote to once it has committed. ``pipeline``: send the
-        statements without waiting for each answer (``work`` reads no row counts)."""
-        result = await self._thread.run(self._transaction(work, pipeline))
+        statements without waiting for each answer (``work`` reads no row counts).
+        ``landed``: tells whether ``work`` took effect when the connection was lost
+        during its ``COMMIT`` (its outcome), or not (``None``: it is sent again)."""
+        result = await self._thread.run(self._transaction(work, pipeline, landed))
         if runs:
             self._notify(runs)
         return result
 
     async def _transaction(
-        self, work: Callable[[Conn], Coroutine[Any, Any, T]], pipeline: bool
+        self,
+        work: Callable[[Conn], Coroutine[Any, Any, T]],
+        pipeline: bool,
+        landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None,
     ) -> T:
         """One transaction, tried again on a new connection while the database cannot be
-        reached (a restart, a network cut: weather), as long as nothing may have been
-        committed; a connection lost during the COMMIT itself is an error (its outcome is
-        unknown)."""
+        reached (a restart, a network cut: weather). A connection lost during the
+        ``COMMIT`` leaves its outcome unknown: ``landed`` tells it once connected again
+        (without it, that is an error)."""
         import psycopg  # noqa: PLC0415
 
         deadline = time.monotonic() + RECONNECT_WAIT
         delay = 0.05
+        unsure = False
         while True:
             committing = False
             try:
                 async with self._pool.connection() as conn:
+                    if unsure and landed is not None:
+                        outcome = await landed(conn)
+                        if outcome is not None:
+                            return outcome
+                        unsure = False
                     if pipeline:
                         async with conn.pipeline():
                             result = await work(conn)
@@ -180,8 +192,9 @@ class PostgresStore(Store):
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
-                if committing or time.monotonic() > deadline:
+                if (committing and landed is None) or time.monotonic() > deadline:
                     raise translate(exc, self.location, self._url) from exc
+                unsure = unsure or committing
                 logger.warning(
                     "regen: the PostgreSQL connection failed; trying again",
                     extra={"database": self.location, "error": str(exc).strip()},
@@ -367,7 +380,13 @@ class PostgresStore(Store):
         return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now))
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
-        return await self._call(lambda c: ops.commit(c, lease, writes), lease.run_id, pipeline=True)
+        sent = ops.Sent()
+        return await self._call(
+            lambda c: ops.commit(c, lease, writes, sent),
+            lease.run_id,
+            pipeline=True,
+            landed=lambda c: ops.landed(c, lease, sent),
+        )
 
     async def release(self, lease: Lease, now: float) -> bool:
         return await self._call(lambda c: ops.release(c, lease, now), lease.run_id)

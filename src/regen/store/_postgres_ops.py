@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from regen.store import _queries
-from regen.store._errors import InvalidTransition, RunNotFound
+from regen.store._errors import InvalidTransition, RunNotFound, StoreError
 from regen.store._event_types import EventType
 from regen.store._records import (
     AddEvent,
@@ -212,7 +212,21 @@ async def release(conn: Conn, lease: Lease, now: float) -> bool:
 # --- a run's writes under its lease ---------------------------------------------------------
 
 
-async def commit(conn: Conn, lease: Lease, writes: Sequence[Write]) -> Commit:
+class Sent:
+    """What a run's commit sent: enough to tell afterwards whether it took effect, should
+    the connection be lost before the answer to its ``COMMIT`` arrived."""
+
+    __slots__ = ("after", "before", "outcome")
+
+    def __init__(self) -> None:
+        self.before = 0
+        self.after = 0
+        self.outcome: Commit | None = None
+
+
+async def commit(
+    conn: Conn, lease: Lease, writes: Sequence[Write], sent: Sent | None = None
+) -> Commit:
     """Apply ``writes`` if ``lease`` holds (checked under the run's row lock)."""
     row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
     if row is None:
@@ -221,7 +235,28 @@ async def commit(conn: Conn, lease: Lease, writes: Sequence[Write]) -> Commit:
     for write in writes:
         await _APPLY[type(write)](conn, log, write)
     await log.save(conn)
-    return Commit(True, bool(row["cancel_requested"]))
+    outcome = Commit(True, bool(row["cancel_requested"]))
+    if sent is not None:
+        sent.before, sent.after, sent.outcome = row["last_seq"], log.seq, outcome
+    return outcome
+
+
+async def landed(conn: Conn, lease: Lease, sent: Sent) -> Commit | None:
+    """The outcome of a commit whose connection was lost during its ``COMMIT``, if it took
+    effect; ``None`` if it did not, and may be sent again (its writes without events are
+    upserts: sending them twice changes nothing)."""
+    if sent.outcome is None:
+        return None  # its lease was lost: nothing was written
+    row = await _one(conn, Q["get_run"], {"id": lease.run_id})
+    seq = None if row is None else row["last_seq"]
+    if sent.after != sent.before and seq == sent.after:
+        return sent.outcome
+    if seq == sent.before:
+        return None
+    raise StoreError(
+        f"run {lease.run_id}: the database connection was lost while committing, and the "
+        "run has changed since: this process stops writing to it"
+    )
 
 
 async def _add_event(conn: Conn, log: RunLog, w: AddEvent) -> None:
