@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,7 +15,8 @@ from regen.store import _postgres_ops as ops
 from regen.store import _queries
 from regen.store._errors import StoreError
 from regen.store._interface import Listener, Store
-from regen.store._postgres_db import CHANNEL, auto_upgrade, masked, migrate, problems, translate
+from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
+from regen.store._postgres_listen import Listeners
 from regen.store._postgres_loop import LoopThread
 from regen.store._records import (
     Artifact,
@@ -49,8 +49,6 @@ logger = logging.getLogger("regen.store")
 OPEN_TIMEOUT = 10.0
 #: How long a call waits for an unreachable database to come back before failing (seconds).
 RECONNECT_WAIT = 60.0
-#: How long a lost listening connection waits before connecting again (seconds).
-_RELISTEN_DELAY = 1.0
 
 
 class PostgresStore(Store):
@@ -80,13 +78,10 @@ class PostgresStore(Store):
         )
         self._url = url  # never shown: it may hold the password
         self.location = masked(url)
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
-        self._own_pids: set[int] = set()
-        self._listening: asyncio.Task[None] | None = None
-        #: Set while the store listens for other processes' notifications.
-        self.listening = threading.Event()
         self._thread = LoopThread("regen-postgres")
+        self._listeners = Listeners(url, self.location, self._thread.loop)
+        #: Set while the store listens for other processes' notifications.
+        self.listening = self._listeners.listening
         try:
             self._pool: AsyncConnectionPool[Conn] = self._thread.wait(
                 self._open(upgrade=auto_upgrade() if upgrade is None else upgrade, size=size)
@@ -121,7 +116,7 @@ class PostgresStore(Store):
         async def configure(new: AsyncConnection[Any]) -> None:
             # Notifications sent by this store's own commits are delivered to its
             # listeners at once; the listening connection skips them.
-            self._own_pids.add(new.info.backend_pid)
+            self._listeners.own_pids.add(new.info.backend_pid)
 
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url,
@@ -153,7 +148,7 @@ class PostgresStore(Store):
         during its ``COMMIT`` (its outcome), or not (``None``: it is sent again)."""
         result = await self._thread.run(self._transaction(work, pipeline, landed))
         if runs:
-            self._notify(runs)
+            self._listeners.notify(runs)
         return result
 
     async def _transaction(
@@ -230,8 +225,7 @@ class PostgresStore(Store):
             self._thread.stop()
 
     async def _close(self) -> None:
-        if self._listening is not None:
-            self._listening.cancel()
+        self._listeners.stop()
         await self._pool.close()
 
     async def check(self) -> list[str]:
@@ -242,56 +236,8 @@ class PostgresStore(Store):
 
     # --- listeners ---------------------------------------------------------------------------
 
-    def _notify(self, run_ids: Sequence[str]) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            for run_id in run_ids:
-                try:
-                    listener(run_id)
-                except Exception:
-                    logger.warning("regen: a store listener failed", exc_info=True)
-
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-        if self._listening is None and self._thread.alive:
-            self._thread.loop.call_soon_threadsafe(self._start_listening)
-
-        def remove() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return remove
-
-    def _start_listening(self) -> None:
-        if self._listening is None:
-            self._listening = self._thread.loop.create_task(self._listen())
-
-    async def _listen(self) -> None:
-        """Hear the notifications of every process's commits, reconnecting when the
-        connection is lost (the engine polls meanwhile)."""
-        from psycopg import AsyncConnection  # noqa: PLC0415
-
-        while True:
-            try:
-                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    async for note in conn.notifies():
-                        if note.pid not in self._own_pids:
-                            self._notify((note.payload,))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning(
-                    "regen: listening for PostgreSQL notifications failed; retrying",
-                    extra={"database": self.location},
-                    exc_info=True,
-                )
-            self.listening.clear()
-            await asyncio.sleep(_RELISTEN_DELAY)
+        return self._listeners.add(listener)
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -371,7 +317,7 @@ class PostgresStore(Store):
             lambda c: ops.claim(c, owner, ttl, now, run_id, flows), pipeline=True
         )
         if claimed is not None:
-            self._notify((claimed.run.id,))
+            self._listeners.notify((claimed.run.id,))
         return claimed
 
     async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
