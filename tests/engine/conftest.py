@@ -1,4 +1,5 @@
-"""Engine tests run on a real SQLite file per test, under the retry core's test mode."""
+"""Engine tests run under the retry core's test mode, on each store backend: a real SQLite
+file per test, and a PostgreSQL database per test (see ``tests/store/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.store.conftest import postgres_database
 
 from regen.engine import Engine, Settings
 from regen.retry import FakeClock, test_mode
-from regen.store import SQLiteStore
+from regen.store import Store, open_store
 
 
 @pytest.fixture
@@ -19,11 +21,19 @@ def clock() -> Iterator[FakeClock]:
         yield fake
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of this test's database, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'regen.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
-def engine(tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
-    eng = Engine(
-        f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path, settings=Settings(lease_ttl=30.0)
-    )
+def engine(database: str, tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
+    eng = Engine(database, home=tmp_path, settings=Settings(lease_ttl=30.0))
     try:
         yield eng
     finally:
@@ -31,10 +41,16 @@ def engine(tmp_path: Path, clock: FakeClock) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def other_store(tmp_path: Path, engine: Engine) -> Iterator[SQLiteStore]:
-    """The engine's database as another process sees it: a store of its own on the file."""
-    store = SQLiteStore(tmp_path / "regen.db")
+def other_store(database: str, engine: Engine) -> Iterator[Store]:
+    """The engine's database as another process sees it: a store of its own on it."""
+    store = open_store(database)
     try:
         yield store
     finally:
-        store.close_now()
+        _close(store)
+
+
+def _close(store: Store) -> None:
+    import asyncio  # noqa: PLC0415
+
+    asyncio.run(store.close())

@@ -84,15 +84,13 @@ async def test_resources_are_closed_when_a_step_fails_and_opened_again_on_retry(
 
 
 async def test_another_engine_executes_a_queued_run_with_the_flows_own_resources(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, database: str, engine: Engine
 ) -> None:
     """What ``regen worker`` and a take-over do: nothing but the run and the flow needed."""
     log: list[str] = []
     flow = client_flow(log)
     started = await engine.start(flow, {"provider": "queued"})
-    other = Engine(
-        f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path, settings=Settings(lease_ttl=30.0)
-    )
+    other = Engine(database, home=tmp_path, settings=Settings(lease_ttl=30.0))
     try:
         other.registry.add(flow)
         run = await other.execute(started.run.id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from regen.cli._app import cli
-from regen.cli._common import json_option, opened_engine, print_json, user_errors
+from regen.cli._common import json_option, print_json, user_errors
 
 
 @cli.group()
@@ -15,22 +17,43 @@ def db() -> None:
     """The database: check it for damage, bring its schema up to date."""
 
 
+def _chosen(ctx: click.Context) -> tuple[str, str | None]:
+    """The database URL the root options (or the environment) name, and the data home."""
+    from regen.store import database_url  # noqa: PLC0415
+
+    options = ctx.find_root().params
+    url, home = options.get("database_url"), options.get("home")
+    return url or database_url(data_home=None if home is None else Path(home)), home
+
+
+def _shown(url: str) -> str:
+    """The URL without its password (never printed)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}@{host}").geturl()
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
 @db.command()
 @json_option
 @click.pass_context
 def check(ctx: click.Context, as_json: bool) -> None:
-    """Check the database for damage (SQLite's integrity check); exit 1 if it finds any.
+    """Check the database for damage (SQLite's integrity check; PostgreSQL: the schema's
+    version and tables); exit 1 if it finds any.
 
     Works on a file regen refuses to open, to tell what is wrong with it.
     """
-    from regen.store import check_database, database_url  # noqa: PLC0415
+    from regen.store import check_database  # noqa: PLC0415
 
-    options = ctx.find_root().params
-    url, home = options.get("database_url"), options.get("home")
+    url, home = _chosen(ctx)
     with user_errors():
         problems = check_database(url, data_home=home)
-    where = url or database_url(data_home=None if home is None else Path(home))
-    where = where.split("@")[-1] if "@" in where else where  # never a password
+    where = _shown(url)
     if as_json:
         print_json({"database": where, "ok": not problems, "problems": problems})
     elif not problems:
@@ -39,10 +62,13 @@ def check(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{where}: damaged")
         for problem in problems[:20]:
             click.echo(f"  {problem}")
-        click.echo(
-            "Restore the file from a backup, or move it away to start a new database "
-            "(its runs are then lost); `sqlite3 regen.db .recover` may save some of them."
-        )
+        if _is_postgres(url):
+            click.echo("Run `regen db upgrade` to bring the schema up to date.")
+        else:
+            click.echo(
+                "Restore the file from a backup, or move it away to start a new database "
+                "(its runs are then lost); `sqlite3 regen.db .recover` may save some of them."
+            )
     if problems:
         raise SystemExit(1)
 
@@ -50,6 +76,17 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @db.command()
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
-    """Bring the database's schema up to date (opening it for writing does the same)."""
-    with opened_engine(ctx) as engine:
-        click.echo(f"{engine.location}: up to date")
+    """Bring the database's schema up to date (creating it in an empty database).
+
+    Opening a database for writing does the same, unless REGEN_DB_AUTO_UPGRADE=0 (then,
+    on PostgreSQL, only this command upgrades: run it once before starting new workers).
+    """
+    from regen.store import open_store  # noqa: PLC0415
+
+    url, home = _chosen(ctx)
+    with user_errors():
+        store = open_store(url, data_home=home, upgrade=True)
+    try:
+        click.echo(f"{store.location}: up to date")
+    finally:
+        asyncio.run(store.close())

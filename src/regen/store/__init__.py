@@ -1,7 +1,8 @@
 """The store: where runs, checkpoints, events, artifacts and cached results are kept.
 
-One interface, :class:`Store` (every method a coroutine); one implementation today,
-:class:`SQLiteStore`.
+One interface, :class:`Store` (every method a coroutine); two implementations with the
+same behaviour: :class:`SQLiteStore` (one file, the processes of one machine) and
+:class:`PostgresStore` (workers on many machines; the ``postgres`` extra).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from regen.store._errors import (
 from regen.store._event_types import EventType
 from regen.store._interface import Listener, Store
 from regen.store._location import check_database, database_url, home, open_store
+from regen.store._postgres import PostgresStore
 from regen.store._records import (
     AddEvent,
     Artifact,
@@ -75,6 +77,7 @@ __all__ = [
     "Listener",
     "NewRun",
     "NotARegenDatabase",
+    "PostgresStore",
     "PutCache",
     "ReadOnlyStore",
     "Run",

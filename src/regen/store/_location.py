@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from regen.foundation import ConfigError
 from regen.store._interface import Store
+
+T = TypeVar("T")
 
 
 def home(environ: Mapping[str, str] | None = None) -> Path:
@@ -25,26 +29,41 @@ def database_url(environ: Mapping[str, str] | None = None, data_home: Path | Non
     return f"sqlite:///{(data_home or home(env)) / 'regen.db'}"
 
 
+_POSTGRES = ("postgres://", "postgresql://")
+
+
 def open_store(
     url: str | None = None,
     *,
     data_home: str | os.PathLike[str] | None = None,
     readonly: bool = False,
+    upgrade: bool | None = None,
 ) -> Store:
-    """Open the store a URL names (``sqlite:///path/to/regen.db``); by default the one in
-    the environment's data directory. ``readonly``: for reading only (no schema change)."""
+    """Open the store a URL names (``sqlite:///path/to/regen.db`` or
+    ``postgresql://user@host:5432/db``); by default the one in the environment's data
+    directory. ``readonly``: for reading only (no schema change; SQLite). ``upgrade``:
+    bring an older PostgreSQL schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``;
+    SQLite always upgrades a file it opens for writing)."""
     chosen = url or database_url(data_home=None if data_home is None else Path(data_home))
     if chosen.startswith("sqlite:///"):
         from regen.store._sqlite import SQLiteStore  # noqa: PLC0415 - chosen by URL
 
         return SQLiteStore(chosen.removeprefix("sqlite:///"), readonly=readonly)
-    if chosen.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(
-            f"{_scheme(chosen)}: the PostgreSQL store is not available yet; use a "
-            "sqlite:/// URL (or unset REGEN_DATABASE_URL)"
-        )
+    if chosen.startswith(_POSTGRES):
+        try:
+            import psycopg  # noqa: PLC0415, F401 - only checks the extra is installed
+            import psycopg_pool  # noqa: PLC0415, F401
+        except ImportError as exc:
+            raise ConfigError(
+                f"REGEN_DATABASE_URL={_scheme(chosen)}…: the PostgreSQL store needs the "
+                "postgres extra: pip install 'regen[postgres]'"
+            ) from exc
+        from regen.store._postgres import PostgresStore  # noqa: PLC0415 - chosen by URL
+
+        return PostgresStore(chosen, upgrade=upgrade)
     raise ConfigError(
-        f"REGEN_DATABASE_URL={_scheme(chosen)}…: unknown scheme; expected sqlite:///path"
+        f"REGEN_DATABASE_URL={_scheme(chosen)}…: unknown scheme; expected sqlite:///path "
+        "or postgresql://user@host:5432/database"
     )
 
 
@@ -63,5 +82,13 @@ def check_database(
         from regen.store._sqlite_db import file_problems  # noqa: PLC0415 - chosen by URL
 
         return file_problems(Path(chosen.removeprefix("sqlite:///")))
-    open_store(chosen)  # refuses an unknown or unavailable scheme with its message
-    return []
+    store = open_store(chosen, upgrade=False)  # refuses an unknown scheme with its message
+    try:
+        return _wait(store.check())
+    finally:
+        _wait(store.close())
+
+
+def _wait(coro: Coroutine[Any, Any, T]) -> T:
+    # ``check_database`` serves synchronous callers (the CLI): no loop is running here.
+    return asyncio.run(coro)

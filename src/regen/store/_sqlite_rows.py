@@ -1,10 +1,10 @@
-"""Rows of the SQLite store as records: read by column name, JSON columns decoded."""
+"""Rows as records: read by column name, JSON columns decoded (SQLite's rows, and the
+PostgreSQL store's, whose columns are the same)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Any
+from typing import Any, Protocol
 
 from regen.store._records import (
     Artifact,
@@ -19,6 +19,12 @@ from regen.store._records import (
 )
 
 
+class Row(Protocol):
+    """A row readable by column name (``sqlite3.Row``, or a dict from psycopg)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 def loads(text: str | None) -> Any:
     """A JSON column's value (``None`` stays ``None``)."""
     return None if text is None else json.loads(text)
@@ -29,7 +35,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def run(row: sqlite3.Row) -> Run:
+def run(row: Row) -> Run:
     """A row of ``runs``."""
     return Run(
         id=row["id"],
@@ -57,7 +63,7 @@ def run(row: sqlite3.Row) -> Run:
     )
 
 
-def step(run_id: str, row: sqlite3.Row) -> Step:
+def step(run_id: str, row: Row) -> Step:
     """A row of ``steps``."""
     return Step(
         run_id=run_id,
@@ -76,7 +82,7 @@ def step(run_id: str, row: sqlite3.Row) -> Step:
     )
 
 
-def item(run_id: str, row: sqlite3.Row) -> Item:
+def item(run_id: str, row: Row) -> Item:
     """A row of ``items``."""
     return Item(
         run_id=run_id,
@@ -94,12 +100,12 @@ def item(run_id: str, row: sqlite3.Row) -> Item:
     )
 
 
-def event(run_id: str, row: sqlite3.Row) -> Event:
+def event(run_id: str, row: Row) -> Event:
     """A row of ``events``."""
     return Event(run_id, row["seq"], row["at"], row["type"], json.loads(row["data"]), row["id"])
 
 
-def artifact(row: sqlite3.Row) -> Artifact:
+def artifact(row: Row) -> Artifact:
     """A row of ``artifacts``."""
     return Artifact(
         sha256=row["sha256"],
@@ -111,7 +117,7 @@ def artifact(row: sqlite3.Row) -> Artifact:
     )
 
 
-def health_check(row: sqlite3.Row) -> HealthCheck:
+def health_check(row: Row) -> HealthCheck:
     """A row of ``health_checks``."""
     return HealthCheck(
         provider=row["provider"],

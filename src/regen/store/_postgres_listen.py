@@ -1,0 +1,93 @@
+"""A PostgreSQL store's listeners, and the connection that hears other processes' commits.
+
+Commits that append events send ``NOTIFY regen_events, '<run id>'``. The store tells its
+own listeners of its own commits at once; a listening connection, opened on the store's
+loop when the first listener is added, hears every other connection's notifications (the
+store's own are skipped, by the server process that sent them). Best effort: a lost
+listening connection is opened again, and followers poll meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from regen.store._interface import Listener
+from regen.store._postgres_db import CHANNEL
+
+logger = logging.getLogger("regen.store")
+#: How long a lost listening connection waits before connecting again (seconds).
+RELISTEN_DELAY = 1.0
+
+
+class Listeners:
+    """Listeners of one store; ``own_pids``: the server processes of its pool."""
+
+    def __init__(self, url: str, location: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._url = url  # never shown: it may hold the password
+        self._location = location
+        self._loop = loop
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.own_pids: set[int] = set()
+        #: Set while the listening connection is up.
+        self.listening = threading.Event()
+
+    def add(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(run_id)`` after commits to a run; returns what removes it."""
+        with self._lock:
+            self._listeners.append(listener)
+        if self._task is None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._start)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def notify(self, run_ids: Iterable[str]) -> None:
+        """Tell every listener of commits to these runs (from any thread)."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            for run_id in run_ids:
+                try:
+                    listener(run_id)
+                except Exception:
+                    logger.warning("regen: a store listener failed", exc_info=True)
+
+    def stop(self) -> None:
+        """Stop listening (on the store's loop)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = self._loop.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        from psycopg import AsyncConnection  # noqa: PLC0415 - the driver is an optional extra
+
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        if note.pid not in self.own_pids:
+                            self.notify((note.payload,))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning(
+                    "regen: listening for PostgreSQL notifications failed; retrying",
+                    extra={"database": self._location},
+                    exc_info=True,
+                )
+            self.listening.clear()
+            await asyncio.sleep(RELISTEN_DELAY)

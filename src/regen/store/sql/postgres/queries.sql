@@ -1,0 +1,332 @@
+-- Named queries of the PostgreSQL store. Each block starts with "-- name: NAME" and runs as
+-- one statement with named parameters (%(param)s, psycopg's style). Loaded by
+-- regen.store._queries. Rows of a run in other tables are keyed by the run's number
+-- (runs.key). Lists arrive as arrays (``flow = ANY(%(flows)s)``); NULL means "any".
+
+-- name: schema_version
+SELECT version FROM regen_schema;
+
+-- name: set_schema_version
+UPDATE regen_schema SET version = %(version)s;
+
+-- name: init_schema_version
+INSERT INTO regen_schema (version) VALUES (%(version)s);
+
+-- name: schema_lock
+-- Held while the schema is created or upgraded, so two workers starting at once do it once.
+SELECT pg_advisory_xact_lock(7233746113929900033);
+
+-- name: events_lock
+-- Taken by every transaction just before it appends events: event ids are then handed out
+-- in commit order, so a reader following every run's events by id never skips one.
+SELECT pg_advisory_xact_lock(7233746113929900034);
+
+-- name: table_columns
+SELECT table_name, column_name FROM information_schema.columns
+WHERE table_schema = current_schema()
+ORDER BY table_name, ordinal_position;
+
+-- name: insert_run
+INSERT INTO runs (id, flow, flow_ref, business_key, params, status, created_at, updated_at,
+                  max_retries, retry_delay)
+VALUES (%(id)s, %(flow)s, %(flow_ref)s, %(business_key)s, %(params)s, 'queued', %(now)s,
+        %(now)s, %(max_retries)s, %(retry_delay)s)
+ON CONFLICT (flow, business_key) DO NOTHING
+RETURNING key;
+
+-- name: insert_steps
+INSERT INTO steps (run, position, name, kind, status)
+SELECT %(run)s, s.position - 1, s.name, s.kind, 'pending'
+FROM unnest(%(names)s::text[], %(kinds)s::text[]) WITH ORDINALITY AS s (name, kind, position);
+
+-- name: get_run
+SELECT * FROM runs WHERE id = %(id)s;
+
+-- name: lock_run
+-- The run's row, locked until the transaction ends: writes to one run are serialised.
+SELECT * FROM runs WHERE id = %(id)s FOR UPDATE;
+
+-- name: find_run
+SELECT * FROM runs WHERE flow = %(flow)s AND business_key = %(business_key)s;
+
+-- name: list_runs
+SELECT * FROM runs
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(flow)s::text IS NULL OR flow = %(flow)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(id, %(id_prefix)s::text))
+  AND (%(before)s::float8 IS NULL OR created_at < %(before)s::float8)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: get_steps
+SELECT * FROM steps WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s)
+ORDER BY position;
+
+-- name: get_items
+SELECT * FROM items
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
+  AND idx > %(after)s AND (%(status)s::text IS NULL OR status = %(status)s::text)
+ORDER BY idx
+LIMIT %(limit)s;
+
+-- name: item_states
+SELECT idx, status FROM items
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
+  AND idx > %(after)s
+ORDER BY idx
+LIMIT %(limit)s;
+
+-- name: count_items
+SELECT status, count(*) AS n FROM items
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
+GROUP BY status;
+
+-- name: claim_candidate
+-- The oldest claimable run; rows another worker is claiming right now are skipped, not
+-- waited for, so workers claiming at once each take a different run.
+SELECT * FROM runs
+WHERE (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
+ORDER BY created_at, id
+LIMIT 1
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_named
+-- The run named; a transaction writing to it now is waited for (the conditions are then
+-- checked again on the row it left), as a claim waits for the write lock in SQLite.
+SELECT * FROM runs
+WHERE id = %(run_id)s AND (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
+FOR UPDATE;
+
+-- name: claim_run
+UPDATE runs
+SET status = 'running', lease_owner = %(owner)s, lease_token = %(token)s,
+    lease_expires_at = %(expires_at)s, updated_at = %(now)s, executions = executions + 1,
+    crashes = crashes + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+    started_at = CASE WHEN status = 'queued' THEN %(now)s ELSE started_at END
+WHERE key = %(run)s
+RETURNING *;
+
+-- name: heartbeat
+UPDATE runs SET lease_expires_at = %(expires_at)s
+FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS lease (id, token)
+WHERE runs.id = lease.id AND runs.lease_token = lease.token AND runs.status = 'running'
+RETURNING runs.id, runs.cancel_requested;
+
+-- name: check_lease
+-- The lease holder's row, locked: the lease is checked in the transaction that writes.
+SELECT key, last_seq, cancel_requested FROM runs
+WHERE id = %(run_id)s AND lease_token = %(token)s AND status = 'running'
+FOR UPDATE;
+
+-- name: set_last_seq
+UPDATE runs SET last_seq = %(seq)s WHERE key = %(run)s;
+
+-- name: insert_events
+INSERT INTO events (run, seq, at, type, data)
+SELECT %(run)s, e.seq, e.at, e.type, e.data
+FROM unnest(%(seqs)s::int[], %(ats)s::float8[], %(types)s::text[], %(datas)s::text[])
+    AS e (seq, at, type, data)
+ORDER BY e.seq;
+
+-- name: notify
+SELECT pg_notify('regen_events', %(run_id)s);
+
+-- name: read_events
+SELECT id, seq, at, type, data FROM events
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND seq > %(after)s
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: start_step
+UPDATE steps
+SET status = 'running', started_at = %(at)s, finished_at = NULL, error = NULL
+WHERE run = %(run)s AND position = %(position)s;
+
+-- name: end_step
+-- A step's end; its checkpoint (output) is kept only when given.
+UPDATE steps
+SET status = %(status)s, finished_at = %(at)s, error = %(error)s, refresh = FALSE,
+    output = COALESCE(%(output)s::text, output),
+    checkpointed_at = CASE WHEN %(output)s::text IS NULL THEN checkpointed_at ELSE %(at)s END
+WHERE run = %(run)s AND position = %(position)s;
+
+-- name: step_attempts
+UPDATE steps SET attempts = %(attempts)s WHERE run = %(run)s AND position = %(position)s;
+
+-- name: item_start
+INSERT INTO items (run, step, idx, key, status, input, started_at)
+VALUES (%(run)s, %(step)s, %(idx)s, %(key)s, 'running', %(input)s, %(at)s)
+ON CONFLICT (run, step, idx) DO UPDATE
+SET status = 'running', key = excluded.key, input = excluded.input,
+    started_at = excluded.started_at, finished_at = NULL;
+
+-- name: item_end
+INSERT INTO items (run, step, idx, key, status, input, output, attempts, errors, cached,
+                   started_at, finished_at)
+VALUES (%(run)s, %(step)s, %(idx)s, %(key)s, %(status)s, %(input)s, %(output)s,
+        %(attempts)s, %(errors)s, %(cached)s, %(at)s, %(at)s)
+ON CONFLICT (run, step, idx) DO UPDATE
+SET status = excluded.status, output = excluded.output, attempts = excluded.attempts,
+    errors = excluded.errors, cached = excluded.cached, finished_at = excluded.finished_at,
+    key = COALESCE(excluded.key, items.key), input = COALESCE(excluded.input, items.input);
+
+-- name: finish_run
+UPDATE runs
+SET status = %(status)s, error = %(error)s, finished_at = %(at)s, updated_at = %(at)s,
+    retry_at = %(retry_at)s, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+    cancel_requested = FALSE
+WHERE key = %(run)s;
+
+-- name: open_steps
+SELECT name, status FROM steps
+WHERE run = %(run)s AND status IN ('pending', 'running')
+ORDER BY position;
+
+-- name: skip_pending_steps
+UPDATE steps SET status = 'skipped' WHERE run = %(run)s AND status = 'pending';
+
+-- name: fail_running_steps
+UPDATE steps SET status = 'failed', error = %(error)s, finished_at = %(at)s
+WHERE run = %(run)s AND status = 'running';
+
+-- name: requeue_run
+UPDATE runs
+SET status = 'queued', retry_count = retry_count + 1, auto_retries = auto_retries + %(auto)s,
+    retry_at = NULL, error = NULL,
+    finished_at = NULL, updated_at = %(now)s, cancel_requested = FALSE, lease_owner = NULL,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE key = %(run)s;
+
+-- name: release_run
+UPDATE runs
+SET status = 'queued', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+    updated_at = %(now)s
+WHERE key = %(run)s;
+
+-- name: reopen_step
+UPDATE steps SET status = 'pending', error = NULL, output = NULL, finished_at = NULL
+WHERE run = %(run)s AND position = %(position)s;
+
+-- name: reopen_items
+UPDATE items SET status = 'pending'
+WHERE run = %(run)s AND step = %(step)s AND status IN ('given_up', 'running');
+
+-- name: invalidate_steps
+UPDATE steps
+SET status = 'pending', output = NULL, error = NULL, started_at = NULL, finished_at = NULL,
+    checkpointed_at = NULL, attempts = 0,
+    generation = generation + CASE WHEN checkpointed_at IS NOT NULL OR position = %(named)s
+                                   THEN 1 ELSE 0 END,
+    refresh = TRUE
+WHERE run = %(run)s AND position >= %(position)s;
+
+-- name: delete_items_from
+DELETE FROM items
+WHERE run = %(run)s
+  AND step IN (SELECT name FROM steps WHERE run = %(run)s AND position >= %(position)s);
+
+-- name: request_cancel
+UPDATE runs SET cancel_requested = TRUE, updated_at = %(now)s WHERE key = %(run)s;
+
+-- name: cache_get
+SELECT value FROM cache
+WHERE key = %(key)s AND (expires_at IS NULL OR expires_at > %(now)s);
+
+-- name: cache_put
+INSERT INTO cache (key, step, value, created_at, expires_at)
+VALUES (%(key)s, %(step)s, %(value)s, %(at)s, %(expires_at)s)
+ON CONFLICT (key) DO UPDATE
+SET step = excluded.step, value = excluded.value, created_at = excluded.created_at,
+    expires_at = excluded.expires_at;
+
+-- name: artifact_put
+INSERT INTO artifacts (sha256, size, content_type, width, height, created_at)
+VALUES (%(sha256)s, %(size)s, %(content_type)s, %(width)s, %(height)s, %(now)s)
+ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at;
+
+-- name: artifact_ref
+INSERT INTO artifact_refs (sha256, run, step, idx)
+VALUES (%(sha256)s, %(run)s, %(step)s, %(idx)s)
+ON CONFLICT DO NOTHING;
+
+-- name: get_artifact
+SELECT * FROM artifacts WHERE sha256 = %(sha256)s;
+
+-- name: expire_checkpoints
+-- Runs finished long ago that can no longer be retried lose their checkpoints.
+UPDATE runs SET checkpoints_expired = TRUE
+WHERE status IN ('failed', 'partial', 'cancelled') AND retry_at IS NULL
+  AND NOT checkpoints_expired AND finished_at < %(before)s
+RETURNING key;
+
+-- name: expire_step_outputs
+UPDATE steps SET output = NULL WHERE run = ANY(%(runs)s::bigint[]) AND output IS NOT NULL;
+
+-- name: expire_items
+DELETE FROM items WHERE run = ANY(%(runs)s::bigint[]);
+
+-- name: delete_old_runs
+-- Rows of other tables go with the run (ON DELETE CASCADE).
+DELETE FROM runs
+WHERE status IN ('succeeded', 'partial', 'failed', 'cancelled') AND retry_at IS NULL
+  AND finished_at < %(before)s;
+
+-- name: unreferenced_artifacts
+SELECT sha256 FROM artifacts AS a
+WHERE a.created_at < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM artifact_refs AS r WHERE r.sha256 = a.sha256)
+  AND NOT EXISTS (SELECT 1 FROM cache AS c WHERE strpos(c.value, a.sha256) > 0)
+LIMIT %(limit)s;
+
+-- name: delete_artifact
+DELETE FROM artifacts
+WHERE sha256 = %(sha256)s
+  AND NOT EXISTS (SELECT 1 FROM artifact_refs AS r WHERE r.sha256 = %(sha256)s);
+
+-- name: purge_cache
+DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at < %(now)s;
+
+-- name: due_retries
+SELECT id FROM runs
+WHERE status = 'failed' AND retry_at IS NOT NULL AND retry_at <= %(now)s
+  AND (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
+ORDER BY retry_at
+LIMIT %(limit)s;
+
+-- name: next_retry_at
+SELECT min(retry_at) FROM runs
+WHERE status = 'failed' AND retry_at IS NOT NULL
+  AND (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]));
+
+-- name: add_health_check
+INSERT INTO health_checks (provider, at, status, latency_ms, error, quota_remaining)
+VALUES (%(provider)s, %(at)s, %(status)s, %(latency_ms)s, %(error)s, %(quota_remaining)s);
+
+-- name: health_history
+SELECT * FROM health_checks WHERE provider = %(provider)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: latest_health
+SELECT * FROM health_checks
+WHERE id IN (SELECT max(id) FROM health_checks GROUP BY provider)
+ORDER BY provider;
+
+-- name: prune_health_checks
+-- Keep the newest %(keep)s checks of each provider.
+DELETE FROM health_checks
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY provider ORDER BY id DESC) AS newer
+        FROM health_checks
+    ) AS ranked
+    WHERE newer > %(keep)s
+);
+
+-- name: read_all_events
+-- Events of every run after a cursor, oldest first (types starting with %(prefix)s only).
+SELECT e.id, e.seq, e.at, e.type, e.data, r.id AS run_id FROM events AS e
+JOIN runs AS r ON r.key = e.run
+WHERE e.id > %(after)s AND (%(prefix)s::text IS NULL OR starts_with(e.type, %(prefix)s::text))
+ORDER BY e.id
+LIMIT %(limit)s;
