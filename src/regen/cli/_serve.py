@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
 import click
 
@@ -68,13 +71,26 @@ def serve(
         raise click.ClickException(
             f"regen serve needs the server extra: pip install 'regen[server]' ({exc})"
         ) from None
-    with opened_engine(ctx) as engine, user_errors():
+    from regen.cli._health import registry_or_simulator  # noqa: PLC0415
+    from regen.health import HealthMonitor  # noqa: PLC0415
+    from regen.store import open_store  # noqa: PLC0415
+
+    options = ctx.find_root().params
+    with (
+        opened_engine(ctx) as engine,
+        user_errors(),
+        registry_or_simulator() as registry,
+    ):
+        # The monitor keeps its history in the engine's database, on a connection of its own.
+        history = open_store(options.get("database_url"), data_home=options.get("home"))
+        monitor = HealthMonitor(registry, store=history)
         app = create_app(
             engine,
             token=token or None,
             flows=flows,
             execute=not no_execute,
             worker_concurrency=concurrency,
+            health=monitor,
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -95,4 +111,23 @@ def serve(
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
         )
+        _close_after(app, registry, history)
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def _close_after(app: Any, *resources: Any) -> None:
+    """Close ``resources`` (``await x.aclose()`` or ``x.close()``) when the app's lifespan
+    ends, on the server's own event loop (their connections belong to it)."""
+    started = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(running: Any) -> AsyncIterator[None]:
+        try:
+            async with started(running):
+                yield
+        finally:
+            for resource in resources:
+                closing = getattr(resource, "aclose", None) or resource.close
+                await closing()
+
+    app.router.lifespan_context = lifespan

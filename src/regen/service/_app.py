@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -13,10 +11,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from regen.engine import Engine, Flow
 from regen.foundation import remember_secret
+from regen.health import HealthMonitor
 from regen.service import _auth, _errors
 from regen.service._artifacts_api import artifacts_router
+from regen.service._dashboard import dashboard_router
 from regen.service._events_api import events_router
 from regen.service._feed import RunFeeds
+from regen.service._health_api import health_router
 from regen.service._metrics import CONTENT_TYPE, Metrics
 from regen.service._models import Login
 from regen.service._runs_api import runs_router
@@ -31,6 +32,7 @@ document.getElementById("f").onsubmit = async (e) => {
   const r = await fetch("login", {method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({token: document.getElementById("t").value})});
   document.getElementById("m").textContent = r.ok ? "Signed in." : "Wrong token.";
+  if (r.ok) location.href = new URLSearchParams(location.search).get("next") || "./";
 };</script>"""
 
 
@@ -41,7 +43,7 @@ def create_app(
     flows: Sequence[Flow | str] = (),
     execute: bool = False,
     worker_concurrency: int = 4,
-    health: Any = None,
+    health: HealthMonitor | None = None,
     keepalive: float = KEEPALIVE_S,
     poll: float = 0.25,
     title: str = "regen",
@@ -66,15 +68,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if not execute:
-            yield
-            return
-        async with hosted_worker(
-            engine,
-            flows=served,
-            concurrency=worker_concurrency,
-            gc_interval=engine.settings.gc_interval,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            if health is not None:
+                await stack.enter_async_context(health)  # its checks every interval
+            if execute:
+                await stack.enter_async_context(
+                    hosted_worker(
+                        engine,
+                        flows=served,
+                        concurrency=worker_concurrency,
+                        gc_interval=engine.settings.gc_interval,
+                    )
+                )
             yield
 
     app = FastAPI(
@@ -97,11 +102,10 @@ def create_app(
     )
     app.include_router(artifacts_router(engine), dependencies=guard)
     if health is not None:
-        # --- provider health: regen.health's monitor, served by _health_api.health_router
-        # (/api/models/health…, /api/models/config); loaded only when a monitor is given.
-        health_api = importlib.import_module("regen.service._health_api")
-        app.include_router(health_api.health_router(health), dependencies=guard)
+        app.include_router(health_router(health), dependencies=guard)
     app.include_router(_service_router(metrics), dependencies=guard)
+    # The dashboard's pages send a browser without the token to the sign-in page.
+    app.include_router(dashboard_router(engine, health), dependencies=_auth.require_page(token))
     app.include_router(_public_router(app, token))
     return app
 

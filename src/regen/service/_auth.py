@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import Cookie, Depends, HTTPException
+from fastapi import Cookie, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 #: The cookie that carries the token for browsers.
@@ -37,5 +38,24 @@ def require(token: str | None) -> list[Any]:
                 'or POST /login with {"token": …} for a cookie',
                 headers={"WWW-Authenticate": "Bearer"},
             )
+
+    return [Depends(check)]
+
+
+def require_page(token: str | None) -> list[Any]:
+    """:func:`require` for pages a person opens: without the token, a browser is sent to
+    the sign-in page (and back here after it) instead of getting a 401."""
+    if token is None:
+        return []
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        regen_token: Annotated[str | None, Cookie(include_in_schema=False)] = None,
+    ) -> None:
+        given = credentials.credentials if credentials is not None else regen_token
+        if not matches(given, token):
+            target = quote(request.url.path, safe="/")
+            raise HTTPException(303, "sign in first", headers={"Location": f"/login?next={target}"})
 
     return [Depends(check)]

@@ -18,7 +18,15 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from regen.engine import Engine, FlowNotFound, ItemStatus, RunNotFound, RunStatus, format_error
+from regen.engine import (
+    Engine,
+    EventType,
+    FlowNotFound,
+    ItemStatus,
+    RunNotFound,
+    RunStatus,
+    format_error,
+)
 from regen.health import HealthMonitor
 
 #: Static files the pages load, with their content types (nothing else is served).
@@ -27,6 +35,7 @@ _STATIC = {
     "dashboard.js": "text/javascript; charset=utf-8",
 }
 _ITEMS_SHOWN = 200
+_EVENTS_SCANNED = 5000
 
 
 def _when(timestamp: float | None) -> str:
@@ -66,8 +75,10 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
     router = APIRouter(include_in_schema=False)
     pages = _templates()
 
-    def page(name: str, **context: Any) -> HTMLResponse:
-        return HTMLResponse(pages.get_template(name).render(**context))
+    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
+        # Links start at the app's root: "/regen" when it is mounted there.
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        return HTMLResponse(pages.get_template(name).render(base=base, **context))
 
     @router.get("/", response_class=HTMLResponse)
     async def runs(request: Request, status: str | None = None, flow: str | None = None) -> Any:
@@ -81,6 +92,7 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
             done = sum(1 for s in detail.steps if str(s.status) in ("succeeded", "partial"))
             rows.append({"run": run, "done": done, "steps": len(detail.steps)})
         return page(
+            request,
             "runs.html",
             rows=rows,
             status=status or "",
@@ -89,7 +101,7 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
         )
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
-    async def run_page(run_id: str) -> Any:
+    async def run_page(request: Request, run_id: str) -> Any:
         try:
             detail = await engine.detail(run_id)
         except RunNotFound:
@@ -119,8 +131,12 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
                 }
                 for item in items
             ]
+        # The stream names each event by its type and EventSource hears only the names it
+        # listens to: the engine's, and the app's own that the log holds so far.
+        seen = {event.type for event in await engine.read_events(run_id, 0, _EVENTS_SCANNED)}
         error = detail.run.error
         return page(
+            request,
             "run.html",
             detail=detail,
             run=detail.run,
@@ -129,13 +145,14 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
             error=error,
             traceback=format_error(error) if error and error.get("frames") else None,
             retryable=detail.run.status in (RunStatus.FAILED, RunStatus.PARTIAL),
+            types=json.dumps(sorted(seen | {str(t) for t in EventType})),
         )
 
     @router.get("/providers", response_class=HTMLResponse)
-    async def providers() -> Any:
+    async def providers(request: Request) -> Any:
         statuses = [] if monitor is None else monitor.statuses()
         interval = None if monitor is None else monitor.interval
-        return page("providers.html", statuses=statuses, interval=interval)
+        return page(request, "providers.html", statuses=statuses, interval=interval)
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:

@@ -2,6 +2,8 @@
 // The pages are rendered by the server; this script only keeps them live.
 "use strict";
 
+const BASE = () => document.body.dataset.base || "";
+
 const RUN_EVENTS = ["run.queued", "run.started", "run.succeeded", "run.partial", "run.failed",
   "run.cancelled"];
 
@@ -13,16 +15,14 @@ function parse(message) {
   return { type, data: body.data !== undefined ? body.data : body, body };
 }
 
-function follow(url, handle) {
+function follow(url, handle, types = RUN_EVENTS) {
   // EventSource reconnects by itself and sends Last-Event-ID: nothing is lost or repeated.
+  // The service names each event by its type; ``end`` says the run is over.
   const source = new EventSource(url, { withCredentials: true });
   const on = (message) => handle(parse(message));
   source.onmessage = on;
-  for (const type of [...RUN_EVENTS, "step.started", "step.succeeded", "step.partial",
-    "step.failed", "step.skipped", "item.started", "item.succeeded", "item.given_up",
-    "attempt.failed", "progress", "chunk", "stream.reset", "log"]) {
-    source.addEventListener(type, on);
-  }
+  for (const type of types) source.addEventListener(type, on);
+  source.addEventListener("end", () => source.close());
   return source;
 }
 
@@ -92,7 +92,7 @@ function wireSteps() {
       dialog.onclose = async () => {
         if (dialog.returnValue !== "retry") return;
         const run = list.dataset.run;
-        const url = `/api/runs/${run}/retry/${encodeURIComponent(button.dataset.step)}`;
+        const url = `${BASE()}/api/runs/${run}/retry/${encodeURIComponent(button.dataset.step)}`;
         if (await post(url)) location.reload();
       };
       dialog.showModal();
@@ -140,7 +140,7 @@ function wireRun() {
     if (event.type === "stream.reset") streamFor(data.step || "").textContent = "";
     log.append(logLine(event));
     if (/^(run|step)\./.test(event.type)) update();
-  });
+  }, JSON.parse(log.dataset.types || "[]"));
 }
 
 // --- providers ------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ function wireProviders() {
   const seconds = Number(document.getElementById("interval").textContent) || 60;
   setInterval(async () => {
     if (!toggle.checked) return;
-    const answer = await fetch("/api/models/health", { credentials: "same-origin" });
+    const answer = await fetch(`${BASE()}/api/models/health`, { credentials: "same-origin" });
     if (answer.ok) showReport(await answer.json());
   }, seconds * 1000);
 }
