@@ -30,8 +30,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module-scoped: Playwright's sync API keeps an event loop running on this thread
+    # while it is open, which later tests' asyncio.run() would run into.
     missing = _missing()
     if missing is not None:
         if os.environ.get("CI") == "true":
