@@ -13,6 +13,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from regen.store._errors import StoreError
+
 T = TypeVar("T")
 
 
@@ -35,7 +37,7 @@ class LoopThread:
         """Await ``coro`` run on the thread's loop, from any other loop."""
         if not self._thread.is_alive():
             coro.close()
-            raise RuntimeError("the store is closed")
+            raise StoreError("the PostgreSQL store is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return await asyncio.wrap_future(future)
 
