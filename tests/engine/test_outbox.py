@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -50,11 +51,19 @@ async def _messages(store: SQLiteStore) -> list[str]:
 
 
 async def test_commits_made_while_one_is_in_flight_share_the_next_transaction(
-    held: tuple[CountingStore, Lease],
+    held: tuple[CountingStore, Lease], tmp_path: Path
 ) -> None:
     store, lease = held
     outbox = Outbox(store, lease, asyncio.get_running_loop(), lambda _: None)
-    results = await asyncio.gather(*(outbox.commit([_event(n)]) for n in range(50)))
+    # Another connection holds the write lock: the first commit waits on the store's
+    # writer thread, and the commits made meanwhile queue up behind it.
+    other = sqlite3.connect(tmp_path / "regen.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.05, other.execute, "COMMIT")
+    try:
+        results = await asyncio.gather(*(outbox.commit([_event(n)]) for n in range(50)))
+    finally:
+        other.close()
     assert all(r.ok for r in results)
     assert store.commits <= 3  # one for the first, one (or two) for all that waited behind it
     assert await _messages(store) == [str(n) for n in range(50)]

@@ -385,10 +385,10 @@ def test_a_missing_column_is_refused_before_anything_is_written(tmp_path: Path) 
     path = tmp_path / "regen.db"
     SQLiteStore(path).close_now()
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE runs DROP COLUMN last_seq")
+    conn.execute("ALTER TABLE runs DROP COLUMN crashes")
     conn.commit()
     conn.close()
-    with pytest.raises(CorruptDatabase, match=r"lacks column.*last_seq"):
+    with pytest.raises(CorruptDatabase, match=r"lacks column.*crashes"):
         SQLiteStore(path)
 
 

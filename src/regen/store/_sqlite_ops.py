@@ -60,17 +60,14 @@ class RunLog:
             {"run": self.key, "seq": self.seq, "at": at, "type": type_, "data": data},
         )
 
-    def save(self, conn: sqlite3.Connection) -> None:
-        """Record the run's last seq (once per transaction, after its appends)."""
-        conn.execute(Q["set_last_seq"], {"run": self.key, "seq": self.seq})
-
 
 def locked_run(conn: sqlite3.Connection, run_id: str) -> tuple[Run, RunLog]:
     """The run and its log, read inside a write transaction (:class:`RunNotFound`)."""
     row = conn.execute(Q["get_run"], {"id": run_id}).fetchone()
     if row is None:
         raise RunNotFound(run_id)
-    return run_record(row), RunLog(row["key"], row["last_seq"])
+    last = conn.execute(Q["last_seq"], {"run": row["key"]}).fetchone()[0]
+    return run_record(row), RunLog(row["key"], last)
 
 
 def read_run(conn: sqlite3.Connection, run_id: str) -> Run:
@@ -112,7 +109,6 @@ def create_run(conn: sqlite3.Connection, new: NewRun, now: float) -> tuple[Run, 
     )
     log = RunLog(key, 0)
     log.append(conn, EventType.RUN_QUEUED, dumps({"flow": new.flow}), now)
-    log.save(conn)
     return read_run(conn, new.id), True
 
 
@@ -144,7 +140,6 @@ def claim(
         dumps({"execution": run.executions, "resumed": taken_over}),
         now,
     )
-    log.save(conn)
     return Claimed(run, Lease(run.id, token, owner, now + ttl), taken_over)
 
 
@@ -167,7 +162,6 @@ def release(conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
     conn.execute(Q["release_run"], {"run": row["key"], "now": now})
     log = RunLog(row["key"], row["last_seq"])
     log.append(conn, EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
-    log.save(conn)
     return True
 
 
@@ -182,7 +176,6 @@ def commit(conn: sqlite3.Connection, lease: Lease, writes: Sequence[Write]) -> C
     log = RunLog(row["key"], row["last_seq"])
     for write in writes:
         _APPLY[type(write)](conn, log, write)
-    log.save(conn)
     return Commit(True, bool(row["cancel_requested"]))
 
 
@@ -331,7 +324,6 @@ def retry_run(
         dumps({"retry": run.retry_count + 1, "from_step": start.name, "auto": auto}),
         now,
     )
-    log.save(conn)
     return read_run(conn, run_id)
 
 
@@ -343,7 +335,6 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: float) -> Run:
     if run.status is RunStatus.QUEUED or waiting or run.lease_expired(now):
         _end_run(conn, log, EndRun(RunStatus.CANCELLED, now, close_steps=True))
         log.append(conn, EventType.RUN_CANCELLED, dumps({"requested": True}), now)
-        log.save(conn)
     elif run.status is RunStatus.RUNNING:
         # Only the flag: while the lease holds, its holder alone appends events.
         conn.execute(Q["request_cancel"], {"run": log.key, "now": now})

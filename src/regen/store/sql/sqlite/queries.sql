@@ -72,11 +72,14 @@ WHERE id = :run_id AND lease_token = :token AND status = 'running'
 RETURNING cancel_requested;
 
 -- name: check_lease
-SELECT key, last_seq, cancel_requested FROM runs
+SELECT key, cancel_requested,
+       (SELECT COALESCE(max(seq), 0) FROM events WHERE run = runs.key) AS last_seq
+FROM runs
 WHERE id = :run_id AND lease_token = :token AND status = 'running';
 
--- name: set_last_seq
-UPDATE runs SET last_seq = :seq WHERE key = :run;
+-- name: last_seq
+-- The run's last event number (the next one is last_seq + 1).
+SELECT COALESCE(max(seq), 0) FROM events WHERE run = :run;
 
 -- name: insert_event
 INSERT INTO events (run, seq, at, type, data) VALUES (:run, :seq, :at, :type, :data);

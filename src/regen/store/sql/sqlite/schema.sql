@@ -38,8 +38,6 @@ CREATE TABLE runs (
     crashes INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     checkpoints_expired INTEGER NOT NULL DEFAULT 0,
-    -- The sequence number of the run's last event (the next one is last_seq + 1).
-    last_seq INTEGER NOT NULL DEFAULT 0,
     -- One run per business key and flow, whatever the concurrency.
     UNIQUE (flow, business_key)
 );

@@ -40,8 +40,6 @@ CREATE TABLE runs (
     crashes INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     checkpoints_expired INTEGER NOT NULL DEFAULT 0,
-    -- The sequence number of the run's last event (the next one is last_seq + 1).
-    last_seq INTEGER NOT NULL DEFAULT 0,
     -- One run per business key and flow, whatever the concurrency.
     UNIQUE (flow, business_key)
 );
@@ -120,15 +118,12 @@ INSERT INTO runs (key, id, flow, flow_ref, business_key, params, status, created
                   updated_at, started_at, finished_at, lease_owner, lease_token,
                   lease_expires_at, cancel_requested, retry_count, auto_retries, max_retries,
                   retry_delay,
-                  retry_at, executions, crashes, error, checkpoints_expired, last_seq)
+                  retry_at, executions, crashes, error, checkpoints_expired)
 SELECT r.key, r.id, r.flow, r.flow_ref, r.business_key, r.params, r.status, r.created_at,
        r.updated_at, r.started_at, r.finished_at, r.lease_owner, r.lease_token,
        r.lease_expires_at, r.cancel_requested, r.retry_count, r.retry_count, r.max_retries,
        r.retry_delay,
-       r.retry_at, r.executions, 0, r.error, r.checkpoints_expired,
-       COALESCE((SELECT (e.id & 4294967295) + (e.next IS NOT NULL) FROM events_v1 AS e
-                 WHERE e.id >= r.key << 32 AND e.id < (r.key + 1) << 32
-                 ORDER BY e.id DESC LIMIT 1), 0)
+       r.retry_at, r.executions, 0, r.error, r.checkpoints_expired
 FROM runs_v1 AS r;
 
 INSERT INTO events (run, seq, at, type, data)
