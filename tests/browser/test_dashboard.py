@@ -154,6 +154,9 @@ def test_check_now_changes_a_provider_card(
     assert card.locator('[data-field="error"]').text_content() == "401"
     assert KEY not in page.content()
     snap(page, "dashboard-providers")
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'regen_provider_healthy{provider="qwen"} 0.0' in metrics
+    assert 'regen_provider_latency_seconds{provider="qwen"}' in metrics
 
 
 def test_the_pages_sign_a_browser_in_when_the_server_needs_a_token(

@@ -93,7 +93,7 @@ def create_app(
     _errors.install(app)
     guard = _auth.require(token)
     feeds = RunFeeds(engine, poll=poll, keepalive=keepalive)
-    metrics = Metrics(engine)
+    metrics = Metrics(engine, health)
     app.state.engine = engine
 
     app.include_router(runs_router(engine), dependencies=guard)

@@ -1,5 +1,6 @@
 """Prometheus metrics, read from the event log when scraped: runs by status, failed
-attempts by failure kind, give-ups, step durations.
+attempts by failure kind, give-ups, step durations; and, with a health monitor, each
+provider's health and latency.
 
 Counters are built by reading every run's events after the last cursor read (the whole
 log on the first scrape), so they count what the database holds, across restarts, and
@@ -20,6 +21,7 @@ from prometheus_client import (
 )
 
 from regen.engine import Engine, EventType, RunStatus
+from regen.health import UNKNOWN, HealthMonitor
 
 #: The media type of the metrics' text format.
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
@@ -36,8 +38,9 @@ _STEP_ENDS = {
 class Metrics:
     """The service's metrics on one registry of its own (apps may mount several)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, health: HealthMonitor | None = None) -> None:
         self.engine = engine
+        self.health = health
         self.registry = CollectorRegistry(auto_describe=True)
         self.runs = Gauge("regen_runs", "Runs by status.", ["status"], registry=self.registry)
         self.attempts = Counter(
@@ -59,6 +62,18 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
             registry=self.registry,
         )
+        self.provider_up = Gauge(
+            "regen_provider_healthy",
+            "1 if the provider's last health check passed, 0 if not (unchecked: absent).",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.provider_latency = Gauge(
+            "regen_provider_latency_seconds",
+            "Round trip of the provider's last health check.",
+            ["provider"],
+            registry=self.registry,
+        )
         self._cursor = 0
         self._started: dict[tuple[str, str], float] = {}
 
@@ -68,6 +83,12 @@ class Metrics:
         for status in RunStatus:
             runs = await self.engine.list_runs(status=[status], limit=RUN_COUNT_CAP)
             self.runs.labels(str(status)).set(len(runs))
+        for provider in [] if self.health is None else self.health.statuses():
+            if provider.status == UNKNOWN:
+                continue
+            self.provider_up.labels(provider.name).set(1 if provider.healthy else 0)
+            if provider.latency_ms is not None:
+                self.provider_latency.labels(provider.name).set(provider.latency_ms / 1000)
         return generate_latest(self.registry)
 
     async def _read_events(self) -> None:
