@@ -149,10 +149,12 @@ def test_a_running_run_is_refused_a_retry_and_a_delete(
     assert cancelled.json()["cancel_requested"] is True
     gate.touch()
     assert wait_final(client, run_id)["status"] == "cancelled"
-    gone = client.delete(f"/api/runs/{run_id}")
-    assert gone.status_code == 405
-    assert "regen gc" in gone.json()["detail"]
-    assert client.get(f"/api/runs/{run_id}").status_code == 200
+    events = client.get(f"/api/runs/{run_id}/events").text  # the log ends with the run
+    assert "run.cancelled" in events
+    assert client.delete(f"/api/runs/{run_id}").status_code == 204
+    assert client.get(f"/api/runs/{run_id}").status_code == 404
+    assert client.get(f"/api/runs/{run_id}/events").status_code == 404
+    assert client.delete(f"/api/runs/{run_id}").status_code == 404
 
 
 def test_items_are_paged_and_their_artifacts_served(client: httpx.Client) -> None:

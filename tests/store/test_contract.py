@@ -527,3 +527,20 @@ async def test_a_closed_store_refuses_work_instead_of_hanging(opener: Callable[[
     await closed.close()
     with pytest.raises(StoreError, match="closed"):
         await closed.get_run("r1")
+
+
+async def test_a_finished_run_is_deleted_with_its_log_and_a_live_one_refused(
+    store: Store,
+) -> None:
+    await _held(store, "r1")
+    with pytest.raises(InvalidTransition, match="cancel it first"):
+        await store.delete_run("r1")
+    await store.create_run(_new("r2"), 1.0)
+    await store.request_cancel("r2", 2.0)
+    await store.delete_run("r2")
+    assert await store.get_run("r2") is None
+    assert await store.read_events("r2") == []
+    assert await store.get_steps("r2") == []
+    assert await store.get_run("r1") is not None
+    with pytest.raises(RunNotFound):
+        await store.delete_run("r2")

@@ -346,6 +346,12 @@ class Engine:
             execution.cancel_requested = True
         return run
 
+    async def delete(self, run_id: str) -> None:
+        """Delete a finished run with its steps, items and events (artifacts only it used
+        go at the next clean-up). Refused while it is queued, running or waiting for an
+        automatic retry: cancel it first."""
+        await self._store.delete_run(run_id)
+
     # --- reading --------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:

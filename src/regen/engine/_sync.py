@@ -87,6 +87,10 @@ class SyncEngine:
         """:meth:`Engine.cancel`."""
         return self._call("cancel", self._engine.cancel(run_id))
 
+    def delete(self, run_id: str) -> None:
+        """:meth:`Engine.delete`."""
+        self._call("delete", self._engine.delete(run_id))
+
     def get_run(self, run_id: str) -> Run:
         """:meth:`Engine.get_run`."""
         return self._call("get_run", self._engine.get_run(run_id))

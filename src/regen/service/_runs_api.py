@@ -90,23 +90,15 @@ def runs_router(engine: Engine) -> APIRouter:
 
     @api.delete(
         "/{run_id}",
-        status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
-        responses={405: {"model": Problem, "description": "Runs are not deleted one by one."}},
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses={409: {"model": Problem, "description": "The run is not over: cancel it."}},
     )
-    async def delete_run(run_id: str) -> None:
-        """Refused: the engine keeps every run until ``regen gc`` removes finished runs past
-        their retention (``REGEN_RUN_RETENTION_DAYS``). A run still queued or running is
-        refused with 409 (cancel it first)."""
-        run = await engine.get_run(run_id)
-        if not run.status.finished:
-            raise HTTPException(
-                409, f"run {run_id} is {run.status}: cancel it first (POST …/cancel)"
-            )
-        raise HTTPException(
-            405,
-            f"run {run_id} is not deleted: regen keeps finished runs until `regen gc` removes "
-            "those past their retention (REGEN_RUN_RETENTION_DAYS)",
-        )
+    async def delete_run(run_id: str) -> Response:
+        """Delete a finished run with its steps, items and events (its artifacts go at the
+        next clean-up if no other run uses them). A run still queued, running or waiting
+        for an automatic retry is refused with 409: cancel it first."""
+        await engine.delete(run_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     _retries(api, engine)
     _reads(api, engine)

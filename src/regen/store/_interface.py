@@ -161,6 +161,12 @@ class Store(ABC):
         next safe point."""
 
     @abstractmethod
+    async def delete_run(self, run_id: str) -> None:
+        """Delete a finished run with its steps, items and events (artifacts it alone used
+        go at the next clean-up). Refused with :class:`InvalidTransition` while it is
+        queued, running or waiting for an automatic retry."""
+
+    @abstractmethod
     async def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
         """Ids of failed runs whose automatic retry is due."""
 

@@ -39,7 +39,7 @@ from regen.store._records import (
 from regen.store._sqlite_rows import dumps, loads
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
-from regen.store._transitions import check_retry, retry_start
+from regen.store._transitions import check_delete, check_retry, retry_start
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -407,6 +407,13 @@ async def retry_run(
     )
     await log.save(conn)
     return await read_run(conn, run_id)
+
+
+async def delete_run(conn: Conn, run_id: str) -> None:
+    """Delete a finished run (see :meth:`Store.delete_run`)."""
+    run, log = await locked_run(conn, run_id)
+    check_delete(run)
+    await conn.execute(Q["delete_run"], {"run": log.key})
 
 
 async def request_cancel(conn: Conn, run_id: str, now: float) -> Run:

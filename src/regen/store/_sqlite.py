@@ -250,6 +250,9 @@ class SQLiteStore(Store):
     async def request_cancel(self, run_id: str, now: float) -> Run:
         return await self._write_thread().run(lambda c: ops.request_cancel(c, run_id, now), run_id)
 
+    async def delete_run(self, run_id: str) -> None:
+        await self._write_thread().run(lambda c: ops.delete_run(c, run_id), run_id)
+
     async def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
         args = {"now": now, "flows": None if flows is None else dumps(list(flows)), "limit": 100}
         return await self._reader.run(

@@ -37,7 +37,7 @@ from regen.store._records import (
 from regen.store._sqlite_rows import dumps, loads
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
-from regen.store._transitions import check_retry, retry_start
+from regen.store._transitions import check_delete, check_retry, retry_start
 
 Q = _queries.queries("sqlite")
 _LOST = Commit(False)
@@ -345,6 +345,13 @@ def request_cancel(conn: sqlite3.Connection, run_id: str, now: float) -> Run:
             f"run {run_id} has already finished ({run.status}): there is nothing to cancel",
         )
     return read_run(conn, run_id)
+
+
+def delete_run(conn: sqlite3.Connection, run_id: str) -> None:
+    """Delete a finished run (see :meth:`Store.delete_run`)."""
+    run, log = locked_run(conn, run_id)
+    check_delete(run)
+    conn.execute(Q["delete_run"], {"run": log.key})
 
 
 # --- artifacts and retention ------------------------------------------------------------------

@@ -69,3 +69,14 @@ def retry_start(run: Run, steps: list[Step], from_step: str | None) -> Step:
         if step.status is not StepStatus.SUCCEEDED:
             return step
     return steps[-1]
+
+
+def check_delete(run: Run) -> None:
+    """Refuse deleting a run that is not over (:class:`InvalidTransition`)."""
+    if not run.status.finished or run.retry_at is not None:
+        waiting = " and waits for an automatic retry" if run.retry_at is not None else ""
+        raise InvalidTransition(
+            run.id,
+            run.status,
+            f"run {run.id} is {run.status}{waiting}: cancel it first, then delete it",
+        )

@@ -330,3 +330,7 @@ JOIN runs AS r ON r.key = e.run
 WHERE e.id > %(after)s AND (%(prefix)s::text IS NULL OR starts_with(e.type, %(prefix)s::text))
 ORDER BY e.id
 LIMIT %(limit)s;
+
+-- name: delete_run
+-- Rows of other tables go with the run (ON DELETE CASCADE).
+DELETE FROM runs WHERE key = %(run)s;

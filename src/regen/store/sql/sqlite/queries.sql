@@ -284,3 +284,7 @@ JOIN runs AS r ON r.key = e.run
 WHERE e.id > :after AND (:prefix IS NULL OR substr(e.type, 1, length(:prefix)) = :prefix)
 ORDER BY e.id
 LIMIT :limit;
+
+-- name: delete_run
+-- Rows of other tables go with the run (ON DELETE CASCADE).
+DELETE FROM runs WHERE key = :run;
