@@ -99,6 +99,17 @@ def test_a_chapter_streams_in_and_survives_a_server_restart(
         assert page.text_content("#heading") == chapter["title"]
         options = page.locator("#options button").all_text_contents()
         assert options == [o["text"] for o in chapter["options"]]
+        # Choosing an option leads to the next chapter, which streams in the same way.
+        page.locator("#options button").first.click()
+        page.wait_for_function(
+            "(first) => document.getElementById('heading').textContent !== first"
+            " && document.querySelectorAll('#options button').length > 0",
+            arg=chapter["title"],
+            timeout=60_000,
+        )
+        second = httpx.get(f"{url}/api/v1/novels/{novel_id(page)}/chapters/latest").json()
+        assert second["chapter_number"] == 2
+        assert page.text_content("#text") == second["content"]
 
 
 def test_a_failed_chapter_shows_the_seeds_view_and_regenerates(
