@@ -3,8 +3,8 @@
 Each system runs a flow (workflow, graph) of N trivial steps (nodes) on a SQLite file and
 checkpoints every step; the figure is wall time per step. Repetitions are interleaved
 (one of each system per round) so load on the machine hits them alike; medians are
-reported. The raw floor is one row inserted per commit on the same journal and sync
-settings as regen's database (WAL, synchronous=NORMAL).
+reported. The raw floor is one row inserted per commit on the same page size, journal and
+sync settings as regen's database (2 KiB pages, WAL, synchronous=NORMAL).
 
 Ratios use sync steps (regen's ``engine.sync.run``, DBOS sync workflow, LangGraph ``invoke``);
 async figures are printed beside them. DBOS runs on its own defaults (rollback journal,
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from regen.engine import Engine, Flow
+from regen.store._sqlite_db import PAGE_SIZE
 
 
 def regen_flows(n: int) -> tuple[Flow, Flow]:
@@ -214,11 +215,13 @@ class LangGraph:
 
 
 class Raw:
-    """The floor: one row inserted per commit, WAL, synchronous=NORMAL (regen's settings)."""
+    """The floor: one row inserted per commit, on regen's settings (page size, WAL,
+    synchronous=NORMAL)."""
 
     def __init__(self, folder: Path, n: int) -> None:
         self.n = n
         self.conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+        self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")

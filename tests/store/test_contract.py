@@ -544,3 +544,34 @@ async def test_a_finished_run_is_deleted_with_its_log_and_a_live_one_refused(
     assert await store.get_run("r1") is not None
     with pytest.raises(RunNotFound):
         await store.delete_run("r2")
+
+
+async def test_an_event_number_is_never_handed_out_twice_after_deletions(store: Store) -> None:
+    """A follower of every run's events keeps a cursor: when the newest events are
+    deleted (a run deleted, a clean-up), the events written next must still come after it."""
+
+    async def newest_cursor() -> int:
+        return (await store.read_all_events(limit=10_000))[-1].cursor
+
+    await store.create_run(_new("old"), 1.0)
+    await store.create_run(_new("gone"), 2.0)
+    seen = await newest_cursor()
+    await store.request_cancel("gone", 3.0)
+    await store.delete_run("gone")
+    await store.create_run(_new("next"), 4.0)
+    assert (await store.read_all_events(after=seen))[0].run_id == "next"
+    seen = await newest_cursor()
+
+    await store.request_cancel("next", 5.0)
+    await store.request_cancel("old", 5.0)
+    counts = await store.collect(
+        checkpoints_before=0.0,
+        runs_before=10.0,
+        artifacts_before=0.0,
+        now=20.0,
+        remove_file=lambda _: None,
+    )
+    assert counts.runs_deleted == 2
+    assert await store.read_all_events() == []
+    await store.create_run(_new("after"), 30.0)
+    assert [e.run_id for e in await store.read_all_events(after=seen)] == ["after"]

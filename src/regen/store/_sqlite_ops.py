@@ -351,7 +351,19 @@ def delete_run(conn: sqlite3.Connection, run_id: str) -> None:
     """Delete a finished run (see :meth:`Store.delete_run`)."""
     run, log = locked_run(conn, run_id)
     check_delete(run)
-    conn.execute(Q["delete_run"], {"run": log.key})
+    _keeping_event_numbers(conn, lambda: conn.execute(Q["delete_run"], {"run": log.key}).rowcount)
+
+
+def _keeping_event_numbers(conn: sqlite3.Connection, delete: Callable[[], int]) -> int:
+    """Delete runs (their events go with them) without freeing the newest event number:
+    SQLite numbers a new row after the largest left, so when the newest events go, a
+    placeholder keeps their number and a follower's cursor never sees a number twice."""
+    newest = conn.execute(Q["newest_event"]).fetchone()[0]
+    deleted = delete()
+    if deleted and conn.execute(Q["newest_event"]).fetchone()[0] < newest:
+        conn.execute(Q["drop_event_placeholders"], {"id": newest})
+        conn.execute(Q["keep_event_number"], {"id": newest})
+    return deleted
 
 
 # --- artifacts and retention ------------------------------------------------------------------
@@ -383,7 +395,9 @@ def expire(
     for row in expired:
         conn.execute(Q["expire_step_outputs"], {"run": row["key"]})
         conn.execute(Q["expire_items"], {"run": row["key"]})
-    deleted = conn.execute(Q["delete_old_runs"], {"before": runs_before}).rowcount
+    deleted = _keeping_event_numbers(
+        conn, lambda: conn.execute(Q["delete_old_runs"], {"before": runs_before}).rowcount
+    )
     purged = conn.execute(Q["purge_cache"], {"now": now}).rowcount
     return len(expired), deleted, purged
 

@@ -5,11 +5,13 @@ event loop never waits on the database. The writer's thread commits the runs' wr
 queued up while it was busy in one transaction (group commit: one journal write for many
 checkpoints), and waits out another process's write lock instead of failing.
 
-One shortcut: when the writer is idle (nothing queued, its connection free) a write is
-tried on the caller's thread at once, on the same connection, with SQLite told not to wait
-for any lock. It is a few dozen microseconds of work, against two thread hand-overs that
-cost about as much again each; if the database is locked, it goes to the thread and waits
-there as any other write.
+The writer's connection never waits inside SQLite (``busy_timeout=0``): a write that
+meets another process's lock fails at once and the writer's thread tries again with
+backoff, so the waiting happens in one place. That makes one shortcut possible: when the
+writer is idle (nothing queued, its connection free) a write is tried on the caller's
+thread at once, on the same connection. It is a few dozen microseconds of work, against
+two thread hand-overs that cost about as much again each; if the database is locked, it
+goes to the thread and waits there as any other write.
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from regen.store._errors import CorruptDatabase, StoreBusy, StoreError
-from regen.store._sqlite_db import BUSY_TIMEOUT_MS, translate
+from regen.store._sqlite_db import translate
 
 logger = logging.getLogger("regen.store")
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 #: How many queued transactions one group commit takes at most.
 _GROUP = 256
+#: The writer's pauses between tries while another process holds the lock: from the
+#: first to the longest, so a lock released is noticed within the longest.
+_FIRST_PAUSE = 0.002
+_LONGEST_PAUSE = 0.05
 #: Database files found damaged in this process: every later use of one is refused.
 _damaged: dict[str, CorruptDatabase] = {}
 
@@ -45,7 +51,7 @@ class _Job:
         self.work = work
         self.group = group
         self.runs = runs
-        self.future: Future[Any] = Future()
+        self.future: Future[Any] = Future()  # settled by the thread, if it gets the job
 
 
 class SQLiteThread:
@@ -116,7 +122,6 @@ class SQLiteThread:
         conn = self._conn
         if conn is None or _damaged.get(self._where) is not None:
             return False, None
-        conn.execute("PRAGMA busy_timeout=0")  # never wait here: the thread waits
         try:
             result = self._transaction(conn, [job])[0]
         except sqlite3.Error as exc:
@@ -126,14 +131,14 @@ class SQLiteThread:
             if isinstance(error, CorruptDatabase):
                 _damaged.setdefault(self._where, error)
             raise error from exc
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._notify([job])
         return True, result
 
     def _main(self) -> None:
         try:
             conn = self._conn = self._connect()
+            if self._write:
+                conn.execute("PRAGMA busy_timeout=0")  # the thread waits, not SQLite
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
@@ -211,7 +216,7 @@ class SQLiteThread:
         if damage is not None:
             return False, damage
         deadline = time.monotonic() + self._busy_wait
-        pause = 0.01
+        pause = _FIRST_PAUSE
         while True:
             try:
                 return True, call()
@@ -223,14 +228,21 @@ class SQLiteThread:
                 _damaged.setdefault(self._where, error)
                 logger.error("regen: %s; writes to it are stopped", error)
                 return False, error
-            if not isinstance(error, StoreBusy) or time.monotonic() >= deadline:
+            if not isinstance(error, StoreBusy):
                 return False, error
-            logger.info(
-                "regen: the database is locked by another process; waiting",
-                extra={"where": self._where},
-            )
+            if time.monotonic() >= deadline:
+                return False, StoreBusy(
+                    f"{self._where}: the database stayed locked by another process "
+                    f"for {self._busy_wait:g}s; find the process holding it (`fuser` on the "
+                    "database file shows it)"
+                )
+            if pause == _FIRST_PAUSE:
+                logger.info(
+                    "regen: the database is locked by another process; waiting",
+                    extra={"where": self._where},
+                )
             time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, _LONGEST_PAUSE)
 
     @staticmethod
     def _settle(job: _Job, ok: bool, outcome: Any) -> None:

@@ -285,6 +285,18 @@ WHERE e.id > :after AND (:prefix IS NULL OR substr(e.type, 1, length(:prefix)) =
 ORDER BY e.id
 LIMIT :limit;
 
+-- name: newest_event
+SELECT COALESCE(max(id), 0) FROM events;
+
+-- name: drop_event_placeholders
+DELETE FROM events WHERE run IS NULL AND id < :id;
+
+-- name: keep_event_number
+-- A placeholder holding the newest event number after the events that had it were
+-- deleted: the next event is numbered after it, so no reader's cursor meets a number twice.
+INSERT INTO events (id, run, seq, at, type, data)
+VALUES (:id, NULL, 0, 0, 'cursor.kept', '{}');
+
 -- name: delete_run
 -- Rows of other tables go with the run (ON DELETE CASCADE).
 DELETE FROM runs WHERE key = :run;

@@ -81,11 +81,14 @@ CREATE TABLE items (
 ) WITHOUT ROWID;
 
 -- The append-only event log: one row per event, numbered per run (``seq`` from 1).
--- ``id`` orders every event of the database (AUTOINCREMENT: never reused, even after the
--- newest rows are deleted), a cursor for readers that follow all runs at once.
+-- ``id`` orders every event of the database, a cursor for readers that follow all runs at
+-- once; it is never reused: a clean-up that deletes the newest events leaves a
+-- placeholder row (no run) holding the newest number, and new events are numbered after
+-- it. (AUTOINCREMENT would guarantee the same at the cost of a write to sqlite_sequence
+-- with every event.)
 CREATE TABLE events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
+    id INTEGER PRIMARY KEY,
+    run INTEGER REFERENCES runs (key) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
     at REAL NOT NULL,
     type TEXT NOT NULL,
