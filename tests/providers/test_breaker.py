@@ -93,7 +93,8 @@ def _opened(at: float = 100.0) -> Any:
 def test_half_open_lets_one_probe_through_and_its_success_closes_it() -> None:
     value = _opened()
     value, probe = admit(value, 111.0, FIVE, 60.0)
-    assert probe.allowed and probe.probe
+    assert probe.allowed
+    assert probe.probe
     value, other = admit(value, 111.1, FIVE, 60.0)
     assert not other.allowed  # one probe at a time
     value, changed = record(value, 111.5, FIVE, kind=None, admission=probe)
@@ -136,7 +137,8 @@ def test_a_burst_of_rate_limits_opens_a_short_cooldown_then_closes_without_probi
     assert changes == [None, None, "cooldown"]
     assert not admit(value, 101.0, limits, 60.0)[1].allowed
     value, admission = admit(value, 102.3, limits, 60.0)
-    assert admission.allowed and not admission.probe
+    assert admission.allowed
+    assert not admission.probe
     assert value is None
 
 

@@ -96,7 +96,8 @@ async def test_images_from_dashscope_fall_back_to_an_openai_provider(
         wanx = registry.dashscope("primary")
         images = await wanx.generate_images("a lighthouse", size="512*512")
         assert images[0].provider == "backup"
-        assert images[0].url is not None and images[0].url.startswith(backup.url)
+        assert images[0].url is not None
+        assert images[0].url.startswith(backup.url)
         with serving() as served:
             result = await ImagePipeline(wanx).run("a harbour")
         assert result.provider == "backup"
@@ -127,9 +128,7 @@ async def test_failures_the_chain_does_not_allow_stay_on_the_primary(
     assert requests(backup, "chat") == 0
 
 
-async def test_fallback_on_can_hand_over_rate_limits_too(
-    sim: SimServer, backup: SimServer
-) -> None:
+async def test_fallback_on_can_hand_over_rate_limits_too(sim: SimServer, backup: SimServer) -> None:
     on = frozenset({Kind.RATE_LIMITED, Kind.SERVER_ERROR})
     async with _registry(sim, backup, fallback_on=on) as registry:
         result = await registry.openai("primary").chat(

@@ -33,7 +33,10 @@ def _registry(sim: SimServer, **settings: Any) -> Registry:
     return Registry(
         [
             ProviderConfig(
-                name="sim", kind="openai", base_url=sim.openai_base_url, api_key=Secret(KEY),
+                name="sim",
+                kind="openai",
+                base_url=sim.openai_base_url,
+                api_key=Secret(KEY),
                 **settings,
             )
         ]
@@ -170,7 +173,8 @@ async def test_a_request_that_cannot_wait_for_its_token_is_throttled_without_a_r
         with pytest.raises(GiveUp) as held:
             await llm.chat("b")
         assert held.value.kind is Kind.RATE_LIMITED
-        assert held.value.last is not None and held.value.last.reason == "client_rate_limit"
+        assert held.value.last is not None
+        assert held.value.last.reason == "client_rate_limit"
     assert requests(sim, "chat") == 1
 
 
