@@ -50,8 +50,8 @@ def test_the_file_sets_breaker_limit_and_fallback(tmp_path: Path) -> None:
     assert wanx.limit == LimitSettings(rps=20, burst=10, concurrency=8)
     assert wanx.fallback == ("backup",)
     assert wanx.fallback_on == {Kind.TIMEOUT, Kind.SERVER_ERROR, Kind.RATE_LIMITED}
-    assert wanx.capabilities == {"image"}
-    assert registry.config("backup").capabilities == {"image"}
+    assert wanx.capabilities == frozenset({"image"})
+    assert registry.config("backup").capabilities == frozenset({"image"})
     adapter = registry.get("wanx")
     assert adapter.guard is registry.guard("wanx")
     assert [p.name for p in adapter.fallbacks("image")] == ["backup"]
