@@ -1,5 +1,6 @@
-"""Which provider served each item: in its ``item.succeeded`` event and in ``regen show``,
-when the primary is down and its fallback serves."""
+"""A provider outage as the command line tells it: which provider served each item (in its
+``item.succeeded`` event and ``regen show``) when a fallback serves, and what to do when
+items gave up because the provider's breaker was open."""
 
 from __future__ import annotations
 
@@ -95,3 +96,51 @@ def test_items_record_and_show_the_provider_that_served_them(
     as_json = CliRunner().invoke(cli, ["show", run.id, "--json"], catch_exceptions=False)
     items = json.loads(as_json.stdout)["items"]["caption"]
     assert [i["provider"] for i in items] == ["backup"] * 6
+
+
+def test_items_refused_by_an_open_breaker_say_the_provider_was_down(
+    sims: tuple[SimServer, SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary, _ = sims
+    primary.reset()
+    primary.outage(60)
+    registry = Registry(
+        [
+            ProviderConfig(
+                name="primary",
+                kind="openai",
+                base_url=primary.openai_base_url,
+                api_key=Secret(KEY),
+                policy=POLICY.replace(attempts=1),
+                breaker=BreakerSettings(failures=1, open_s=60.0),
+            )
+        ]
+    )
+    flow = Flow("captions")
+
+    @flow.map(items=lambda ctx: [f"photo {i}" for i in range(5)], concurrency=1)
+    async def caption(ctx, prompt):
+        result = await registry.openai("primary").chat(prompt)
+        return {"text": result.text}
+
+    home = tmp_path / "home"
+    engine = Engine(f"sqlite:///{home / 'regen.db'}", home=home)
+
+    async def main() -> Run:
+        async with registry:
+            return await engine.run(flow)
+
+    try:
+        run = asyncio.run(main())
+    finally:
+        engine.close()
+    primary.recover()
+    assert run.status is RunStatus.FAILED
+    assert primary.stats()["routes"]["chat"]["requests"] == 1  # then the breaker refused
+
+    monkeypatch.setenv("REGEN_HOME", str(home))
+    monkeypatch.delenv("REGEN_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(cli, ["show", run.id], catch_exceptions=False)
+    assert "circuit breaker open" in shown.output
+    assert "the provider was down" in shown.output
