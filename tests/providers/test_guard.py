@@ -206,3 +206,17 @@ async def test_unavailable_carries_the_reopening(down: SimServer) -> None:
             await llm.chat_once("hello")
         assert 29 < refused.value.retry_after <= 30
         assert refused.value.failure.sent is False
+
+
+async def test_tokens_a_reply_used_hold_the_next_request_under_a_tokens_per_minute_limit(
+    sim: SimServer,
+) -> None:
+    one = Policy(attempts=1, timeout=1.0)
+    async with _registry(sim, limit=LimitSettings(tpm=5), policy=one) as registry:
+        llm = registry.openai("sim")
+        first = await llm.chat("a sentence long enough to use a few dozen tokens")
+        assert first.usage["total_tokens"] > 5  # over the whole minute's budget
+        with pytest.raises(GiveUp) as held:
+            await llm.chat("again")
+        assert held.value.kind is Kind.RATE_LIMITED
+    assert requests(sim, "chat") == 1
