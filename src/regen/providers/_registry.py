@@ -16,13 +16,16 @@ A providers file (``regen.toml`` or any path)::
     attempts = 3
     timeout = 60
 
+    [providers.wanx]
+    kind = "dashscope"
+    api_key_env = "DASHSCOPE_API_KEY"
+    fallback = ["sim"]                      # while wanx is down, images come from sim
+
     [providers.wanx.polling]                # dashscope: Polling settings
     interval = 1
     deadline = 240
 
-    [providers.wanx]                        # (continued)
-    fallback = ["sim"]                      # while wanx is down, images come from sim
-    [providers.wanx.breaker]                # BreakerSettings: failures, open_s, …
+    [providers.wanx.breaker]                # BreakerSettings: failures = 5, open_s = 30, …
     [providers.wanx.limit]                  # LimitSettings: rps, burst, tpm, concurrency
 
 The environment declares the well-known providers by their usual variables:
