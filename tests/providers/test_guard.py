@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,9 @@ import pytest
 
 from regen.providers import (
     BreakerSettings,
+    Guard,
     LimitSettings,
+    MemoryState,
     OpenAIProvider,
     ProviderConfig,
     Registry,
@@ -220,3 +223,44 @@ async def test_tokens_a_reply_used_hold_the_next_request_under_a_tokens_per_minu
             await llm.chat("again")
         assert held.value.kind is Kind.RATE_LIMITED
     assert requests(sim, "chat") == 1
+
+
+async def test_streams_go_through_the_breaker_too(down: SimServer) -> None:
+    async with _registry(down, breaker=THREE) as registry:
+        llm = registry.openai("sim")
+        with pytest.raises(GiveUp) as failed:
+            await llm.complete("hello", stream=True)
+        assert failed.value.kind is Kind.SERVER_ERROR
+        with pytest.raises(GiveUp) as refused:
+            await llm.complete("hello", stream=True)
+        assert refused.value.kind is Kind.UNAVAILABLE
+        counts = await registry.state.counts()
+    assert requests(down, "chat_stream") == 3
+    assert counts[("sim", "server_error", "retries")] == 2
+    assert counts[("sim", "server_error", "give_ups")] == 1
+
+
+async def test_a_probe_cancelled_midway_frees_its_slot() -> None:
+    guard = Guard("p", MemoryState(), breaker=BreakerSettings(failures=1, open_s=0.05))
+
+    async def broken() -> None:
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        await guard.run("m", broken)
+    await asyncio.sleep(0.06)
+    hung = asyncio.Event()
+    probe = asyncio.create_task(guard.run("m", hung.wait))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unavailable):
+        await guard.run("m", broken)  # the one probe slot is taken
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+    assert (await guard.status())["breaker:p:m"]["state"] == "half_open"
+
+    async def fine() -> str:
+        return "ok"
+
+    assert await guard.run("m", fine) == "ok"  # the freed slot probes, and closes it
+    assert await guard.status() == {}
