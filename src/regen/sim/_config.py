@@ -82,13 +82,17 @@ class SimConfig:
         if self.burst is not None and self.burst < 1:
             raise ValueError("SimConfig.burst must be at least 1")
         if self.burst is not None and self.rps is None:
-            raise ValueError("SimConfig.burst needs rps: the burst of a per-second limit")
+            raise ValueError(
+                "SimConfig.burst needs rps (--rps): it is the burst of a per-second limit"
+            )
         if self.outage_after is not None and self.outage_after < 1:
             raise ValueError("SimConfig.outage_after must be a request number of at least 1")
         if not math.isfinite(self.outage_for) or self.outage_for < 0:
             raise ValueError("SimConfig.outage_for must be a non-negative number of seconds")
         if self.outage_after is not None and self.outage_for <= 0:
-            raise ValueError("SimConfig.outage_after needs outage_for: how long the outage lasts")
+            raise ValueError(
+                "SimConfig.outage_after needs outage_for (--outage-for): how long the outage lasts"
+            )
         _check_profile(self.faults)
 
 
