@@ -264,3 +264,18 @@ async def test_a_probe_cancelled_midway_frees_its_slot() -> None:
 
     assert await guard.run("m", fine) == "ok"  # the freed slot probes, and closes it
     assert await guard.status() == {}
+
+
+async def test_a_retry_after_holds_this_processs_next_calls(sim: SimServer) -> None:
+    one = Policy(attempts=1, timeout=0.5)
+    async with _registry(sim, policy=one) as registry:
+        llm = registry.openai("sim")
+        with pytest.raises(GiveUp) as limited:
+            await llm.chat("a", headers=fault("rate_limit:5"))
+        assert limited.value.kind is Kind.RATE_LIMITED
+        with pytest.raises(GiveUp) as held:
+            await llm.chat("b")
+        assert held.value.last is not None
+        assert held.value.last.reason == "client_rate_limit"
+        assert "Retry-After" in held.value.last.message
+    assert requests(sim, "chat") == 1

@@ -112,9 +112,15 @@ class Guard:
         except TimeoutError as exc:
             await self._record(key, admission, _CANCELLED, None)
             wait = float(exc.args[0]) if exc.args else 1.0
+            limit = self.concurrency.limit
+            why = (
+                f"new calls are held {self.concurrency.wait_needed():.1f} s more for the "
+                "provider's Retry-After"
+                if self.concurrency.wait_needed() > 0 or limit is None
+                else f"this process runs {limit:g} at once after rate limits"
+            )
             raise Throttled(
-                f"{self.name}: no call slot free within the attempt's time left "
-                f"(this process runs {self.concurrency.limit:g} at once after rate limits)",
+                f"{self.name}: no call slot free within the attempt's time left ({why})",
                 wait,
                 provider=self.name,
             ) from None
