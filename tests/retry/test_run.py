@@ -19,6 +19,7 @@ import regen
 from regen import Attempt, GiveUp, Kind, Permanent, Policy, Retryable, test_mode
 from regen.retry import (
     AwaitableInSyncCall,
+    Failure,
     FakeClock,
     attempt_number,
     idempotency_key,
@@ -162,6 +163,21 @@ def test_gives_up_early_when_the_wait_would_pass_the_deadline(clock: FakeClock) 
     with pytest.raises(GiveUp) as caught:
         Policy(deadline=10, timeout=5).call(flaky)
     assert flaky.calls == 1
+    assert caught.value.attempts[0].reason == "deadline"
+
+
+def test_unavailable_waits_for_the_reopening_even_for_a_call_that_must_not_run_twice(
+    clock: FakeClock,
+) -> None:
+    class BreakerOpen(Exception):
+        failure = Failure.of(Kind.UNAVAILABLE, "breaker_open", retry_after=12.0, sent=False)
+
+    flaky = Flaky(BreakerOpen())
+    assert Policy(wait=1, idempotent=False).call(flaky) == "ok"
+    assert clock.sleeps == [12.0]
+    with pytest.raises(GiveUp) as caught:
+        Policy(deadline=10, timeout=5).call(Flaky(BreakerOpen()))
+    assert caught.value.kind is Kind.UNAVAILABLE
     assert caught.value.attempts[0].reason == "deadline"
 
 

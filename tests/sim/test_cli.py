@@ -87,6 +87,9 @@ def test_options_come_from_environment_variables(tmp_path: Path) -> None:
         (["--faults", "gremlins=0.1"], "unknown fault 'gremlins'"),
         (["--faults", "hang=2"], "between 0 and 1"),
         (["--latency", "fast"], "not a duration"),
+        (["--outage-after", "3"], "needs outage_for (--outage-for)"),
+        (["--burst", "3"], "needs rps (--rps)"),
+        (["--rps", "0"], "--rps"),
     ],
 )
 def test_bad_options_are_refused_with_a_message(args: list[str], message: str) -> None:
@@ -150,3 +153,21 @@ def test_latency_and_jitter_on_the_command_line_delay_every_answer() -> None:
                 assert time.perf_counter() - started >= 0.25  # 300 ms ± 50 ms, at least
     finally:
         stop(process)
+
+
+def test_an_outage_and_a_per_second_limit_from_the_command_line() -> None:
+    process, url = start(
+        "--port", "0", "--outage-after", "3", "--outage-for", "30s", "--rps", "100", "--burst", "1"
+    )
+    try:
+        with httpx.Client(headers={"Authorization": "Bearer sk"}, timeout=10) as http:
+            statuses = []
+            for _ in range(4):
+                time.sleep(0.02)  # a token back between requests
+                statuses.append(http.get(f"{url}/v1/models").status_code)
+            assert statuses == [200, 200, 503, 503]
+            stats = http.get(f"{url}/_sim/stats").json()
+            assert stats["outage"]["answered"] == 2
+            assert stats["limit"] == {"rps": 100.0, "burst": 1, "answered": 0}
+    finally:
+        assert stop(process) == 0

@@ -130,6 +130,13 @@ def next_steps(run: Run, detail: RunDetail, kind: str | None, error: dict[str, A
         ]
     if not detail.resumable:
         return [f"its checkpoints have expired: start a new run; details: regen show {rid}"]
+    if kind == "unavailable":
+        return [
+            "the provider was down (its circuit breaker refused calls until it recovers): "
+            f"{retry} once it is back, or declare a fallback provider "
+            '(fallback = ["NAME"] in its [providers.NAME] table)   details: '
+            f"regen show {rid}"
+        ]
     fix = FIX_FIRST.get(kind or "")
     if fix is not None:
         step = error.get("step") or detail.failed_step

@@ -132,6 +132,35 @@ def _require_extra() -> None:
     show_envvar=True,
     help="Enforce this many requests per minute (429 past it).",
 )
+@click.option(
+    "--rps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_envvar=True,
+    help="Enforce this many requests per second, a token bucket (429 with Retry-After past it).",
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(min=1),
+    default=None,
+    show_envvar=True,
+    help="Requests the per-second bucket holds at once (default: --rps rounded up).",
+)
+@click.option(
+    "--outage-after",
+    type=click.IntRange(min=1),
+    default=None,
+    show_envvar=True,
+    metavar="N",
+    help="From the N-th API request on, answer every request 503 (needs --outage-for).",
+)
+@click.option(
+    "--outage-for",
+    default="0s",
+    type=DURATION,
+    show_envvar=True,
+    help="How long the outage of --outage-after lasts, e.g. 30s.",
+)
 def sim(
     host: str,
     port: int,
@@ -145,6 +174,10 @@ def sim(
     slow_seconds: float,
     chunk_delay: float,
     rpm: int | None,
+    rps: float | None,
+    burst: int | None,
+    outage_after: int | None,
+    outage_for: float,
 ) -> None:
     """Run the provider simulator (OpenAI, DashScope, photo/video tasks, payments)."""
     _require_extra()
@@ -170,6 +203,10 @@ def sim(
             slow_seconds=slow_seconds,
             chunk_delay=chunk_delay,
             rpm=rpm,
+            rps=rps,
+            burst=burst,
+            outage_after=outage_after,
+            outage_for=outage_for,
         )
         if config.script is not None:
             load_script(config.script)  # reads and checks the script now, with a clear message

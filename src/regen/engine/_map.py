@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,8 @@ from regen.engine._errors import FlowError
 from regen.engine._json import encode
 from regen.engine._outcome import Outcome, cache_key, error_of
 from regen.engine._slots import Slots
-from regen.retry import Attempt, GiveUp
+from regen.providers import serving
+from regen.retry import Attempt, GiveUp, Policy
 from regen.store import (
     AddEvent,
     EndItem,
@@ -241,6 +242,7 @@ async def _run_item(
                 output = await ex.store.cache_get(cached_key, _time.now())
                 cached = output is not None
         found: list[str] = []
+        served = None
         if output is None:
 
             async def attempt() -> str:
@@ -260,7 +262,9 @@ async def _run_item(
                     held = False
                     raise
 
-            output = await ex.policy_for(spec, ikey, index=idx, failed=failed).acall(attempt)
+            output, served = await _served(
+                ex.policy_for(spec, ikey, index=idx, failed=failed), attempt
+            )
         _faults.point("after_item_work")
         await _commit(
             ex,
@@ -275,6 +279,7 @@ async def _run_item(
                 cached,
                 None if cached else cached_key,
                 base,
+                served,
             ),
         )
         state.succeeded += 1
@@ -317,6 +322,13 @@ async def _run_item(
     _progress(ex, spec, state)
 
 
+async def _served(policy: Policy, attempt: Callable[[], Awaitable[str]]) -> tuple[str, str | None]:
+    """The item's output, and the provider that served its last call (if it made one)."""
+    with serving() as record:
+        output = await policy.acall(attempt)
+    return output, record.provider
+
+
 def _success(
     ex: Execution,
     spec: StepSpec,
@@ -328,8 +340,10 @@ def _success(
     cached: bool,
     cache_as: str | None,
     base: dict[str, Any],
+    provider: str | None = None,
 ) -> list[Write]:
-    """The writes that record an item's success (durable before it is reported)."""
+    """The writes that record an item's success (durable before it is reported), with the
+    provider that served its last call when it made one through regen's adapters."""
     at = _time.now()
     writes: list[Write] = [
         EndItem(
@@ -358,6 +372,8 @@ def _success(
             )
         )
     data = {**base, "cached": cached, "attempts": len(failed) + 1}
+    if provider is not None:
+        data["provider"] = provider
     writes.append(
         event_write(EventType.ITEM_SUCCEEDED, data, "item event")
         if len(output) > _SMALL_OUTPUT

@@ -124,6 +124,8 @@ def short_error(exc: BaseException) -> str:
         return "quota exhausted"
     if status == 429 or kind == "rate_limited":
         return "rate limited"
+    if kind == "unavailable":
+        return "breaker open"
     if kind in ("timeout", "connection"):
         return kind
     if status is not None and status >= 400:

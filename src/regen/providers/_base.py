@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from regen.foundation import ConfigError, mask_secrets, remember_secret
+from regen.providers._breaker import OUTAGE_KINDS
 from regen.providers._errors import APIError, BadResponse, ProviderError
+from regen.providers._fallback import Link, run_chain
 from regen.providers._secret import Secret
 from regen.providers._transport import Response, Transport, redact_url
-from regen.retry import Failure, Kind, Policy, classify_response, kind_of_code
+from regen.retry import Failure, Kind, Policy, classify_response, kind_of_code, parse_retry_after
+
+if TYPE_CHECKING:
+    from regen.providers._guard import Guard
 
 T = TypeVar("T")
 
@@ -28,6 +34,7 @@ class GeneratedImage:
     data: bytes | None = None
     revised_prompt: str | None = None
     index: int = 0
+    provider: str | None = None
 
     def __repr__(self) -> str:
         where = redact_url(self.url) if self.url else f"<{len(self.data or b'')} bytes>"
@@ -60,6 +67,10 @@ def run_sync(transport: Transport, factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def _no_fallbacks(capability: str) -> list[BaseProvider]:
+    return []
+
+
 def _as_secret(api_key: str | Secret | None) -> Secret | None:
     if api_key is None or isinstance(api_key, Secret):
         return api_key or None
@@ -76,6 +87,8 @@ class BaseProvider:
     """
 
     kind: ClassVar[str] = ""
+    #: What the adapter can do (``chat``, ``image``): fallbacks must offer the same.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
     default_base_url: ClassVar[str] = ""
     default_policy: ClassVar[Policy] = Policy(attempts=3, timeout=120.0, wait=1.0, max_wait=30.0)
 
@@ -109,6 +122,13 @@ class BaseProvider:
         self._owns_transport = transport is None
         self.transport = transport or Transport()
         self.headers = dict(headers or {})
+        #: The provider's breaker, rate limit and counters (set by a :class:`Registry`;
+        #: ``None`` for an adapter built on its own, whose calls go straight through).
+        self.guard: Guard | None = None
+        #: The fallback adapters offering a capability, in order (set by a registry).
+        self.fallbacks: Callable[[str], list[BaseProvider]] = _no_fallbacks
+        #: Failure kinds that hand an attempt to the next provider of the chain.
+        self.fallback_on: frozenset[Kind] = OUTAGE_KINDS
 
     def __repr__(self) -> str:
         return (
@@ -142,7 +162,48 @@ class BaseProvider:
         chosen = policy or self.policy
         if chosen.operation is None:
             chosen = chosen.replace(operation=f"{self.name}.{operation}")
+        if self.guard is not None:
+            chosen = self.guard.counting(chosen)
         return chosen
+
+    # --- guarded attempts ------------------------------------------------------------------
+
+    async def _chained(
+        self,
+        capability: str,
+        model: str | None,
+        call: Callable[[], Awaitable[T]],
+        fallback: Callable[[BaseProvider], Callable[[], Awaitable[T]]],
+        *,
+        allowed: bool = True,
+    ) -> T:
+        """One attempt of ``call`` on this provider, under its guard, handed to the
+        fallbacks offering ``capability`` (each called as ``fallback(adapter)()``) when this
+        provider is down. ``allowed=False`` keeps a non-idempotent call on this provider."""
+        links: list[Link[T]] = [Link(self.name, self.guard, model, call)]
+        if allowed:
+            links += [
+                Link(other.name, other.guard, other.default_model(capability), fallback(other))
+                for other in self.fallbacks(capability)
+            ]
+        return await run_chain(links, fallback_on=self.fallback_on, allowed=allowed)
+
+    def default_model(self, capability: str) -> str | None:
+        """The model a call for ``capability`` uses when it names none."""
+        return self.model
+
+    async def fallback_images(
+        self, prompt: str, *, n: int = 1, size: str | None = None
+    ) -> list[GeneratedImage]:
+        """One attempt at ``n`` images for another provider's call: only the prompt, the
+        number and the size (in this provider's notation) carry over."""
+        raise ConfigError(f"provider {self.name!r} ({self.kind}) does not generate images")
+
+    @staticmethod
+    def fallback_allowed(policy: Policy) -> bool:
+        """Whether a call under ``policy`` may go to another provider: not a call that must
+        not run twice, unless it carries an idempotency key."""
+        return policy.idempotent or policy.idempotency_key is not None
 
     def _scrub(self, text: str) -> str:
         """``text`` safe to show: this adapter's key and anything key-like masked."""
@@ -159,13 +220,19 @@ class BaseProvider:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        return await self.transport.request(
+        guard = self.guard
+        if guard is not None:
+            await guard.pace()
+        response = await self.transport.request(
             method,
             self._url(path),
             headers=self._headers(headers),
             json=json_body,
             max_bytes=MAX_JSON_BYTES,
         )
+        if guard is not None and response.status == 429:
+            guard.rate_limited(parse_retry_after(response.headers, time.time()))
+        return response
 
     # --- health -------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ read ``output.results[].url``. One submit plus its polling is one attempt of the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,6 +45,7 @@ class DashScopeProvider(BaseProvider):
     """
 
     kind: ClassVar[str] = "dashscope"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"image"})
     default_base_url: ClassVar[str] = "https://dashscope.aliyuncs.com/api/v1"
     default_policy: ClassVar[Policy] = Policy(attempts=3, timeout=300.0, wait=2.0, max_wait=30.0)
     submit_path: ClassVar[str] = "services/aigc/text2image/image-synthesis"
@@ -201,7 +202,11 @@ class DashScopeProvider(BaseProvider):
         for result in status.results:
             url = result.get("url")
             if isinstance(url, str) and url.startswith(("http://", "https://")):
-                images.append(GeneratedImage(url=url, revised_prompt=result.get("actual_prompt")))
+                images.append(
+                    GeneratedImage(
+                        url=url, revised_prompt=result.get("actual_prompt"), provider=self.name
+                    )
+                )
             else:
                 problems.append(str(result.get("code") or "no url"))
         if not status.results:
@@ -216,18 +221,43 @@ class DashScopeProvider(BaseProvider):
         polling: Polling | None = None,
         headers: Mapping[str, str] | None = None,
         poll_headers: Mapping[str, str] | None = None,
+        fallback: bool = True,
         **params: Any,
     ) -> list[GeneratedImage]:
-        """Submit a task and poll it to success (one attempt): its ``n`` images.
+        """Submit a task and poll it to success (one attempt): its ``n`` images, from this
+        provider or, while it is down, from its fallbacks (``fallback=False``: this provider
+        only; a fallback gets the prompt, ``n`` and ``size``).
 
         ``params``: ``size`` (``"1024*1024"``), ``model``, ``negative_prompt``,
         ``parameters`` (other ``parameters`` fields). ``headers`` go with the submission
         only, ``poll_headers`` with the polls only (the adapter's own ``headers`` go with
         every request).
         """
-        images, problems = await self._images_attempt(
-            prompt, n, polling, headers, poll_headers, params
+
+        async def here() -> list[GeneratedImage]:
+            images, problems = await self._images_attempt(
+                prompt, n, polling, headers, poll_headers, params
+            )
+            if problems or len(images) < n:
+                raise self._partial(len(images), n, problems)
+            return _indexed(images)
+
+        size = params.get("size", "1024*1024")
+        return await self._chained(
+            "image",
+            params.get("model") or self.model,
+            here,
+            lambda other: lambda: other.fallback_images(prompt, n=n, size=size),
+            allowed=fallback,
         )
+
+    async def fallback_images(
+        self, prompt: str, *, n: int = 1, size: str | None = None
+    ) -> list[GeneratedImage]:
+        """One attempt at ``n`` images for another provider's call (``1024x1024`` sizes
+        are written ``1024*1024`` here)."""
+        size = size.replace("x", "*") if size else "1024*1024"
+        images, problems = await self._images_attempt(prompt, n, None, None, None, {"size": size})
         if problems or len(images) < n:
             raise self._partial(len(images), n, problems)
         return _indexed(images)
@@ -257,8 +287,10 @@ class DashScopeProvider(BaseProvider):
         missing ones, keeping the images already made.
         """
         kept: list[GeneratedImage] = []
+        chosen = self._policy(policy, "images")
+        size = params.get("size", "1024*1024")
 
-        async def attempt() -> list[GeneratedImage]:
+        async def here() -> list[GeneratedImage]:
             missing = n - len(kept)
             images, problems = await self._images_attempt(
                 prompt, missing, polling, headers, poll_headers, params
@@ -268,7 +300,23 @@ class DashScopeProvider(BaseProvider):
                 raise self._partial(len(kept), n, problems)
             return _indexed(kept)
 
-        return await self._policy(policy, "images").acall(attempt)
+        def elsewhere(other: BaseProvider) -> Callable[[], Awaitable[list[GeneratedImage]]]:
+            async def attempt() -> list[GeneratedImage]:
+                kept.extend(await other.fallback_images(prompt, n=n - len(kept), size=size))
+                return _indexed(kept)
+
+            return attempt
+
+        async def attempt() -> list[GeneratedImage]:
+            return await self._chained(
+                "image",
+                params.get("model") or self.model,
+                here,
+                elsewhere,
+                allowed=self.fallback_allowed(chosen),
+            )
+
+        return await chosen.acall(attempt)
 
     async def generate_image(
         self, prompt: str, *, policy: Policy | None = None, **params: Any
@@ -290,5 +338,6 @@ class DashScopeProvider(BaseProvider):
 
 def _indexed(images: list[GeneratedImage]) -> list[GeneratedImage]:
     return [
-        GeneratedImage(i.url, i.data, i.revised_prompt, index) for index, i in enumerate(images)
+        GeneratedImage(i.url, i.data, i.revised_prompt, index, i.provider)
+        for index, i in enumerate(images)
     ]

@@ -11,6 +11,10 @@
         │                            (HTML from a proxy, ``choices: []``, no image URL, a
         │                            stream that ended without ``[DONE]``)
         ├── BadContent               a download that is not the image it claims to be
+        ├── Unavailable              refused without a request: the provider's circuit
+        │                            breaker is open (kind ``unavailable``)
+        ├── Throttled                held back without a request: the provider's shared rate
+        │                            limit has no token within the attempt's time left
         └── TaskError                an asynchronous task did not succeed
             ├── TaskFailed           it ended ``FAILED``/``CANCELED``; kind by its code
             ├── TaskUnknown          the provider no longer knows it (``UNKNOWN``)
@@ -110,6 +114,34 @@ class BadContent(ProviderError):
         provider: str | None = None,
     ) -> None:
         failure = Failure(Kind.BAD_CONTENT, retry, reason, status)
+        super().__init__(message, failure, provider=provider)
+
+
+class Unavailable(ProviderError):
+    """Refused at once, without a request: the provider's circuit breaker is open.
+
+    ``retry_after`` (also on ``failure``) is the number of seconds until the breaker lets
+    calls through again; ``sent`` is ``False``, so even a non-idempotent call may try again.
+    """
+
+    def __init__(self, message: str, retry_after: float, *, provider: str | None = None) -> None:
+        failure = Failure.of(Kind.UNAVAILABLE, "breaker_open", retry_after=retry_after, sent=False)
+        super().__init__(message, failure, provider=provider)
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets calls through again."""
+        return self.failure.retry_after or 0.0
+
+
+class Throttled(ProviderError):
+    """Held back without a request: the shared rate limit (or this process's adaptive
+    concurrency) has no room within the attempt's time left (kind ``rate_limited``)."""
+
+    def __init__(self, message: str, retry_after: float, *, provider: str | None = None) -> None:
+        failure = Failure.of(
+            Kind.RATE_LIMITED, "client_rate_limit", retry_after=retry_after, sent=False
+        )
         super().__init__(message, failure, provider=provider)
 
 

@@ -34,6 +34,8 @@ class ChatResult:
     model: str | None = None
     id: str | None = None
     usage: Mapping[str, Any] = field(default_factory=dict)
+    #: The provider that served the completion (a fallback's name when one did).
+    provider: str | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +44,13 @@ class _StreamState:
 
     choices: bool = False
     finish: str | None = None
+
+
+def _as_openai(provider: BaseProvider) -> OpenAIProvider:
+    """A chat fallback: only OpenAI-compatible providers offer chat."""
+    if not isinstance(provider, OpenAIProvider):
+        raise TypeError(f"provider {provider.name!r} ({provider.kind}) does not offer chat")
+    return provider
 
 
 def _messages(messages: Messages) -> list[Mapping[str, Any]]:
@@ -59,6 +68,7 @@ class OpenAIProvider(BaseProvider):
     """
 
     kind: ClassVar[str] = "openai"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"chat", "image"})
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
 
     def __init__(
@@ -97,7 +107,31 @@ class OpenAIProvider(BaseProvider):
             body.pop("stream", None)
         return body
 
+    def default_model(self, capability: str) -> str | None:
+        """The chat model, or the image model for ``image`` calls."""
+        return self.image_model if capability == "image" else self.model
+
     async def chat_once(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        fallback: bool = True,
+        **params: Any,
+    ) -> ChatResult:
+        """One chat completion attempt, no retries: on this provider, or on its fallbacks
+        when it is down (``fallback=False``: on this provider only). A fallback gets the
+        messages and ``params`` without this provider's ``model`` and ``headers``."""
+        return await self._chained(
+            "chat",
+            model or self.model,
+            lambda: self._chat_request(messages, model=model, headers=headers, **params),
+            lambda other: lambda: _as_openai(other)._chat_request(messages, **params),
+            allowed=fallback,
+        )
+
+    async def _chat_request(
         self,
         messages: Messages,
         *,
@@ -105,7 +139,6 @@ class OpenAIProvider(BaseProvider):
         headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> ChatResult:
-        """One chat completion request, no retries."""
         body = self._chat_body(messages, model, params, stream=False)
         response = await self._send("POST", "chat/completions", json_body=body, headers=headers)
         payload = self.json_of(response, "chat completion")
@@ -127,12 +160,18 @@ class OpenAIProvider(BaseProvider):
         content = message.get("content")
         if content is None and not message.get("tool_calls"):
             raise self.missing("chat completion", "choices[0].message.content", response.status)
+        usage = payload.get("usage") or {}
+        if self.guard is not None and isinstance(usage, Mapping):
+            total = usage.get("total_tokens")
+            if isinstance(total, int):
+                await self.guard.spend(total)
         return ChatResult(
             text=content if isinstance(content, str) else "",
             finish_reason=finish if isinstance(finish, str) else None,
             model=payload.get("model"),
             id=payload.get("id"),
-            usage=payload.get("usage") or {},
+            usage=usage,
+            provider=self.name,
         )
 
     async def chat(
@@ -144,9 +183,16 @@ class OpenAIProvider(BaseProvider):
         headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> ChatResult:
-        """A chat completion, retried under the policy."""
-        return await self._policy(policy, "chat").acall(
-            self.chat_once, messages, model=model, headers=headers, **params
+        """A chat completion, retried under the policy (on the fallbacks while this
+        provider is down, unless the policy marks the call as not idempotent)."""
+        chosen = self._policy(policy, "chat")
+        return await chosen.acall(
+            self.chat_once,
+            messages,
+            model=model,
+            headers=headers,
+            fallback=self.fallback_allowed(chosen),
+            **params,
         )
 
     def _filtered(self) -> APIError:
@@ -172,6 +218,19 @@ class OpenAIProvider(BaseProvider):
         (classified by its code). The text already yielded is then incomplete.
         """
         body = self._chat_body(messages, model, params, stream=True)
+        guard = self.guard
+        if guard is None:
+            async for text in self._stream_request(body, headers):
+                yield text
+            return
+        async with guard.attempt(model or self.model):
+            await guard.pace()
+            async for text in self._stream_request(body, headers):
+                yield text
+
+    async def _stream_request(
+        self, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> AsyncGenerator[str, None]:
         async with self.transport.stream(
             "POST", self._url("chat/completions"), headers=self._headers(headers), json=body
         ) as response:
@@ -339,9 +398,53 @@ class OpenAIProvider(BaseProvider):
         resolution: str | None = None,
         negative_prompt: str | None = None,
         headers: Mapping[str, str] | None = None,
+        fallback: bool = True,
         **extra: Any,
     ) -> list[GeneratedImage]:
-        """One image generation request, no retries: ``n`` images (URLs or bytes)."""
+        """One image generation attempt, no retries: ``n`` images (URLs or bytes), from
+        this provider or, while it is down, from its fallbacks (``fallback=False``: this
+        provider only). A fallback gets the prompt, ``n`` and ``size``."""
+        params: dict[str, Any] = {
+            "size": size,
+            "response_format": response_format,
+            "model": model,
+            "ratio": ratio,
+            "resolution": resolution,
+            "negative_prompt": negative_prompt,
+            "headers": headers,
+            **extra,
+        }
+        return await self._chained(
+            "image",
+            model or self.image_model,
+            lambda: self._images_request(prompt, n=n, **params),
+            lambda other: lambda: other.fallback_images(prompt, n=n, size=size),
+            allowed=fallback,
+        )
+
+    async def fallback_images(
+        self, prompt: str, *, n: int = 1, size: str | None = None
+    ) -> list[GeneratedImage]:
+        """One attempt at ``n`` images for another provider's call (``1024*1024`` sizes
+        are written ``1024x1024`` here)."""
+        return await self._images_request(
+            prompt, n=n, size=size.replace("*", "x") if size else None
+        )
+
+    async def _images_request(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        size: str | None = None,
+        response_format: str = "url",
+        model: str | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        negative_prompt: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> list[GeneratedImage]:
         if response_format not in ("url", "b64_json"):
             raise ValueError(f"response_format={response_format!r}: expected 'url' or 'b64_json'")
         body: dict[str, Any] = {
@@ -384,12 +487,18 @@ class OpenAIProvider(BaseProvider):
                         "invalid_base64",
                         provider=self.name,
                     ) from None
-                images.append(GeneratedImage(data=raw, revised_prompt=revised, index=index))
+                images.append(
+                    GeneratedImage(
+                        data=raw, revised_prompt=revised, index=index, provider=self.name
+                    )
+                )
                 continue
             url = item.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise self.missing("image generation", f"data[{index}].url", response.status)
-            images.append(GeneratedImage(url=url, revised_prompt=revised, index=index))
+            images.append(
+                GeneratedImage(url=url, revised_prompt=revised, index=index, provider=self.name)
+            )
         return images
 
     async def generate_images(
@@ -401,7 +510,9 @@ class OpenAIProvider(BaseProvider):
         **params: Any,
     ) -> list[GeneratedImage]:
         """``n`` generated images, retried under the policy. ``params`` as :meth:`generate_once`."""
-        return await self._policy(policy, "images").acall(self.generate_once, prompt, n=n, **params)
+        chosen = self._policy(policy, "images")
+        params.setdefault("fallback", self.fallback_allowed(chosen))
+        return await chosen.acall(self.generate_once, prompt, n=n, **params)
 
     async def generate_image(
         self, prompt: str, *, policy: Policy | None = None, **params: Any

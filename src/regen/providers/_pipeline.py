@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from regen.providers._base import GeneratedImage, run_sync
+from regen.providers._base import BaseProvider, GeneratedImage, run_sync
 from regen.providers._download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
     DEFAULT_MAX_BYTES,
@@ -42,8 +42,10 @@ class ImageGenerator(Protocol):
 class ImageResult:
     """A generated, downloaded and checked image, with the attempts it took.
 
-    ``attempts`` is how many attempts ran (the successful one included); ``history`` the
-    failed ones, oldest first (each with its kind, message and the wait that followed).
+    ``provider`` is the provider that made the image: a fallback's name when the one
+    asked was down. ``attempts`` is how many attempts ran (the successful one included);
+    ``history`` the failed ones, oldest first (each with its kind, message and the wait
+    that followed).
     """
 
     image: Image
@@ -141,8 +143,13 @@ class ImagePipeline:
         """
         history: list[Attempt] = []
         started = time.monotonic()
+        policy = self._attempt_policy(history)
+        if isinstance(self.provider, BaseProvider):
+            policy = self.provider.guard.counting(policy) if self.provider.guard else policy
+            if not BaseProvider.fallback_allowed(policy):
+                params = {**params, "fallback": False}
 
-        async def attempt() -> tuple[Image, str | None]:
+        async def attempt() -> tuple[Image, str | None, str]:
             limit = phase_timeout("generate")
             try:
                 async with asyncio.timeout(limit):
@@ -154,8 +161,9 @@ class ImagePipeline:
                     raise
                 raise AttemptTimeout(limit, phase="generate") from None
             generated = images[0]
+            served = generated.provider or self.provider.name
             if generated.data is not None:
-                return image_from_bytes(generated.data), generated.revised_prompt
+                return image_from_bytes(generated.data), generated.revised_prompt, served
             assert generated.url is not None
             image = await download_image(
                 generated.url,
@@ -163,13 +171,13 @@ class ImagePipeline:
                 max_bytes=self.max_bytes,
                 headers=download_headers,
             )
-            return image, generated.revised_prompt
+            return image, generated.revised_prompt, served
 
-        image, revised = await self._attempt_policy(history).acall(attempt)
+        image, revised, served = await policy.acall(attempt)
         return ImageResult(
             image=image,
             prompt=prompt,
-            provider=self.provider.name,
+            provider=served,
             attempts=len(history) + 1,
             history=tuple(history),
             revised_prompt=revised,

@@ -16,9 +16,17 @@ A providers file (``regen.toml`` or any path)::
     attempts = 3
     timeout = 60
 
+    [providers.wanx]
+    kind = "dashscope"
+    api_key_env = "DASHSCOPE_API_KEY"
+    fallback = ["sim"]                      # while wanx is down, images come from sim
+
     [providers.wanx.polling]                # dashscope: Polling settings
     interval = 1
     deadline = 240
+
+    [providers.wanx.breaker]                # BreakerSettings: failures = 5, open_s = 30, …
+    [providers.wanx.limit]                  # LimitSettings: rps, burst, tpm, concurrency
 
 The environment declares the well-known providers by their usual variables:
 ``OPENAI_API_KEY``/``OPENAI_BASE_URL``, ``DEEPSEEK_…``, ``DASHSCOPE_…``, ``MOONSHOT_…``,
@@ -26,6 +34,12 @@ with ``{PREFIX}_MODEL`` and the policy variables of :meth:`Policy.from_env`
 (``{PREFIX}_MAX_ATTEMPTS``, ``…_TIMEOUT_S``, …). A provider without a key is listed but
 refuses to resolve (:class:`ConfigError`, before any request). Keys are :class:`Secret`, and
 every key the registry loads is masked wherever regen writes or prints text.
+
+Every adapter the registry builds goes through its provider's :class:`Guard` (circuit
+breaker, shared rate limit, adaptive concurrency, counters), whose state is the registry's
+:class:`SharedState`: a :class:`MemoryState` unless one is given (``state=`` or
+:meth:`Registry.use_state`), as the engine does so that every worker shares them. Breaker,
+limit and fallback settings: see :mod:`regen.providers._guard_settings`.
 """
 
 from __future__ import annotations
@@ -38,13 +52,18 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from regen.foundation import ConfigError, env_str, remember_secret
+from regen.providers import _guard_settings as guard_settings
 from regen.providers._base import BaseProvider
+from regen.providers._breaker import BreakerSettings, breaker_status
 from regen.providers._dashscope import DashScopeProvider
+from regen.providers._guard import Guard
+from regen.providers._limiter import LimitSettings
 from regen.providers._openai import OpenAIProvider
 from regen.providers._secret import Secret
+from regen.providers._shared_state import MemoryState, SharedState
 from regen.providers._tasks import Polling
 from regen.providers._transport import Transport
-from regen.retry import Policy
+from regen.retry import Kind, Policy, current_clock
 
 P = TypeVar("P", bound=BaseProvider)
 
@@ -77,6 +96,11 @@ _PROVIDER_KEYS = frozenset(
         "headers",
         "policy",
         "polling",
+        "breaker",
+        "limit",
+        "fallback",
+        "fallback_on",
+        "capabilities",
     }
 )
 _POLICY_KEYS = frozenset(
@@ -110,6 +134,11 @@ class ProviderConfig:
     policy: Policy | None = None
     polling: Polling | None = None
     source: str = "code"
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    limit: LimitSettings = field(default_factory=LimitSettings)
+    fallback: tuple[str, ...] = ()
+    fallback_on: frozenset[Kind] = guard_settings.DEFAULT_FALLBACK_ON
+    capabilities: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -117,6 +146,22 @@ class ProviderConfig:
                 f"provider {self.name!r} ({self.source}): unknown kind {self.kind!r}; "
                 f"expected one of: {', '.join(sorted(KINDS))}"
             )
+        where = f"provider {self.name!r} ({self.source})"
+        if self.capabilities is None:
+            object.__setattr__(self, "capabilities", guard_settings.CAPABILITIES[self.kind])
+        else:
+            object.__setattr__(
+                self,
+                "capabilities",
+                guard_settings.capabilities_list(
+                    sorted(self.capabilities), f"{where}: capabilities", self.kind
+                ),
+            )
+        object.__setattr__(
+            self, "fallback", guard_settings.names_list(list(self.fallback), f"{where}: fallback")
+        )
+        if self.name in self.fallback:
+            raise ConfigError(f"{where}: fallback names the provider itself")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"provider {self.name!r} ({self.source}): base_url={self.base_url!r} "
@@ -139,6 +184,21 @@ class ProviderConfig:
             "attempts": policy.attempts if policy else None,
             "timeout": policy.timeout if policy else None,
             "source": self.source,
+            "capabilities": sorted(self.capabilities or ()),
+            "fallback": list(self.fallback),
+            "breaker": {
+                "failures": self.breaker.failures,
+                "window_s": self.breaker.window_s,
+                "failure_rate": self.breaker.failure_rate,
+                "open_s": self.breaker.open_s,
+                "enabled": self.breaker.enabled,
+            },
+            "limit": {
+                "rps": self.limit.rps,
+                "burst": self.limit.burst,
+                "tpm": self.limit.tpm,
+                "concurrency": self.limit.concurrency,
+            },
         }
 
 
@@ -219,6 +279,8 @@ def _config_from_table(
         raise ConfigError(f"provider {name!r} ({source}): headers must map strings to strings")
     policy = _policy_from_table(name, source, table.get("policy", {}), kind)
     polling = _polling_from_table(name, source, table["polling"]) if "polling" in table else None
+    prefix = guard_settings.env_prefix(name)
+    guards = _guards_from(name, source, table, kind, prefix, environ)
     return ProviderConfig(
         name=name,
         kind=kind,
@@ -231,7 +293,51 @@ def _config_from_table(
         policy=policy,
         polling=polling,
         source=source,
+        **guards,
     )
+
+
+def _guards_from(
+    name: str,
+    source: str,
+    table: Mapping[str, Any],
+    kind: str,
+    prefix: str,
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """Breaker, limit and fallback settings: the file's table, then ``{PREFIX}_…``."""
+    where = f"provider {name!r} ({source})"
+    breaker = (
+        guard_settings.breaker_from_table(name, source, table["breaker"])
+        if "breaker" in table
+        else BreakerSettings()
+    )
+    limit = (
+        guard_settings.limit_from_table(name, source, table["limit"])
+        if "limit" in table
+        else LimitSettings()
+    )
+    found: dict[str, Any] = {
+        "breaker": guard_settings.breaker_from_env(breaker, prefix, environ),
+        "limit": guard_settings.limit_from_env(limit, prefix, environ),
+    }
+    fallback = env_str(f"{prefix}_FALLBACK", environ=environ)
+    if fallback is not None:
+        found["fallback"] = guard_settings.names_list(fallback, f"{prefix}_FALLBACK")
+    elif "fallback" in table:
+        found["fallback"] = guard_settings.names_list(table["fallback"], f"{where}: fallback")
+    fallback_on = env_str(f"{prefix}_FALLBACK_ON", environ=environ)
+    if fallback_on is not None:
+        found["fallback_on"] = guard_settings.kinds_list(fallback_on, f"{prefix}_FALLBACK_ON")
+    elif "fallback_on" in table:
+        found["fallback_on"] = guard_settings.kinds_list(
+            table["fallback_on"], f"{where}: fallback_on"
+        )
+    if "capabilities" in table:
+        found["capabilities"] = guard_settings.capabilities_list(
+            table["capabilities"], f"{where}: capabilities", kind
+        )
+    return found
 
 
 class Registry:
@@ -239,6 +345,8 @@ class Registry:
 
     Use it as ``async with Registry.load() as providers:`` or close it with
     :meth:`aclose`. Its ``repr`` and :meth:`describe` never show a key unmasked.
+    ``state`` keeps the providers' breakers, limits and counters (default: this process's
+    memory; see :meth:`use_state`).
     """
 
     def __init__(
@@ -247,9 +355,12 @@ class Registry:
         *,
         default: str | None = None,
         transport: Transport | None = None,
+        state: SharedState | None = None,
     ) -> None:
         self._configs: dict[str, ProviderConfig] = {}
         self._adapters: dict[str, BaseProvider] = {}
+        self._guards: dict[str, Guard] = {}
+        self.state: SharedState = state if state is not None else MemoryState()
         self.default = default
         self._owns_transport = transport is None
         self.transport = transport or Transport()
@@ -314,6 +425,7 @@ class Registry:
             policy = Policy.from_env(
                 prefix, environ, timeout=_DEFAULT_TIMEOUT[kind], wait=1.0, multiplier=2.0
             )
+            guards = _guards_from(name, "environment", {}, kind, prefix, environ)
             self.add(
                 ProviderConfig(
                     name=name,
@@ -325,6 +437,7 @@ class Registry:
                     image_model=env_str(f"{prefix}_IMAGE_MODEL", environ=environ),
                     policy=policy,
                     source="environment",
+                    **guards,
                 )
             )
 
@@ -361,6 +474,31 @@ class Registry:
             remember_secret(config.api_key.reveal())
         self._configs[config.name] = config
         self._adapters.pop(config.name, None)
+        self._guards.pop(config.name, None)
+
+    def use_state(self, state: SharedState) -> None:
+        """Keep breakers, limits and counters in ``state`` from now on (the engine gives a
+        store-backed one, shared by every worker)."""
+        self.state = state
+        for guard in self._guards.values():
+            guard.state = state
+
+    def guard(self, name: str | None = None) -> Guard:
+        """Provider ``name``'s guard: its breaker, rate limit and counters."""
+        config = self.config(name)
+        guard = self._guards.get(config.name)
+        if guard is None:
+            guard = self._guards[config.name] = Guard(
+                config.name, self.state, breaker=config.breaker, limit=config.limit
+            )
+        return guard
+
+    async def breakers(self) -> dict[str, dict[str, Any]]:
+        """Every breaker that is not plainly closed, by key (``breaker:NAME[:MODEL]``):
+        ``state``, ``kind``, ``opened``, ``retry_after``."""
+        now = current_clock().wall()
+        values = await self.state.read("breaker:")
+        return {key: breaker_status(value, now) for key, value in sorted(values.items())}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -407,12 +545,49 @@ class Registry:
             ) from None
 
     def get(self, name: str | None = None) -> BaseProvider:
-        """The adapter for provider ``name`` (or the default); refused without a key."""
+        """The adapter for provider ``name`` (or the default); refused without a key, or
+        when a fallback it names is not declared, has no key or offers none of its
+        capabilities."""
         config = self.config(name)
         adapter = self._adapters.get(config.name)
         if adapter is None:
+            self._check_fallbacks(config)
             adapter = self._adapters[config.name] = self._build(config)
         return adapter
+
+    def _check_fallbacks(self, config: ProviderConfig) -> None:
+        where = f"provider {config.name!r} ({config.source})"
+        for other_name in config.fallback:
+            if other_name not in self._configs:
+                raise ConfigError(
+                    f"{where}: fallback {other_name!r} is not a declared provider "
+                    f"(declared: {', '.join(self.names())})"
+                )
+            other = self._configs[other_name]
+            shared = (config.capabilities or frozenset()) & (other.capabilities or frozenset())
+            if not shared:
+                raise ConfigError(
+                    f"{where}: fallback {other_name!r} offers "
+                    f"{', '.join(sorted(other.capabilities or ()))}, none of what "
+                    f"{config.name!r} offers ({', '.join(sorted(config.capabilities or ()))})"
+                )
+            if not other.api_key:
+                raise ConfigError(
+                    f"{where}: fallback {other_name!r} has no API key: set "
+                    f"{other.key_source or 'its key'}"
+                )
+
+    def _fallbacks(self, config: ProviderConfig, capability: str) -> list[BaseProvider]:
+        chain: list[BaseProvider] = []
+        for other_name in config.fallback:
+            other = self._configs.get(other_name)
+            if other is None or capability not in (other.capabilities or ()):
+                continue
+            adapter = self._adapters.get(other_name)
+            if adapter is None:
+                adapter = self._adapters[other_name] = self._build(other)
+            chain.append(adapter)
+        return chain
 
     def _typed(self, name: str | None, cls: type[P]) -> P:
         adapter = self.get(name)
@@ -443,13 +618,19 @@ class Registry:
         }
         if config.model is not None:
             common["model"] = config.model
+        adapter: BaseProvider
         if config.kind == "dashscope":
-            return DashScopeProvider(
+            adapter = DashScopeProvider(
                 config.base_url, config.api_key, polling=config.polling, **common
             )
-        if config.image_model is not None:
-            common["image_model"] = config.image_model
-        return OpenAIProvider(config.base_url, config.api_key, **common)
+        else:
+            if config.image_model is not None:
+                common["image_model"] = config.image_model
+            adapter = OpenAIProvider(config.base_url, config.api_key, **common)
+        adapter.guard = self.guard(config.name)
+        adapter.fallbacks = lambda capability: self._fallbacks(config, capability)
+        adapter.fallback_on = config.fallback_on
+        return adapter
 
     def describe(self) -> list[dict[str, Any]]:
         """Every provider's settings, keys masked: for health checks and dashboards."""

@@ -19,6 +19,9 @@ class Kind(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     CONTENT_POLICY = "content_policy"
     QUOTA_EXHAUSTED = "quota_exhausted"
+    #: Refused without a request: the provider's circuit breaker is open after an outage.
+    #: ``retry_after`` is the time until it lets calls through again.
+    UNAVAILABLE = "unavailable"
     CONFIG = "config"
     UNKNOWN = "unknown"
 
@@ -32,6 +35,7 @@ TRANSIENT: frozenset[Kind] = frozenset(
         Kind.SERVER_ERROR,
         Kind.BAD_RESPONSE,
         Kind.BAD_CONTENT,
+        Kind.UNAVAILABLE,
     }
 )
 

@@ -8,6 +8,7 @@ latency → faults that replace the whole answer → the route's own handler.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -198,6 +199,8 @@ class SimApp:
         stats.begin(ctx.route, ctx.prompt)
         allowed, left = True, 0.0
         if endpoint.auth:
+            if await self._outage_or_limit(ctx, endpoint):
+                return
             allowed, ctx.extra_headers, left = state.rate.hit()
         requested = ctx.header(b"x-regen-fault")
         if requested is None and ctx.scope.get("query_string"):
@@ -235,6 +238,34 @@ class SimApp:
         if ctx.plan.faults and await self._whole_answer_faults(ctx):
             return
         await endpoint.handler(ctx, parse_error)
+
+    async def _outage_or_limit(self, ctx: Ctx, endpoint: Endpoint) -> bool:
+        """Answer for a provider that is down (503) or over its per-second limit (429 with
+        ``Retry-After``); ``True`` when one of them did."""
+        state = self.state
+        if state.outage.hit() is not None:
+            reply = fault_reply(
+                endpoint.family,
+                FaultSpec("overloaded"),
+                request_id=ctx.request_id,
+                model=ctx.ident.model,
+                route=ctx.route,
+            )
+            await ctx.reply(reply, outcome="outage")
+            return True
+        wait = state.per_second.take()
+        if wait is not None:
+            reply = fault_reply(
+                endpoint.family,
+                FaultSpec("rate_limit", f"{wait:.3f}"),
+                request_id=ctx.request_id,
+                model=ctx.ident.model,
+                route=ctx.route,
+                limit=math.ceil(state.per_second.rps or 1),
+            )
+            await ctx.reply(reply, outcome="rps_limited")
+            return True
+        return False
 
     def _check_key(self, ctx: Ctx, endpoint: Endpoint) -> Reply | None:
         header = ctx.header(b"authorization") or ""

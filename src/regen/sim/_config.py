@@ -42,7 +42,10 @@ class SimConfig:
     ``script`` is a TOML or JSON file of script rules and ``rules`` the same rules given
     directly (see ``docs/simulator.md``). ``keys`` empty accepts any non-empty key.
     ``rpm`` enforces a requests-per-minute limit (429 past it); ``None`` only reports a
-    nominal limit of 10,000 in the ``x-ratelimit-*`` headers.
+    nominal limit of 10,000 in the ``x-ratelimit-*`` headers. ``rps`` enforces a
+    requests-per-second token bucket holding ``burst`` requests (default ``ceil(rps)``),
+    answered 429 with ``Retry-After``. ``outage_after`` starts an outage at that API request
+    (1 for the first): every request is answered 503 for ``outage_for`` seconds.
     """
 
     host: str = "127.0.0.1"
@@ -59,6 +62,10 @@ class SimConfig:
     chunk_delay: float = 0.0
     url_ttl: float = 86400.0
     rpm: int | None = None
+    rps: float | None = None
+    burst: int | None = None
+    outage_after: int | None = None
+    outage_for: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
 
     def __post_init__(self) -> None:
@@ -70,6 +77,22 @@ class SimConfig:
             raise ValueError(f"SimConfig.port must be 0..65535, got {self.port}")
         if self.rpm is not None and self.rpm < 1:
             raise ValueError("SimConfig.rpm must be at least 1 (or None for no limit)")
+        if self.rps is not None and (not math.isfinite(self.rps) or self.rps <= 0):
+            raise ValueError("SimConfig.rps must be a positive number (or None for no limit)")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError("SimConfig.burst must be at least 1")
+        if self.burst is not None and self.rps is None:
+            raise ValueError(
+                "SimConfig.burst needs rps (--rps): it is the burst of a per-second limit"
+            )
+        if self.outage_after is not None and self.outage_after < 1:
+            raise ValueError("SimConfig.outage_after must be a request number of at least 1")
+        if not math.isfinite(self.outage_for) or self.outage_for < 0:
+            raise ValueError("SimConfig.outage_for must be a non-negative number of seconds")
+        if self.outage_after is not None and self.outage_for <= 0:
+            raise ValueError(
+                "SimConfig.outage_after needs outage_for (--outage-for): how long the outage lasts"
+            )
         _check_profile(self.faults)
 
 

@@ -73,6 +73,10 @@ async def handle(ctx: Ctx, state: SimState) -> None:
             return
         state.script.add(rules, replace=replace)
         await _send(ctx, 200, dumps({"ok": True, "rules": len(state.script.rules)}))
+    elif name == "outage":
+        await _outage(ctx, state, method)
+    elif name == "limit":
+        await _limit(ctx, state, method)
     elif name == "faults" and method == "GET":
         await _send(ctx, 200, dumps(catalogue()))
     elif name == "health" and method == "GET":
@@ -84,7 +88,67 @@ async def handle(ctx: Ctx, state: SimState) -> None:
             dumps(
                 {
                     "error": f"unknown control route {method} /_sim/{name}; try GET "
-                    "/_sim/stats, POST /_sim/reset, GET|POST|PUT /_sim/script, GET /_sim/faults"
+                    "/_sim/stats, POST /_sim/reset, GET|POST|PUT /_sim/script, GET /_sim/faults, "
+                    "GET|POST|DELETE /_sim/outage, GET|POST /_sim/limit"
                 }
             ),
         )
+
+
+async def _body(ctx: Ctx) -> dict[str, object]:
+    await ctx.read_body()
+    data = json.loads(ctx.body or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def _number(data: dict[str, object], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+async def _outage(ctx: Ctx, state: SimState, method: str) -> None:
+    """``POST {"for": 10}`` goes down now; ``{"after": 50, "for": 10}`` from the 50th request
+    (counted from now); ``DELETE`` comes back; ``GET`` tells."""
+    outage = state.outage
+    try:
+        if method == "POST":
+            data = await _body(ctx)
+            seconds = _number(data, "for")
+            if seconds is None:
+                raise ValueError('say how long the outage lasts: {"for": SECONDS}')
+            after = _number(data, "after")
+            if after is None:
+                outage.start(seconds)
+            else:
+                outage.configure(int(after), seconds)
+        elif method == "DELETE":
+            await ctx.read_body()
+            outage.stop()
+        elif method != "GET":
+            raise ValueError(f"{method} /_sim/outage: use GET, POST or DELETE")
+    except ValueError as exc:
+        await _send(ctx, 400, dumps({"error": str(exc)}))
+        return
+    await _send(ctx, 200, dumps(outage.describe()))
+
+
+async def _limit(ctx: Ctx, state: SimState, method: str) -> None:
+    """``POST {"rps": 20, "burst": 20}`` sets the per-second limit (``{"rps": null}``: none)."""
+    bucket = state.per_second
+    try:
+        if method == "POST":
+            data = await _body(ctx)
+            burst = _number(data, "burst")
+            bucket.configure(_number(data, "rps"), None if burst is None else int(burst))
+        elif method != "GET":
+            raise ValueError(f"{method} /_sim/limit: use GET or POST")
+    except ValueError as exc:
+        await _send(ctx, 400, dumps({"error": str(exc)}))
+        return
+    await _send(ctx, 200, dumps(bucket.describe()))

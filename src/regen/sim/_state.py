@@ -15,6 +15,7 @@ from regen.sim._errors import dumps
 from regen.sim._faults import FaultSpec
 from regen.sim._images import ImageCache
 from regen.sim._injector import Injector
+from regen.sim._limits import Outage, RequestBucket
 from regen.sim._pay import Ledger
 from regen.sim._script import Script, load_script, parse_rules
 from regen.sim._stats import Stats
@@ -84,6 +85,8 @@ class SimState:
         self.images = ImageCache()
         self.files: dict[str, FileRef] = {}
         self.rate = RateWindow(config.rpm)
+        self.per_second = RequestBucket(config.rps, config.burst)
+        self.outage = Outage(config.outage_after, config.outage_for)
         self.models = frozenset(config.models)
         self.models_body = dumps(
             {
@@ -111,6 +114,8 @@ class SimState:
         self.ledger.reset()
         self.injector.reset()
         self.rate.reset()
+        self.per_second.configure(self.config.rps, self.config.burst)
+        self.outage.configure(self.config.outage_after, self.config.outage_for)
         self._latency = random.Random(self.config.seed)
 
     def latency(self) -> float:
@@ -138,4 +143,6 @@ class SimState:
         data = self.stats.snapshot()
         data["tasks"] = self.tasks.snapshot()
         data["payments"] = self.ledger.snapshot()
+        data["outage"] = self.outage.describe()
+        data["limit"] = self.per_second.describe()
         return data

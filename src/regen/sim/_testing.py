@@ -67,6 +67,23 @@ class SimServer:
         """Forget stats, tasks, payments, script progress and runtime script rules."""
         self._call(self.app.state.reset)
 
+    def outage(self, seconds: float, *, after: int | None = None) -> None:
+        """Go down for ``seconds`` (every API request answered 503): now, or from the
+        ``after``-th request counted from now (as ``POST /_sim/outage``)."""
+        outage = self.app.state.outage
+        if after is None:
+            self._call(lambda: outage.start(seconds))
+        else:
+            self._call(lambda: outage.configure(after, seconds))
+
+    def recover(self) -> None:
+        """End any outage now (as ``DELETE /_sim/outage``)."""
+        self._call(self.app.state.outage.stop)
+
+    def limit(self, rps: float | None, burst: int | None = None) -> None:
+        """Set the per-second request limit (``None``: none), as ``POST /_sim/limit``."""
+        self._call(lambda: self.app.state.per_second.configure(rps, burst))
+
     def script(self, *rules: Mapping[str, Any], replace: bool = False) -> None:
         """Add script rules (the format of ``POST /_sim/script``); ``replace`` drops older ones."""
         parsed = parse_rules(list(rules))
