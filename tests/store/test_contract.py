@@ -107,6 +107,28 @@ async def test_one_run_per_business_key_whatever_the_concurrency(
     assert (await store.create_run(_new("r99", "k", flow="g"), 1.0))[1]  # per flow
 
 
+async def test_text_no_store_can_hold_matches_no_run(store: Store) -> None:
+    # PostgreSQL text cannot hold a NUL character: such an id, flow or key finds nothing,
+    # as it finds nothing in SQLite, instead of failing the query.
+    await store.create_run(_new("r1", "k"), 1.0)
+    odd = "r1\x00"
+    assert await store.get_run(odd) is None
+    assert await store.find_run("f", "k\x00") is None
+    assert await store.list_runs(flow="f\x00") == []
+    assert await store.get_steps(odd) == []
+    assert await store.read_events(odd) == []
+    assert await store.get_items(odd, "draw") == []
+    assert await store.due_retries(5.0, ["f\x00"]) == []
+    for refused in (
+        store.request_cancel(odd, 2.0),
+        store.delete_run(odd),
+        store.retry_run(odd, 2.0),
+    ):
+        with pytest.raises(RunNotFound):
+            await refused
+    assert (await store.get_run("r1")) is not None  # nothing else was touched
+
+
 async def test_runs_are_listed_newest_first_with_filters_and_paging(store: Store) -> None:
     for i in range(5):
         await store.create_run(_new(f"r{i}", flow="f" if i % 2 else "g"), float(i))

@@ -18,7 +18,7 @@ from regen.engine import _faults, _time
 from regen.engine._artifacts import ArtifactStore
 from regen.engine._blocking import wait_for
 from regen.engine._detail import RunDetail, item_counts
-from regen.engine._errors import RunExists
+from regen.engine._errors import EngineError, RunExists
 from regen.engine._execute import Execution
 from regen.engine._flow import Flow
 from regen.engine._follow import follow as follow_events
@@ -183,6 +183,11 @@ class Engine:
         """
         chosen = self._flow(flow)
         values = chosen.check_params(params)
+        if key is not None and "\x00" in key:
+            # PostgreSQL text cannot hold one: refused on every store alike.
+            raise EngineError(
+                f"business key {key!r} holds a NUL character (\\x00); use text without it"
+            )
         steps = tuple((s.name, s.kind) for s in chosen.steps)
         new = NewRun(
             uuid.uuid4().hex,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from regen.foundation import env_int
 from regen.store import _postgres_ops as ops
 from regen.store import _queries
-from regen.store._errors import StoreError
+from regen.store._errors import RunNotFound, StoreError
 from regen.store._interface import Listener, Store
 from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
 from regen.store._postgres_listen import Listeners
@@ -202,6 +202,10 @@ class PostgresStore(Store):
                 await self._pool.check()  # drop the other connections that were lost
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        if any(_unstorable(value) for value in args.values()):
+            return []  # no row holds that text: nothing matches, as in SQLite
+        args = {k: _storable(v) if isinstance(v, list) else v for k, v in args.items()}
+
         async def read(conn: Conn) -> list[dict[str, Any]]:
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
@@ -342,14 +346,17 @@ class PostgresStore(Store):
     async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
+        _known(run_id)
         return await self._call(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
+        _known(run_id)
         return await self._call(lambda c: ops.request_cancel(c, run_id, now), run_id)
 
     async def delete_run(self, run_id: str) -> None:
+        _known(run_id)
         await self._call(lambda c: ops.delete_run(c, run_id), run_id)
 
     async def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
@@ -443,6 +450,22 @@ class PostgresStore(Store):
             return (await conn.execute(query, args)).rowcount
 
         return await self._call(write)
+
+
+def _unstorable(value: Any) -> bool:
+    """Text PostgreSQL cannot hold (it has a NUL character): no row can equal it."""
+    return isinstance(value, str) and "\x00" in value
+
+
+def _storable(values: list[Any]) -> list[Any]:
+    """A list argument without the text no row can equal (``flow = ANY(…)`` alike)."""
+    return [v for v in values if not _unstorable(v)]
+
+
+def _known(run_id: str) -> None:
+    """:class:`RunNotFound` for an id no run can have, as SQLite finds none."""
+    if _unstorable(run_id):
+        raise RunNotFound(run_id)
 
 
 async def _delete(conn: Conn, *, shas: list[str], remove: Callable[[str], None]) -> int:
