@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 from examples.storyboard import StoryboardApp, Text2ImageStageProcessor
+from examples.storyboard.generation import ProviderInfo
+from examples.storyboard.records import Records
 from examples.storyboard.testing import SIM_KEY_ENV, use_simulator
+from examples.storyboard.validation import plan
 
 import regen
 from regen.sim import SimServer, run_simulator
@@ -115,3 +118,43 @@ async def test_without_the_second_key_there_is_no_fallback(
     assert not any("备用" in e.get("message", "") for e in events)
     assert backup.stats()["requests"] == 0
     assert down.stats()["outage"]["answered"] == 3 * len(PROMPTS)  # 3 attempts each, no breaker
+
+
+def test_the_fallbacks_are_the_projects_next_providers_then_the_default_with_a_key(
+    tmp_path: Path,
+) -> None:
+    records = Records.at(tmp_path / "storyboard.db")
+    url = "http://127.0.0.1:1/v1"
+    for name, key_env, active, default in (
+        ("first", "FIRST_KEY", True, False),
+        ("keyless", "KEYLESS_KEY", True, False),
+        ("retired", "RETIRED_KEY", False, False),
+        ("second", "SECOND_KEY", True, False),
+        ("default", "DEFAULT_KEY", True, True),
+    ):
+        records.add_provider(
+            name,
+            api_url=url,
+            model_name="jimeng-4.0",
+            api_key_env=key_env,
+            is_active=active,
+            is_default=default,
+        )
+    project = records.create_project(
+        image_providers=["first", "keyless", "retired", "second", "first"]
+    )
+    records.add_storyboard(project.id, "一只猫")
+    keys = {"FIRST_KEY": "k1", "RETIRED_KEY": "k3", "SECOND_KEY": "k4", "DEFAULT_KEY": "k5"}
+
+    checked = plan(records, project.id, None, "run-1", environ=keys)
+
+    assert checked.provider.name == "first"
+    assert [(f.name, f.source) for f in checked.provider.fallback] == [
+        ("second", "project"),
+        ("default", "system"),
+    ]
+    # Checkpointed with the plan, and read back the same.
+    assert ProviderInfo.from_dict(checked.to_dict()["provider"]) == checked.provider
+    # Without their keys, there is no fallback.
+    alone = plan(records, project.id, None, "run-2", environ={"FIRST_KEY": "k1"})
+    assert alone.provider.fallback == ()
