@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from regen.cli._app import cli
 from regen.cli._common import console as masked_console
@@ -146,8 +147,10 @@ async def _while_down(
 
     console.print(
         f"\n[bold]Now `{PRIMARY}` goes down[/bold]: every request answered 503 for a minute. "
-        f"`{PRIMARY}` declares a fallback, `{FALLBACK}` (a second simulator, OpenAI-style: "
-        f'fallback = ["{FALLBACK}"] in regen.toml). Another batch of {count} posts:\n'
+        f"`{PRIMARY}` is declared with a fallback, `{FALLBACK}`, a second simulator "
+        f"(OpenAI-style; in a regen.toml: "
+        + escape(f'[providers.{PRIMARY}] fallback = ["{FALLBACK}"]')
+        + f"). Another batch of {count} posts:\n"
     )
     sim.outage(60)
     started = await engine.start(demo_flow.flow, {"count": count})
