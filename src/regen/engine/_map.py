@@ -99,6 +99,8 @@ async def _merged(ex: Execution, step: str, values: Any) -> AsyncIterator[tuple[
             if page:
                 after = page[-1][0]
         prior = page[pos][1] if pos < len(page) and page[pos][0] == idx else None
+        if prior is ItemStatus.SUCCEEDED:
+            ex.saved("saved_by_checkpoint")  # not run again: its checkpoint is kept
         yield idx, item, prior
 
 
@@ -240,6 +242,8 @@ async def _run_item(
             if not rec.refresh:
                 output = await ex.store.cache_get(cached_key, _time.now())
                 cached = output is not None
+                if cached:
+                    ex.saved("saved_by_cache")
         found: list[str] = []
         if output is None:
 

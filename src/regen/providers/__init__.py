@@ -35,6 +35,7 @@ from regen.providers._openai import ChatResult, OpenAIProvider
 from regen.providers._pipeline import ImageGenerator, ImagePipeline, ImageResult
 from regen.providers._registry import KINDS, ProviderConfig, Registry, openai_client_kwargs
 from regen.providers._secret import Secret
+from regen.providers._shared_state import MemoryState, SharedState
 from regen.providers._sse import ServerSentEvent, SSEDecoder
 from regen.providers._stream import StreamChunk, StreamEvent, StreamReset, retry_stream
 from regen.providers._tasks import Polling, TaskState, poll_until_done, submit_and_poll
@@ -56,6 +57,7 @@ __all__ = [
     "ImageInfo",
     "ImagePipeline",
     "ImageResult",
+    "MemoryState",
     "OpenAIProvider",
     "Polling",
     "ProviderConfig",
@@ -65,6 +67,7 @@ __all__ = [
     "SSEDecoder",
     "Secret",
     "ServerSentEvent",
+    "SharedState",
     "StreamChunk",
     "StreamEvent",
     "StreamReset",
