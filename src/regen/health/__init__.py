@@ -11,6 +11,15 @@ from __future__ import annotations
 
 from regen.health._monitor import HealthMonitor, UnknownProvider
 from regen.health._settings import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HealthSettings
+from regen.health._stats import (
+    BREAKER_STATES,
+    COUNTERS,
+    KindStats,
+    ProviderStats,
+    breaker_state,
+    provider_stats,
+    summarise,
+)
 from regen.health._status import (
     HEALTHY,
     UNHEALTHY,
@@ -23,6 +32,8 @@ from regen.health._status import (
 )
 
 __all__ = [
+    "BREAKER_STATES",
+    "COUNTERS",
     "DEFAULT_INTERVAL",
     "DEFAULT_TIMEOUT",
     "HEALTHY",
@@ -30,10 +41,15 @@ __all__ = [
     "UNKNOWN",
     "HealthMonitor",
     "HealthSettings",
+    "KindStats",
     "ProviderHealth",
+    "ProviderStats",
     "Status",
     "UnknownProvider",
+    "breaker_state",
     "check_to_dict",
+    "provider_stats",
     "quota_remaining",
     "short_error",
+    "summarise",
 ]
