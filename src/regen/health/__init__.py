@@ -9,6 +9,8 @@ once from memory, each check kept in the store.
 
 from __future__ import annotations
 
+from regen.health._alert_settings import AlertSettings
+from regen.health._alerts import Alert, AlertWatcher
 from regen.health._monitor import HealthMonitor, UnknownProvider
 from regen.health._settings import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HealthSettings
 from regen.health._stats import (
@@ -39,6 +41,9 @@ __all__ = [
     "HEALTHY",
     "UNHEALTHY",
     "UNKNOWN",
+    "Alert",
+    "AlertSettings",
+    "AlertWatcher",
     "HealthMonitor",
     "HealthSettings",
     "KindStats",
