@@ -27,6 +27,8 @@ def test_breaker_values_are_read_leniently() -> None:
     assert breaker_state({"state": "half-open"}) == "half_open"
     assert breaker_state({"failures": [1.0]}) == "closed"
     assert breaker_state("weird") == "closed"
+    assert breaker_state({"state": "open", "until": 100.0}, now=99.0) == "open"
+    assert breaker_state({"state": "open", "until": 100.0}, now=100.0) == "half_open"
 
 
 async def test_totals_add_every_kind_and_the_engines_savings_come_last() -> None:

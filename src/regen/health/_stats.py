@@ -9,6 +9,7 @@ hits). What ``regen stats``, ``/metrics`` and the alert watcher show is computed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,11 +91,14 @@ class ProviderStats:
 
 
 def summarise(
-    counts: Mapping[tuple[str, str, str], int], breakers: Mapping[str, Any]
+    counts: Mapping[tuple[str, str, str], int],
+    breakers: Mapping[str, Any],
+    now: float | None = None,
 ) -> list[ProviderStats]:
     """Counter totals and breaker values (as ``read("breaker:")`` gives them) as one
     :class:`ProviderStats` per provider, by name; the engine's own savings (provider
-    ``""``) come last."""
+    ``""``) come last. ``now``: the time breakers are judged at (default: the clock's)."""
+    at = time.time() if now is None else now
     per: dict[str, dict[str, dict[str, int]]] = {}
     for (provider, kind, name), n in counts.items():
         kinds = per.setdefault(provider, {})
@@ -102,7 +106,7 @@ def summarise(
     states: dict[str, dict[str, str]] = {}
     for key, value in breakers.items():
         provider = key.removeprefix(BREAKER_PREFIX).split(":", 1)[0]
-        states.setdefault(provider, {})[key] = breaker_state(value)
+        states.setdefault(provider, {})[key] = breaker_state(value, at)
         per.setdefault(provider, {})
     found = []
     for provider in sorted(per, key=lambda p: (p == "", p)):
@@ -128,11 +132,18 @@ async def provider_stats(state: SharedState, since: float | None = None) -> list
     return summarise(await state.counts(since), await state.read(BREAKER_PREFIX))
 
 
-def breaker_state(value: Any) -> str:
+def breaker_state(value: Any, now: float | None = None) -> str:
     """A breaker value's state: ``closed``, ``half_open`` or ``open`` (the providers'
-    breakers keep it under ``"state"``; anything unreadable reads as ``closed``)."""
+    breakers keep it under ``"state"``, an open one with the time it lets a probe through
+    under ``"until"``: past it, it is half-open; anything unreadable reads as
+    ``closed``)."""
     state = value.get("state") if isinstance(value, Mapping) else value
     text = str(state).replace("-", "_").lower() if state is not None else "closed"
+    if text == "open" and isinstance(value, Mapping):
+        until = value.get("until")
+        at = time.time() if now is None else now
+        if isinstance(until, int | float) and until <= at:
+            return "half_open"
     return text if text in BREAKER_STATES else "closed"
 
 
