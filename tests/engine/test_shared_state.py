@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from regen.engine import Cache, Engine, Flow, RunStatus, StoreState, current_provider_state
+from regen.engine import (
+    Cache,
+    Engine,
+    Flow,
+    RunStatus,
+    Settings,
+    StoreState,
+    current_provider_state,
+)
 from regen.providers import SharedState
 from regen.retry import FakeClock, Policy
 from regen.store import open_store
@@ -159,3 +167,17 @@ async def test_steps_and_resources_reach_the_engines_state_while_a_run_executes(
     assert (await engine.run(flow)).status is RunStatus.SUCCEEDED
     assert seen == [engine.provider_state] * 4
     assert current_provider_state() is None
+
+
+async def test_the_clean_up_drops_counters_past_their_retention(
+    database: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    engine = Engine(database, home=tmp_path, settings=Settings(stats_retention_days=1))
+    try:
+        now = clock.wall()
+        await engine.provider_state.count({("sim", "", "attempts"): 1}, now - 2 * 86400)
+        await engine.provider_state.count({("sim", "", "attempts"): 2}, now - 3600)
+        assert (await engine.gc()).counts_deleted == 1
+        assert await engine.provider_state.counts() == {("sim", "", "attempts"): 2}
+    finally:
+        await engine.aclose()

@@ -451,15 +451,18 @@ class Engine:
 
     async def gc(self, now: float | None = None) -> GcCounts:
         """Delete expired checkpoints (those runs are no longer resumable), finished runs
-        past their retention with their events, unreferenced artifacts and stale cache."""
+        past their retention with their events, unreferenced artifacts, stale cache and
+        provider counters past theirs."""
         at = _time.now() if now is None else now
         s = self.settings
+        await self._provider_state.flush()  # counters still in memory are judged too
         return await self._store.collect(
             checkpoints_before=at - s.checkpoint_retention_hours * 3600,
             runs_before=at - s.run_retention_days * 86400,
             artifacts_before=at - s.run_retention_days * 86400,
             now=at,
             remove_file=self.artifacts.blobs.remove,
+            counts_before=at - s.stats_retention_days * 86400,
         )
 
     async def worker(
