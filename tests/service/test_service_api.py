@@ -131,6 +131,26 @@ def test_metrics_show_every_workers_provider_counters_and_breaker_states(
     assert 'regen_provider_breaker_state{provider="openai"} 1.0' in lines
 
 
+def test_the_app_watches_for_alerts_while_it_runs(engine: Engine, tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from regen.health import AlertSettings  # noqa: PLC0415
+
+    out = tmp_path / "alert.json"
+    script = tmp_path / "alert.py"
+    script.write_text(f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())")
+    settings = AlertSettings(command=f"{sys.executable} {script}", interval_s=0.1)
+    asyncio.run(engine.provider_state.update("breaker:wanx", lambda _: ({"state": "open"}, None)))
+    with Served(create_app(engine, flows=FLOWS, alerts=settings)):
+        deadline = time.monotonic() + 20
+        while not out.exists() or not out.read_text():
+            assert time.monotonic() < deadline, "no alert was sent"
+            time.sleep(0.02)
+    assert '"breaker_open"' in out.read_text()
+
+
 def test_the_schema_names_every_route(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) >= {
