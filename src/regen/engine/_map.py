@@ -242,8 +242,6 @@ async def _run_item(
             if not rec.refresh:
                 output = await ex.store.cache_get(cached_key, _time.now())
                 cached = output is not None
-                if cached:
-                    ex.saved("saved_by_cache")
         found: list[str] = []
         if output is None:
 
@@ -334,6 +332,8 @@ def _success(
     base: dict[str, Any],
 ) -> list[Write]:
     """The writes that record an item's success (durable before it is reported)."""
+    if cached:
+        ex.saved("saved_by_cache")  # served from the result cache: no call made
     at = _time.now()
     writes: list[Write] = [
         EndItem(
