@@ -82,6 +82,8 @@ def serve(
         registry_or_simulator() as registry,
     ):
         alerts = AlertSettings.load()
+        # The monitor's checks feed the breakers every worker on the database shares.
+        registry.use_state(engine.provider_state)
         # The monitor keeps its history in the engine's database, on a connection of its own.
         history = open_store(options.get("database_url"), data_home=options.get("home"))
         monitor = HealthMonitor(registry, store=history)

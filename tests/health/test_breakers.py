@@ -1,0 +1,90 @@
+"""Health checks feed the providers' circuit breakers, and show them beside the health:
+a check meeting an outage counts against the provider, an answered one closes a half-open
+breaker as a probe would; a refused key says nothing of an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.health.conftest import monitor, provider
+
+from regen.engine import Engine
+from regen.providers import BreakerSettings, ProviderConfig, Registry
+from regen.retry import FakeClock, test_mode
+from regen.sim import SimServer
+
+TRIP = BreakerSettings(failures=2, window_s=60.0, open_s=30.0)
+
+
+def _tripping(config: ProviderConfig) -> ProviderConfig:
+    return dataclasses.replace(config, breaker=TRIP)
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    fake = FakeClock()
+    with test_mode(clock=fake):
+        yield fake
+
+
+async def test_failed_checks_open_the_breaker_and_an_answer_closes_it_after_open_s(
+    sim: SimServer, registry: Registry, clock: FakeClock
+) -> None:
+    down = _tripping(provider("openai", sim.openai_base_url, fault="overloaded"))
+    watched = monitor(registry, down)
+    (first,) = await watched.check()
+    assert (first.status, first.breaker) == ("unhealthy", "closed")  # one failure so far
+    (second,) = await watched.check()
+    assert (second.breaker, second.breaker_retry_after) == ("open", 30.0)
+    assert watched.statuses()[0].to_dict()["breaker"] == "open"
+
+    registry.add(_tripping(provider("openai", sim.openai_base_url)))  # the outage is over
+    (early,) = await watched.check()
+    assert (early.status, early.breaker) == ("healthy", "open")  # not yet time to probe
+    clock.advance(31)
+    await watched.read_breakers()
+    assert watched.status("openai").breaker == "half_open"
+    (probed,) = await watched.check()
+    assert (probed.status, probed.breaker) == ("healthy", "closed")
+
+
+async def test_a_hung_check_counts_as_a_timeout_against_the_provider(
+    sim: SimServer, registry: Registry, clock: FakeClock
+) -> None:
+    watched = monitor(registry, _tripping(provider("hung", sim.openai_base_url, fault="hang")))
+    await watched.check()
+    (status,) = await watched.check()
+    assert (status.error, status.breaker) == ("timeout", "open")
+    (value,) = (await registry.state.read("breaker:hung")).values()
+    assert value["kind"] == "timeout"
+
+
+async def test_a_refused_key_leaves_the_breaker_closed(
+    sim: SimServer, registry: Registry, clock: FakeClock
+) -> None:
+    watched = monitor(registry, _tripping(provider("openai", sim.openai_base_url, fault="auth")))
+    for _ in range(3):
+        (status,) = await watched.check()
+    assert (status.error, status.breaker) == ("401", "closed")
+
+
+async def test_checks_feed_the_breaker_every_worker_on_the_database_shares(
+    sim: SimServer, registry: Registry, tmp_path: Path, clock: FakeClock
+) -> None:
+    url = f"sqlite:///{tmp_path / 'regen.db'}"
+    engine, worker = Engine(url, home=tmp_path), Engine(url, home=tmp_path)
+    try:
+        registry.use_state(engine.provider_state)
+        watched = monitor(
+            registry, _tripping(provider("dashscope", sim.openai_base_url, fault="server_error"))
+        )
+        await watched.check()
+        await watched.check()
+        seen = await worker.provider_state.read("breaker:dashscope")
+        assert seen["breaker:dashscope"]["state"] == "open"
+    finally:
+        await engine.aclose()
+        await worker.aclose()
