@@ -86,7 +86,8 @@ def _open_store(ctx: click.Context) -> Store | None:
 
 def _table(statuses: list[ProviderHealth]) -> Table:
     table = Table("provider", "status", "latency", "error", "quota", "last check", "breaker")
-    table.columns[0].no_wrap = True
+    for column in (0, 1, 6):  # names and states whole; the other columns give way
+        table.columns[column].no_wrap = True
     for s in statuses:
         style = _STYLE.get(s.status, "")
         name = s.name if s.source != SIMULATOR_SOURCE else f"{s.name} ({SIMULATOR_SOURCE})"
