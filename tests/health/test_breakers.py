@@ -4,16 +4,23 @@ breaker as a probe would; a refused key says nothing of an outage."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from tests.health.conftest import monitor, provider
+from tests.service.server import Served
 
 from regen.engine import Engine
+from regen.health import HealthMonitor
 from regen.providers import BreakerSettings, ProviderConfig, Registry
 from regen.retry import FakeClock, test_mode
+from regen.service import create_app
 from regen.sim import SimServer
 
 TRIP = BreakerSettings(failures=2, window_s=60.0, open_s=30.0)
@@ -93,3 +100,41 @@ async def test_checks_feed_the_breaker_every_worker_on_the_database_shares(
     finally:
         await engine.aclose()
         await worker.aclose()
+
+
+def test_the_health_api_and_the_dashboards_cards_show_the_breaker(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    engine = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
+    registry = Registry(
+        [provider("good", sim.openai_base_url), provider("other", sim.openai_base_url)]
+    )
+    registry.use_state(engine.provider_state)
+    far = 4_000_000_000.0  # another worker's breaker, open for a long while
+    asyncio.run(
+        engine.provider_state.update(
+            "breaker:good:gpt-4o",
+            lambda _: ({"state": "open", "until": far, "opened": 1.0, "kind": "timeout"}, None),
+        )
+    )
+    try:
+        app = create_app(engine, health=HealthMonitor(registry))
+        started = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(running: Any) -> AsyncIterator[None]:
+            async with started(running):
+                yield
+            await registry.aclose()  # its connections belong to the server's loop
+
+        app.router.lifespan_context = lifespan
+        with Served(app) as served, httpx.Client(base_url=served.url, timeout=10) as client:
+            report = {p["name"]: p for p in client.get("/api/models/health").json()["providers"]}
+            assert (report["good"]["breaker"], report["other"]["breaker"]) == ("open", "closed")
+            assert report["good"]["breaker_retry_after"] > 3600
+            assert client.get("/api/models/health/good").json()["breaker"] == "open"
+            page = client.get("/providers").text
+            assert 'data-field="breaker" class="breaker open">open (' in page
+            assert 'data-field="breaker" class="breaker closed">closed<' in page
+    finally:
+        engine.close()
