@@ -336,6 +336,13 @@ class SQLiteStore(Store):
     async def update_state(
         self, key: str, change: Callable[[str | None], tuple[str | None, T]]
     ) -> T:
+        # Most updates change nothing (a closed breaker stays closed): judged on the
+        # reader, they never wait behind the writer; one that changes the value is made
+        # again on the writer, under the write lock.
+        old = await self._reader.run(lambda c: state.get_state(c, key))
+        new, result = change(old)
+        if new == old:
+            return result
         return await self._write_thread().run(lambda c: state.update_state(c, key, change))
 
     async def read_state(self, prefix: str) -> dict[str, str]:

@@ -15,12 +15,17 @@ Q = _queries.queries("sqlite")
 T = TypeVar("T")
 
 
+def get_state(conn: sqlite3.Connection, key: str) -> str | None:
+    """The value under ``key``, or ``None``."""
+    row = conn.execute(Q["state_get"], {"key": key}).fetchone()
+    return None if row is None else str(row[0])
+
+
 def update_state(
     conn: sqlite3.Connection, key: str, change: Callable[[str | None], tuple[str | None, T]]
 ) -> T:
     """Read the value under ``key``, apply ``change`` and write what it returns."""
-    row = conn.execute(Q["state_get"], {"key": key}).fetchone()
-    old = None if row is None else str(row[0])
+    old = get_state(conn, key)
     new, result = change(old)
     if new != old:
         if new is None:
