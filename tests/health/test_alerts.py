@@ -118,11 +118,18 @@ async def test_a_high_retry_rate_is_announced_once_then_its_recovery_once() -> N
     assert len(sent) == 2
 
 
-async def test_too_few_attempts_to_judge_raise_no_alert() -> None:
-    state, sent = MemoryState(), []
-    watcher = AlertWatcher(state, _settings(), send=sent.append, clock=Clock())
+async def test_too_few_attempts_to_judge_change_nothing() -> None:
+    state, clock, sent = MemoryState(), Clock(), []
+    watcher = AlertWatcher(state, _settings(), send=sent.append, clock=clock)
     await _traffic(state, NOW, attempts=3, retries=3)
-    assert await watcher.check() == []
+    assert await watcher.check() == []  # 100 %, but 3 attempts say too little
+    await _traffic(state, NOW, attempts=10, retries=10)
+    assert [a.status for a in await watcher.check()] == ["firing"]
+    clock.now += 290  # most of that traffic leaves the window; a trickle is left
+    await _traffic(state, clock.now - 5, attempts=2, retries=0)
+    assert await watcher.check() == []  # too little to say it is over
+    clock.now += 400  # nothing left in the window: over
+    assert [a.status for a in await watcher.check()] == ["resolved"]
 
 
 async def test_a_breaker_opening_and_closing_are_announced_once_each() -> None:

@@ -141,10 +141,14 @@ class AlertWatcher:
             for key, value in (await self.state.read(_ALERT_PREFIX)).items()
         }
         judged = conditions(stats, self.settings)
-        # A condition announced before but not judged now (its counts aged out of the
-        # window, its breaker reset) is over.
+        # A condition announced before but not judged now is over when nothing is left to
+        # judge it by (its counts aged out of the window, its breaker reset); a retry rate
+        # over too few attempts to judge stays as it was.
         for name in held:
             provider, _, condition = name.rpartition(":")
+            seen = by_name.get(provider)
+            if condition == RETRY_RATE and seen is not None and seen["attempts"] > 0:
+                continue
             judged.setdefault((provider, condition), False)
         alerts = []
         for (provider, condition), holds in sorted(judged.items()):
