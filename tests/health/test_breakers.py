@@ -54,9 +54,10 @@ async def test_failed_checks_open_the_breaker_and_an_answer_closes_it_after_open
     clock.advance(31)
     await watched.read_breakers()
     assert watched.status("openai").breaker == "half_open"
-    # A worker's call is let through as the half-open breaker's probe; while it is out,
-    # an answered check closes the breaker for every caller.
-    async with registry.guard("openai").attempt(None):
+    # Workers' calls are let through as the half-open breakers' probes (one per model);
+    # while they are out, an answered check closes the breakers for every caller.
+    guard = registry.guard("openai")
+    async with guard.attempt("gpt-4o-mini"), guard.attempt("dall-e-3"):
         (probed,) = await watched.check()
         assert (probed.status, probed.breaker) == ("healthy", "closed")
     await watched.read_breakers()
@@ -70,8 +71,9 @@ async def test_a_hung_check_counts_as_a_timeout_against_the_provider(
     await watched.check()
     (status,) = await watched.check()
     assert (status.error, status.breaker) == ("timeout", "open")
-    (value,) = (await registry.state.read("breaker:hung")).values()
-    assert value["kind"] == "timeout"
+    breakers = await registry.state.read("breaker:hung")
+    assert sorted(breakers) == ["breaker:hung:dall-e-3", "breaker:hung:gpt-4o-mini"]
+    assert {value["kind"] for value in breakers.values()} == {"timeout"}
 
 
 async def test_a_refused_key_leaves_the_breaker_closed(
@@ -95,8 +97,9 @@ async def test_checks_feed_the_breaker_every_worker_on_the_database_shares(
         )
         await watched.check()
         await watched.check()
-        seen = await worker.provider_state.read("breaker:dashscope")
-        assert seen["breaker:dashscope"]["state"] == "open"
+        seen = await worker.provider_state.read("breaker:dashscope:")
+        assert {value["state"] for value in seen.values()} == {"open"}
+        assert "breaker:dashscope:gpt-4o-mini" in seen  # the breaker workers' chat calls use
     finally:
         await engine.aclose()
         await worker.aclose()

@@ -247,10 +247,24 @@ class HealthMonitor:
         return self.status(name)
 
     async def _feed_breaker(self, name: str, kind: Any) -> None:
-        """Tell the provider's breaker what the check learned: ``kind`` of its failure
-        (an outage kind counts against the provider), ``None`` for an answer."""
+        """Tell the provider's breakers what the check learned: ``kind`` of its failure
+        (an outage kind counts against the provider), ``None`` for an answer.
+
+        Calls keep a breaker per model; a check proves the service as a whole, so it
+        tells the breakers of the provider's default chat and image models and of every
+        model that has one already."""
         try:
-            changed = await self.registry.guard(name).observe(kind)
+            guard = self.registry.guard(name)
+            adapter = self.registry.get(name)
+            models = {adapter.default_model("chat"), adapter.default_model("image")}
+            prefix = f"breaker:{name}:"
+            models |= {
+                k.removeprefix(prefix)
+                for k in await self.registry.breakers()
+                if k.startswith(prefix)
+            }
+            chosen = sorted(m for m in models if m) or [None]
+            changes = [await guard.observe(kind, model) for model in chosen]
         except Exception as exc:  # the check still reports; the breaker learns next time
             logger.warning(
                 "health check of %s not told to its breaker: %s",
@@ -259,13 +273,14 @@ class HealthMonitor:
                 extra={"provider": name, "error": type(exc).__name__},
             )
             return
-        if changed is not None:
-            logger.warning(
-                "health check of %s: circuit breaker %s",
-                name,
-                changed,
-                extra={"provider": name, "breaker": changed},
-            )
+        for model, changed in zip(chosen, changes, strict=True):
+            if changed is not None:
+                logger.warning(
+                    "health check of %s: circuit breaker %s",
+                    name,
+                    changed,
+                    extra={"provider": name, "model": model, "breaker": changed},
+                )
 
     async def read_breakers(self) -> None:
         """Read every provider's breaker now (:meth:`status` shows what was read last)."""
