@@ -263,7 +263,7 @@ class HealthMonitor:
                 for k in await self.registry.breakers()
                 if k.startswith(prefix)
             }
-            chosen = sorted(m for m in models if m) or [None]
+            chosen: list[str | None] = [*sorted(m for m in models if m)] or [None]
             changes = [await guard.observe(kind, model) for model in chosen]
         except Exception as exc:  # the check still reports; the breaker learns next time
             logger.warning(
