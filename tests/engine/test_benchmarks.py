@@ -63,3 +63,14 @@ def test_the_durable_steps_benchmark_runs_every_peer_and_reports_its_ratios() ->
     assert set(ratios) == {"step_vs_dbos", "step_vs_langgraph", "step_vs_raw_commit"}
     assert ratios["step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
     assert isinstance(figures["step_vs_dbos_wal_normal"], float)
+
+
+@pytest.mark.timeout(150)
+def test_the_shared_state_benchmark_runs_and_reports_its_figures() -> None:
+    figures = _last_json_line(
+        str(BENCHMARKS / "shared_state.py"), "--ops", "20", "--reps", "1", "--json"
+    )
+    per_op = figures["us_per_op"]
+    assert isinstance(per_op, dict)
+    assert set(per_op) == {"memory", "sqlite"}
+    assert set(per_op["sqlite"]) == {"noop_update", "write_update", "count", "noop_update_busy"}

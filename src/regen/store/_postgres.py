@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from regen.foundation import env_int
 from regen.store import _postgres_ops as ops
+from regen.store import _postgres_state as state
 from regen.store import _queries
 from regen.store._errors import RunNotFound, StoreError
 from regen.store._interface import Listener, Store
@@ -22,6 +23,7 @@ from regen.store._records import (
     Artifact,
     Claimed,
     Commit,
+    Count,
     Event,
     GcCounts,
     HealthCheck,
@@ -415,6 +417,23 @@ class PostgresStore(Store):
     async def latest_health(self) -> list[HealthCheck]:
         return [health_check(row) for row in await self._rows(Q["latest_health"], {})]
 
+    # --- state shared by every worker, and counters -------------------------------------------
+
+    async def update_state(
+        self, key: str, change: Callable[[str | None], tuple[str | None, T]]
+    ) -> T:
+        return await self._call(lambda c: state.update_state(c, key, change))
+
+    async def read_state(self, prefix: str) -> dict[str, str]:
+        return await self._call(lambda c: state.read_state(c, prefix))
+
+    async def add_counts(self, counts: Sequence[Count]) -> None:
+        if counts:
+            await self._call(lambda c: state.add_counts(c, counts))
+
+    async def read_counts(self, since: float | None = None) -> dict[tuple[str, str, str], int]:
+        return await self._call(lambda c: state.read_counts(c, since))
+
     # --- retention ------------------------------------------------------------------------
 
     async def collect(
@@ -426,6 +445,7 @@ class PostgresStore(Store):
         now: float,
         remove_file: Callable[[str], None],
         health_checks_kept: int = 100,
+        counts_before: float | None = None,
     ) -> GcCounts:
         expired, deleted, purged = await self._call(
             lambda c: ops.expire(
@@ -443,7 +463,10 @@ class PostgresStore(Store):
             if not gone:
                 break  # each was referenced again meanwhile
         pruned = await self._rows_written(Q["prune_health_checks"], {"keep": health_checks_kept})
-        return GcCounts(expired, deleted, removed, purged, pruned)
+        dropped = 0
+        if counts_before is not None:
+            dropped = await self._rows_written(Q["prune_counts"], {"before": counts_before})
+        return GcCounts(expired, deleted, removed, purged, pruned, dropped)
 
     async def _rows_written(self, query: str, args: dict[str, Any]) -> int:
         async def write(conn: Conn) -> int:
