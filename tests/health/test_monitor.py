@@ -192,7 +192,9 @@ async def test_the_schedule_checks_every_interval_and_keeps_a_history(
     watched = monitor(registry, provider("openai", sim.openai_base_url), store=store, interval=0.03)
     async with watched:
         assert watched.running
-        await wait_for(lambda: requests(sim, "models") >= 3)
+        # A check is recorded before the next one goes out: the fourth request means three
+        # are in the history (the fourth's own record may be cut short by the stop).
+        await wait_for(lambda: requests(sim, "models") >= 4)
     assert not watched.running
     history = await watched.history("openai", limit=10)
     assert len(history) >= 3

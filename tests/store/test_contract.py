@@ -599,6 +599,8 @@ async def test_an_event_number_is_never_handed_out_twice_after_deletions(store: 
     assert await store.read_all_events() == []
     await store.create_run(_new("after"), 30.0)
     assert [e.run_id for e in await store.read_all_events(after=seen)] == ["after"]
+
+
 # --- state shared by every worker, and counters --------------------------------------------
 
 
