@@ -40,20 +40,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _servers import start_sim, stop_server  # benchmarks/_servers.py, beside this script
+from _servers import RUN_CLI, start_sim, stop_server  # benchmarks/_servers.py, beside this
 
 BAR_DEAD_CALLS_VS_NAIVE = 0.05
 BAR_WALL_VS_IDEAL = 1.5
 BAR_429_SHARE = 0.01
 KEY = "sk-bench-outage"
+#: Phase 2: the simulator's limit, regen's shared limit, runs each worker executes at once.
+SIM_RPS, SIM_BURST, REGEN_RPS = 20.0, 20, 18.0
+RUNS_PER_WORKER = 2
+#: Distinct prompts: the simulator draws each distinct prompt's PNG once (PIL, ~1.5 ms of
+#: its CPU) and keeps it; a real provider's rendering does not run on this machine, so the
+#: items cycle through this many prompts to keep the simulator's drawing out of regen's time.
+PROMPTS = 100
 #: The item policy of both runs: 3 attempts, waits of 1 s then 2 s.
 ATTEMPTS, FIRST_WAIT, LAST_WAIT = 3, 1.0, 2.0
 
@@ -120,7 +132,7 @@ async def run_batch(
         flow = Flow("outage")
 
         def prompts(ctx: Any) -> Any:
-            return (f"news photo {i}" for i in range(items))
+            return (f"news photo {i % PROMPTS}" for i in range(items))
 
         # One engine-level attempt per item: the pipeline retries the image itself.
         @flow.map(items=prompts, concurrency=concurrency, policy=Policy(attempts=1, timeout=None))
@@ -172,6 +184,155 @@ def outage_run(args: argparse.Namespace, *, fallback: bool) -> dict[str, Any]:
         for process in sims:
             stop_server(process)
     return result
+
+
+# --- phase 2: a rate limit shared by workers ---------------------------------------------------
+
+
+PROVIDERS_FILE = """\
+default = "limited"
+
+[providers.limited]
+kind = "openai"
+base_url = "{base_url}"
+api_key = "{key}"
+image_model = "sim-image"
+
+[providers.limited.policy]
+attempts = {attempts}
+timeout = 30
+wait = {wait}
+multiplier = {multiplier}
+max_wait = {max_wait}
+
+[providers.limited.limit]
+rps = {rps:g}
+"""
+
+
+@contextlib.contextmanager
+def fresh_postgres(url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``url`` (dropped afterwards): its URL."""
+    import psycopg  # noqa: PLC0415 - the 'postgres' extra, only when asked
+
+    name = f"regen_bench_outage_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{url.rsplit('/', 1)[0]}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    """``regen worker`` for the limited flow, in its own process; returns once it is ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, "worker", "--flow", "_limited_flow:flow"]
+        + ["--concurrency", str(RUNS_PER_WORKER), "--poll", "0.2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if '"started"' not in line:
+        process.kill()
+        raise SystemExit(f"regen worker did not start: {line!r}")
+    return process
+
+
+async def queue_and_wait(database: str, home: Path, runs: int, per_run: int) -> float:
+    """Queue ``runs`` runs of the limited flow, wait until every one has finished; the
+    seconds from the first queued to the last finished."""
+    from _limited_flow import flow  # noqa: PLC0415 - imports regen
+
+    from regen.engine import Engine  # noqa: PLC0415
+
+    async with Engine(database, home=home) as engine:
+        started = time.perf_counter()
+        ids = [
+            (await engine.start(flow, {"batch": batch, "items": per_run})).run.id
+            for batch in range(runs)
+        ]
+        while True:
+            states = [await engine.get_run(run_id) for run_id in ids]
+            if all(run.status.finished for run in states):
+                break
+            await asyncio.sleep(0.1)
+        wall = time.perf_counter() - started
+        unfinished = [str(run.status) for run in states if str(run.status) != "succeeded"]
+        if unfinished:
+            raise SystemExit(f"limited runs did not all succeed: {unfinished}")
+    return wall
+
+
+def limited_run(args: argparse.Namespace, database: str, home: Path) -> dict[str, Any]:
+    """Phase 2 on one database: the limited simulator, ``--workers`` workers, the runs."""
+    sim, url = start_sim(
+        "--latency", args.latency, "--rps", f"{SIM_RPS:g}", "--burst", str(SIM_BURST)
+    )
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        providers = home / "regen.toml"
+        providers.write_text(
+            PROVIDERS_FILE.format(
+                base_url=f"{url}/v1",
+                key=KEY,
+                attempts=ATTEMPTS,
+                wait=FIRST_WAIT,
+                multiplier=LAST_WAIT / FIRST_WAIT,
+                max_wait=LAST_WAIT,
+                rps=REGEN_RPS,
+            ),
+            encoding="utf-8",
+        )
+        here = str(Path(__file__).resolve().parent)
+        env = {
+            **os.environ,
+            "REGEN_DATABASE_URL": database,
+            "REGEN_HOME": str(home),
+            "REGEN_PROVIDERS_FILE": str(providers),
+            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        }
+        per_run = max(1, args.limited_items // (args.workers * RUNS_PER_WORKER))
+        runs = args.workers * RUNS_PER_WORKER
+        # The schema first (the parent's engine creates it), then the workers, then the runs.
+        asyncio.run(queue_and_wait(database, home, 0, per_run))
+        workers = [start_worker(env) for _ in range(args.workers)]
+        wall = asyncio.run(queue_and_wait(database, home, runs, per_run))
+        stats = sim_stats(url)
+    finally:
+        for process in workers:
+            stop_server(process)
+        stop_server(sim)
+    requests = int(stats["requests"])
+    limited = int(stats["limit"]["answered"])
+    return {
+        "items": runs * per_run,
+        "runs": runs,
+        "requests": requests,
+        "answered_429": limited,
+        "wall_s": wall,
+        "requests_per_s": requests / wall if wall else None,
+        "rate_limit_429_share": limited / requests if requests else None,
+    }
+
+
+def limited_phase(args: argparse.Namespace) -> dict[str, Any]:
+    """Phase 2 on SQLite, and on PostgreSQL when a URL is given."""
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="regen-limited-") as home:
+        place = Path(home)
+        found["sqlite"] = limited_run(args, f"sqlite:///{place / 'regen.db'}", place)
+    if args.postgres:
+        with (
+            tempfile.TemporaryDirectory(prefix="regen-limited-") as home,
+            fresh_postgres(args.postgres) as database,
+        ):
+            found["postgres"] = limited_run(args, database, Path(home))
+    return found
 
 
 # --- the report -------------------------------------------------------------------------------
