@@ -242,6 +242,17 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     return process
 
 
+def finished_runs(process: subprocess.Popen[str]) -> int:
+    """Stop a worker; how many runs it finished, from its JSON lines."""
+    process.terminate()
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return sum(1 for line in out.splitlines() if line.startswith('{"event": "finished"'))
+
+
 async def queue_and_wait(database: str, home: Path, runs: int, per_run: int) -> float:
     """Queue ``runs`` runs of the limited flow, wait until every one has finished; the
     seconds from the first queued to the last finished."""
@@ -261,9 +272,14 @@ async def queue_and_wait(database: str, home: Path, runs: int, per_run: int) -> 
                 break
             await asyncio.sleep(0.1)
         wall = time.perf_counter() - started
-        unfinished = [str(run.status) for run in states if str(run.status) != "succeeded"]
-        if unfinished:
-            raise SystemExit(f"limited runs did not all succeed: {unfinished}")
+        for run in states:
+            if str(run.status) != "succeeded":
+                items = await engine.items(run.id, "illustrate", limit=10_000)
+                errors = [i.errors[-1] for i in items if i.errors]
+                raise SystemExit(
+                    f"a limited run ended {run.status}: {len(errors)} images given up, "
+                    f"the first {errors[:3]}"
+                )
     return wall
 
 
@@ -304,8 +320,7 @@ def limited_run(args: argparse.Namespace, database: str, home: Path) -> dict[str
         wall = asyncio.run(queue_and_wait(database, home, runs, per_run))
         stats = sim_stats(url)
     finally:
-        for process in workers:
-            stop_server(process)
+        executed = [finished_runs(process) for process in workers]
         stop_server(sim)
     requests = int(stats["requests"])
     limited = int(stats["limit"]["answered"])
@@ -314,6 +329,7 @@ def limited_run(args: argparse.Namespace, database: str, home: Path) -> dict[str
         "runs": runs,
         "requests": requests,
         "answered_429": limited,
+        "runs_by_worker": executed,
         "wall_s": wall,
         "requests_per_s": requests / wall if wall else None,
         "rate_limit_429_share": limited / requests if requests else None,
@@ -345,6 +361,17 @@ def main() -> None:
     parser.add_argument("--latency", default="100ms", help="simulated latency, e.g. 100ms")
     parser.add_argument("--outage-after", type=int, default=300, help="primary's N-th request")
     parser.add_argument("--outage-for", default="60s", help="how long the outage lasts")
+    parser.add_argument(
+        "--limited-items", type=int, default=480, help="phase 2's images (480: ~27 s at 18/s)"
+    )
+    parser.add_argument("--workers", type=int, default=4, help="phase 2's regen workers")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("REGEN_DATABASE_URL", "").strip() or None,
+        metavar="URL",
+        help="phase 2 on PostgreSQL too, in a fresh database on this server "
+        "(default: REGEN_DATABASE_URL when it is a postgresql:// URL)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small, short run: a smoke test")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
@@ -354,11 +381,16 @@ def main() -> None:
         args.latency = "20ms"
         args.outage_after = min(args.outage_after, 40)
         args.outage_for = "4s"
+        args.limited_items = min(args.limited_items, 60)
+        args.workers = min(args.workers, 2)
+    if args.postgres and not args.postgres.startswith(("postgresql://", "postgres://")):
+        args.postgres = None  # REGEN_DATABASE_URL naming an SQLite file: phase 2 on SQLite only
     from regen.sim import parse_duration  # noqa: PLC0415 - the parent stays light
 
     latency = parse_duration(args.latency)
     naive = outage_run(args, fallback=False)
     guarded = outage_run(args, fallback=True)
+    limited = limited_phase(args)
     ideal = args.items * latency / args.concurrency
     dead_naive, dead = naive["dead_calls"], guarded["dead_calls"]
     figures: dict[str, Any] = {
@@ -367,6 +399,7 @@ def main() -> None:
         "latency_ms": latency * 1000,
         "outage_after": args.outage_after,
         "outage_for_s": parse_duration(args.outage_for),
+        "workers": args.workers,
         "calls_to_dead_provider_naive": dead_naive,
         "calls_to_dead_provider": dead,
         "given_up_naive": naive["counts"].get("given_up", 0),
@@ -380,6 +413,9 @@ def main() -> None:
         "ideal_s": ideal,
         "dead_calls_vs_naive": dead / dead_naive if dead_naive else None,
         "wall_vs_ideal": guarded["wall_s"] / ideal if ideal else None,
+        "limited": limited,
+        # The worst of the databases phase 2 ran on.
+        "rate_limit_429_share": max(r["rate_limit_429_share"] or 0.0 for r in limited.values()),
     }
     out = sys.stderr if args.json else sys.stdout
     print_table(figures, out)
@@ -387,6 +423,7 @@ def main() -> None:
         ratios = {
             "dead_calls_vs_naive": figures["dead_calls_vs_naive"],
             "wall_vs_ideal": figures["wall_vs_ideal"],
+            "rate_limit_429_share": figures["rate_limit_429_share"],
         }
         print(json.dumps({**figures, "ratios": ratios}))
 
@@ -425,6 +462,32 @@ def print_table(figures: dict[str, Any], out: Any) -> None:
         f"(bar ≤ {BAR_WALL_VS_IDEAL})"
         if ratio is not None
         else "run A met no outage: no ratio",
+        file=out,
+    )
+    print(
+        f"\nshared rate limit: regen {REGEN_RPS:g}/s against a simulator allowing "
+        f"{SIM_RPS:g}/s (burst {SIM_BURST})",
+        file=out,
+    )
+    rows = [("database", "workers", "runs", "images", "requests", "429s", "req/s", "wall")]
+    for name, r in figures["limited"].items():
+        rows.append(
+            (
+                name,
+                str(figures["workers"]),
+                str(r["runs"]),
+                str(r["items"]),
+                str(r["requests"]),
+                str(r["answered_429"]),
+                f"{r['requests_per_s']:.1f}",
+                f"{r['wall_s']:.1f} s",
+            )
+        )
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)), file=out)
+    print(
+        f"rate_limit_429_share {figures['rate_limit_429_share']:.4f} (bar ≤ {BAR_429_SHARE})",
         file=out,
     )
 
