@@ -226,9 +226,10 @@ def fresh_postgres(url: str) -> Iterator[str]:
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     """``regen worker`` for the limited flow, in its own process; returns once it is ready."""
+    command = [sys.executable, "-c", RUN_CLI, "worker", "--flow", "_limited_flow:flow"]
+    command += ["--concurrency", str(RUNS_PER_WORKER), "--poll", "0.2", "--json"]
     process = subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, "worker", "--flow", "_limited_flow:flow"]
-        + ["--concurrency", str(RUNS_PER_WORKER), "--poll", "0.2", "--json"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

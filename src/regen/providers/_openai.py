@@ -420,8 +420,10 @@ class OpenAIProvider(BaseProvider):
             "image",
             model or self.image_model,
             lambda: self._images_request(prompt, n=n, **params),
-            lambda other: lambda: other.fallback_images(
-                prompt, n=n, size=size, response_format=response_format
+            lambda other: (
+                lambda: other.fallback_images(
+                    prompt, n=n, size=size, response_format=response_format
+                )
             ),
             allowed=fallback,
         )
