@@ -4,7 +4,9 @@ Mirrors the seed's ``src/images/auto_image.py``:
 
 - :func:`generate_aliyun_image` makes ONE attempt: submit an asynchronous image task, poll
   it to success (bounded by ``ALIYUN_IMAGE_TIMEOUT_S``), download the image (bounded by
-  ``ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S``) and check that it really is an image.
+  ``ALIYUN_IMAGE_DOWNLOAD_TIMEOUT_S``) and check that it really is an image. When a second
+  image provider's key is set (``OPENAI_API_KEY``), it is DashScope's fallback: while
+  DashScope is down, the image comes from it, and the picture says which provider made it.
 - :func:`generate_image_with_retry` is the seed's "按错误类型重试" wrapper around it, under
   the ``ALIYUN_IMAGE_*`` policy (:func:`image_policy`): timeouts, connection errors,
   malformed replies and HTML/XML in place of an image are retried (a failed download
@@ -30,8 +32,12 @@ from regen.providers import (
     DashScopeProvider,
     Image,
     Polling,
+    ProviderConfig,
+    Registry,
+    Secret,
     Transport,
     download_image,
+    image_from_bytes,
 )
 from regen.retry import by_message, classify, mask, phase_timeout
 
@@ -107,6 +113,11 @@ class AliyunImageClient:
     ``poll_interval`` is the first gap between two polls of a task (growing to 5 s). How
     long a task is polled is the current attempt's ``generate`` phase
     (``ALIYUN_IMAGE_TIMEOUT_S``), not a fixed deadline.
+
+    ``fallback``: providers that make the image while DashScope is down (its circuit
+    breaker open, or an attempt meeting an outage), in order. With any, DashScope is
+    declared in a :class:`regen.providers.Registry` with them as its ``fallback``, so its
+    calls go through its breaker; without, calls go straight to DashScope.
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -115,14 +126,17 @@ class AliyunImageClient:
     size: str = DEFAULT_SIZE
     poll_interval: float = DEFAULT_POLL_INTERVAL_S
     name: str = "aliyun"
+    fallback: tuple[ProviderConfig, ...] = ()
     _provider: DashScopeProvider | None = field(default=None, init=False, repr=False)
     _transport: Transport | None = field(default=None, init=False, repr=False)
+    _registry: Registry | None = field(default=None, init=False, repr=False)
 
     def __repr__(self) -> str:
         key = mask(self.api_key) if self.api_key else None
+        fallback = f", fallback={[f.name for f in self.fallback]!r}" if self.fallback else ""
         return (
             f"AliyunImageClient(base_url={self.base_url!r}, api_key={key!r}, "
-            f"model={self.model!r}, size={self.size!r})"
+            f"model={self.model!r}, size={self.size!r}{fallback})"
         )
 
     @classmethod
@@ -130,7 +144,8 @@ class AliyunImageClient:
         cls, environ: Mapping[str, str] | None = None, **overrides: Any
     ) -> AliyunImageClient:
         """``DASHSCOPE_API_KEY``, ``DASHSCOPE_BASE_URL``, ``ALIYUN_IMAGE_MODEL``,
-        ``ALIYUN_IMAGE_SIZE`` and ``ALIYUN_IMAGE_POLL_INTERVAL_S`` (defaults where unset)."""
+        ``ALIYUN_IMAGE_SIZE`` and ``ALIYUN_IMAGE_POLL_INTERVAL_S`` (defaults where unset),
+        and the fallback providers of :func:`fallback_from_env`."""
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {
             "base_url": env.get("DASHSCOPE_BASE_URL") or DEFAULT_BASE_URL,
@@ -146,6 +161,8 @@ class AliyunImageClient:
                 raise ConfigError(
                     f"{ENV_PREFIX}_POLL_INTERVAL_S={interval!r}: expected a number of seconds > 0"
                 ) from None
+        if "fallback" not in overrides:
+            settings["fallback"] = fallback_from_env(env)
         settings.update(overrides)
         return cls(**settings)
 
@@ -163,32 +180,93 @@ class AliyunImageClient:
                 error_wait=min(1.0, interval * 4),
                 max_error_wait=max(10.0, interval),
             )
-            self._provider = DashScopeProvider(
-                self.base_url,
-                self.api_key,
+            if not self.fallback:
+                self._provider = DashScopeProvider(
+                    self.base_url,
+                    self.api_key,
+                    name=self.name,
+                    model=self.model,
+                    polling=polling,
+                    transport=self._transport,
+                )
+                return self._provider
+            aliyun = ProviderConfig(
                 name=self.name,
+                kind="dashscope",
+                base_url=self.base_url,
+                api_key=Secret(self.api_key),
+                key_source="DASHSCOPE_API_KEY",
                 model=self.model,
                 polling=polling,
-                transport=self._transport,
+                source="daily_news",
+                fallback=tuple(f.name for f in self.fallback),
             )
+            self._registry = Registry(
+                [aliyun, *self.fallback], default=self.name, transport=self._transport
+            )
+            self._provider = self._registry.dashscope(self.name)
         return self._provider
+
+    def model_of(self, provider: str | None) -> str:
+        """The image model of the provider that served an image (this client's own model
+        when it was DashScope)."""
+        if provider is None or provider == self.name or self._registry is None:
+            return self.model
+        adapter = self._registry.get(provider)
+        return getattr(adapter, "image_model", None) or adapter.model or self.model
 
     async def aclose(self) -> None:
         """Close the HTTP connections (the client can be used again afterwards)."""
         if self._transport is not None:
             await self._transport.aclose()
-        self._provider = self._transport = None
+        self._provider = self._transport = self._registry = None
+
+
+def fallback_from_env(environ: Mapping[str, str] | None = None) -> tuple[ProviderConfig, ...]:
+    """The providers that make images while DashScope is down, from the environment.
+
+    ``DASHSCOPE_FALLBACK`` names them (``openai``, ``deepseek``…: providers regen declares
+    from their ``{PREFIX}_API_KEY``); unset, OpenAI is the fallback when
+    ``OPENAI_API_KEY`` is set (at ``OPENAI_BASE_URL``, model ``OPENAI_IMAGE_MODEL``,
+    default ``dall-e-3``); otherwise there is none. A named fallback without a key, or
+    one that makes no images, is a :class:`regen.ConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    declared = Registry.from_env(env)
+    names: tuple[str, ...] = ()
+    if "dashscope" in declared:
+        names = declared.config("dashscope").fallback
+    if not names and "openai" in declared and declared.config("openai").api_key:
+        names = ("openai",)
+    chain: list[ProviderConfig] = []
+    for name in names:
+        config = declared.config(name)
+        if not config.api_key:
+            raise ConfigError(
+                f"DASHSCOPE_FALLBACK names {name!r}, which has no API key: set "
+                f"{config.key_source or 'its key'}"
+            )
+        if "image" not in (config.capabilities or ()):
+            raise ConfigError(
+                f"DASHSCOPE_FALLBACK names {name!r}, which makes no images "
+                f"(it offers {', '.join(sorted(config.capabilities or ()))})"
+            )
+        chain.append(config)
+    return tuple(chain)
 
 
 @dataclass(frozen=True, slots=True)
 class GeneratedPicture:
-    """What one successful attempt produced: the checked image and where it came from."""
+    """What one successful attempt produced: the checked image and where it came from
+    (``provider`` and ``model``: who made it, DashScope or a fallback while it was down)."""
 
     image: Image
     url: str | None = None
     task_id: str | None = None
     actual_prompt: str | None = None
     elapsed: float = 0.0
+    provider: str | None = None
+    model: str | None = None
 
     @property
     def data(self) -> bytes:
@@ -200,6 +278,9 @@ async def generate_aliyun_image(
     prompt: str, *, client: AliyunImageClient, size: str | None = None, model: str | None = None
 ) -> GeneratedPicture:
     """ONE attempt: submit a DashScope image task, poll it to success, download the image.
+
+    With ``client.fallback``, an attempt that meets DashScope down (its breaker open, or
+    an outage answer) asks the fallback for the image at once, within the same attempt.
 
     No retries here (that is :func:`generate_image_with_retry`'s job). Generation is
     bounded by the ``generate`` phase of the current policy (``ALIYUN_IMAGE_TIMEOUT_S``),
@@ -216,31 +297,37 @@ async def generate_aliyun_image(
     polling = provider.polling if limit is None else _polled_for(provider.polling, limit)
     try:
         async with asyncio.timeout(limit):
-            task_id = await provider.submit(
-                prompt, n=1, size=size or client.size, model=model or client.model
+            # While DashScope is down, a fallback provider makes the image instead.
+            generated = await provider.generate_once(
+                prompt,
+                n=1,
+                polling=polling,
+                size=size or client.size,
+                model=model or client.model,
             )
-            status = await provider.wait(task_id, polling=polling)
     except TimeoutError as exc:
         if isinstance(exc, AttemptTimeout) or limit is None:
             raise
         raise AttemptTimeout(limit, phase="generate") from None
-    first = status.results[0] if status.results else {}
-    url = first.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise BadResponse(
-            f"{provider.name}: task {task_id} succeeded without an image url "
-            f"({first.get('code') or 'missing url'})",
-            "missing_fields",
-            provider=provider.name,
-        )
-    image = await download_image(url, transport=provider.transport)
-    actual = first.get("actual_prompt")
+    first = generated[0]
+    served = first.provider or provider.name
+    if first.data is not None:
+        image = image_from_bytes(first.data)
+    else:
+        url = first.url
+        if url is None:
+            raise BadResponse(
+                f"{served}: succeeded without an image url", "missing_fields", provider=served
+            )
+        image = await download_image(url, transport=provider.transport)
     return GeneratedPicture(
         image=image,
-        url=url,
-        task_id=task_id,
-        actual_prompt=actual if isinstance(actual, str) else None,
+        url=first.url,
+        task_id=first.task_id,
+        actual_prompt=first.revised_prompt,
         elapsed=time.monotonic() - started,
+        provider=served,
+        model=client.model_of(served) if served != provider.name else model or client.model,
     )
 
 

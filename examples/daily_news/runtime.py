@@ -9,6 +9,10 @@ The image backend follows the environment, like the seed's app:
 - no ``IMAGE_PROVIDER``: DashScope when ``DASHSCOPE_API_KEY`` (or ``DASHSCOPE_BASE_URL``) is
   set, otherwise the simulator, and the backend's description says it was chosen for that.
 
+With DashScope, a second image provider's key (``OPENAI_API_KEY``, or the providers
+``DASHSCOPE_FALLBACK`` names) makes it DashScope's fallback: see
+:func:`images.fallback_from_env`. Offline, the simulator has none.
+
 :func:`open_runtime` is the flow's ``resources``: ``regen run``, ``regen worker`` and a
 take-over after a crash build the :class:`Runtime` with it, from the environment alone,
 as the app's ``auto`` command does by default. The app's own command builds its Runtime
@@ -171,7 +175,12 @@ def image_backend(
                 "not (api_key missing); set both, or neither to run offline"
             )
         client = AliyunImageClient.from_env(env)
-        yield Backend(client, None, f"DashScope at {client.base_url or DEFAULT_BASE_URL}")
+        where = f"DashScope at {client.base_url or DEFAULT_BASE_URL}"
+        if client.fallback:
+            where += ", while it is down: " + ", ".join(
+                f"{f.name} at {f.base_url}" for f in client.fallback
+            )
+        yield Backend(client, None, where)
         return
     try:
         from regen.sim import run_simulator  # noqa: PLC0415 - optional: the 'sim' extra
@@ -192,6 +201,7 @@ def image_backend(
             env,
             base_url=server.dashscope_base_url,
             api_key=SIM_KEY,
+            fallback=(),  # offline: no real provider stands in for the simulator
             **(
                 {}
                 if interval

@@ -217,8 +217,8 @@ def _save_ready(
     ref = ctx.artifacts.put(picture.data, info.media_type)
     meta = {
         "path": f"assets/{name}",
-        "provider": "aliyun",
-        "model": rt.client.model,
+        "provider": picture.provider or rt.client.name,  # a fallback, while DashScope is down
+        "model": picture.model or rt.client.model,
         "size": rt.client.size,
         "task_id": picture.task_id,
         "url": redact_url(picture.url) if picture.url else None,  # no signed query
@@ -254,10 +254,16 @@ def _save_ready(
             "attempts": outcome.attempts,
             "path": meta["path"],
             "artifact": ref.sha256,
+            "provider": meta["provider"],
         },
     )
     tries = f" on attempt {outcome.attempts}" if outcome.retried else ""
-    rt.say(f"  [green]image saved[/green] {news.post_id}/{meta['path']}{tries}")
+    by = (
+        f" (made by the fallback {meta['provider']}: {rt.client.name} is down)"
+        if meta["provider"] != rt.client.name
+        else ""
+    )
+    rt.say(f"  [green]image saved[/green] {news.post_id}/{meta['path']}{tries}{escape(by)}")
     return _result(news, meta, ref.to_dict())
 
 

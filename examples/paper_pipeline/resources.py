@@ -4,7 +4,9 @@ Chosen from the environment, in whichever process executes a run (the app, ``reg
 ``regen worker``): the real provider when ``OPENAI_API_KEY`` (or ``OPENAI_BASE_URL``) is
 set, else a regen simulator started in this process for as long as the execution lasts.
 The outbox is ``$REGEN_HOME/paper_pipeline/outbox.json`` (default ``./.regen``). Keys
-stay in the provider: nothing here is stored with the run.
+stay in the provider: nothing here is stored with the run. Opened for a run, the real
+provider's circuit breaker and rate limit are kept in the engine's store, shared by every
+worker on it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from examples.paper_pipeline.config import Config
 from examples.paper_pipeline.outbox import Outbox
 from regen import Policy
+from regen.engine import current_provider_state
 from regen.providers import OpenAIProvider, Registry
 from regen.sim import run_simulator
 
@@ -79,6 +82,9 @@ async def open_resources(
     outbox = outbox_for(chosen)
     async with Registry.from_env(env) as registry:
         if "openai" in registry:
+            shared = current_provider_state()
+            if shared is not None:  # opened for a run: one breaker and limit for every worker
+                registry.use_state(shared)
             yield Resources(registry.openai("openai"), outbox, None, chosen.fail_step)
             return
     with run_simulator() as sim:

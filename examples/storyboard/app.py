@@ -35,7 +35,7 @@ from examples.storyboard.records import RECORDS_FILE, Records
 from examples.storyboard.resources import StageResources, data_home
 from examples.storyboard.validation import ValidationError
 from regen.engine import Engine, Run, RunStatus
-from regen.providers import Transport, sniff
+from regen.providers import MemoryState, Transport, sniff
 
 logger = logging.getLogger("examples.storyboard")
 
@@ -53,6 +53,9 @@ class StoryboardApp:
         self.engine = engine or Engine(home=self.home)
         self.engine.register(flow)
         self._tasks: set[asyncio.Task[Run]] = set()
+        #: The image providers' circuit breakers, shared by this app's runs: a provider
+        #: found down stays skipped (its fallback serving) until its breaker lets a probe by.
+        self.provider_state = MemoryState()
 
     def __repr__(self) -> str:
         return f"StoryboardApp({str(self.home)!r})"
@@ -99,7 +102,9 @@ class StoryboardApp:
         """Execute a queued run here, to its end, with this app's records and a connection
         pool of its own (a worker executing it would open the flow's own instead)."""
         async with Transport() as transport:
-            resources = StageResources(self.records, transport, os.environ)
+            resources = StageResources(
+                self.records, transport, os.environ, provider_state=self.provider_state
+            )
             return await self.engine.execute(run_id, resources=resources)
 
     def launch(self, run_id: str) -> asyncio.Task[Run]:

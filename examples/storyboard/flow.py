@@ -160,6 +160,9 @@ async def validate(ctx: StepContext) -> dict[str, Any]:
             f"模型 {provider.model_name}，并发 {CONCURRENCY}）"
         },
     )
+    if provider.fallback:
+        names = "、".join(other.name for other in provider.fallback)
+        ctx.emit("info", {"message": f"{provider.name} 不可用时，由备用提供商 {names} 生成图片"})
     for group in checked.groups:
         if len(group["storyboards"]) > 1:
             ctx.emit(
@@ -241,6 +244,7 @@ async def generate_images(ctx: StepContext, group: dict[str, Any]) -> dict[str, 
             group["params"],
             transport=resources.transport,
             environ=resources.environ,
+            state=resources.provider_state,
         )
     except asyncio.CancelledError:
         item.last_error = "timeout: 超时未完成"
@@ -259,7 +263,16 @@ async def generate_images(ctx: StepContext, group: dict[str, Any]) -> dict[str, 
         "content_type": info.media_type,
         "revised_prompt": generated.revised_prompt,
         "attempts": attempt,
+        "provider": generated.provider,
     }
+    if generated.provider != provider.name:
+        ctx.emit(
+            "info",
+            {
+                "message": f"分镜 {_names(storyboards)} 的图片由备用提供商 "
+                f"{generated.provider} 生成：{provider.name} 暂不可用"
+            },
+        )
     _complete(ctx, records, storyboards, output, cached=False)
     return output
 
@@ -286,6 +299,7 @@ def _complete(
         file_path=str(path),
         cached=cached,
         attempts=0 if cached else output["attempts"],
+        model_provider=output.get("provider"),  # the provider that made it
     )
     for sb in storyboards:
         ctx.emit(

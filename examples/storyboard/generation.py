@@ -12,12 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from examples.storyboard.models import ModelProvider, Storyboard
-from regen.providers import Image, OpenAIProvider, Transport, download_image, image_from_bytes
+from regen.providers import (
+    Image,
+    OpenAIProvider,
+    ProviderConfig,
+    Registry,
+    Secret,
+    SharedState,
+    Transport,
+    download_image,
+    image_from_bytes,
+)
 from regen.retry import ConfigError
 
 DEFAULT_RATIO = "16:9"
@@ -29,13 +39,19 @@ _RESERVED = frozenset({"prompt", "model", "n", "response_format"})
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
     """The provider a stage run uses, as checkpointed (the key is read from the
-    environment when the request is made, never stored)."""
+    environment when the request is made, never stored).
+
+    ``fallback``: the providers that make an image while this one is down (its circuit
+    breaker open, or an attempt meeting an outage), in order: the project's other
+    text-to-image providers, then the system default, those whose key was set.
+    """
 
     name: str
     api_url: str
     model_name: str
     api_key_env: str
     source: str  # "project" (its model config) or "system" (the default provider)
+    fallback: tuple[ProviderInfo, ...] = ()
 
     @classmethod
     def of(cls, provider: ModelProvider, source: str) -> ProviderInfo:
@@ -51,16 +67,36 @@ class ProviderInfo:
             str(data["model_name"]),
             str(data["api_key_env"]),
             str(data["source"]),
+            tuple(cls.from_dict(other) for other in data.get("fallback") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "name": self.name,
             "api_url": self.api_url,
             "model_name": self.model_name,
             "api_key_env": self.api_key_env,
             "source": self.source,
         }
+        if self.fallback:
+            described["fallback"] = [other.to_dict() for other in self.fallback]
+        return described
+
+    def config(
+        self, environ: Mapping[str, str] | None = None, *, fallback: Sequence[str] = ()
+    ) -> ProviderConfig:
+        """This provider as a :class:`regen.providers.ProviderConfig` (its key read now)."""
+        return ProviderConfig(
+            name=self.name,
+            kind="openai",
+            base_url=self.api_url,
+            api_key=Secret(self.api_key(environ)),
+            key_source=self.api_key_env,
+            image_model=self.model_name,
+            capabilities=frozenset({"image"}),
+            source="storyboard model_providers",
+            fallback=tuple(fallback),
+        )
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str:
         """The key, from ``environ`` (default: the process environment); a
@@ -109,11 +145,44 @@ def request_id(key: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """A generated and downloaded image."""
+    """A generated and downloaded image, and the provider that made it (the stage's own,
+    or a fallback while that one was down)."""
 
     image: Image
     url: str | None
     revised_prompt: str | None
+    provider: str
+
+
+def _adapter(
+    provider: ProviderInfo,
+    transport: Transport | None,
+    environ: Mapping[str, str] | None,
+    state: SharedState | None,
+) -> tuple[OpenAIProvider, Registry | None]:
+    """The stage provider's adapter: on its own, or, with fallbacks whose key is set,
+    declared in a registry with them as its ``fallback`` (so its breaker is kept in
+    ``state`` and, while it is open, the fallbacks make the images)."""
+    env = os.environ if environ is None else environ
+    others = [other for other in provider.fallback if env.get(other.api_key_env)]
+    if not others:
+        adapter = OpenAIProvider(
+            provider.api_url,
+            provider.api_key(environ),
+            name=provider.name,
+            image_model=provider.model_name,
+            transport=transport,
+        )
+        return adapter, None
+    registry = Registry(
+        [
+            provider.config(environ, fallback=[other.name for other in others]),
+            *(other.config(environ) for other in others),
+        ],
+        transport=transport,
+        state=state,
+    )
+    return registry.openai(provider.name), registry
 
 
 async def generate(
@@ -123,27 +192,28 @@ async def generate(
     *,
     transport: Transport | None,
     environ: Mapping[str, str] | None = None,
+    state: SharedState | None = None,
 ) -> Generated:
-    """One attempt: ask the gateway for one image, then download and check it (the key
+    """One attempt: ask the gateway for one image, then download and check it (keys
     read from ``environ``, by default the process environment).
+
+    While the provider is down, its fallbacks (``provider.fallback``) are asked in turn
+    within the same attempt; they get the prompt only, not the gateway's extra
+    parameters. ``state`` keeps the providers' circuit breakers between attempts.
 
     No retries here: the flow's per-image policy owns the loop (and its 60 s timeout
     bounds this whole attempt). Failures are classified by regen's providers.
     """
-    adapter = OpenAIProvider(
-        provider.api_url,
-        provider.api_key(environ),
-        name=provider.name,
-        image_model=provider.model_name,
-        transport=transport,
-    )
+    adapter, registry = _adapter(provider, transport, environ, state)
     try:
         images = await adapter.generate_once(prompt, n=1, model=provider.model_name, **dict(params))
         first = images[0]
+        served = first.provider or provider.name
         if first.data is not None:
-            return Generated(image_from_bytes(first.data), None, first.revised_prompt)
+            return Generated(image_from_bytes(first.data), None, first.revised_prompt, served)
         assert first.url is not None
         image = await download_image(first.url, transport=adapter.transport)
-        return Generated(image, first.url, first.revised_prompt)
+        return Generated(image, first.url, first.revised_prompt, served)
     finally:
-        await adapter.aclose()  # closes only a transport it opened itself
+        # Either closes only a transport it opened itself.
+        await (registry.aclose() if registry is not None else adapter.aclose())

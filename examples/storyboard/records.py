@@ -575,15 +575,19 @@ class Records:
         file_path: str,
         cached: bool,
         attempts: int,
+        model_provider: str | None = None,
     ) -> None:
         """Records whose image is in hand; their ``image_url`` is the app's file route
-        (:func:`image_file_url`), whatever the gateway's URL was."""
+        (:func:`image_file_url`), whatever the gateway's URL was. ``model_provider``: the
+        provider that made the image (a fallback's name while the stage's was down);
+        ``None`` keeps the stage's."""
         at = now_iso()
         with self._transaction() as db:
             db.executemany(
                 "UPDATE generated_images SET status = ?, image_url = ?, width = ?, height = ?, "
                 "file_size = ?, artifact_sha256 = ?, file_path = ?, cached = ?, attempts = ?, "
-                "error = NULL, updated_at = ? WHERE id = ?",
+                "model_provider = COALESCE(?, model_provider), error = NULL, updated_at = ? "
+                "WHERE id = ?",
                 [
                     (
                         IMAGE_COMPLETED,
@@ -595,6 +599,7 @@ class Records:
                         file_path,
                         int(cached),
                         attempts,
+                        model_provider,
                         at,
                         i,
                     )

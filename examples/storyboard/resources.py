@@ -26,7 +26,7 @@ import logging
 import os
 from collections import ChainMap
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from examples.storyboard.generation import ProviderInfo
 from examples.storyboard.records import RECORDS_FILE, Records
 from examples.storyboard.validation import ValidationError, resolve_provider
-from regen.providers import Transport
+from regen.providers import MemoryState, SharedState, Transport
 from regen.retry import ConfigError
 from regen.store import home as regen_home
 
@@ -60,12 +60,14 @@ def data_home() -> Path:
 class StageResources:
     """``ctx.resources`` of a stage run.
 
-    ``environ``: where providers' keys are read.
+    ``environ``: where providers' keys are read. ``provider_state``: the providers'
+    circuit breakers, kept across the run's attempts (and, given the same one, runs).
     """
 
     records: Records
     transport: Transport
     environ: Mapping[str, str]
+    provider_state: SharedState = field(default_factory=MemoryState)
 
 
 @contextlib.asynccontextmanager

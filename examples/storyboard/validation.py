@@ -5,12 +5,16 @@ does not exist; its ``storyboard`` stage is not completed; it has no storyboards
 storyboard has no ``image_prompt``; no text-to-image provider is configured (neither in
 the project's model config nor as the system default). Asking for storyboard ids the
 project does not have is refused too.
+
+The plan names the provider (the project's first, else the system default) and its
+fallbacks: the other providers of that order whose key is set.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from examples.storyboard.generation import ProviderInfo, request_id, request_key, request_params
@@ -71,6 +75,33 @@ def resolve_provider(records: Records, image_providers: Sequence[str]) -> Provid
     return ProviderInfo.of(default, "system")
 
 
+def with_fallback(
+    records: Records,
+    image_providers: Sequence[str],
+    provider: ProviderInfo,
+    environ: Mapping[str, str] | None = None,
+) -> ProviderInfo:
+    """``provider`` with its fallbacks: the project's other text-to-image providers, then
+    the system default — those active and whose key is set in ``environ`` (default: the
+    process environment). A second provider is a fallback only once its key is set."""
+    env = os.environ if environ is None else environ
+    candidates = [records.provider(name) for name in image_providers]
+    candidates.append(records.default_provider(TEXT2IMAGE))
+    chosen: dict[str, ProviderInfo] = {}
+    for other in candidates:
+        if (
+            other is None
+            or other.name == provider.name
+            or other.name in chosen
+            or not (other.is_active and other.provider_type == TEXT2IMAGE)
+            or not env.get(other.api_key_env)
+        ):
+            continue
+        source = "project" if other.name in image_providers else "system"
+        chosen[other.name] = ProviderInfo.of(other, source)
+    return replace(provider, fallback=tuple(chosen.values()))
+
+
 def plan(
     records: Records,
     project_id: str,
@@ -116,6 +147,7 @@ def plan(
             "no_provider",
             f"文生图提供商 {provider.name!r} 缺少 API Key：请设置环境变量 {provider.api_key_env}",
         ) from exc
+    provider = with_fallback(records, project.image_providers, provider, environ)
     entries: list[dict[str, Any]] = []
     groups: dict[str, dict[str, Any]] = {}
     for position, sb in enumerate(storyboards, start=1):

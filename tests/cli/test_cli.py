@@ -282,6 +282,7 @@ def test_gc_reports_what_it_removed(home: Path, monkeypatch: pytest.MonkeyPatch)
         "runs_deleted": 0,
         "artifacts_deleted": 0,
         "health_checks_deleted": 0,
+        "counts_deleted": 0,
     }
     assert as_json("gc") == {**nothing, "cache_deleted": 0}  # everything is recent
 

@@ -1,5 +1,5 @@
-"""Engine tests run under the retry core's test mode, on each store backend: a real SQLite
-file per test, and a PostgreSQL database per test (see ``tests/store/conftest.py``)."""
+"""Engine tests run under the retry core's test mode, on each store backend: ``database``
+(``tests/conftest.py``) is a real SQLite file per test, and a PostgreSQL database per test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.store.conftest import postgres_database
 
 from regen.engine import Engine, Settings
 from regen.retry import FakeClock, test_mode
@@ -19,16 +18,6 @@ def clock() -> Iterator[FakeClock]:
     fake = FakeClock()
     with test_mode(clock=fake):
         yield fake
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of this test's database, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'regen.db'}"
-        return
-    with postgres_database() as url:
-        yield url
 
 
 @pytest.fixture

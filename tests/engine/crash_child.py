@@ -1,7 +1,7 @@
 """The crash tests' child: a worker that runs the queued runs until they have all ended.
 
-Run as ``python tests/engine/crash_child.py DB HOME [MODULE:FLOW ...]`` (default: the
-crashy flow); fault points come from the environment (``REGEN_FAULT_POINT``), and the
+Run as ``python tests/engine/crash_child.py DATABASE_URL HOME [MODULE:FLOW ...]`` (default:
+the crashy flow); fault points come from the environment (``REGEN_FAULT_POINT``), and the
 parent may SIGKILL it at random too.
 """
 
@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from regen.engine import Engine
 
 
-async def main(db: str, home: str, flows: list[str]) -> None:
-    engine = Engine(f"sqlite:///{db}", home=home)
+async def main(database: str, home: str, flows: list[str]) -> None:
+    engine = Engine(database, home=home)
     engine.register(*(flows or ["engine.flows:crashy"]))
     stop = asyncio.Event()
 

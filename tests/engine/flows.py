@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from regen.engine import Flow, Param
+from regen.providers import OpenAIProvider
 from regen.retry import Policy, Retryable
 
 linear = Flow("linear", params={"topic": Param(str, default="llm")})
@@ -51,6 +52,43 @@ def side_effect(ctx, item):
 @crashy.step()
 def total(ctx):
     return ctx.results["side_effect"]
+
+
+# --- the worker-fleet crash test's flow: every item a chat request to the simulator -------
+
+#: Items whose request the simulator refuses as invalid (``X-Regen-Fault``): given up at once.
+REFUSED_EVERY, REFUSED_AT = 50, 7
+
+
+def chat_prompt(run_id, item):
+    """The prompt of one item: unique, so the simulator's stats count each item's generations."""
+    return f"crash {run_id} #{item}"
+
+
+def simulator(params):
+    # The worker's environment names the simulator, as a real deployment names its provider.
+    return OpenAIProvider(
+        os.environ["CRASH_SIM_URL"],
+        "sk-crash-suite-0123456789",
+        name="sim",
+        model="sim",
+        policy=Policy(attempts=1, timeout=10.0),
+    )
+
+
+chatty = Flow("chatty", params={"n": Param(int, default=500)}, resources=simulator)
+
+
+@chatty.map(
+    items=lambda ctx: range(ctx.params["n"]),
+    concurrency=4,
+    policy=Policy(attempts=8, timeout=10.0, wait=0.05, max_wait=0.2),
+)
+async def ask(ctx, item):
+    refused = item % REFUSED_EVERY == REFUSED_AT
+    headers = {"X-Regen-Fault": "invalid_param"} if refused else None
+    reply = await ctx.resources.chat_once(chat_prompt(ctx.run_id, item), headers=headers)
+    return len(reply.text)
 
 
 # --- side effects across a crash: an outside system that de-duplicates by key ---------------

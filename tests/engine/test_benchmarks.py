@@ -66,6 +66,17 @@ def test_the_durable_steps_benchmark_runs_every_peer_and_reports_its_ratios() ->
 
 
 @pytest.mark.timeout(150)
+def test_the_shared_state_benchmark_runs_and_reports_its_figures() -> None:
+    figures = _last_json_line(
+        str(BENCHMARKS / "shared_state.py"), "--ops", "20", "--reps", "1", "--json"
+    )
+    per_op = figures["us_per_op"]
+    assert isinstance(per_op, dict)
+    assert set(per_op) == {"memory", "sqlite"}
+    assert set(per_op["sqlite"]) == {"noop_update", "write_update", "count", "noop_update_busy"}
+
+
+@pytest.mark.timeout(150)
 def test_the_outage_benchmark_spares_the_dead_provider_and_keeps_under_the_shared_limit() -> None:
     figures = _last_json_line(str(BENCHMARKS / "outage.py"), "--quick", "--json")
     assert figures["items"] == 200

@@ -1,7 +1,7 @@
 """Crash safety: SIGKILL a worker at random points, again and again, and check that every
 run finishes, that no committed item is ever redone, and that nothing checkpointed is lost;
 and kill one exactly between a step's work and its checkpoint, where only the idempotency
-key keeps a side effect from happening twice."""
+key keeps a side effect from happening twice. On each backend (``database``)."""
 
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ def _succeeded(engine: Engine, run_id: str) -> set[int]:
     return done
 
 
-def _killed_at(point: str, db: Path, home: Path, flow: str) -> None:
+def _killed_at(point: str, database: str, home: Path, flow: str) -> None:
     """Run the queued runs in a child worker that SIGKILLs itself at fault ``point``."""
     env = {**os.environ, "REGEN_FAULT_POINT": f"{point}:1.0"}
     child = subprocess.run(
-        [sys.executable, str(CHILD), str(db), str(home), flow], env=env, timeout=60, check=False
+        [sys.executable, str(CHILD), database, str(home), flow], env=env, timeout=60, check=False
     )
     assert child.returncode == -signal.SIGKILL
 
@@ -55,16 +55,16 @@ def _after_the_lease_expired() -> FakeClock:
 
 
 async def test_a_step_that_published_then_crashed_publishes_once_on_resume(
-    tmp_path: Path,
+    database: str, tmp_path: Path
 ) -> None:
-    db, outbox = tmp_path / "regen.db", Outbox(str(tmp_path))
+    outbox = Outbox(str(tmp_path))
     with (
         test_mode(clock=_after_the_lease_expired()),
-        Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
+        Engine(database, home=tmp_path, settings=Settings()) as engine,
     ):
         run_id = (await engine.start(publisher, {"outbox": str(tmp_path)})).run.id
         # Killed after publish_mcp's work, before its checkpoint was committed.
-        _killed_at("after_step_work", db, tmp_path, "engine.flows:publisher")
+        _killed_at("after_step_work", database, tmp_path, "engine.flows:publisher")
         assert (await engine.get_run(run_id)).status is RunStatus.RUNNING
         assert (await engine.detail(run_id)).steps[0].output is None  # no checkpoint was written
         assert len(outbox.publications()) == 1
@@ -79,15 +79,15 @@ async def test_a_step_that_published_then_crashed_publishes_once_on_resume(
     assert [s["resumed"] for s in starts] == [False, True]
 
 
-async def test_an_items_idempotency_key_survives_a_take_over(tmp_path: Path) -> None:
-    db, log = tmp_path / "regen.db", tmp_path / "render.log"
+async def test_an_items_idempotency_key_survives_a_take_over(database: str, tmp_path: Path) -> None:
+    log = tmp_path / "render.log"
     with (
         test_mode(clock=_after_the_lease_expired()),
-        Engine(f"sqlite:///{db}", home=tmp_path, settings=Settings()) as engine,
+        Engine(database, home=tmp_path, settings=Settings()) as engine,
     ):
         run_id = (await engine.start(keyed, {"log": str(log)})).run.id
         # Killed after the first item's work, before its success was committed.
-        _killed_at("after_item_work", db, tmp_path, "engine.flows:keyed")
+        _killed_at("after_item_work", database, tmp_path, "engine.flows:keyed")
         before = log.read_text().splitlines()
         assert await engine.items(run_id, "render", status="succeeded") == []  # not committed
         run = await engine.execute(run_id)
@@ -108,10 +108,10 @@ async def test_an_items_idempotency_key_survives_a_take_over(tmp_path: Path) -> 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
-    tmp_path: Path,
+    database: str, tmp_path: Path
 ) -> None:
-    db, home = tmp_path / "regen.db", tmp_path
-    engine = Engine(f"sqlite:///{db}", home=home)
+    home = tmp_path
+    engine = Engine(database, home=home)
     logs = {}
     for i in range(RUNS):
         log = tmp_path / f"effects-{i}.log"
@@ -134,7 +134,7 @@ def test_sigkilled_workers_lose_no_checkpoint_and_redo_only_what_was_in_flight(
     started = time.monotonic()
     for _ in range(200):
         env["REGEN_FAULT_SEED"] = str(rng.random())
-        child = subprocess.Popen([sys.executable, str(CHILD), str(db), str(home)], env=env)
+        child = subprocess.Popen([sys.executable, str(CHILD), database, str(home)], env=env)
         try:
             child.wait(timeout=rng.uniform(0.3, 1.5))
         except subprocess.TimeoutExpired:

@@ -14,6 +14,7 @@ from engine.waiting import status_is, until
 from regen.engine import (
     Cache,
     Engine,
+    EngineError,
     Flow,
     InvalidTransition,
     RunExists,
@@ -338,6 +339,14 @@ async def test_starting_with_a_business_key_returns_the_existing_run(engine: Eng
     assert again.run.status is RunStatus.QUEUED
     other = await engine.start(flow, key="novel:1:chapter:4")
     assert other.created
+
+
+async def test_a_business_key_with_a_nul_character_is_refused_on_every_store(
+    engine: Engine,
+) -> None:
+    with pytest.raises(EngineError, match="NUL character"):
+        await engine.start(pipeline([], {}), key="chapter\x003")
+    assert await engine.list_runs() == []
 
 
 def test_one_run_per_key_under_concurrent_starts(engine: Engine) -> None:

@@ -27,6 +27,7 @@ def test_every_variable_is_read() -> None:
             "REGEN_RUN_RETENTION_DAYS": "7",
             "REGEN_GC_INTERVAL_S": "60",
             "REGEN_AUTO_RETRY": "off",
+            "REGEN_STATS_RETENTION_DAYS": "2",
         }
     )
     assert settings == Settings(
@@ -35,6 +36,7 @@ def test_every_variable_is_read() -> None:
         run_retention_days=7.0,
         gc_interval=60.0,
         auto_retry=False,
+        stats_retention_days=2.0,
     )
 
 

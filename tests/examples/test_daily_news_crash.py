@@ -49,7 +49,7 @@ def environment(sim: SimServer) -> dict[str, str]:
     }
     env.update(
         {
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "DASHSCOPE_BASE_URL": sim.dashscope_base_url,  # this process's simulator
             "DASHSCOPE_API_KEY": KEY,
             "ALIYUN_IMAGE_POLL_INTERVAL_S": "0.05",

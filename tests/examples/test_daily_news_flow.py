@@ -568,7 +568,7 @@ def command(
             ("ALIYUN_IMAGE_", "DASHSCOPE_", "IMAGE_PROVIDER", "REGEN_", "DAILY_NEWS_")
         )
     }
-    base["PYTHONPATH"] = str(ROOT)
+    base["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])  # this checkout's regen
     base["ALIYUN_IMAGE_POLL_INTERVAL_S"] = "0.02"
     base["COLUMNS"] = "400"  # one console line per message, whatever the terminal
     return subprocess.run(

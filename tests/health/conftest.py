@@ -1,9 +1,9 @@
-"""A simulator that accepts one key, a real SQLite store, and providers built on both."""
+"""A simulator that accepts one key, a real store on each backend (a SQLite file, a
+PostgreSQL database), and providers built on both."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from regen.health import HealthMonitor, HealthSettings
 from regen.providers import ProviderConfig, Registry, Secret
 from regen.sim import SimServer, run_simulator
-from regen.store import SQLiteStore
+from regen.store import Store, open_store
 
 #: The only key the simulator accepts.
 KEY = "sk-health-good-0123456789abcdef"
@@ -36,8 +36,8 @@ def sim(_sim_server: SimServer) -> SimServer:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "regen.db")
+async def store(database: str) -> AsyncIterator[Store]:
+    opened = open_store(database)
     try:
         yield opened
     finally:

@@ -6,7 +6,6 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from regen.health import HealthMonitor, HealthSettings
 from regen.providers import Registry
 from regen.service._health_api import health_router
 from regen.sim import SimServer
-from regen.store import SQLiteStore
+from regen.store import Store, open_store
 
 from .conftest import KEY, TIMEOUT, WRONG_KEY, provider, requests
 
@@ -54,7 +53,7 @@ def serve(app: FastAPI) -> Iterator[httpx.Client]:
 
 
 def build(
-    sim: SimServer, store: SQLiteStore | None, *, schedule: bool, interval: float = 60.0
+    sim: SimServer, store: Store | None, *, schedule: bool, interval: float = 60.0
 ) -> FastAPI:
     registry = Registry(
         [
@@ -84,14 +83,14 @@ def build(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "regen.db")
+def store(database: str) -> Iterator[Store]:
+    opened = open_store(database)
     yield opened
     opened.close_now()
 
 
 @pytest.fixture
-def client(sim: SimServer, store: SQLiteStore) -> Iterator[httpx.Client]:
+def client(sim: SimServer, store: Store) -> Iterator[httpx.Client]:
     with serve(build(sim, store, schedule=False)) as opened:
         yield opened
 
@@ -191,7 +190,7 @@ def test_the_openapi_schema_lists_every_route(client: httpx.Client) -> None:
     assert "404" in paths["/api/models/health/{name}"]["get"]["responses"]
 
 
-def test_a_started_monitor_checks_in_the_background(sim: SimServer, store: SQLiteStore) -> None:
+def test_a_started_monitor_checks_in_the_background(sim: SimServer, store: Store) -> None:
     with serve(build(sim, store, schedule=True, interval=0.05)) as client:
         deadline = time.monotonic() + 5
         while len(client.get("/api/models/health/good/history").json()["checks"]) < 2:

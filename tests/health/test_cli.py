@@ -10,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import regen
 from regen.sim import SimServer
 from regen.store import SQLiteStore
 
 from .conftest import WRONG_KEY
 
 _PROVIDER_VARS = ("_API_KEY", "_BASE_URL", "_MODEL")
+#: The regen under test, for the child process, whatever its working directory.
+_SOURCE = str(Path(regen.__file__).resolve().parents[1])
 
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
@@ -25,7 +28,7 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.endswith(_PROVIDER_VARS) and not name.startswith(("REGEN_", "MODEL_HEALTH"))
     }
-    return {**env, "REGEN_HOME": str(home), **extra}
+    return {**env, "PYTHONPATH": _SOURCE, "REGEN_HOME": str(home), **extra}
 
 
 def regen_health(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

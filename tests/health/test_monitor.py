@@ -13,7 +13,7 @@ import pytest
 from regen.health import HealthMonitor, HealthSettings, UnknownProvider
 from regen.providers import Registry
 from regen.sim import SimServer, run_simulator
-from regen.store import SQLiteStore
+from regen.store import Store
 
 from .conftest import KEY, TIMEOUT, WRONG_KEY, monitor, provider, requests
 
@@ -65,7 +65,7 @@ async def test_quota_is_the_lower_of_the_requests_and_tokens_families(registry: 
 async def test_a_refused_key_is_401_and_never_shown(
     sim: SimServer,
     registry: Registry,
-    store: SQLiteStore,
+    store: Store,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -187,7 +187,7 @@ async def test_the_schedule_waits_out_retry_after_then_checks_again(
 
 
 async def test_the_schedule_checks_every_interval_and_keeps_a_history(
-    sim: SimServer, registry: Registry, store: SQLiteStore
+    sim: SimServer, registry: Registry, store: Store
 ) -> None:
     watched = monitor(registry, provider("openai", sim.openai_base_url), store=store, interval=0.03)
     async with watched:

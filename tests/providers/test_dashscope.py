@@ -33,6 +33,7 @@ async def test_a_task_is_submitted_polled_and_read(
     images = await dashscope.generate_images(PROMPT, n=2, size="1024*1024")
     assert [i.index for i in images] == [0, 1]
     assert all(i.url and i.revised_prompt == PROMPT for i in images)
+    assert [i.task_id for i in images] == [next(iter(sim.stats()["tasks"]))] * 2
     assert requests(sim, "dashscope_submit") == 1
     assert requests(sim, "dashscope_task") >= 2  # PENDING/RUNNING first, then SUCCEEDED
 

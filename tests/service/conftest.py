@@ -1,4 +1,5 @@
-"""Service tests: an engine on a real SQLite file, its app served on loopback."""
+"""Service tests: an engine on each store backend (``database``: a real SQLite file, a real
+PostgreSQL database), its app served on loopback."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ FLOWS = ["tests.service.flows:story", "tests.service.flows:pipeline"]
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
+def engine(database: str, tmp_path: Path) -> Iterator[Engine]:
+    eng = Engine(database, home=tmp_path)
     try:
         yield eng
     finally:

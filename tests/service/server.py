@@ -18,6 +18,8 @@ import httpx
 import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
+#: What a child process imports: this checkout's regen (``src``) and its tests and examples.
+PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 class Served:
@@ -54,7 +56,7 @@ class ServeProcess:
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.args = args
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.env = {**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 

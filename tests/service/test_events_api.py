@@ -5,11 +5,16 @@ all-runs stream, keep-alives."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
-from tests.service.server import Served, sse_events
+from tests.service.server import PYTHONPATH, ROOT, Served, sse_events
 from tests.service.waiting import wait_final
+from tests.store.conftest import postgres_database
 
 from regen.engine import Engine
 from regen.service import create_app
@@ -207,13 +212,15 @@ def test_an_idle_stream_sends_retry_and_keep_alive_comments(
     assert seen[-1]["event"] == "end"
 
 
-def test_a_run_executed_by_another_process_is_followed(engine: Engine, tmp_path: Path) -> None:
+def test_a_run_executed_by_another_engine_is_followed(
+    engine: Engine, database: str, tmp_path: Path
+) -> None:
     # A server that only queues (--no-execute): the run is executed elsewhere (here, by
     # another engine on the same database) and the stream still follows it to its end.
     app = create_app(engine, flows=["tests.service.flows:story"], poll=0.05)
     with Served(app) as served, httpx.Client(base_url=served.url, timeout=20) as c:
         run_id = start(c, "story", {"words": 3})
-        other = Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
+        other = Engine(database, home=tmp_path)
         try:
             done = threading_run(other, run_id)
             got = read(c, f"/api/runs/{run_id}/events", count=None)
@@ -266,3 +273,48 @@ def test_a_subscriber_that_stops_reading_blocks_neither_the_run_nor_others(
         slow.close()
     ids = [int(n) for n in re.findall(rb"\nid: (\d+)\n", b"\n" + received)]
     assert ids == everything
+
+
+def test_a_run_executed_by_a_worker_process_on_postgresql_is_followed_as_it_happens(
+    tmp_path: Path,
+) -> None:
+    # The service only queues; a `regen worker` process executes the run. The service's
+    # streams poll the database every 30 s, so a stream that keeps up with the run
+    # hears the worker's commits through LISTEN/NOTIFY.
+    words, delay, poll = 20, 0.1, 30.0
+    with (
+        postgres_database() as url,
+        Engine(url, home=tmp_path) as engine,
+        Served(create_app(engine, flows=["tests.service.flows:story"], poll=poll)) as served,
+        httpx.Client(base_url=served.url, timeout=30) as c,
+    ):
+        run_id = start(c, "story", {"words": words, "delay": delay})
+        command = [sys.executable, "-m", "regen.cli", "--database-url", url]
+        command += ["--home", str(tmp_path), "worker", "--flow", "tests.service.flows:story"]
+        worker = subprocess.Popen(
+            [*command, "--max-runs", "1"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": PYTHONPATH},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            began = time.monotonic()
+            got, live = [], 0
+            with c.stream("GET", f"/api/runs/{run_id}/events") as response:
+                for event in sse_events(response):
+                    if "event" in event:
+                        got.append(event)
+                        live += event["event"] == "chunk" and worker.poll() is None
+            took = time.monotonic() - began
+            assert worker.wait(30) == 0
+        finally:
+            worker.kill()
+            worker.wait(30)
+    ids = seqs(got)
+    assert ids == list(range(1, len(ids) + 1))  # in order, none missing, none repeated
+    assert text(got) == "".join(f"w{i} " for i in range(words))
+    assert got[-1]["event"] == "end"
+    assert json.loads(got[-1]["data"])["status"] == "succeeded"
+    assert live >= words // 2  # received while the worker was still writing them
+    assert took < poll / 2  # never waited for a poll

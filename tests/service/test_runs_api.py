@@ -51,6 +51,30 @@ def test_starting_refuses_what_does_not_fit(client: httpx.Client) -> None:
     assert not_json.status_code == 422
 
 
+def test_text_no_store_can_hold_is_refused_or_not_found_alike(client: httpx.Client) -> None:
+    # The same answers on SQLite and PostgreSQL (whose text cannot hold a NUL character,
+    # and whose numbers stop at 2**63 - 1).
+    nul_key = client.post("/api/runs", json={"flow": "story", "key": "day\x001"})
+    assert nul_key.status_code == 422
+    assert "key" in nul_key.text
+    for method, path in [
+        ("GET", "/api/runs/r%00"),
+        ("POST", "/api/runs/r%00/cancel"),
+        ("DELETE", "/api/runs/r%00"),
+        ("GET", "/api/runs/r%00/checkpoint"),
+    ]:
+        assert client.request(method, path).status_code == 404, (method, path)
+    listed = client.get("/api/runs", params={"flow": "story\x00"})
+    assert (listed.status_code, listed.json()["runs"]) == (200, [])
+    run_id = start(client, "story")["run"]["id"]
+    beyond = str(2**63)
+    assert client.get(f"/api/runs/{run_id}/events", params={"after": beyond}).status_code == 422
+    assert client.get("/api/events", params={"after": beyond}).status_code == 422
+    resumed = client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": beyond})
+    assert resumed.status_code == 400
+    assert "not an id this stream sent" in resumed.json()["detail"]
+
+
 def test_runs_are_listed_newest_first_filtered_and_paged(client: httpx.Client) -> None:
     ids = [start(client, "pipeline")["run"]["id"] for _ in range(3)]
     story = start(client, "story")["run"]["id"]

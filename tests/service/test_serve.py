@@ -1,5 +1,6 @@
 """``regen serve`` as a real process: binding rules, the token from the environment, an
-empty directory, --no-execute, and an event stream resumed across a server restart."""
+empty directory, --no-execute, and an event stream resumed across a server restart (the
+last two on each store backend, named by ``REGEN_DATABASE_URL``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from tests.service.server import ROOT, ServeProcess, sse_events
+from tests.service.server import PYTHONPATH, ROOT, ServeProcess, sse_events
 from tests.service.waiting import wait_final
 
 STORY = "tests.service.flows:story"
@@ -20,7 +21,7 @@ def regen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
     return subprocess.run(
         [sys.executable, "-m", "regen.cli", *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
@@ -45,7 +46,7 @@ def test_it_starts_in_an_empty_directory_with_its_token_from_the_environment(
     server = subprocess.Popen(
         [sys.executable, "-m", "regen.cli", "serve", "--port", "0", "--flow", STORY],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "REGEN_TOKEN": token},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "REGEN_TOKEN": token},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,9 +76,10 @@ def test_it_starts_in_an_empty_directory_with_its_token_from_the_environment(
         server.communicate(timeout=10)
 
 
-def test_no_execute_only_queues(tmp_path: Path) -> None:
+def test_no_execute_only_queues(database: str, tmp_path: Path) -> None:
+    on = {"REGEN_DATABASE_URL": database}
     with (
-        ServeProcess(tmp_path / "home", "--flow", STORY, "--no-execute") as served,
+        ServeProcess(tmp_path / "home", "--flow", STORY, "--no-execute", env=on) as served,
         httpx.Client(base_url=served.url) as c,
     ):
         run_id = c.post("/api/runs", json={"flow": "story"}).json()["run"]["id"]
@@ -90,16 +92,17 @@ def test_no_execute_only_queues(tmp_path: Path) -> None:
             "--max-runs",
             "1",
             cwd=ROOT,
+            env=on,
         )
         assert worker.returncode == 0, worker.stderr
         assert c.get(f"/api/runs/{run_id}").json()["status"] == "succeeded"
 
 
 def test_a_stream_resumes_across_a_server_restart_with_nothing_lost_or_repeated(
-    tmp_path: Path,
+    database: str, tmp_path: Path
 ) -> None:
     home, gate = tmp_path / "home", tmp_path / "gate"
-    env = {"REGEN_LEASE_TTL_S": "1"}
+    env = {"REGEN_LEASE_TTL_S": "1", "REGEN_DATABASE_URL": database}
     first = ServeProcess(home, "--flow", STORY, env=env).start()
     try:
         with httpx.Client(base_url=first.url, timeout=10) as c:

@@ -13,6 +13,7 @@ from tests.service.waiting import wait_final
 
 from regen.engine import Engine
 from regen.service import create_app
+from regen.store import Count, SQLiteStore
 
 TOKEN = "tok-3f9a7c21b5d84e60"
 
@@ -91,6 +92,63 @@ def test_metrics_count_runs_attempts_give_ups_and_step_durations(
     assert 'regen_step_duration_seconds_count{status="failed",step="analyze"} 1.0' in lines
     # A second scrape reads only what is new: nothing is counted twice.
     assert 'regen_attempts_failed_total{kind="connection"} 1.0' in client.get("/metrics").text
+
+
+def test_metrics_show_every_workers_provider_counters_and_breaker_states(
+    client: httpx.Client, engine: Engine, tmp_path: Path
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    async def another_worker() -> None:
+        store = SQLiteStore(tmp_path / "regen.db")
+        try:
+            await store.add_counts(
+                [
+                    Count(60.0, "dashscope", "", "attempts", 7),
+                    Count(60.0, "dashscope", "timeout", "retries", 3),
+                    Count(120.0, "dashscope", "timeout", "retries", 1),
+                    Count(60.0, "", "", "saved_by_checkpoint", 2),
+                ]
+            )
+            await store.update_state("breaker:dashscope:wanx", lambda _: ('{"state":"open"}', 0))
+            await store.update_state("breaker:openai", lambda _: ('{"state":"half_open"}', 0))
+        finally:
+            await store.close()
+
+    asyncio.run(another_worker())
+    lines = client.get("/metrics").text.splitlines()
+    assert (
+        'regen_provider_calls_total{counter="attempts",kind="",provider="dashscope"} 7.0' in lines
+    )
+    assert (
+        'regen_provider_calls_total{counter="retries",kind="timeout",provider="dashscope"} 4.0'
+        in lines
+    )
+    assert (
+        'regen_provider_calls_total{counter="saved_by_checkpoint",kind="",provider=""} 2.0' in lines
+    )
+    assert 'regen_provider_breaker_state{provider="dashscope"} 2.0' in lines
+    assert 'regen_provider_breaker_state{provider="openai"} 1.0' in lines
+
+
+def test_the_app_watches_for_alerts_while_it_runs(engine: Engine, tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from regen.health import AlertSettings  # noqa: PLC0415
+
+    out = tmp_path / "alert.json"
+    script = tmp_path / "alert.py"
+    script.write_text(f"import sys; open({str(out)!r}, 'w').write(sys.stdin.read())")
+    settings = AlertSettings(command=f"{sys.executable} {script}", interval_s=0.1)
+    asyncio.run(engine.provider_state.update("breaker:wanx", lambda _: ({"state": "open"}, None)))
+    with Served(create_app(engine, flows=FLOWS, alerts=settings)):
+        deadline = time.monotonic() + 20
+        while not out.exists() or not out.read_text():
+            assert time.monotonic() < deadline, "no alert was sent"
+            time.sleep(0.02)
+    assert '"breaker_open"' in out.read_text()
 
 
 def test_the_schema_names_every_route(client: httpx.Client) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from regen.store import (
     AddEvent,
     Artifact,
+    Count,
     CountAttempt,
     EndItem,
     EndRun,
@@ -105,6 +107,28 @@ async def test_one_run_per_business_key_whatever_the_concurrency(
     assert found is not None
     assert found.id == outcomes[0][0].id
     assert (await store.create_run(_new("r99", "k", flow="g"), 1.0))[1]  # per flow
+
+
+async def test_text_no_store_can_hold_matches_no_run(store: Store) -> None:
+    # PostgreSQL text cannot hold a NUL character: such an id, flow or key finds nothing,
+    # as it finds nothing in SQLite, instead of failing the query.
+    await store.create_run(_new("r1", "k"), 1.0)
+    odd = "r1\x00"
+    assert await store.get_run(odd) is None
+    assert await store.find_run("f", "k\x00") is None
+    assert await store.list_runs(flow="f\x00") == []
+    assert await store.get_steps(odd) == []
+    assert await store.read_events(odd) == []
+    assert await store.get_items(odd, "draw") == []
+    assert await store.due_retries(5.0, ["f\x00"]) == []
+    for refused in (
+        store.request_cancel(odd, 2.0),
+        store.delete_run(odd),
+        store.retry_run(odd, 2.0),
+    ):
+        with pytest.raises(RunNotFound):
+            await refused
+    assert (await store.get_run("r1")) is not None  # nothing else was touched
 
 
 async def test_runs_are_listed_newest_first_with_filters_and_paging(store: Store) -> None:
@@ -575,3 +599,150 @@ async def test_an_event_number_is_never_handed_out_twice_after_deletions(store: 
     assert await store.read_all_events() == []
     await store.create_run(_new("after"), 30.0)
     assert [e.run_id for e in await store.read_all_events(after=seen)] == ["after"]
+# --- state shared by every worker, and counters --------------------------------------------
+
+
+def _increment(text: str | None) -> tuple[str | None, int]:
+    n = 0 if text is None else json.loads(text)["n"]
+    return json.dumps({"n": n + 1}), n + 1
+
+
+async def test_a_state_update_reads_changes_and_returns_what_the_change_says(store: Store) -> None:
+    assert await store.update_state("breaker:sim", _increment) == 1
+    assert await store.update_state("breaker:sim", _increment) == 2
+    assert await store.read_state("breaker:") == {"breaker:sim": '{"n": 2}'}
+
+
+async def test_a_change_returning_none_deletes_the_key(store: Store) -> None:
+    await store.update_state("limit:sim", _increment)
+    seen = await store.update_state("limit:sim", lambda text: (None, text))
+    assert seen == '{"n": 1}'
+    assert await store.read_state("limit:") == {}
+    assert await store.update_state("limit:sim", lambda text: (None, text)) is None
+
+
+async def test_a_failing_change_writes_nothing(store: Store) -> None:
+    await store.update_state("k", _increment)
+
+    def broken(text: str | None) -> tuple[str | None, None]:
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError, match="bad value"):
+        await store.update_state("k", broken)
+    assert await store.read_state("k") == {"k": '{"n": 1}'}
+
+
+async def test_state_is_read_by_prefix_and_seen_by_another_process(
+    store: Store, other: Store
+) -> None:
+    for key in ("breaker:openai", "breaker:openai:gpt-4o", "breaker_x", "limit:openai"):
+        await store.update_state(key, _increment)
+    assert sorted(await other.read_state("breaker:")) == ["breaker:openai", "breaker:openai:gpt-4o"]
+    assert len(await other.read_state("")) == 4
+    assert await other.read_state("%") == {}
+
+
+async def test_concurrent_updates_from_two_stores_lose_none(store: Store, other: Store) -> None:
+    results = await asyncio.gather(
+        *(s.update_state("breaker:sim", _increment) for _ in range(40) for s in (store, other))
+    )
+    assert sorted(results) == list(range(1, 81))
+    assert await store.read_state("breaker:sim") == {"breaker:sim": '{"n": 80}'}
+
+
+_INCREMENTER = """
+import asyncio, json, sys
+from regen.store import Count, open_store
+
+def increment(text):
+    n = 0 if text is None else json.loads(text)["n"]
+    return json.dumps({"n": n + 1}), n + 1
+
+async def main():
+    store = open_store(sys.argv[1])
+    try:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(int(sys.argv[2])):
+            await store.update_state("breaker:sim", increment)
+        await store.add_counts([Count(0.0, "sim", "", "attempts", 1)])
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_updates_from_two_processes_at_once_lose_none(store: Store) -> None:
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _INCREMENTER,
+            store.location,
+            "50",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        assert process.stdout is not None
+        assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"
+    await asyncio.wait_for(asyncio.gather(*(p.communicate(b"go\n") for p in processes)), 60)
+    assert [p.returncode for p in processes] == [0, 0]
+    assert await store.read_state("breaker:sim") == {"breaker:sim": '{"n": 100}'}
+    assert await store.read_counts() == {("sim", "", "attempts"): 2}
+
+
+async def test_counts_add_up_per_counter_and_since_leaves_older_buckets_out(
+    store: Store, other: Store
+) -> None:
+    await store.add_counts(
+        [
+            Count(60.0, "openai", "timeout", "retries", 2),
+            Count(60.0, "openai", "", "attempts", 5),
+            Count(120.0, "openai", "", "attempts", 3),
+        ]
+    )
+    await other.add_counts(
+        [Count(120.0, "openai", "", "attempts", 4), Count(180.0, "sim", "", "give_ups", 1)]
+    )
+    await store.add_counts([])
+    assert await store.read_counts() == {
+        ("openai", "timeout", "retries"): 2,
+        ("openai", "", "attempts"): 12,
+        ("sim", "", "give_ups"): 1,
+    }
+    assert await other.read_counts(since=120.0) == {
+        ("openai", "", "attempts"): 7,
+        ("sim", "", "give_ups"): 1,
+    }
+    assert await store.read_counts(since=181.0) == {}
+
+
+async def test_counts_concurrent_from_two_stores_all_land(store: Store, other: Store) -> None:
+    rows = [Count(60.0, "p", "", "attempts", 1), Count(60.0, "q", "", "attempts", 1)]
+    await asyncio.gather(
+        *(s.add_counts(rows if i % 2 else rows[::-1]) for i in range(20) for s in (store, other))
+    )
+    assert await store.read_counts() == {("p", "", "attempts"): 40, ("q", "", "attempts"): 40}
+
+
+async def test_the_clean_up_drops_count_buckets_past_their_retention(store: Store) -> None:
+    await store.add_counts([Count(b, "sim", "", "attempts", 1) for b in (0.0, 60.0, 120.0)])
+    kept = await store.collect(
+        checkpoints_before=0, runs_before=0, artifacts_before=0, now=200, remove_file=print
+    )
+    assert kept.counts_deleted == 0
+    assert await store.read_counts() == {("sim", "", "attempts"): 3}
+    counts = await store.collect(
+        checkpoints_before=0,
+        runs_before=0,
+        artifacts_before=0,
+        now=200,
+        remove_file=print,
+        counts_before=100.0,
+    )
+    assert counts.counts_deleted == 2
+    assert await store.read_counts() == {("sim", "", "attempts"): 1}

@@ -78,14 +78,25 @@ def _structure(url: str) -> dict[str, Any]:
         }
 
 
+def _last_holding(migrations: list[tuple[int, str]], replace: tuple[str, str] | None) -> int:
+    """The number of the last migration whose script holds the text to replace (the one
+    where that part of the schema was last written)."""
+    if replace is None:
+        return -1
+    holding = [number for number, text in migrations if replace[0] in text]
+    assert holding, f"no migration holds {replace[0]!r}"
+    return holding[-1]
+
+
 def _migrate(url: str, replace: tuple[str, str] | None = None) -> None:
-    """Run every migration script in order (``replace``: an edit made to the last first)."""
+    """Run every migration script in order (``replace``: an edit made first to the
+    last script holding that text)."""
     migrations = _queries.migrations("postgres")
+    edited = _last_holding(migrations, replace)
     with psycopg.connect(url, autocommit=True) as conn:
         for number, text in migrations:
             script = text
-            if replace is not None and number == migrations[-1][0]:
-                assert replace[0] in script
+            if replace is not None and number == edited:
                 script = script.replace(*replace)
             conn.execute(script.encode())
         conn.execute("INSERT INTO regen_schema (version) VALUES (%s)", (migrations[-1][0],))

@@ -81,14 +81,22 @@ def _structure(path: Path) -> dict[str, object]:
         conn.close()
 
 
+def _last_holding(migrations: list[tuple[int, str]], replace: tuple[str, str] | None) -> int:
+    """The number of the last migration whose script holds the text to replace (the one
+    where that part of the schema was last written)."""
+    if replace is None:
+        return -1
+    holding = [number for number, text in migrations if replace[0] in text]
+    assert holding, f"no migration holds {replace[0]!r}"
+    return holding[-1]
+
+
 def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
     """A database built by running every migration script in order (``replace``: an
-    edit made to the newest script holding the text first)."""
+    edit made first to the last script holding that text)."""
     conn = sqlite3.connect(path, isolation_level=None)
     migrations = _queries.migrations("sqlite")
-    edited = None
-    if replace is not None:
-        edited = max(number for number, text in migrations if replace[0] in text)
+    edited = _last_holding(migrations, replace)
     try:
         for number, text in migrations:
             script = text

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "regen.cli._runs",
     "regen.cli._serve",
     "regen.cli._sim",
+    "regen.cli._stats",
     "regen.cli._worker",
 )
 

@@ -3,8 +3,13 @@
 Three illustrated posts are wanted from fifteen news candidates. Each candidate's image is a
 DashScope-style task (submit, poll) plus a download, one attempt, retried per item; the
 simulator is scripted so every behaviour shows once (see :data:`SCRIPT`). A last step
-"publishes" the posts through a chat call that fails the first time, so the run fails at
-that step and the demo resumes it from there, keeping every image.
+"publishes" the posts through a chat call to a second simulator, ``backup``, that fails the
+first time (:data:`BACKUP_SCRIPT`), so the run fails at that step and the demo resumes it
+from there, keeping every image.
+
+The image provider ``sim`` is declared with ``backup`` (OpenAI-style) as its fallback: when
+``sim`` goes down, its circuit breaker opens after :data:`BREAKER_FAILURES` failed calls
+and ``backup`` makes the images.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from regen.engine import Flow, Param, StepContext
-from regen.providers import DashScopeProvider, OpenAIProvider, Polling, download_image
+from regen.providers import (
+    BreakerSettings,
+    DashScopeProvider,
+    OpenAIProvider,
+    Polling,
+    ProviderConfig,
+    Registry,
+    Secret,
+    download_image,
+)
 from regen.retry import Policy
 
 HEADLINES = (
@@ -46,19 +60,35 @@ SCRIPT: tuple[dict[str, Any], ...] = (
     },
     # 3rd: a 429 asking for a 1 s wait → waits, then an image.
     {"prompt_contains": HEADLINES[2], "route": "dashscope_submit", "steps": ["rate_limit:1"]},
-    # The publishing call fails once: the run fails at its last step, then resumes there.
+)
+#: The second simulator's script (``backup``: chat, and images while ``sim`` is down): the
+#: publishing call fails once, so the run fails at its last step, then resumes there.
+BACKUP_SCRIPT: tuple[dict[str, Any], ...] = (
     {"prompt_contains": "publish", "route": "chat", "steps": ["server_error"]},
 )
 
 ITEM_POLICY = Policy(attempts=3, timeout=1.5, wait=0.2, multiplier=1, max_wait=0.2)
+#: The image providers' names: the simulator the batch uses, and its fallback.
+PRIMARY, FALLBACK = "sim", "backup"
+#: Failed calls in a row that open ``sim``'s circuit breaker (a short demo: regen's default is 5).
+BREAKER_FAILURES = 3
+_KEY = "sk-demo-0000000000"
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The providers the demo's steps call, as ``ctx.resources`` (never stored: keys)."""
+    """The providers the demo's steps call, as ``ctx.resources`` (never stored: keys).
+
+    ``registry`` declares ``images`` (``sim``) with ``backup`` as its fallback, and
+    ``chat`` (``backup``); it keeps their circuit breakers and counters."""
 
     images: DashScopeProvider
     chat: OpenAIProvider
+    registry: Registry
+
+    async def aclose(self) -> None:
+        """Close every provider's connections."""
+        await self.registry.aclose()
 
 
 flow = Flow(
@@ -83,7 +113,11 @@ async def illustrate(ctx: StepContext, prompt: str) -> dict[str, Any]:
     url = generated[0].url
     assert url is not None  # DashScope answers with URLs
     image = await download_image(url, transport=provider.transport, timeout=1.0)
-    return {"prompt": prompt, "image": ctx.artifacts.put(image.data).to_dict()}
+    return {
+        "prompt": prompt,
+        "image": ctx.artifacts.put(image.data).to_dict(),
+        "provider": generated[0].provider,  # sim, or backup while sim is down
+    }
 
 
 @flow.step()
@@ -94,12 +128,35 @@ async def publish(ctx: StepContext) -> dict[str, Any]:
     return {"published": len(posts), "receipt": reply[:40]}
 
 
-def make_services(dashscope_base_url: str, openai_base_url: str) -> Services:
-    """Providers pointed at the simulator, with short polls for a demo."""
+def make_services(dashscope_base_url: str, backup_base_url: str) -> Services:
+    """Providers pointed at the simulators, with short polls for a demo: images from
+    ``sim`` (DashScope-style) with ``backup`` (OpenAI-style) as its fallback, chat from
+    ``backup``."""
     polling = Polling(interval=0.05, max_interval=0.1, deadline=1.0, error_wait=0.1)
+    registry = Registry(
+        [
+            ProviderConfig(
+                name=PRIMARY,
+                kind="dashscope",
+                base_url=dashscope_base_url,
+                api_key=Secret(_KEY),
+                polling=polling,
+                breaker=BreakerSettings(failures=BREAKER_FAILURES),
+                fallback=(FALLBACK,),
+            ),
+            ProviderConfig(
+                name=FALLBACK,
+                kind="openai",
+                base_url=backup_base_url,
+                api_key=Secret(_KEY),
+                image_model="dall-e-3",
+                policy=Policy(attempts=1, timeout=2),
+            ),
+        ],
+        default=PRIMARY,
+    )
     return Services(
-        images=DashScopeProvider(dashscope_base_url, "sk-demo-0000000000", polling=polling),
-        chat=OpenAIProvider(
-            openai_base_url, "sk-demo-0000000000", policy=Policy(attempts=1, timeout=2)
-        ),
+        images=registry.dashscope(PRIMARY),
+        chat=registry.openai(FALLBACK),
+        registry=registry,
     )

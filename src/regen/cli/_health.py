@@ -1,5 +1,6 @@
 """``regen health``: every configured provider checked once (or every interval with
-``--watch``), shown as a table or JSON; exit status 0 when all are healthy, else 1.
+``--watch``), shown as a table or JSON with its circuit breaker; exit status 0 when all
+are healthy, else 1. The checks feed the breakers every worker on the database shares.
 
 With no provider configured (no key in the environment, no ``regen.toml``), the built-in
 simulator is started in this process and checked, labelled as such.
@@ -32,6 +33,7 @@ SIMULATOR_SOURCE = "built-in simulator"
 _SIMULATOR_KEY = "sk-regen-builtin-simulator"
 
 _STYLE = {"healthy": "green", "unhealthy": "red", "unknown": "dim"}
+_BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "red"}
 
 
 @contextlib.contextmanager
@@ -83,8 +85,9 @@ def _open_store(ctx: click.Context) -> Store | None:
 
 
 def _table(statuses: list[ProviderHealth]) -> Table:
-    table = Table("provider", "status", "latency", "error", "quota", "last check")
-    table.columns[0].no_wrap = True
+    table = Table("provider", "status", "latency", "error", "quota", "last check", "breaker")
+    for column in (0, 1, 6):  # names and states whole; the other columns give way
+        table.columns[column].no_wrap = True
     for s in statuses:
         style = _STYLE.get(s.status, "")
         name = s.name if s.source != SIMULATOR_SOURCE else f"{s.name} ({SIMULATOR_SOURCE})"
@@ -95,8 +98,19 @@ def _table(statuses: list[ProviderHealth]) -> Table:
             s.error or "-",
             "-" if s.quota_remaining is None else f"{s.quota_remaining:g}%",
             when(s.last_check),
+            _breaker(s),
         )
     return table
+
+
+def _breaker(s: ProviderHealth) -> str:
+    if s.breaker is None:
+        return "-"
+    style = _BREAKER_STYLE.get(s.breaker, "")
+    wait = ""
+    if s.breaker == "open" and s.breaker_retry_after:
+        wait = f" ({s.breaker_retry_after:.0f} s)"
+    return f"[{style}]{s.breaker.replace('_', '-')}{wait}[/{style}]"
 
 
 def _show(statuses: list[ProviderHealth], as_json: bool, watching: bool) -> None:
@@ -156,14 +170,20 @@ def health(
     Exits 0 when every provider is healthy, 1 otherwise (with --watch: as of the last
     check when Ctrl-C ends it).
     """
-    from regen.health import HealthMonitor, HealthSettings  # noqa: PLC0415 - fast --help
+    from regen.engine import StoreState  # noqa: PLC0415 - fast --help
+    from regen.health import HealthMonitor, HealthSettings  # noqa: PLC0415
 
     last: list[ProviderHealth] = []
     with user_errors():
         settings = HealthSettings.from_env()
         settings = HealthSettings(interval or settings.interval, timeout or settings.timeout)
         with registry_or_simulator() as registry:
-            monitor = HealthMonitor(registry, store=_open_store(ctx), settings=settings)
+            store = _open_store(ctx)
+            if store is not None:
+                # Breakers every worker on this database shares: checks feed them, and
+                # the table shows them.
+                registry.use_state(StoreState(store))
+            monitor = HealthMonitor(registry, store=store, settings=settings)
 
             async def main() -> None:
                 nonlocal last

@@ -72,7 +72,7 @@ def serve(
             f"regen serve needs the server extra: pip install 'regen[server]' ({exc})"
         ) from None
     from regen.cli._health import registry_or_simulator  # noqa: PLC0415
-    from regen.health import HealthMonitor  # noqa: PLC0415
+    from regen.health import AlertSettings, HealthMonitor  # noqa: PLC0415
     from regen.store import open_store  # noqa: PLC0415
 
     options = ctx.find_root().params
@@ -81,6 +81,9 @@ def serve(
         user_errors(),
         registry_or_simulator() as registry,
     ):
+        alerts = AlertSettings.load()
+        # The monitor's checks feed the breakers every worker on the database shares.
+        registry.use_state(engine.provider_state)
         # The monitor keeps its history in the engine's database, on a connection of its own.
         history = open_store(options.get("database_url"), data_home=options.get("home"))
         monitor = HealthMonitor(registry, store=history)
@@ -91,6 +94,7 @@ def serve(
             execute=not no_execute,
             worker_concurrency=concurrency,
             health=monitor,
+            alerts=alerts,
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -106,13 +110,27 @@ def serve(
         click.echo(
             f"regen serve: http://{shown}:{bound} on {engine.location} "
             f"(flows: {served}; worker: {'off' if no_execute else 'on'}; "
-            f"token: {'required' if token else 'none'})",
+            f"token: {'required' if token else 'none'}; "
+            f"alerts: {_alert_targets(alerts)})",
         )
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3
         )
         _close_after(app, registry, history)
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def _alert_targets(alerts: Any) -> str:
+    """Where alerts go, for the start-up line (a webhook by its host only: its URL may
+    hold a token)."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    targets = []
+    if alerts.command is not None:
+        targets.append("command")
+    if alerts.webhook is not None:
+        targets.append(f"webhook to {urlsplit(alerts.webhook).hostname}")
+    return " and ".join(targets) or "off"
 
 
 def _close_after(app: Any, *resources: Any) -> None:

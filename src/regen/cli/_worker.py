@@ -79,7 +79,10 @@ def worker(
         else:
             echo(_line(event))
 
+    from regen.health import AlertSettings, AlertWatcher  # noqa: PLC0415 - fast --help
+
     with opened_engine(ctx) as engine, user_errors():
+        alerts = AlertSettings.load()
         names = [flow.name for flow in engine.register(*flows)] or None
         started = (
             f"worker {engine.owner} on {engine.location}: "
@@ -96,15 +99,18 @@ def worker(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
-            executed: int = await engine.worker(
-                flows=names,
-                concurrency=concurrency,
-                poll=poll,
-                stop=stop,
-                gc_interval=engine.settings.gc_interval,
-                max_runs=max_runs,
-                on_event=on_event,
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                if alerts.enabled:
+                    await stack.enter_async_context(AlertWatcher(engine.provider_state, alerts))
+                executed: int = await engine.worker(
+                    flows=names,
+                    concurrency=concurrency,
+                    poll=poll,
+                    stop=stop,
+                    gc_interval=engine.settings.gc_interval,
+                    max_runs=max_runs,
+                    on_event=on_event,
+                )
             return executed
 
         done = asyncio.run(serve())

@@ -23,6 +23,7 @@ from regen.engine._json import ArtifactRef, NotJSON
 from regen.engine._loader import load_flow
 from regen.engine._params import Param
 from regen.engine._settings import Settings
+from regen.engine._shared_state import StoreState, current_provider_state
 from regen.engine._traceback import format_error
 from regen.engine._worker import WorkerEvent
 from regen.store import (
@@ -67,7 +68,9 @@ __all__ = [
     "StepContext",
     "StepSpec",
     "StepStatus",
+    "StoreState",
     "WorkerEvent",
+    "current_provider_state",
     "format_error",
     "load_flow",
 ]

@@ -13,6 +13,7 @@ from regen.store import AddEvent, EventType, Item, ItemStatus, LinkArtifact
 
 if TYPE_CHECKING:
     from regen.engine._execute import Execution
+    from regen.engine._shared_state import StoreState
 
 #: Event types the engine writes itself; steps may not emit them.
 RESERVED = frozenset({EventType.CHUNK, EventType.STREAM_RESET, EventType.ATTEMPT_FAILED})
@@ -144,6 +145,12 @@ class StepContext:
                 "Flow(..., resources=fn) or Engine.execute(..., resources=value)"
             )
         return execution.resources
+
+    @property
+    def provider_state(self) -> StoreState:
+        """The engine's provider state (breakers, rate limits, call counters), shared by
+        every worker on its database: give it to a provider registry."""
+        return self._execution.engine.provider_state
 
     @property
     def artifacts(self) -> Artifacts:

@@ -18,7 +18,7 @@ from regen.engine import _faults, _time
 from regen.engine._artifacts import ArtifactStore
 from regen.engine._blocking import wait_for
 from regen.engine._detail import RunDetail, item_counts
-from regen.engine._errors import RunExists
+from regen.engine._errors import EngineError, RunExists
 from regen.engine._execute import Execution
 from regen.engine._flow import Flow
 from regen.engine._follow import follow as follow_events
@@ -28,6 +28,7 @@ from regen.engine._loader import Registry, load_flow
 from regen.engine._loops import Loops
 from regen.engine._resources import execute_with_resources
 from regen.engine._settings import Settings
+from regen.engine._shared_state import StoreState
 from regen.engine._sync import SyncEngine
 from regen.engine._worker import OnWorkerEvent, work
 from regen.store import (
@@ -97,6 +98,7 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.registry = Registry()
         self.artifacts = ArtifactStore(self._store, self.home / "artifacts")
+        self._provider_state = StoreState(self._store)
         self._executions: dict[str, Execution] = {}
         self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
@@ -112,16 +114,28 @@ class Engine:
         """Where the engine's store is (a database URL; never with a password)."""
         return self._store.location
 
+    @property
+    def provider_state(self) -> StoreState:
+        """Circuit-breaker and rate-limit state and provider call counters, kept in the
+        engine's store: a :class:`regen.providers.SharedState` shared by every run and
+        every worker on that database. Give it to a provider registry so its breakers and
+        limits are shared; inside a run, steps and resources reach it as
+        :func:`current_provider_state`."""
+        return self._provider_state
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Stop the engine's threads; close the store if the engine opened it."""
+        """Write the provider counters still in memory, stop the engine's threads, and
+        close the store if the engine opened it."""
+        await self._provider_state.flush()
         self._stop_threads()
         if self._owns_store:
             await self._store.close()
 
     def close(self) -> None:
         """:meth:`aclose` for synchronous code (``with Engine() as engine``)."""
+        wait_for(self._provider_state.flush())
         self._stop_threads()
         if self._owns_store:
             wait_for(self._store.close())
@@ -183,6 +197,11 @@ class Engine:
         """
         chosen = self._flow(flow)
         values = chosen.check_params(params)
+        if key is not None and "\x00" in key:
+            # PostgreSQL text cannot hold one: refused on every store alike.
+            raise EngineError(
+                f"business key {key!r} holds a NUL character (\\x00); use text without it"
+            )
         steps = tuple((s.name, s.kind) for s in chosen.steps)
         new = NewRun(
             uuid.uuid4().hex,
@@ -256,7 +275,9 @@ class Engine:
         self._heartbeat.hold(claimed.lease)
         try:
             _faults.point("after_claim")
-            return await execute_with_resources(execution, resources)
+            status = await execute_with_resources(execution, resources)
+            await self._provider_state.flush()
+            return status
         except asyncio.CancelledError:
             # Recorded even though this task is being cancelled: shielded from a second
             # cancellation, so the run is released (or marked failed) before it ends.
@@ -435,15 +456,18 @@ class Engine:
 
     async def gc(self, now: float | None = None) -> GcCounts:
         """Delete expired checkpoints (those runs are no longer resumable), finished runs
-        past their retention with their events, unreferenced artifacts and stale cache."""
+        past their retention with their events, unreferenced artifacts, stale cache and
+        provider counters past theirs."""
         at = _time.now() if now is None else now
         s = self.settings
+        await self._provider_state.flush()  # counters still in memory are judged too
         return await self._store.collect(
             checkpoints_before=at - s.checkpoint_retention_hours * 3600,
             runs_before=at - s.run_retention_days * 86400,
             artifacts_before=at - s.run_retention_days * 86400,
             now=at,
             remove_file=self.artifacts.blobs.remove,
+            counts_before=at - s.stats_retention_days * 86400,
         )
 
     async def worker(

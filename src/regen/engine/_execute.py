@@ -139,6 +139,13 @@ class Execution:
             on_retry=on_retry, idempotency_key=key, operation=f"{self.flow.name}.{spec.name}"
         )
 
+    def saved(self, name: str, n: int = 1) -> None:
+        """Count provider calls saved by the engine (``saved_by_checkpoint``: a step or
+        item not run again because its checkpoint exists; ``saved_by_cache``: a result
+        cache hit); not per provider, so under provider ``""``."""
+        if n:
+            self.engine.provider_state.add({("", "", name): n}, _time.now())
+
     def check_cancel(self) -> None:
         """A safe point: stop here if cancellation was asked or the lease was lost."""
         if self.lost:
@@ -210,6 +217,7 @@ class Execution:
             self.event(EventType.LOG, {"level": "info", "message": "cancel requested"})
         partial = any(rec.status is StepStatus.PARTIAL for rec in records)
         todo = [i for i, rec in enumerate(records) if rec.status not in _DONE]
+        self.saved("saved_by_checkpoint", len(records) - len(todo))
         runners = [_runner(spec.kind) for spec in specs]
         now = [self.inline_sync and spec.quick for spec in specs]
         writes: list[Write] = []

@@ -100,6 +100,8 @@ async def _merged(ex: Execution, step: str, values: Any) -> AsyncIterator[tuple[
             if page:
                 after = page[-1][0]
         prior = page[pos][1] if pos < len(page) and page[pos][0] == idx else None
+        if prior is ItemStatus.SUCCEEDED:
+            ex.saved("saved_by_checkpoint")  # not run again: its checkpoint is kept
         yield idx, item, prior
 
 
@@ -344,6 +346,8 @@ def _success(
 ) -> list[Write]:
     """The writes that record an item's success (durable before it is reported), with the
     provider that served its last call when it made one through regen's adapters."""
+    if cached:
+        ex.saved("saved_by_cache")  # served from the result cache: no call made
     at = _time.now()
     writes: list[Write] = [
         EndItem(

@@ -8,13 +8,20 @@ import logging
 from typing import Any
 
 from regen.engine._execute import Execution
+from regen.engine._shared_state import providing
 from regen.store import RunStatus
 
 logger = logging.getLogger("regen.engine")
 
 
 async def execute_with_resources(execution: Execution, given: Any) -> RunStatus:
-    """Execute with ``ctx.resources``: ``given``, or the flow's own, opened here."""
+    """Execute with ``ctx.resources``: ``given``, or the flow's own, opened here; the
+    engine's provider state is :func:`current_provider_state` meanwhile."""
+    with providing(execution.engine.provider_state):
+        return await _execute(execution, given)
+
+
+async def _execute(execution: Execution, given: Any) -> RunStatus:
     factory = execution.flow.resources
     if given is not None or factory is None:
         if given is not None:

@@ -22,7 +22,9 @@ class Settings:
     worker cleans up. ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
     every flow's automatic retries. ``max_crashes`` (``REGEN_MAX_CRASHES``, 3): a run
     whose process was lost this many times (its lease expired mid-run) fails with kind
-    ``crashed`` instead of being taken over again.
+    ``crashed`` instead of being taken over again. ``stats_retention_days``
+    (``REGEN_STATS_RETENTION_DAYS``, 30): provider call counters (``regen stats``) are
+    kept this long.
     """
 
     lease_ttl: float = 30.0
@@ -31,6 +33,7 @@ class Settings:
     gc_interval: float = 3600.0
     auto_retry: bool = True
     max_crashes: int = 3
+    stats_retention_days: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,4 +50,7 @@ class Settings:
             gc_interval=env_float("REGEN_GC_INTERVAL_S", 3600.0, above=0, environ=env),
             auto_retry=env_bool("REGEN_AUTO_RETRY", True, environ=env),
             max_crashes=env_int("REGEN_MAX_CRASHES", 3, minimum=1, environ=env),
+            stats_retention_days=env_float(
+                "REGEN_STATS_RETENTION_DAYS", 30.0, minimum=0, environ=env
+            ),
         )

@@ -31,6 +31,7 @@ async def run_plain(ex: Execution, spec: StepSpec, rec: StepState) -> Outcome:
         if not rec.refresh:
             hit = await ex.store.cache_get(cached_key, _time.now())
             if hit is not None:
+                ex.saved("saved_by_cache")
                 return Outcome(StepStatus.SUCCEEDED, decode(hit), hit, data={"cached": True})
     try:
         value = await _call(ex, spec, ctx)

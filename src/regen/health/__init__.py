@@ -9,8 +9,19 @@ once from memory, each check kept in the store.
 
 from __future__ import annotations
 
+from regen.health._alert_settings import AlertSettings
+from regen.health._alerts import Alert, AlertWatcher
 from regen.health._monitor import HealthMonitor, UnknownProvider
 from regen.health._settings import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HealthSettings
+from regen.health._stats import (
+    BREAKER_STATES,
+    COUNTERS,
+    KindStats,
+    ProviderStats,
+    breaker_state,
+    provider_stats,
+    summarise,
+)
 from regen.health._status import (
     HEALTHY,
     UNHEALTHY,
@@ -23,17 +34,27 @@ from regen.health._status import (
 )
 
 __all__ = [
+    "BREAKER_STATES",
+    "COUNTERS",
     "DEFAULT_INTERVAL",
     "DEFAULT_TIMEOUT",
     "HEALTHY",
     "UNHEALTHY",
     "UNKNOWN",
+    "Alert",
+    "AlertSettings",
+    "AlertWatcher",
     "HealthMonitor",
     "HealthSettings",
+    "KindStats",
     "ProviderHealth",
+    "ProviderStats",
     "Status",
     "UnknownProvider",
+    "breaker_state",
     "check_to_dict",
+    "provider_stats",
     "quota_remaining",
     "short_error",
+    "summarise",
 ]

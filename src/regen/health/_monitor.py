@@ -1,5 +1,11 @@
 """The health monitor: every provider of a registry checked on a schedule, one at a time each.
 
+Each check's outcome goes to the provider's circuit breaker (kept in the registry's
+:class:`regen.providers.SharedState`, shared by every worker when the engine supplies it):
+a check that meets an outage (a timeout, a connection failure, a 5xx, a broken reply)
+counts as an outage failure; one that is answered counts as a success, which closes a
+half-open breaker as a probe would. The breaker's state is shown beside the health.
+
 Each check is one cheap request (:meth:`regen.providers.BaseProvider.probe`), sent once
 under the check timeout. Providers are checked concurrently; a check asked for while one
 of the same provider is in flight waits for that one instead of sending another. A reply
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -18,8 +25,9 @@ from typing import Any, Self
 
 from regen.foundation import ConfigError, RegenError, mask_data
 from regen.health._settings import HealthSettings
+from regen.health._stats import BREAKER_STATES
 from regen.health._status import HEALTHY, UNHEALTHY, ProviderHealth, quota_remaining, short_error
-from regen.providers import ProviderError, Registry, redact_url
+from regen.providers import OUTAGE_KINDS, ProviderError, Registry, redact_url
 from regen.store import HealthCheck, Store
 
 logger = logging.getLogger("regen.health")
@@ -27,6 +35,8 @@ logger = logging.getLogger("regen.health")
 #: What a caller bounded by the check timeout waits beyond it: the moment a check that
 #: timed out needs to record its ``timeout``.
 _SETTLE = 0.1
+#: The failure kind a check that ran out of time tells the breaker.
+_TIMEOUT = next(kind for kind in OUTAGE_KINDS if kind == "timeout")
 
 
 class UnknownProvider(RegenError):
@@ -62,6 +72,7 @@ class HealthMonitor:
         self._not_before: dict[str, float] = {}  # time.monotonic() before which none is sent
         self._inflight: dict[str, asyncio.Task[ProviderHealth]] = {}
         self._schedules: list[asyncio.Task[None]] = []
+        self._breakers: dict[str, tuple[str, float]] = {}  # provider: (state, retry_after)
 
     def __repr__(self) -> str:
         return (
@@ -95,7 +106,11 @@ class HealthMonitor:
         if name not in self.registry:
             raise UnknownProvider(name, self.names())
         found = self._statuses.get(name)
-        return found if found is not None else ProviderHealth.unknown(self.registry.config(name))
+        status = found if found is not None else ProviderHealth.unknown(self.registry.config(name))
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            return status
+        return dataclasses.replace(status, breaker=breaker[0], breaker_retry_after=breaker[1])
 
     def statuses(self) -> list[ProviderHealth]:
         """Every provider's latest status, by name."""
@@ -166,14 +181,21 @@ class HealthMonitor:
         quota: float | None = None
         error: str | None = None
         retry_after: float | None = None
+        tell = False  # whether the breaker learns from this check...
+        told: Any = None  # ...and what: the failure's kind (None: answered fine)
         try:
             adapter = self.registry.get(name)
             async with asyncio.timeout(self.timeout):
                 response = await adapter.probe(timeout=self.timeout)
         except (TimeoutError, ConfigError, ProviderError) as exc:
             error = short_error(exc)
+            if isinstance(exc, TimeoutError):
+                tell, told = True, _TIMEOUT
             if isinstance(exc, ProviderError):
                 retry_after = exc.failure.retry_after
+                # An outage, or an answer (a refused key, a rate limit: the provider is up).
+                tell = exc.failure.kind in OUTAGE_KINDS or exc.status is not None
+                told = exc.failure.kind
                 if exc.status is not None:  # the server answered: that took a while too
                     latency = _ms(time.monotonic() - started)
         except Exception as exc:  # a check reports; it never takes the monitor down
@@ -187,6 +209,9 @@ class HealthMonitor:
         else:
             latency = _ms(time.monotonic() - started)
             quota = quota_remaining(response.headers)
+            tell = True
+        if tell:
+            await self._feed_breaker(name, told)
         next_check: float | None = None
         if retry_after is not None and retry_after > 0:
             self._not_before[name] = time.monotonic() + retry_after
@@ -218,7 +243,67 @@ class HealthMonitor:
             },
         )
         await self._record(status)
-        return status
+        await self.read_breakers()
+        return self.status(name)
+
+    async def _feed_breaker(self, name: str, kind: Any) -> None:
+        """Tell the provider's breakers what the check learned: ``kind`` of its failure
+        (an outage kind counts against the provider), ``None`` for an answer.
+
+        Calls keep a breaker per model; a check proves the service as a whole, so it
+        tells the breakers of the provider's default chat and image models and of every
+        model that has one already."""
+        try:
+            guard = self.registry.guard(name)
+            adapter = self.registry.get(name)
+            models = {adapter.default_model("chat"), adapter.default_model("image")}
+            prefix = f"breaker:{name}:"
+            models |= {
+                k.removeprefix(prefix)
+                for k in await self.registry.breakers()
+                if k.startswith(prefix)
+            }
+            chosen: list[str | None] = [*sorted(m for m in models if m)] or [None]
+            changes = [await guard.observe(kind, model) for model in chosen]
+        except Exception as exc:  # the check still reports; the breaker learns next time
+            logger.warning(
+                "health check of %s not told to its breaker: %s",
+                name,
+                type(exc).__name__,
+                extra={"provider": name, "error": type(exc).__name__},
+            )
+            return
+        for model, changed in zip(chosen, changes, strict=True):
+            if changed is not None:
+                logger.warning(
+                    "health check of %s: circuit breaker %s",
+                    name,
+                    changed,
+                    extra={"provider": name, "model": model, "breaker": changed},
+                )
+
+    async def read_breakers(self) -> None:
+        """Read every provider's breaker now (:meth:`status` shows what was read last)."""
+        try:
+            found = await self.registry.breakers()
+        except Exception as exc:
+            logger.warning(
+                "breakers not read: %s",
+                type(exc).__name__,
+                extra={"error": type(exc).__name__},
+            )
+            return
+        worst: dict[str, tuple[str, float]] = {}
+        for key, breaker in found.items():
+            provider = key.removeprefix("breaker:").split(":", 1)[0]
+            state = str(breaker.get("state", "closed"))
+            if state not in BREAKER_STATES:
+                continue
+            wait = float(breaker.get("retry_after") or 0.0)
+            held = worst.get(provider)
+            if held is None or BREAKER_STATES[state] > BREAKER_STATES[held[0]]:
+                worst[provider] = (state, wait)
+        self._breakers = {name: worst.get(name, ("closed", 0.0)) for name in self.names()}
 
     async def _record(self, status: ProviderHealth) -> None:
         if self.store is None:

@@ -29,7 +29,10 @@ class ProviderHealth:
     ``next_check`` are Unix times; ``next_check`` is set while the provider asked checks to
     wait (``Retry-After``). ``quota_remaining`` is a percentage, when the provider reports
     one. ``kind`` and ``source`` come from the registry (``source`` says
-    ``built-in simulator`` for the simulator regen falls back to).
+    ``built-in simulator`` for the simulator regen falls back to). ``breaker``: the
+    provider's circuit breaker as last read (``closed``, ``half_open``, ``open``: the
+    worst of its models' breakers), with ``breaker_retry_after`` seconds until an open
+    one lets a call through; ``None`` before it was read.
     """
 
     name: str
@@ -41,6 +44,8 @@ class ProviderHealth:
     next_check: float | None = None
     kind: str | None = None
     source: str | None = None
+    breaker: str | None = None
+    breaker_retry_after: float | None = None
 
     @classmethod
     def unknown(cls, config: ProviderConfig) -> ProviderHealth:

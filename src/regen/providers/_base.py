@@ -28,13 +28,16 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
-    """One generated image: a ``url`` to download, or its bytes (``b64_json`` replies)."""
+    """One generated image: a ``url`` to download, or its bytes (``b64_json`` replies);
+    ``provider``: the provider that served it; ``task_id``: the asynchronous task that made
+    it, for providers that make images in tasks (DashScope)."""
 
     url: str | None = None
     data: bytes | None = None
     revised_prompt: str | None = None
     index: int = 0
     provider: str | None = None
+    task_id: str | None = None
 
     def __repr__(self) -> str:
         where = redact_url(self.url) if self.url else f"<{len(self.data or b'')} bytes>"

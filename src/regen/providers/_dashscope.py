@@ -7,7 +7,7 @@ read ``output.results[].url``. One submit plus its polling is one attempt of the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from regen.providers._base import BaseProvider, GeneratedImage, run_sync
@@ -204,7 +204,10 @@ class DashScopeProvider(BaseProvider):
             if isinstance(url, str) and url.startswith(("http://", "https://")):
                 images.append(
                     GeneratedImage(
-                        url=url, revised_prompt=result.get("actual_prompt"), provider=self.name
+                        url=url,
+                        revised_prompt=result.get("actual_prompt"),
+                        provider=self.name,
+                        task_id=task_id,
                     )
                 )
             else:
@@ -338,7 +341,4 @@ class DashScopeProvider(BaseProvider):
 
 
 def _indexed(images: list[GeneratedImage]) -> list[GeneratedImage]:
-    return [
-        GeneratedImage(i.url, i.data, i.revised_prompt, index, i.provider)
-        for index, i in enumerate(images)
-    ]
+    return [replace(image, index=index) for index, image in enumerate(images)]

@@ -450,11 +450,12 @@ class Registry:
             raise ConfigError(f"providers file {source} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"providers file {source} is not valid TOML: {exc}") from None
-        unknown = set(document) - {"default", "providers"}
+        # [alerts] is read by regen.health's alert settings, from the same file.
+        unknown = set(document) - {"default", "providers", "alerts"}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected 'default' "
-                "and [providers.NAME] tables"
+                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected 'default', "
+                "[providers.NAME] tables and [alerts]"
             )
         providers = document.get("providers", {})
         if not isinstance(providers, Mapping):

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from regen.engine import Engine, Flow
 from regen.foundation import remember_secret
-from regen.health import HealthMonitor
+from regen.health import AlertSettings, AlertWatcher, HealthMonitor
 from regen.service import _auth, _errors
 from regen.service._artifacts_api import artifacts_router
 from regen.service._dashboard import dashboard_router
@@ -44,6 +44,7 @@ def create_app(
     execute: bool = False,
     worker_concurrency: int = 4,
     health: HealthMonitor | None = None,
+    alerts: AlertSettings | None = None,
     keepalive: float = KEEPALIVE_S,
     poll: float = 0.25,
     title: str = "regen",
@@ -56,7 +57,9 @@ def create_app(
     ``MODULE:FLOW``), the only ones ``POST /api/runs`` starts. ``execute``: host a worker
     while the app runs (its lifespan; a mounted app's lifespan is not run by its parent:
     enter :func:`hosted_worker` in the parent's). ``health``: a provider health monitor,
-    whose routes the app then serves. ``keepalive``: seconds between keep-alive comments
+    whose routes the app then serves. ``alerts``: watch the providers' retry rates and
+    breakers while the app runs, announcing each crossing to the settings' command or
+    webhook. ``keepalive``: seconds between keep-alive comments
     on idle event streams; ``poll``: how often streams look for events written by other
     processes.
     """
@@ -71,6 +74,8 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             if health is not None:
                 await stack.enter_async_context(health)  # its checks every interval
+            if alerts is not None and alerts.enabled:
+                await stack.enter_async_context(AlertWatcher(engine.provider_state, alerts))
             if execute:
                 await stack.enter_async_context(
                     hosted_worker(

@@ -150,6 +150,8 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
 
     @router.get("/providers", response_class=HTMLResponse)
     async def providers(request: Request) -> Any:
+        if monitor is not None:
+            await monitor.read_breakers()
         statuses = [] if monitor is None else monitor.statuses()
         interval = None if monitor is None else monitor.interval
         return page(request, "providers.html", statuses=statuses, interval=interval)

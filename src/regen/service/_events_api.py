@@ -61,7 +61,9 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
     @api.get("/api/runs/{run_id}/events", responses=stream_doc, response_class=StreamingResponse)
     async def run_events(
         run_id: str,
-        after: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=_sse.MAX_ID, description="Resume after this seq.")
+        ] = None,
         last_event_id: Annotated[str | None, Header(max_length=40)] = None,
     ) -> Response:
         """The run's log: replayed from ``Last-Event-ID`` (or ``?after=``; without either,
@@ -92,7 +94,9 @@ def events_router(engine: Engine, feeds: RunFeeds, *, keepalive: float, poll: fl
 
     @api.get("/api/events", responses=stream_doc, response_class=StreamingResponse)
     async def all_events(
-        after: Annotated[int | None, Query(ge=0, description="Resume after this cursor.")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=_sse.MAX_ID, description="Resume after this cursor.")
+        ] = None,
         last_event_id: Annotated[str | None, Header(max_length=40)] = None,
     ) -> Response:
         """Every run's run-level events (``run.queued``, ``run.started``, ``run.succeeded``

@@ -17,7 +17,7 @@ from regen.health import HealthMonitor, ProviderHealth, UnknownProvider, check_t
 
 
 class ProviderHealthModel(BaseModel):
-    """A provider's latest check (``unknown`` before the first)."""
+    """A provider's latest check (``unknown`` before the first), and its breaker."""
 
     name: str
     status: Literal["healthy", "unhealthy", "unknown"]
@@ -35,6 +35,14 @@ class ProviderHealthModel(BaseModel):
     )
     kind: str | None
     source: str | None = Field(description="Where the provider is declared.")
+    breaker: Literal["closed", "half_open", "open"] | None = Field(
+        default=None,
+        description="The provider's circuit breaker (the worst of its models' breakers), "
+        "shared by every worker on the database.",
+    )
+    breaker_retry_after: float | None = Field(
+        default=None, description="Seconds until an open breaker lets a call through."
+    )
 
 
 class HealthReport(BaseModel):
@@ -113,6 +121,7 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
 
     @router.get("/health", summary="Every provider's health (cached, instant)")
     async def all_health() -> HealthReport:
+        await monitor.read_breakers()
         return report(monitor.statuses())
 
     @router.post("/health/check", summary="Check every provider now")
@@ -121,6 +130,8 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
 
     @router.get("/health/{name}", summary="One provider's health", responses=_NOT_FOUND)
     async def provider_health(name: str) -> ProviderHealthModel:
+        one(name)
+        await monitor.read_breakers()
         return ProviderHealthModel(**one(name).to_dict())
 
     @router.get(

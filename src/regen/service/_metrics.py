@@ -1,6 +1,8 @@
 """Prometheus metrics, read from the event log when scraped: runs by status, failed
 attempts by failure kind, give-ups, step durations; and, with a health monitor, each
-provider's health and latency.
+provider's health and latency. The provider counters every worker writes to the store
+(attempts, retries, give-ups, breaker openings, fallbacks, calls saved) and each
+provider's breaker state are read from the engine's provider state at each scrape.
 
 Counters are built by reading every run's events after the last cursor read (the whole
 log on the first scrape), so they count what the database holds, across restarts, and
@@ -9,6 +11,7 @@ no background task is needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -19,9 +22,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from regen.engine import Engine, EventType, RunStatus
-from regen.health import UNKNOWN, HealthMonitor
+from regen.health import BREAKER_STATES, UNKNOWN, HealthMonitor, ProviderStats, provider_stats
 
 #: The media type of the metrics' text format.
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
@@ -74,12 +79,15 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.providers = _ProviderCounters()
+        self.registry.register(self.providers)
         self._cursor = 0
         self._started: dict[tuple[str, str], float] = {}
 
     async def render(self) -> bytes:
         """The metrics in Prometheus' text format, brought up to date first."""
         await self._read_events()
+        self.providers.stats = await provider_stats(self.engine.provider_state)
         for status in RunStatus:
             runs = await self.engine.list_runs(status=[status], limit=RUN_COUNT_CAP)
             self.runs.labels(str(status)).set(len(runs))
@@ -117,3 +125,40 @@ class Metrics:
             EventType.RUN_STARTED,
         ):
             self.runs_ended.labels(kind[4:]).inc()
+
+
+class _ProviderCounters(Collector):
+    """The store's provider counters as counters, and breaker states as a gauge, from the
+    stats read at the last scrape (totals over the buckets kept: when the clean-up drops
+    old ones a total goes down, which Prometheus reads as a counter reset)."""
+
+    def __init__(self) -> None:
+        self.stats: list[ProviderStats] = []
+
+    def describe(self) -> list[Metric]:
+        return []  # described only when collected: the labels come from the store
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "regen_provider_calls",
+            "Provider call counters from every worker, by provider, failure kind ('' when not "
+            "per kind) and counter: attempts, retries, give_ups, breaker_opened, fallbacks, "
+            "saved_by_breaker, saved_by_cache, saved_by_checkpoint (provider '': the engine's).",
+            labels=["provider", "kind", "counter"],
+        )
+        breakers = GaugeMetricFamily(
+            "regen_provider_breaker_state",
+            "The provider's circuit breaker: 0 closed, 1 half-open, 2 open (the worst of its "
+            "models' breakers).",
+            labels=["provider"],
+        )
+        for provider in self.stats:
+            for kind in provider.kinds:
+                for name, n in sorted(kind.counts.items()):
+                    calls.add_metric([provider.provider, kind.kind, name], n)
+            if provider.provider:
+                breakers.add_metric(
+                    [provider.provider], BREAKER_STATES[provider.breaker or "closed"]
+                )
+        yield calls
+        yield breakers

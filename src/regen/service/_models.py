@@ -18,7 +18,9 @@ class StartRun(BaseModel):
         default=None,
         min_length=1,
         max_length=500,
-        description="A business key: one run per key, whatever the concurrency.",
+        pattern=r"^[^\x00]*$",
+        description="A business key: one run per key, whatever the concurrency (text "
+        "without NUL characters).",
     )
     on_failed: Literal["retry", "refuse", "return"] = Field(
         default="retry",

@@ -14,6 +14,8 @@ RETRY_MS = 2000
 #: A comment line every this many seconds keeps idle connections (and proxies) open.
 KEEPALIVE_S = 15.0
 KEEPALIVE = b": keep-alive\n\n"
+#: The largest id a stream sends: sequence numbers and cursors are 64-bit in every store.
+MAX_ID = 2**63 - 1
 
 
 def retry_frame(ms: int = RETRY_MS) -> bytes:
@@ -34,7 +36,7 @@ def resume_point(last_event_id: str | None, after: int | None) -> int:
     this server never sends (ids are whole numbers)."""
     if last_event_id is not None and last_event_id.strip():
         text = last_event_id.strip()
-        if not text.isdigit():
+        if not text.isdigit() or int(text) > MAX_ID:
             raise ValueError(
                 f"Last-Event-ID {last_event_id[:40]!r} is not an id this stream sent "
                 "(ids are whole numbers); reconnect without it to start over"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from regen.store._records import (
     Artifact,
     Claimed,
     Commit,
+    Count,
     Event,
     GcCounts,
     HealthCheck,
@@ -31,6 +33,7 @@ from regen.store._records import (
 )
 
 Listener = Callable[[str], None]
+T = TypeVar("T")
 
 
 class Store(ABC):
@@ -221,6 +224,31 @@ class Store(ABC):
     async def latest_health(self) -> list[HealthCheck]:
         """Each provider's latest check, by provider name."""
 
+    # --- state shared by every worker, and counters -------------------------------------------
+
+    @abstractmethod
+    async def update_state(
+        self, key: str, change: Callable[[str | None], tuple[str | None, T]]
+    ) -> T:
+        """Atomically: read the JSON text under ``key`` (``None`` if absent), call
+        ``change(text) -> (new_text, result)``, store ``new_text`` (``None`` deletes the
+        key) and return ``result``. ``change`` must be pure: it is called again when
+        another process changed the value meanwhile, and must not block (it may run on a
+        thread of the store's)."""
+
+    @abstractmethod
+    async def read_state(self, prefix: str) -> dict[str, str]:
+        """The JSON text of every key starting with ``prefix``."""
+
+    @abstractmethod
+    async def add_counts(self, counts: Sequence[Count]) -> None:
+        """Add each count to its counter's bucket, in one transaction."""
+
+    @abstractmethod
+    async def read_counts(self, since: float | None = None) -> dict[tuple[str, str, str], int]:
+        """Counter totals by ``(provider, kind, name)`` over the buckets starting at or
+        after ``since`` (all when ``None``)."""
+
     # --- retention ---------------------------------------------------------------------------
 
     @abstractmethod
@@ -233,10 +261,12 @@ class Store(ABC):
         now: float,
         remove_file: Callable[[str], None],
         health_checks_kept: int = 100,
+        counts_before: float | None = None,
     ) -> GcCounts:
         """Delete checkpoints of runs finished before ``checkpoints_before`` (they are no
         longer resumable), runs finished before ``runs_before`` with their events,
         artifacts no run refers to created before ``artifacts_before`` (calling
         ``remove_file(sha256)`` for each), expired cache entries, and all but the newest
-        ``health_checks_kept`` health checks of each provider. Never touches a queued or
+        ``health_checks_kept`` health checks of each provider, and counter buckets
+        starting before ``counts_before`` (when given). Never touches a queued or
         running run, or one waiting for an automatic retry."""

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from regen.foundation import env_int
 from regen.store import _postgres_ops as ops
+from regen.store import _postgres_state as state
 from regen.store import _queries
-from regen.store._errors import StoreError
+from regen.store._errors import RunNotFound, StoreError
 from regen.store._interface import Listener, Store
 from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
 from regen.store._postgres_listen import Listeners
@@ -22,6 +23,7 @@ from regen.store._records import (
     Artifact,
     Claimed,
     Commit,
+    Count,
     Event,
     GcCounts,
     HealthCheck,
@@ -202,6 +204,10 @@ class PostgresStore(Store):
                 await self._pool.check()  # drop the other connections that were lost
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        if any(_unstorable(value) for value in args.values()):
+            return []  # no row holds that text: nothing matches, as in SQLite
+        args = {k: _storable(v) if isinstance(v, list) else v for k, v in args.items()}
+
         async def read(conn: Conn) -> list[dict[str, Any]]:
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
@@ -342,14 +348,17 @@ class PostgresStore(Store):
     async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
+        _known(run_id)
         return await self._call(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
+        _known(run_id)
         return await self._call(lambda c: ops.request_cancel(c, run_id, now), run_id)
 
     async def delete_run(self, run_id: str) -> None:
+        _known(run_id)
         await self._call(lambda c: ops.delete_run(c, run_id), run_id)
 
     async def due_retries(self, now: float, flows: Sequence[str] | None = None) -> list[str]:
@@ -408,6 +417,23 @@ class PostgresStore(Store):
     async def latest_health(self) -> list[HealthCheck]:
         return [health_check(row) for row in await self._rows(Q["latest_health"], {})]
 
+    # --- state shared by every worker, and counters -------------------------------------------
+
+    async def update_state(
+        self, key: str, change: Callable[[str | None], tuple[str | None, T]]
+    ) -> T:
+        return await self._call(lambda c: state.update_state(c, key, change))
+
+    async def read_state(self, prefix: str) -> dict[str, str]:
+        return await self._call(lambda c: state.read_state(c, prefix))
+
+    async def add_counts(self, counts: Sequence[Count]) -> None:
+        if counts:
+            await self._call(lambda c: state.add_counts(c, counts))
+
+    async def read_counts(self, since: float | None = None) -> dict[tuple[str, str, str], int]:
+        return await self._call(lambda c: state.read_counts(c, since))
+
     # --- retention ------------------------------------------------------------------------
 
     async def collect(
@@ -419,6 +445,7 @@ class PostgresStore(Store):
         now: float,
         remove_file: Callable[[str], None],
         health_checks_kept: int = 100,
+        counts_before: float | None = None,
     ) -> GcCounts:
         expired, deleted, purged = await self._call(
             lambda c: ops.expire(
@@ -436,13 +463,32 @@ class PostgresStore(Store):
             if not gone:
                 break  # each was referenced again meanwhile
         pruned = await self._rows_written(Q["prune_health_checks"], {"keep": health_checks_kept})
-        return GcCounts(expired, deleted, removed, purged, pruned)
+        dropped = 0
+        if counts_before is not None:
+            dropped = await self._rows_written(Q["prune_counts"], {"before": counts_before})
+        return GcCounts(expired, deleted, removed, purged, pruned, dropped)
 
     async def _rows_written(self, query: str, args: dict[str, Any]) -> int:
         async def write(conn: Conn) -> int:
             return (await conn.execute(query, args)).rowcount
 
         return await self._call(write)
+
+
+def _unstorable(value: Any) -> bool:
+    """Text PostgreSQL cannot hold (it has a NUL character): no row can equal it."""
+    return isinstance(value, str) and "\x00" in value
+
+
+def _storable(values: list[Any]) -> list[Any]:
+    """A list argument without the text no row can equal (``flow = ANY(…)`` alike)."""
+    return [v for v in values if not _unstorable(v)]
+
+
+def _known(run_id: str) -> None:
+    """:class:`RunNotFound` for an id no run can have, as SQLite finds none."""
+    if _unstorable(run_id):
+        raise RunNotFound(run_id)
 
 
 async def _delete(conn: Conn, *, shas: list[str], remove: Callable[[str], None]) -> int:

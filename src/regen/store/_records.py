@@ -210,6 +210,7 @@ class GcCounts:
     artifacts_deleted: int = 0
     cache_deleted: int = 0
     health_checks_deleted: int = 0
+    counts_deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,19 @@ class HealthCheck:
     latency_ms: float | None = None
     error: str | None = None
     quota_remaining: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """``n`` more of the counter ``name`` (``attempts``, ``retries``...) of ``provider`` and
+    failure ``kind`` (``""`` when not per kind), in the one-minute bucket starting at
+    ``bucket`` (seconds since the epoch)."""
+
+    bucket: float
+    provider: str
+    kind: str
+    name: str
+    n: int
 
 
 # --- what a run writes (applied in order, in one transaction, under its lease) ------------

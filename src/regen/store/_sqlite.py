@@ -9,14 +9,17 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from regen.store import _queries
 from regen.store import _sqlite_ops as ops
+from regen.store import _sqlite_state as state
 from regen.store._interface import Listener, Store
 from regen.store._records import (
     Artifact,
     Claimed,
     Commit,
+    Count,
     Event,
     GcCounts,
     HealthCheck,
@@ -34,6 +37,7 @@ from regen.store._sqlite_rows import artifact, dumps, event, health_check, item,
 from regen.store._sqlite_thread import SQLiteThread
 
 Q = _queries.queries("sqlite")
+T = TypeVar("T")
 
 # Listeners per database file, so stores opened on one file in one process wake each other.
 _listeners: dict[str, list[Listener]] = {}
@@ -327,6 +331,30 @@ class SQLiteStore(Store):
             lambda c: [health_check(row) for row in c.execute(Q["latest_health"])]
         )
 
+    # --- state shared by every worker, and counters -------------------------------------------
+
+    async def update_state(
+        self, key: str, change: Callable[[str | None], tuple[str | None, T]]
+    ) -> T:
+        # Most updates change nothing (a closed breaker stays closed): judged on the
+        # reader, they never wait behind the writer; one that changes the value is made
+        # again on the writer, under the write lock.
+        old = await self._reader.run(lambda c: state.get_state(c, key))
+        new, result = change(old)
+        if new == old:
+            return result
+        return await self._write_thread().run(lambda c: state.update_state(c, key, change))
+
+    async def read_state(self, prefix: str) -> dict[str, str]:
+        return await self._reader.run(lambda c: state.read_state(c, prefix))
+
+    async def add_counts(self, counts: Sequence[Count]) -> None:
+        if counts:
+            await self._write_thread().run(lambda c: state.add_counts(c, counts))
+
+    async def read_counts(self, since: float | None = None) -> dict[tuple[str, str, str], int]:
+        return await self._reader.run(lambda c: state.read_counts(c, since))
+
     # --- retention ------------------------------------------------------------------------
 
     async def collect(
@@ -338,6 +366,7 @@ class SQLiteStore(Store):
         now: float,
         remove_file: Callable[[str], None],
         health_checks_kept: int = 100,
+        counts_before: float | None = None,
     ) -> GcCounts:
         writer = self._write_thread()
         expired, deleted, purged = await writer.run(
@@ -359,7 +388,12 @@ class SQLiteStore(Store):
         pruned = await writer.run(
             lambda c: c.execute(Q["prune_health_checks"], {"keep": health_checks_kept}).rowcount
         )
-        return GcCounts(expired, deleted, removed, purged, pruned)
+        dropped = 0
+        if counts_before is not None:
+            dropped = await writer.run(
+                lambda c: c.execute(Q["prune_counts"], {"before": counts_before}).rowcount
+            )
+        return GcCounts(expired, deleted, removed, purged, pruned, dropped)
 
 
 def _run_key(conn: sqlite3.Connection, run_id: str) -> int | None:

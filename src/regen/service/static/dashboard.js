@@ -167,6 +167,14 @@ function showHealth(status) {
   card.querySelector('[data-field="error"]').textContent = status.error || "–";
   card.querySelector('[data-field="quota"]').textContent = fmt(status.quota_remaining, "%");
   card.querySelector('[data-field="checked"]').textContent = when(status.last_check);
+  const breaker = card.querySelector('[data-field="breaker"]');
+  if (breaker) {
+    const names = {closed: "closed", half_open: "half-open", open: "open"};
+    const wait = status.breaker === "open" && status.breaker_retry_after
+      ? ` (${Math.round(status.breaker_retry_after)} s)` : "";
+    breaker.textContent = (names[status.breaker] || "–") + wait;
+    breaker.className = `breaker ${status.breaker || "closed"}`;
+  }
   const latest = document.getElementById("last-check");
   if (latest && status.last_check) latest.textContent = when(status.last_check);
 }

@@ -334,3 +334,38 @@ LIMIT %(limit)s;
 -- name: delete_run
 -- Rows of other tables go with the run (ON DELETE CASCADE).
 DELETE FROM runs WHERE key = %(run)s;
+
+-- name: state_get
+SELECT value FROM shared_state WHERE key = %(key)s;
+
+-- name: state_insert
+-- Compare-and-set from "absent": no row when another transaction put one first.
+INSERT INTO shared_state (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO NOTHING;
+
+-- name: state_swap
+-- Compare-and-set: no row when the value is no longer the one read.
+UPDATE shared_state SET value = %(value)s WHERE key = %(key)s AND value = %(old)s;
+
+-- name: state_remove
+DELETE FROM shared_state WHERE key = %(key)s AND value = %(old)s;
+
+-- name: state_read
+-- Every value whose key starts with %(prefix)s.
+SELECT key, value FROM shared_state WHERE starts_with(key, %(prefix)s::text) ORDER BY key;
+
+-- name: add_count
+INSERT INTO provider_counts (bucket, provider, kind, name, n)
+VALUES (%(bucket)s, %(provider)s, %(kind)s, %(name)s, %(n)s)
+ON CONFLICT (bucket, provider, kind, name)
+DO UPDATE SET n = provider_counts.n + excluded.n;
+
+-- name: read_counts
+-- Totals over the buckets starting at or after %(since)s (all when it is NULL).
+SELECT provider, kind, name, sum(n)::bigint AS n FROM provider_counts
+WHERE %(since)s::double precision IS NULL OR bucket >= %(since)s::double precision
+GROUP BY provider, kind, name
+ORDER BY provider, kind, name;
+
+-- name: prune_counts
+DELETE FROM provider_counts WHERE bucket < %(before)s;

@@ -300,3 +300,34 @@ VALUES (:id, NULL, 0, 0, 'cursor.kept', '{}');
 -- name: delete_run
 -- Rows of other tables go with the run (ON DELETE CASCADE).
 DELETE FROM runs WHERE key = :run;
+
+-- name: state_get
+SELECT value FROM shared_state WHERE key = :key;
+
+-- name: state_put
+INSERT INTO shared_state (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: state_delete
+DELETE FROM shared_state WHERE key = :key;
+
+-- name: state_read
+-- Every value whose key starts with :prefix.
+SELECT key, value FROM shared_state
+WHERE substr(key, 1, length(:prefix)) = :prefix
+ORDER BY key;
+
+-- name: add_count
+INSERT INTO provider_counts (bucket, provider, kind, name, n)
+VALUES (:bucket, :provider, :kind, :name, :n)
+ON CONFLICT (bucket, provider, kind, name) DO UPDATE SET n = n + excluded.n;
+
+-- name: read_counts
+-- Totals over the buckets starting at or after :since (all when it is NULL).
+SELECT provider, kind, name, sum(n) AS n FROM provider_counts
+WHERE :since IS NULL OR bucket >= :since
+GROUP BY provider, kind, name
+ORDER BY provider, kind, name;
+
+-- name: prune_counts
+DELETE FROM provider_counts WHERE bucket < :before;
