@@ -74,3 +74,30 @@ def test_the_shared_state_benchmark_runs_and_reports_its_figures() -> None:
     assert isinstance(per_op, dict)
     assert set(per_op) == {"memory", "sqlite"}
     assert set(per_op["sqlite"]) == {"noop_update", "write_update", "count", "noop_update_busy"}
+
+
+@pytest.mark.timeout(150)
+def test_the_outage_benchmark_spares_the_dead_provider_and_keeps_under_the_shared_limit() -> None:
+    figures = _last_json_line(str(BENCHMARKS / "outage.py"), "--quick", "--json")
+    assert figures["items"] == 200
+    for name in ("calls_to_dead_provider_naive", "calls_to_dead_provider", "given_up"):
+        assert isinstance(figures[name], int)
+    naive, guarded = figures["calls_to_dead_provider_naive"], figures["calls_to_dead_provider"]
+    assert isinstance(naive, int)
+    assert isinstance(guarded, int)
+    assert 0 < guarded < naive  # the breaker learnt the outage and the backup served
+    assert figures["given_up"] == 0
+    assert figures["succeeded"] == 200
+    limited = figures["limited"]
+    assert isinstance(limited, dict)
+    assert "sqlite" in limited  # and "postgres" when REGEN_DATABASE_URL names a server
+    assert set(limited) <= {"sqlite", "postgres"}
+    assert limited["sqlite"]["requests"] >= limited["sqlite"]["items"] > 0
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"dead_calls_vs_naive", "wall_vs_ideal", "rate_limit_429_share"}
+    assert ratios["dead_calls_vs_naive"] == guarded / naive
+    assert ratios["wall_vs_ideal"] == figures["wall_vs_ideal"]
+    assert ratios["rate_limit_429_share"] == max(
+        r["rate_limit_429_share"] for r in limited.values()
+    )

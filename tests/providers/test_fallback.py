@@ -105,6 +105,21 @@ async def test_images_from_dashscope_fall_back_to_an_openai_provider(
     assert backup.stats()["prompts"]["a lighthouse"]["routes"] == {"images": 1}
 
 
+async def test_a_fallback_answers_images_asked_as_bytes_with_bytes(
+    sim: SimServer, backup: SimServer
+) -> None:
+    sim.outage(60)
+    async with _registry(sim, backup) as registry:
+        images = await registry.openai("primary").generate_images(
+            "a lighthouse", size="256x256", response_format="b64_json"
+        )
+    assert images[0].provider == "backup"
+    assert images[0].url is None
+    assert images[0].data is not None
+    assert images[0].data.startswith(b"\x89PNG")
+    assert backup.stats()["prompts"]["a lighthouse"]["routes"] == {"images": 1}
+
+
 async def test_a_healthy_primary_serves_and_says_so(sim: SimServer, backup: SimServer) -> None:
     async with _registry(sim, backup) as registry:
         result = await registry.openai("primary").chat("hello")

@@ -70,6 +70,42 @@ def test_granted_calls_never_run_faster_than_the_rate_plus_the_burst(
         assert i + 1 <= burst + (start - starts[0]) * rps + 1e-6
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    rps=st.floats(0.5, 50),
+    burst=st.integers(1, 20),
+    calls=st.lists(st.tuples(st.floats(0, 0.5), st.floats(0, 0.05)), min_size=2, max_size=80),
+)
+def test_callers_whose_clocks_were_read_out_of_turn_never_run_faster_than_the_rate(
+    rps: float, burst: int, calls: list[tuple[float, float]]
+) -> None:
+    # Workers read the time, then wait their turn at the shared value: a caller may
+    # take its token after one that read a later time.
+    limit = LimitSettings(rps=rps, burst=burst)
+    value: Any = None
+    clock = 0.0
+    starts = []
+    for gap, late in calls:
+        clock += gap
+        now = max(0.0, clock - late)  # read `late` seconds before its turn came
+        value, (granted, wait) = take(value, now, limit, max_wait=1e9)
+        assert granted
+        assert wait >= 0
+        starts.append(now + wait)
+    starts.sort()
+    for i, start in enumerate(starts):
+        assert i + 1 <= burst + (start - starts[0]) * rps + 1e-6
+
+
+def test_a_caller_that_read_an_earlier_time_does_not_set_the_bucket_back() -> None:
+    limit = LimitSettings(rps=10, burst=1)
+    value, (_, first) = take(None, 100.0, limit, max_wait=10.0)
+    value, (_, late) = take(value, 99.5, limit, max_wait=10.0)  # its clock was read earlier
+    value, (_, after) = take(value, 100.0, limit, max_wait=10.0)
+    assert (first, late) == (0.0, pytest.approx(0.6))  # its token at 100.1, 0.6 s after 99.5
+    assert after == pytest.approx(0.2)  # the next token at 100.2: no refill counted twice
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -196,10 +196,11 @@ class BaseProvider:
         return self.model
 
     async def fallback_images(
-        self, prompt: str, *, n: int = 1, size: str | None = None
+        self, prompt: str, *, n: int = 1, size: str | None = None, response_format: str = "url"
     ) -> list[GeneratedImage]:
         """One attempt at ``n`` images for another provider's call: only the prompt, the
-        number and the size (in this provider's notation) carry over."""
+        number, the size (in this provider's notation) and, where this provider can honour
+        it, ``response_format`` (bytes instead of a URL to download) carry over."""
         raise ConfigError(f"provider {self.name!r} ({self.kind}) does not generate images")
 
     @staticmethod

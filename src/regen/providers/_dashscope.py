@@ -255,10 +255,11 @@ class DashScopeProvider(BaseProvider):
         )
 
     async def fallback_images(
-        self, prompt: str, *, n: int = 1, size: str | None = None
+        self, prompt: str, *, n: int = 1, size: str | None = None, response_format: str = "url"
     ) -> list[GeneratedImage]:
         """One attempt at ``n`` images for another provider's call (``1024x1024`` sizes
-        are written ``1024*1024`` here)."""
+        are written ``1024*1024`` here). DashScope answers with URLs only, whatever
+        ``response_format`` asks: the caller downloads them."""
         size = size.replace("x", "*") if size else "1024*1024"
         images, problems = await self._images_attempt(prompt, n, None, None, None, {"size": size})
         if problems or len(images) < n:

@@ -70,11 +70,17 @@ class LimitSettings:
         return self.rps is not None or self.tpm is not None
 
 
-def _refill(pair: Any, now: float, rate: float, capacity: float) -> float:
+def _refill(pair: Any, now: float, rate: float, capacity: float) -> tuple[float, float]:
+    """The tokens in a bucket and the time they are counted at: ``now``, or the bucket's
+    own time when that is later. Workers read their clocks before their turn at the
+    shared value, so a caller may come after one that read a later time; were the bucket
+    set back to the earlier time, the next caller would count the same refill twice."""
     if not pair:
-        return capacity
+        return capacity, now
     tokens, at = float(pair[0]), float(pair[1])
-    return min(capacity, tokens + max(0.0, now - at) * rate)
+    if now <= at:
+        return tokens, at
+    return min(capacity, tokens + (now - at) * rate), now
 
 
 def take(
@@ -89,19 +95,22 @@ def take(
     current = value or {}
     wait = 0.0
     requests: float | None = None
+    at = now
     if settings.rps is not None:
-        requests = _refill(current.get("r"), now, settings.rps, settings.capacity)
+        requests, at = _refill(current.get("r"), now, settings.rps, settings.capacity)
+        wait = at - now
         if requests < 1:
-            wait = (1 - requests) / settings.rps
+            wait += (1 - requests) / settings.rps
     if settings.tpm is not None:
-        tokens = _refill(current.get("t"), now, settings.tpm / 60.0, float(settings.tpm))
+        rate = settings.tpm / 60.0
+        tokens, spent_at = _refill(current.get("t"), now, rate, float(settings.tpm))
         if tokens < 0:
-            wait = max(wait, -tokens / (settings.tpm / 60.0))
+            wait = max(wait, spent_at - now - tokens / rate)
     if wait > max_wait:
         return value, (False, wait)
     if requests is None:
         return value, (True, wait)
-    return {**current, "r": [requests - 1, now]}, (True, wait)
+    return {**current, "r": [requests - 1, at]}, (True, wait)
 
 
 def spend(value: Any | None, now: float, settings: LimitSettings, tokens: int) -> Any | None:
@@ -109,5 +118,5 @@ def spend(value: Any | None, now: float, settings: LimitSettings, tokens: int) -
     if settings.tpm is None or tokens <= 0:
         return value
     current = value or {}
-    left = _refill(current.get("t"), now, settings.tpm / 60.0, float(settings.tpm))
-    return {**current, "t": [left - tokens, now]}
+    left, at = _refill(current.get("t"), now, settings.tpm / 60.0, float(settings.tpm))
+    return {**current, "t": [left - tokens, at]}

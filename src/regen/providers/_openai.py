@@ -403,7 +403,9 @@ class OpenAIProvider(BaseProvider):
     ) -> list[GeneratedImage]:
         """One image generation attempt, no retries: ``n`` images (URLs or bytes), from
         this provider or, while it is down, from its fallbacks (``fallback=False``: this
-        provider only). A fallback gets the prompt, ``n`` and ``size``."""
+        provider only). A fallback gets the prompt, ``n``, ``size`` and, where it can give
+        bytes, ``response_format``: an image asked as ``b64_json`` is not a URL to download
+        because the fallback served it."""
         params: dict[str, Any] = {
             "size": size,
             "response_format": response_format,
@@ -418,17 +420,24 @@ class OpenAIProvider(BaseProvider):
             "image",
             model or self.image_model,
             lambda: self._images_request(prompt, n=n, **params),
-            lambda other: lambda: other.fallback_images(prompt, n=n, size=size),
+            lambda other: (
+                lambda: other.fallback_images(
+                    prompt, n=n, size=size, response_format=response_format
+                )
+            ),
             allowed=fallback,
         )
 
     async def fallback_images(
-        self, prompt: str, *, n: int = 1, size: str | None = None
+        self, prompt: str, *, n: int = 1, size: str | None = None, response_format: str = "url"
     ) -> list[GeneratedImage]:
         """One attempt at ``n`` images for another provider's call (``1024*1024`` sizes
-        are written ``1024x1024`` here)."""
+        are written ``1024x1024`` here), as URLs or bytes (``b64_json``)."""
         return await self._images_request(
-            prompt, n=n, size=size.replace("*", "x") if size else None
+            prompt,
+            n=n,
+            size=size.replace("*", "x") if size else None,
+            response_format=response_format,
         )
 
     async def _images_request(
