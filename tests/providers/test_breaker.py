@@ -214,3 +214,23 @@ def test_any_sequence_keeps_the_value_json_and_the_machine_consistent(
             assert len(value["probes"]) <= probes
         if changed in ("opened", "reopened"):
             assert not admit(value, now, chosen, 30.0)[1].allowed
+
+
+def test_a_health_check_decides_as_a_probe_once_the_open_time_is_up() -> None:
+    value = _opened()  # open until 110
+    still, changed = record(value, 105.0, FIVE, kind=None, observed=True)
+    assert changed is None
+    assert not admit(still, 105.0, FIVE, 60.0)[1].allowed  # too early: it stays open
+    closed, changed = record(value, 111.0, FIVE, kind=None, observed=True)
+    assert changed == "closed"
+    assert closed is None
+    reopened, changed = record(value, 111.0, FIVE, kind=Kind.TIMEOUT, observed=True)
+    assert changed == "reopened"
+    assert admit(reopened, 112.0, FIVE, 60.0)[1].retry_after == pytest.approx(9.0)
+
+
+def test_a_call_refused_in_a_cooldown_is_told_it_was_rate_limits_not_an_outage() -> None:
+    limits = BreakerSettings(rate_limits=1, rate_limit_cooldown_s=2.0)
+    value, _ = record(None, 100.0, limits, kind=Kind.RATE_LIMITED)
+    assert admit(value, 101.0, limits, 60.0)[1].cooldown
+    assert not admit(_opened(), 105.0, FIVE, 60.0)[1].cooldown

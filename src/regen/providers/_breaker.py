@@ -98,7 +98,8 @@ class Admission:
 
     ``allowed`` calls go through; a ``probe`` holds one of the half-open breaker's probe
     slots until ``lease`` (wall-clock seconds). A refused call may go through again in
-    ``retry_after`` seconds. ``track``: whether a success must be :func:`record`\\ ed
+    ``retry_after`` seconds; ``cooldown``: it was refused because of a burst of rate
+    limits, not an outage. ``track``: whether a success must be :func:`record`\\ ed
     (when it changes nothing, the caller skips the write).
     """
 
@@ -107,6 +108,7 @@ class Admission:
     lease: float = 0.0
     retry_after: float = 0.0
     track: bool = False
+    cooldown: bool = False
 
 
 _GO = Admission(True)
@@ -127,7 +129,8 @@ def admit(
     if state == OPEN:
         until = float(value["until"])
         if now < until:
-            return value, Admission(False, retry_after=until - now)
+            cooldown = bool(value.get("cooldown"))
+            return value, Admission(False, retry_after=until - now, cooldown=cooldown)
         if value.get("cooldown"):
             return None, _GO
         lease = now + lease_s
@@ -152,9 +155,12 @@ def record(
     kind: Kind | None,
     admission: Admission = _GO,
     retry_after: float | None = None,
+    observed: bool = False,
 ) -> tuple[Any | None, str | None]:
     """The breaker after a call ended: ``kind`` is its failure's kind, ``None`` a success.
 
+    ``observed``: the call was made outside the breaker (a health check); once an open
+    breaker's time is up, such a call decides as a probe would.
     Returns the new value and what changed, if anything: ``"opened"``, ``"reopened"``
     (a probe failed), ``"cooldown"`` (a burst of rate limits), ``"closed"`` (a probe was
     answered).
@@ -162,6 +168,8 @@ def record(
     if not settings.enabled:
         return value, None
     state = CLOSED if value is None else value.get("state", CLOSED)
+    if observed and value is not None and state == OPEN and now >= float(value["until"]):
+        value, state = {**value, "state": HALF_OPEN, "probes": []}, HALF_OPEN
     if admission.probe or state == HALF_OPEN:
         return _after_probe(value, now, settings, kind, admission)
     if state == OPEN:

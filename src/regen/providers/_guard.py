@@ -160,8 +160,9 @@ class Guard:
         )
         if not admission.allowed:
             await self.state.count({(self.name, "", "saved_by_breaker"): 1}, now)
+            why = "a burst of rate limits" if admission.cooldown else "an outage"
             raise Unavailable(
-                f"{self.name}: circuit breaker open after an outage; calls go through again "
+                f"{self.name}: circuit breaker open after {why}; calls go through again "
                 f"in {admission.retry_after:.1f} s",
                 admission.retry_after,
                 provider=self.name,
@@ -169,7 +170,13 @@ class Guard:
         return admission
 
     async def _record(
-        self, key: str, admission: Admission, kind: Kind | None, retry_after: float | None
+        self,
+        key: str,
+        admission: Admission,
+        kind: Kind | None,
+        retry_after: float | None,
+        *,
+        observed: bool = False,
     ) -> str | None:
         if not self.breaker.enabled:
             return None
@@ -178,7 +185,13 @@ class Guard:
         changed = await self.state.update(
             key,
             lambda value: _breaker.record(
-                value, now, settings, kind=kind, admission=admission, retry_after=retry_after
+                value,
+                now,
+                settings,
+                kind=kind,
+                admission=admission,
+                retry_after=retry_after,
+                observed=observed,
             ),
         )
         if changed is not None:
@@ -199,7 +212,8 @@ class Guard:
     async def observe(self, kind: Kind | None, model: str | None = None) -> str | None:
         """Tell the breaker what a call made elsewhere learned (a health check): ``kind``
         of its failure, ``None`` for an answer. Returns the breaker's change, if any."""
-        return await self._record(breaker_key(self.name, model), Admission(True), kind, None)
+        key = breaker_key(self.name, model)
+        return await self._record(key, Admission(True), kind, None, observed=True)
 
     # --- one request -------------------------------------------------------------------
 
