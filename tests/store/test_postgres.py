@@ -78,14 +78,21 @@ def _structure(url: str) -> dict[str, Any]:
         }
 
 
+def _holding(migrations: list[tuple[int, str]], text: str) -> int:
+    """The number of the last migration whose script holds ``text``."""
+    numbers = [number for number, script in migrations if text in script]
+    assert numbers, f"no migration holds {text!r}"
+    return numbers[-1]
+
+
 def _migrate(url: str, replace: tuple[str, str] | None = None) -> None:
-    """Run every migration script in order (``replace``: an edit made to the last first)."""
+    """Run every migration script in order (``replace``: an edit made first to the last
+    script that holds its text)."""
     migrations = _queries.migrations("postgres")
     with psycopg.connect(url, autocommit=True) as conn:
         for number, text in migrations:
             script = text
-            if replace is not None and number == migrations[-1][0]:
-                assert replace[0] in script
+            if replace is not None and number == _holding(migrations, replace[0]):
                 script = script.replace(*replace)
             conn.execute(script.encode())
         conn.execute("INSERT INTO regen_schema (version) VALUES (%s)", (migrations[-1][0],))

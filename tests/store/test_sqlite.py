@@ -81,16 +81,22 @@ def _structure(path: Path) -> dict[str, object]:
         conn.close()
 
 
+def _holding(migrations: list[tuple[int, str]], text: str) -> int:
+    """The number of the last migration whose script holds ``text``."""
+    numbers = [number for number, script in migrations if text in script]
+    assert numbers, f"no migration holds {text!r}"
+    return numbers[-1]
+
+
 def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
     """A database built by running every migration script in order (``replace``: an
-    edit made to the last script first)."""
+    edit made first to the last script that holds its text)."""
     conn = sqlite3.connect(path, isolation_level=None)
     migrations = _queries.migrations("sqlite")
     try:
         for number, text in migrations:
             script = text
-            if replace is not None and number == migrations[-1][0]:
-                assert replace[0] in script
+            if replace is not None and number == _holding(migrations, replace[0]):
                 script = script.replace(*replace)
             conn.executescript(script)
             conn.execute(f"PRAGMA user_version={number}")
