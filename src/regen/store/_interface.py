@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from regen.store._records import (
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     Event,
     GcCounts,
     HealthCheck,
     Item,
+    ItemLease,
     ItemStatus,
     Lease,
     NewRun,
@@ -124,8 +126,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
-        """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked."""
+    async def heartbeat(
+        self, leases: Sequence[Lease], ttl: float, now: float, *, items_of: str | None = None
+    ) -> dict[str, Commit]:
+        """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked.
+        ``items_of``: also extend the leases of the items that owner runs."""
 
     @abstractmethod
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
@@ -134,6 +139,38 @@ class Store(ABC):
         ``Commit(ok=False)``, with nothing written, when the lease was lost. A database
         busy with another process's transaction is waited for, not an error.
         """
+
+    @abstractmethod
+    async def claim_items(
+        self,
+        owner: str,
+        token: str,
+        ttl: float,
+        now: float,
+        *,
+        limit: int,
+        run_id: str | None = None,
+        step: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> ClaimedItems | None:
+        """Lease up to ``limit`` items of a running map step whose items are open
+        (:class:`OpenItems`): pending ones, and running ones whose lease expired (their
+        worker died), in order, each marked ``running`` under ``token`` with its
+        ``item.started`` event. With a quota K, no more are leased than may still be
+        needed: K less the items succeeded and those running under a live lease.
+
+        ``run_id`` and ``step``: that step only. Otherwise the oldest running run (of
+        ``flows``) not leased by ``owner`` with claimable items is chosen. ``None`` when
+        nothing can be claimed (the run is not running, cancel was asked, or no item is
+        claimable). Workers claiming at once never lease the same item.
+        """
+
+    @abstractmethod
+    async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        """Apply the writes of items run under ``lease`` (events, item ends, cache entries,
+        artifact links) in one transaction, if the run is still running and some item still
+        runs under the lease's token; ``Commit(ok=False)``, with nothing written, otherwise.
+        Each :class:`EndItem` is fenced by its token (see there)."""
 
     @abstractmethod
     async def release(self, lease: Lease, now: float) -> bool:

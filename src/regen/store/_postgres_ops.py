@@ -19,24 +19,31 @@ from regen.store._errors import InvalidTransition, RunNotFound, StoreError
 from regen.store._event_types import EventType
 from regen.store._records import (
     AddEvent,
+    AddItems,
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     CountAttempt,
     EndItem,
     EndRun,
     EndStep,
+    ItemLease,
+    ItemStatus,
     Lease,
     LinkArtifact,
     NewRun,
+    OpenItems,
     PutCache,
     Run,
     RunStatus,
+    SkipItems,
     StartItem,
     StartStep,
     Write,
 )
 from regen.store._sqlite_rows import dumps, loads
+from regen.store._sqlite_rows import item as item_record
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
 from regen.store._transitions import check_delete, check_retry, retry_start
@@ -51,16 +58,18 @@ _LOST = Commit(False)
 
 
 class RunLog:
-    """A run being written to in this transaction: its number, its last event's seq, and
-    the events to append when the transaction is done with its other writes."""
+    """A run being written to in this transaction: its number, its last event's seq, the
+    events to append when the transaction is done with its other writes, and per map step
+    the quota and successes counted so far (for item ends under a claim)."""
 
-    __slots__ = ("events", "key", "run_id", "seq")
+    __slots__ = ("events", "key", "quotas", "run_id", "seq")
 
     def __init__(self, key: int, seq: int, run_id: str) -> None:
         self.key = key
         self.seq = seq
         self.run_id = run_id
         self.events: list[tuple[int, float, str, str]] = []
+        self.quotas: dict[str, list[int]] = {}
 
     def append(self, type_: str, data: str, at: float) -> None:
         """Append an event (``data``: JSON text) numbered after the last."""
@@ -179,8 +188,12 @@ async def claim(
 
 
 async def heartbeat(
-    conn: Conn, leases: Sequence[Lease], ttl: float, now: float
+    conn: Conn, leases: Sequence[Lease], ttl: float, now: float, items_of: str | None = None
 ) -> dict[str, Commit]:
+    if items_of is not None:
+        await conn.execute(Q["heartbeat_items"], {"owner": items_of, "expires_at": now + ttl})
+    if not leases:
+        return {}
     # In run id order, so two transactions renewing overlapping runs lock them alike.
     ordered = sorted(leases, key=lambda lease: lease.run_id)
     cursor = await conn.execute(
@@ -209,6 +222,83 @@ async def release(conn: Conn, lease: Lease, now: float) -> bool:
     return True
 
 
+# --- items claimed by any worker --------------------------------------------------------------
+
+
+async def claim_items(
+    conn: Conn,
+    lease: ItemLease,
+    ttl: float,
+    now: float,
+    *,
+    limit: int,
+    named: bool,
+    flows: Sequence[str] | None,
+) -> ClaimedItems | None:
+    """Lease items of the step ``lease`` names (``named``), or of the oldest open one. The
+    run's row is locked first: claims and item ends of one run are serialised, so the
+    quota is counted exactly."""
+    run_id, step_name = lease.run_id, lease.step
+    if not named:
+        found = await _one(
+            conn,
+            Q["open_map_step"],
+            {"owner": lease.owner, "flows": None if flows is None else list(flows), "now": now},
+        )
+        if found is None:
+            return None
+        run_id, step_name = found["run_id"], found["step"]
+    run, log = await locked_run(conn, run_id)
+    if run.status is not RunStatus.RUNNING or run.cancel_requested:
+        return None
+    row = await _one(conn, Q["step_named"], {"run": log.key, "step": step_name})
+    if row is None or row["status"] != "running" or row["items_total"] is None:
+        return None
+    args: dict[str, Any] = {"run": log.key, "step": step_name, "now": now}
+    if row["quota"] is not None:
+        succeeded = await _one(conn, Q["items_succeeded"], args)
+        running = await _one(conn, Q["items_running_leased"], args)
+        assert succeeded is not None and running is not None
+        limit = min(limit, row["quota"] - succeeded["n"] - running["n"])
+    if limit <= 0:
+        return None
+    cursor = await conn.execute(
+        Q["lease_items"],
+        {
+            **args,
+            "owner": lease.owner,
+            "token": lease.token,
+            "expires_at": now + ttl,
+            "limit": limit,
+        },
+    )
+    rows = await cursor.fetchall()
+    if not rows:
+        return None
+    items = sorted((item_record(run_id, r) for r in rows), key=lambda i: i.idx)
+    for it in items:
+        log.append(
+            EventType.ITEM_STARTED, dumps({"step": step_name, "item": it.idx, "key": it.key}), now
+        )
+    await log.save(conn)
+    held = ItemLease(run_id, step_name, lease.token, lease.owner)
+    return ClaimedItems(run, step_record(run_id, row), held, items)
+
+
+async def commit_items(
+    conn: Conn, lease: ItemLease, writes: Sequence[Write], sent: Sent | None = None
+) -> Commit:
+    """Apply the writes of items run under ``lease`` (checked under the run's row lock)."""
+    row = await _one(
+        conn,
+        Q["check_item_lease"],
+        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner, "token": lease.token},
+    )
+    if row is None:
+        return _LOST
+    return await _apply(conn, lease.run_id, row, writes, sent)
+
+
 # --- a run's writes under its lease ---------------------------------------------------------
 
 
@@ -231,7 +321,13 @@ async def commit(
     row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
     if row is None:
         return _LOST
-    log = RunLog(row["key"], row["last_seq"], lease.run_id)
+    return await _apply(conn, lease.run_id, row, writes, sent)
+
+
+async def _apply(
+    conn: Conn, run_id: str, row: dict[str, Any], writes: Sequence[Write], sent: Sent | None
+) -> Commit:
+    log = RunLog(row["key"], row["last_seq"], run_id)
     for write in writes:
         await _APPLY[type(write)](conn, log, write)
     await log.save(conn)
@@ -241,7 +337,7 @@ async def commit(
     return outcome
 
 
-async def landed(conn: Conn, lease: Lease, sent: Sent) -> Commit | None:
+async def landed(conn: Conn, lease: Lease | ItemLease, sent: Sent) -> Commit | None:
     """The outcome of a commit whose connection was lost during its ``COMMIT``, if it took
     effect; ``None`` if it did not, and may be sent again (its writes without events are
     upserts: sending them twice changes nothing)."""
@@ -297,6 +393,9 @@ async def _start_item(conn: Conn, log: RunLog, w: StartItem) -> None:
 
 
 async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
+    if w.token is not None:
+        await _finish_item(conn, log, w)
+        return
     await conn.execute(
         Q["item_end"],
         {
@@ -313,6 +412,70 @@ async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
             "at": w.at,
         },
     )
+
+
+async def _finish_item(conn: Conn, log: RunLog, w: EndItem) -> None:
+    """An item's end under its claim: fenced by the token, held to the step's quota."""
+    status, output, data = w.status, w.output, w.event
+    args: dict[str, Any] = {"run": log.key, "step": w.step}
+    if status is ItemStatus.SUCCEEDED:
+        counted = log.quotas.get(w.step)
+        if counted is None:
+            row = await _one(conn, Q["step_quota"], args)
+            quota = -1 if row is None or row["quota"] is None else int(row["quota"])
+            done = 0
+            if quota >= 0:
+                found = await _one(conn, Q["items_succeeded"], args)
+                done = 0 if found is None else int(found["n"])
+            counted = log.quotas[w.step] = [quota, done]
+        if 0 <= counted[0] <= counted[1]:  # the quota is already met: not needed
+            status, output = ItemStatus.SKIPPED, None
+            data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
+    finished = await _one(
+        conn,
+        Q["item_finish"],
+        {
+            **args,
+            "idx": w.idx,
+            "token": w.token,
+            "status": str(status),
+            "output": output,
+            "attempts": w.attempts,
+            "errors": w.errors,
+            "cached": w.cached,
+            "at": w.at,
+        },
+    )
+    if finished is None:
+        return  # the item was taken over (its lease expired) or has already ended
+    if status is ItemStatus.SUCCEEDED and w.step in log.quotas:
+        log.quotas[w.step][1] += 1
+    if data is not None:
+        log.append(EventType.item_ended(status), data, w.at)
+
+
+async def _add_items(conn: Conn, log: RunLog, w: AddItems) -> None:
+    await conn.execute(
+        Q["items_add"],
+        {
+            "run": log.key,
+            "step": w.step,
+            "idxs": [r[0] for r in w.rows],
+            "keys": [r[1] for r in w.rows],
+            "inputs": [r[2] for r in w.rows],
+        },
+    )
+
+
+async def _open_items(conn: Conn, log: RunLog, w: OpenItems) -> None:
+    await conn.execute(
+        Q["open_items"],
+        {"run": log.key, "position": w.position, "quota": w.quota, "total": w.total},
+    )
+
+
+async def _skip_items(conn: Conn, log: RunLog, w: SkipItems) -> None:
+    await conn.execute(Q["skip_pending_items"], {"run": log.key, "step": w.step, "at": w.at})
 
 
 async def _put_cache(conn: Conn, log: RunLog, w: PutCache) -> None:
@@ -367,6 +530,9 @@ _APPLY: dict[type, Callable[[Conn, RunLog, Any], Awaitable[None]]] = {
     CountAttempt: _count_attempt,
     StartItem: _start_item,
     EndItem: _end_item,
+    AddItems: _add_items,
+    OpenItems: _open_items,
+    SkipItems: _skip_items,
     PutCache: _put_cache,
     LinkArtifact: _link_artifact,
     EndRun: _end_run,

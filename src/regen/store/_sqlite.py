@@ -16,11 +16,13 @@ from regen.store._interface import Listener, Store
 from regen.store._records import (
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     Event,
     GcCounts,
     HealthCheck,
     Item,
+    ItemLease,
     ItemStatus,
     Lease,
     NewRun,
@@ -227,8 +229,38 @@ class SQLiteStore(Store):
             self._notify({claimed.run.id})
         return claimed
 
-    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
-        return await self._write_thread().run(lambda c: ops.heartbeat(c, leases, ttl, now))
+    async def heartbeat(
+        self, leases: Sequence[Lease], ttl: float, now: float, *, items_of: str | None = None
+    ) -> dict[str, Commit]:
+        return await self._write_thread().run(
+            lambda c: ops.heartbeat(c, leases, ttl, now, items_of)
+        )
+
+    async def claim_items(
+        self,
+        owner: str,
+        token: str,
+        ttl: float,
+        now: float,
+        *,
+        limit: int,
+        run_id: str | None = None,
+        step: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> ClaimedItems | None:
+        named = run_id is not None and step is not None
+        lease = ItemLease(run_id or "", step or "", token, owner)
+        claimed = await self._write_thread().run(
+            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows)
+        )
+        if claimed is not None:
+            self._notify({claimed.run.id})
+        return claimed
+
+    async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        return await self._write_thread().run(
+            lambda c: ops.commit_items(c, lease, writes), lease.run_id, group=True
+        )
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
         return await self._write_thread().run(
