@@ -1,0 +1,302 @@
+"""Running a map step's items in this process: claimed from the store in batches, at most
+the step's ``concurrency`` attempts at once, each item's end recorded under its claim.
+
+The run's own execution and a worker helping it run items alike: each claims what it has
+room for (the store hands an item to one claimant only, and never more than the quota may
+still need), runs it, and records its end fenced by the claim's token, so an item another
+worker took over after this one's lease lapsed is not recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from regen.engine import _faults, _time
+from regen.engine._context import StepContext, event_text
+from regen.engine._json import encode
+from regen.engine._outcome import cache_key, error_of
+from regen.engine._slots import Slots
+from regen.retry import Attempt, GiveUp
+from regen.store import EndItem, Item, ItemStatus, LinkArtifact, PutCache, Write
+
+if TYPE_CHECKING:
+    from regen.engine._execute import Execution
+    from regen.engine._flow import StepSpec
+
+_SMALL_OUTPUT = 4096  # outputs up to this size are repeated in item.succeeded events
+_PROGRESS_EVERY = 0.25  # seconds of real time between progress events
+
+
+@dataclass(slots=True)
+class _State:
+    alive: int = 0
+    finished: int = 0
+    error: BaseException | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait(self) -> None:
+        self.changed.clear()
+        await self.changed.wait()
+
+
+class ItemRunner:
+    """Claims and runs items of one map step of ``ex``'s run.
+
+    ``generation``/``refresh``: the step's, from its record (idempotency keys, cache use).
+    ``progress``: called after items end (the run's own execution reports progress).
+    """
+
+    def __init__(
+        self,
+        ex: Execution,
+        spec: StepSpec,
+        generation: int,
+        refresh: bool,
+        *,
+        token: str | None = None,
+        quota: int | None = None,
+        progress: Callable[[], Any] | None = None,
+    ) -> None:
+        self.ex = ex
+        self.spec = spec
+        self.generation = generation
+        self.refresh = refresh
+        self.token = token or uuid.uuid4().hex
+        self.slots = Slots(spec.concurrency)
+        # Up to twice the concurrency claimed at once: an item waiting to retry holds no
+        # slot, and one waiting for a slot starts the moment one frees.
+        self.window = 2 * spec.concurrency
+        self.batch = max(1, spec.concurrency // 2)
+        self.state = _State()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.quota = quota
+        self._progress = progress
+        self._short = False  # the last claim got fewer items than it asked for
+
+    # --- the claiming loop ----------------------------------------------------------------------
+
+    async def run(self, first: list[Item] | None = None, *, until_done: bool) -> None:
+        """Run items until none is left to claim (``until_done``: until every item of the
+        step is final, waiting for those other workers run)."""
+        state = self.state
+        ask = first is None
+        for item in first or ():
+            self._start(item)
+        try:
+            while True:
+                if state.error is not None:
+                    raise state.error
+                self.ex.check_cancel()
+                room = self.window - state.alive
+                if ask and room > 0 and (room >= self.batch or self._short or not state.alive):
+                    got = await self._claim(room)
+                    self._short, ask = got < room, False
+                    continue
+                if state.alive:
+                    await state.wait()
+                    ask = True
+                    await self._report()
+                    continue
+                if not until_done or await self._settled():
+                    return
+                await self._wait_for_others()
+                ask = True
+                await self._report()
+        except BaseException:
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            raise
+
+    async def _claim(self, room: int) -> int:
+        ex = self.ex
+        claimed = await ex.store.claim_items(
+            ex.engine.owner,
+            self.token,
+            ex.engine.settings.lease_ttl,
+            _time.now(),
+            limit=room,
+            run_id=ex.run_id,
+            step=self.spec.name,
+        )
+        if claimed is None:
+            return 0
+        for item in claimed.items:
+            self._start(item)
+        return len(claimed.items)
+
+    async def _settled(self) -> bool:
+        """Whether every item of the step is final, or the quota is met."""
+        counts = await self.ex.store.count_items(self.ex.run_id, self.spec.name)
+        if self.quota is not None and counts.get(ItemStatus.SUCCEEDED, 0) >= self.quota:
+            return True
+        return not counts.get(ItemStatus.RUNNING) and not counts.get(ItemStatus.PENDING)
+
+    async def _wait_for_others(self) -> None:
+        """Until another worker writes to the run, or a poll interval passes (an item whose
+        worker died is claimed once its lease expires)."""
+        ex = self.ex
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def listener(touched: str) -> None:
+            if touched == ex.run_id:
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(changed.set)
+
+        remove = ex.store.add_listener(listener)
+        try:
+            poll = min(1.0, max(0.05, ex.engine.settings.lease_ttl / 10))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), poll)
+        finally:
+            remove()
+
+    async def _report(self) -> None:
+        if self._progress is not None:
+            await self._progress()
+
+    def _start(self, item: Item) -> None:
+        self.state.alive += 1
+        task = asyncio.create_task(self._item(item))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        state = self.state
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and state.error is None:
+            state.error = task.exception()
+        state.changed.set()
+
+    # --- one item -------------------------------------------------------------------------------
+
+    async def _item(self, row: Item) -> None:
+        ex, spec, slots = self.ex, self.spec, self.slots
+        idx, key, item = row.idx, row.key, row.input
+        held = False
+        ikey = ex.key(spec.name, self.generation, key or str(idx))
+        ctx = StepContext(ex, spec.name, ikey, item, idx, key)
+        failed: list[Attempt] = []
+        base: dict[str, Any] = {"step": spec.name, "item": idx, "key": key}
+        try:
+            output, cached, cached_key = None, False, None
+            if spec.cache is not None:
+                inputs = spec.cache.key(ctx, item) if spec.cache.key is not None else item
+                cached_key = cache_key(ex.flow.name, spec.name, spec.version, inputs)
+                if not self.refresh:
+                    output = await ex.store.cache_get(cached_key, _time.now())
+                    cached = output is not None
+            found: list[str] = []
+            if output is None:
+
+                async def attempt() -> str:
+                    nonlocal held
+                    ctx.attempt = len(failed) + 1
+                    if not held:
+                        await slots.acquire(retry=bool(failed))
+                        held = True
+                    try:
+                        if spec.is_async:
+                            value = await spec.fn(ctx, item)
+                        else:
+                            value = await ex.in_thread(spec.fn, ctx, item)
+                        return encode(value, f"map step {spec.name!r}: item {idx} result", found)
+                    except BaseException:
+                        slots.release()
+                        held = False
+                        raise
+
+                output = await ex.policy_for(spec, ikey, index=idx, failed=failed).acall(attempt)
+            _faults.point("after_item_work")
+            await ex.commit(
+                self._success(idx, key, output, failed, found, cached, cached_key, base)
+            )
+        except GiveUp as exc:
+            attempts = [a.to_dict() for a in exc.attempts]
+            data = {
+                **base,
+                "attempts": len(attempts),
+                "kind": str(exc.kind),
+                "errors": exc.errors,
+                "error": error_of(exc),
+            }
+            end = EndItem(
+                spec.name,
+                idx,
+                ItemStatus.GIVEN_UP,
+                _time.now(),
+                key,
+                None,
+                None,
+                encode(attempts, "attempts"),
+                encode(exc.errors, "errors"),
+                token=self.token,
+                event=event_text(data, "item event"),
+            )
+            await ex.commit([end])
+        finally:
+            if held:
+                slots.release()
+            self.state.alive -= 1
+            self.state.finished += 1
+            self.state.changed.set()
+
+    def _success(
+        self,
+        idx: int,
+        key: str | None,
+        output: str,
+        failed: list[Attempt],
+        found: list[str],
+        cached: bool,
+        cached_key: str | None,
+        base: dict[str, Any],
+    ) -> list[Write]:
+        """The writes that record an item's success (durable before it is reported)."""
+        spec, at = self.spec, _time.now()
+        data = {**base, "cached": cached, "attempts": len(failed) + 1}
+        text = event_text(data, "item event")
+        if len(output) <= _SMALL_OUTPUT:
+            # The output is already compact JSON text: spliced in, not decoded and encoded.
+            text = f'{text[:-1]},"output":{output}}}'
+        writes: list[Write] = [
+            EndItem(
+                spec.name,
+                idx,
+                ItemStatus.SUCCEEDED,
+                at,
+                key,
+                None,
+                output,
+                encode([a.to_dict() for a in failed], "attempts"),
+                None,
+                cached,
+                token=self.token,
+                event=text,
+            ),
+            *(LinkArtifact(sha, spec.name, idx) for sha in found),
+        ]
+        if cached_key is not None and not cached:
+            ttl = spec.cache.ttl if spec.cache is not None else None
+            writes.append(
+                PutCache(
+                    cached_key,
+                    f"{self.ex.flow.name}.{spec.name}",
+                    output,
+                    at,
+                    None if ttl is None else at + ttl,
+                )
+            )
+        return writes
+
+
+def progress_due(last: float) -> bool:
+    """Whether a progress event is due, the last one having been sent at ``last``."""
+    return time.monotonic() - last >= _PROGRESS_EVERY
