@@ -98,7 +98,7 @@ class Engine:
         self.registry = Registry()
         self.artifacts = ArtifactStore(self._store, self.home / "artifacts")
         self._executions: dict[str, Execution] = {}
-        self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe)
+        self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe, self.owner)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
         self._loops = Loops()
         #: The same methods for synchronous code: ``engine.sync.start(flow, params)``.

@@ -21,12 +21,15 @@ logger = logging.getLogger("regen.engine")
 
 
 class Heartbeat:
-    """Renews held leases every ``ttl / 3`` seconds."""
+    """Renews held leases every ``ttl / 3`` seconds: those of runs, and those of the map
+    items ``owner`` runs (of its own runs, and of others' it helps with)."""
 
-    def __init__(self, store: Store, ttl: float, observer: Observer) -> None:
+    def __init__(self, store: Store, ttl: float, observer: Observer, owner: str) -> None:
         self._store = store
         self._ttl = ttl
         self._observer = observer
+        self._owner = owner
+        self._helping = 0
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -36,11 +39,24 @@ class Heartbeat:
         """Start renewing ``lease``."""
         with self._lock:
             self._leases[lease.run_id] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="regen-heartbeat", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def help(self) -> None:
+        """Renew the leases of items of another's run this process runs, until
+        :meth:`helped`."""
+        with self._lock:
+            self._helping += 1
+            self._start()
+
+    def helped(self) -> None:
+        """One :meth:`help` is over."""
+        with self._lock:
+            self._helping -= 1
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="regen-heartbeat", daemon=True)
+            self._thread.start()
 
     def drop(self, run_id: str) -> None:
         """Stop renewing the lease of ``run_id``."""
@@ -61,10 +77,13 @@ class Heartbeat:
     def _beat(self, runner: asyncio.Runner) -> None:
         with self._lock:
             leases = list(self._leases.values())
-        if not leases:
+            helping = self._helping > 0
+        if not leases and not helping:
             return
         try:
-            outcome = runner.run(self._store.heartbeat(leases, self._ttl, _time.now()))
+            outcome = runner.run(
+                self._store.heartbeat(leases, self._ttl, _time.now(), items_of=self._owner)
+            )
         except Exception:
             logger.warning("regen: heartbeat failed", exc_info=True)
             return

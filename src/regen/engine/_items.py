@@ -18,12 +18,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regen.engine import _faults, _time
-from regen.engine._context import StepContext, event_text
+from regen.engine._context import StepContext, event_text, event_write
 from regen.engine._json import encode
 from regen.engine._outcome import cache_key, error_of
 from regen.engine._slots import Slots
 from regen.retry import Attempt, GiveUp
-from regen.store import EndItem, Item, ItemStatus, LinkArtifact, PutCache, Write
+from regen.store import (
+    ClaimedItems,
+    EndItem,
+    EventType,
+    Item,
+    ItemStatus,
+    LinkArtifact,
+    PutCache,
+    Write,
+)
 
 if TYPE_CHECKING:
     from regen.engine._execute import Execution
@@ -78,16 +87,31 @@ class ItemRunner:
         self.quota = quota
         self._progress = progress
         self._short = False  # the last claim got fewer items than it asked for
+        self._running = False
+        self._adopted: list[tuple[Item, str]] = []
 
     # --- the claiming loop ----------------------------------------------------------------------
 
-    async def run(self, first: list[Item] | None = None, *, until_done: bool) -> None:
+    def adopt(self, claimed: ClaimedItems) -> None:
+        """Run items claimed for this step by someone else in this process (a worker that
+        found the step again), each under its own claim."""
+        self._started(claimed.items)
+        if self._running:
+            for item in claimed.items:
+                self._start(item, claimed.lease.token)
+        else:
+            self._adopted.extend((item, claimed.lease.token) for item in claimed.items)
+        self.state.changed.set()
+
+    async def run(self, *, until_done: bool) -> None:
         """Run items until none is left to claim (``until_done``: until every item of the
         step is final, waiting for those other workers run)."""
         state = self.state
-        ask = first is None
-        for item in first or ():
-            self._start(item)
+        ask = True
+        self._running = True
+        for item, token in self._adopted:
+            self._start(item, token)
+        self._adopted.clear()
         try:
             while True:
                 if state.error is not None:
@@ -127,9 +151,24 @@ class ItemRunner:
         )
         if claimed is None:
             return 0
+        self._started(claimed.items)
         for item in claimed.items:
-            self._start(item)
+            self._start(item, self.token)
         return len(claimed.items)
+
+    def _started(self, items: list[Item]) -> None:
+        """Queue the ``item.started`` events of items just claimed (committed with the
+        next writes: a claim itself writes no event)."""
+        self.ex.outbox.add(
+            [
+                event_write(
+                    EventType.ITEM_STARTED,
+                    {"step": self.spec.name, "item": item.idx, "key": item.key},
+                    "item event",
+                )
+                for item in items
+            ]
+        )
 
     async def _settled(self) -> bool:
         """Whether every item of the step is final, or the quota is met."""
@@ -162,9 +201,9 @@ class ItemRunner:
         if self._progress is not None:
             await self._progress()
 
-    def _start(self, item: Item) -> None:
+    def _start(self, item: Item, token: str) -> None:
         self.state.alive += 1
-        task = asyncio.create_task(self._item(item))
+        task = asyncio.create_task(self._item(item, token))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -177,7 +216,7 @@ class ItemRunner:
 
     # --- one item -------------------------------------------------------------------------------
 
-    async def _item(self, row: Item) -> None:
+    async def _item(self, row: Item, token: str) -> None:
         ex, spec, slots = self.ex, self.spec, self.slots
         idx, key, item = row.idx, row.key, row.input
         held = False
@@ -216,7 +255,7 @@ class ItemRunner:
                 output = await ex.policy_for(spec, ikey, index=idx, failed=failed).acall(attempt)
             _faults.point("after_item_work")
             await ex.commit(
-                self._success(idx, key, output, failed, found, cached, cached_key, base)
+                self._success(idx, key, token, output, failed, found, cached, cached_key, base)
             )
         except GiveUp as exc:
             attempts = [a.to_dict() for a in exc.attempts]
@@ -237,7 +276,7 @@ class ItemRunner:
                 None,
                 encode(attempts, "attempts"),
                 encode(exc.errors, "errors"),
-                token=self.token,
+                token=token,
                 event=event_text(data, "item event"),
             )
             await ex.commit([end])
@@ -252,6 +291,7 @@ class ItemRunner:
         self,
         idx: int,
         key: str | None,
+        token: str,
         output: str,
         failed: list[Attempt],
         found: list[str],
@@ -278,7 +318,7 @@ class ItemRunner:
                 encode([a.to_dict() for a in failed], "attempts"),
                 None,
                 cached,
-                token=self.token,
+                token=token,
                 event=text,
             ),
             *(LinkArtifact(sha, spec.name, idx) for sha in found),

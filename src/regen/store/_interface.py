@@ -155,22 +155,24 @@ class Store(ABC):
     ) -> ClaimedItems | None:
         """Lease up to ``limit`` items of a running map step whose items are open
         (:class:`OpenItems`): pending ones, and running ones whose lease expired (their
-        worker died), in order, each marked ``running`` under ``token`` with its
-        ``item.started`` event. With a quota K, no more are leased than may still be
-        needed: K less the items succeeded and those running under a live lease.
+        worker died), in order, each marked ``running`` under ``token`` (no event: the
+        claimant appends ``item.started`` with its next writes). With a quota K, no more
+        are leased than may still be needed: K less the items succeeded and those running
+        under a live lease.
 
         ``run_id`` and ``step``: that step only. Otherwise the oldest running run (of
-        ``flows``) not leased by ``owner`` with claimable items is chosen. ``None`` when
-        nothing can be claimed (the run is not running, cancel was asked, or no item is
-        claimable). Workers claiming at once never lease the same item.
+        ``flows``) with claimable items is chosen, among those ``owner`` neither holds the
+        lease of nor runs items of that step already. ``None`` when nothing can be claimed
+        (the run is not running, cancel was asked, or no item is claimable). Workers
+        claiming at once never lease the same item.
         """
 
     @abstractmethod
     async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
         """Apply the writes of items run under ``lease`` (events, item ends, cache entries,
-        artifact links) in one transaction, if the run is still running and some item still
-        runs under the lease's token; ``Commit(ok=False)``, with nothing written, otherwise.
-        Each :class:`EndItem` is fenced by its token (see there)."""
+        artifact links) in one transaction, if the run is still running and the lease's
+        owner still holds some item of the step; ``Commit(ok=False)``, with nothing written,
+        otherwise. Each :class:`EndItem` is fenced by its own token (see there)."""
 
     @abstractmethod
     async def release(self, lease: Lease, now: float) -> bool:

@@ -344,7 +344,8 @@ class PostgresStore(Store):
         named = run_id is not None and step is not None
         lease = ItemLease(run_id or "", step or "", token, owner)
         claimed = await self._call(
-            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows)
+            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows),
+            pipeline=True,
         )
         if claimed is not None:
             self._listeners.notify((claimed.run.id,))

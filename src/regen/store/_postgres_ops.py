@@ -29,7 +29,6 @@ from regen.store._records import (
     EndRun,
     EndStep,
     ItemLease,
-    ItemStatus,
     Lease,
     LinkArtifact,
     NewRun,
@@ -58,30 +57,47 @@ _LOST = Commit(False)
 
 
 class RunLog:
-    """A run being written to in this transaction: its number, its last event's seq, the
-    events to append when the transaction is done with its other writes, and per map step
-    the quota and successes counted so far (for item ends under a claim)."""
+    """A run being written to in this transaction: its number, its last event's seq, and
+    the events to append when the transaction is done with its other writes. An item's
+    end under a claim is sent at once and its event decided when its answer is read (at
+    :meth:`save`, one round trip for all of them), so the events keep the writes' order."""
 
-    __slots__ = ("events", "key", "quotas", "run_id", "seq")
+    __slots__ = ("entries", "key", "run_id", "seq")
 
     def __init__(self, key: int, seq: int, run_id: str) -> None:
         self.key = key
         self.seq = seq
         self.run_id = run_id
-        self.events: list[tuple[int, float, str, str]] = []
-        self.quotas: dict[str, list[int]] = {}
+        self.entries: list[tuple[str, str, float] | tuple[Any, EndItem]] = []
 
     def append(self, type_: str, data: str, at: float) -> None:
-        """Append an event (``data``: JSON text) numbered after the last."""
-        self.seq += 1
-        self.events.append((self.seq, at, type_, data))
+        """Append an event (``data``: JSON text), numbered after the last at :meth:`save`."""
+        self.entries.append((type_, data, at))
+
+    def expect(self, cursor: Any, end: EndItem) -> None:
+        """Append the event of an item's end if ``cursor`` (its update) returns a row."""
+        self.entries.append((cursor, end))
 
     async def save(self, conn: Conn) -> None:
         """Write the events appended, the run's last seq, and a notification (sent by
         PostgreSQL when the transaction commits)."""
-        if not self.events:
+        if not self.entries:
             return
-        seqs, ats, types, datas = zip(*self.events, strict=True)
+        events: list[tuple[int, float, str, str]] = []
+        for entry in self.entries:
+            if len(entry) == 2:
+                found = await _ended(*entry)
+                if found is None:
+                    continue
+                type_, data, at = found
+            else:
+                type_, data, at = entry
+            self.seq += 1
+            events.append((self.seq, at, type_, data))
+        self.entries = []
+        if not events:
+            return
+        seqs, ats, types, datas = zip(*events, strict=True)
         await conn.execute(Q["events_lock"])
         await conn.execute(
             Q["insert_events"],
@@ -95,7 +111,18 @@ class RunLog:
         )
         await conn.execute(Q["set_last_seq"], {"run": self.key, "seq": self.seq})
         await conn.execute(Q["notify"], {"run_id": self.run_id})
-        self.events = []
+
+
+async def _ended(cursor: Any, w: EndItem) -> tuple[str, str, float] | None:
+    """The event of an item's end, once its update answered: none if it changed nothing
+    (the item was taken over, or had ended), ``item.skipped`` if the quota was met."""
+    row = await cursor.fetchone()
+    if row is None or w.event is None:
+        return None
+    if row["status"] == w.status:
+        return EventType.item_ended(w.status), w.event, w.at
+    data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
+    return EventType.item_ended(row["status"]), data, w.at
 
 
 async def _one(conn: Conn, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -235,10 +262,15 @@ async def claim_items(
     named: bool,
     flows: Sequence[str] | None,
 ) -> ClaimedItems | None:
-    """Lease items of the step ``lease`` names (``named``), or of the oldest open one. The
-    run's row is locked first: claims and item ends of one run are serialised, so the
-    quota is counted exactly."""
+    """Lease items of the step ``lease`` names (``named``), or of the oldest open one.
+
+    The run's row is not locked (its writers go on meanwhile); with a quota, the step's row
+    is, so the claims of one step count what is succeeded and in flight one at a time (an
+    item's end, under the run's lock, moves an item from one count to the other). A claim
+    lost in a crash of the database only leaves its items pending: it is committed without
+    waiting for the disk."""
     run_id, step_name = lease.run_id, lease.step
+    await conn.execute(Q["claim_lightly"])
     if not named:
         found = await _one(
             conn,
@@ -248,18 +280,26 @@ async def claim_items(
         if found is None:
             return None
         run_id, step_name = found["run_id"], found["step"]
-    run, log = await locked_run(conn, run_id)
+    # Sent together, read together (one round trip in pipeline mode).
+    reading = await conn.execute(Q["get_run"], {"id": run_id})
+    stepping = await conn.execute(Q["step_named"], {"run_id": run_id, "step": step_name})
+    found_run, row = await reading.fetchone(), await stepping.fetchone()
+    if found_run is None or row is None:
+        return None
+    run = run_record(found_run)
     if run.status is not RunStatus.RUNNING or run.cancel_requested:
         return None
-    row = await _one(conn, Q["step_named"], {"run": log.key, "step": step_name})
-    if row is None or row["status"] != "running" or row["items_total"] is None:
+    if row["status"] != "running" or row["items_total"] is None:
         return None
-    args: dict[str, Any] = {"run": log.key, "step": step_name, "now": now}
+    args: dict[str, Any] = {"run": found_run["key"], "step": step_name, "now": now}
     if row["quota"] is not None:
-        succeeded = await _one(conn, Q["items_succeeded"], args)
-        running = await _one(conn, Q["items_running_leased"], args)
-        assert succeeded is not None and running is not None
-        limit = min(limit, row["quota"] - succeeded["n"] - running["n"])
+        await conn.execute(Q["lock_step"], args)
+        succeeding = await conn.execute(Q["items_succeeded"], args)
+        running = await conn.execute(Q["items_running_leased"], args)
+        done, busy = await succeeding.fetchone(), await running.fetchone()
+        assert done is not None
+        assert busy is not None
+        limit = min(limit, row["quota"] - done["n"] - busy["n"])
     if limit <= 0:
         return None
     cursor = await conn.execute(
@@ -276,11 +316,6 @@ async def claim_items(
     if not rows:
         return None
     items = sorted((item_record(run_id, r) for r in rows), key=lambda i: i.idx)
-    for it in items:
-        log.append(
-            EventType.ITEM_STARTED, dumps({"step": step_name, "item": it.idx, "key": it.key}), now
-        )
-    await log.save(conn)
     held = ItemLease(run_id, step_name, lease.token, lease.owner)
     return ClaimedItems(run, step_record(run_id, row), held, items)
 
@@ -292,7 +327,7 @@ async def commit_items(
     row = await _one(
         conn,
         Q["check_item_lease"],
-        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner, "token": lease.token},
+        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner},
     )
     if row is None:
         return _LOST
@@ -415,43 +450,24 @@ async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
 
 
 async def _finish_item(conn: Conn, log: RunLog, w: EndItem) -> None:
-    """An item's end under its claim: fenced by the token, held to the step's quota."""
-    status, output, data = w.status, w.output, w.event
-    args: dict[str, Any] = {"run": log.key, "step": w.step}
-    if status is ItemStatus.SUCCEEDED:
-        counted = log.quotas.get(w.step)
-        if counted is None:
-            row = await _one(conn, Q["step_quota"], args)
-            quota = -1 if row is None or row["quota"] is None else int(row["quota"])
-            done = 0
-            if quota >= 0:
-                found = await _one(conn, Q["items_succeeded"], args)
-                done = 0 if found is None else int(found["n"])
-            counted = log.quotas[w.step] = [quota, done]
-        if 0 <= counted[0] <= counted[1]:  # the quota is already met: not needed
-            status, output = ItemStatus.SKIPPED, None
-            data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
-    finished = await _one(
-        conn,
+    """An item's end under its claim: fenced by the token, held to the step's quota (the
+    run's row is locked: item ends of one run are counted one after the other)."""
+    cursor = await conn.execute(
         Q["item_finish"],
         {
-            **args,
+            "run": log.key,
+            "step": w.step,
             "idx": w.idx,
             "token": w.token,
-            "status": str(status),
-            "output": output,
+            "status": str(w.status),
+            "output": w.output,
             "attempts": w.attempts,
             "errors": w.errors,
             "cached": w.cached,
             "at": w.at,
         },
     )
-    if finished is None:
-        return  # the item was taken over (its lease expired) or has already ended
-    if status is ItemStatus.SUCCEEDED and w.step in log.quotas:
-        log.quotas[w.step][1] += 1
-    if data is not None:
-        log.append(EventType.item_ended(status), data, w.at)
+    log.expect(cursor, w)
 
 
 async def _add_items(conn: Conn, log: RunLog, w: AddItems) -> None:

@@ -178,8 +178,9 @@ class Lease:
 @dataclass(frozen=True, slots=True)
 class ItemLease:
     """Proof that this process runs items of a map step: the items it claimed carry
-    ``token``, and the store checks it on each item's end, in the transaction that writes
-    it, so a worker whose item was taken over can no longer record a result for it."""
+    ``token`` (each claim's own), and the store checks an item's token on its end, in the
+    transaction that writes it, so a worker whose item was taken over can no longer record
+    a result for it."""
 
     run_id: str
     step: str

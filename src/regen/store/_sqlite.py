@@ -248,10 +248,15 @@ class SQLiteStore(Store):
         step: str | None = None,
         flows: Sequence[str] | None = None,
     ) -> ClaimedItems | None:
-        named = run_id is not None and step is not None
-        lease = ItemLease(run_id or "", step or "", token, owner)
+        if run_id is None or step is None:
+            # Looked for by the reader: a worker with nothing to help takes no write lock.
+            found = await self._reader.run(lambda c: ops.open_map_step(c, owner, flows, now))
+            if found is None:
+                return None
+            run_id, step = found
+        lease = ItemLease(run_id, step, token, owner)
         claimed = await self._write_thread().run(
-            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows)
+            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=True, flows=flows)
         )
         if claimed is not None:
             self._notify({claimed.run.id})

@@ -196,20 +196,18 @@ def claim_items(
     """Lease items of the step ``lease`` names (``named``), or of the oldest open one."""
     run_id, step_name = lease.run_id, lease.step
     if not named:
-        wanted = None if flows is None else dumps(list(flows))
-        found = conn.execute(
-            Q["open_map_step"], {"owner": lease.owner, "flows": wanted, "now": now}
-        ).fetchone()
+        found = open_map_step(conn, lease.owner, flows, now)
         if found is None:
             return None
-        run_id, step_name = found["run_id"], found["step"]
-    run, log = locked_run(conn, run_id)
+        run_id, step_name = found
+    run = read_run(conn, run_id)
     if run.status is not RunStatus.RUNNING or run.cancel_requested:
         return None
-    row = conn.execute(Q["step_named"], {"run": log.key, "step": step_name}).fetchone()
+    key = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()[0]
+    row = conn.execute(Q["step_named"], {"run": key, "step": step_name}).fetchone()
     if row is None or row["status"] != "running" or row["items_total"] is None:
         return None
-    args = {"run": log.key, "step": step_name, "now": now}
+    args = {"run": key, "step": step_name, "now": now}
     if row["quota"] is not None:
         succeeded = conn.execute(Q["items_succeeded"], args).fetchone()[0]
         running = conn.execute(Q["items_running_leased"], args).fetchone()[0]
@@ -229,22 +227,26 @@ def claim_items(
     if not rows:
         return None
     items = sorted((item_record(run_id, r) for r in rows), key=lambda i: i.idx)
-    for it in items:
-        log.append(
-            conn,
-            EventType.ITEM_STARTED,
-            dumps({"step": step_name, "item": it.idx, "key": it.key}),
-            now,
-        )
     held = ItemLease(run_id, step_name, lease.token, lease.owner)
     return ClaimedItems(run, step_record(run_id, row), held, items)
+
+
+def open_map_step(
+    conn: sqlite3.Connection, owner: str, flows: Sequence[str] | None, now: float
+) -> tuple[str, str] | None:
+    """``(run id, step)`` of the oldest map step ``owner`` could help with, if any."""
+    wanted = None if flows is None else dumps(list(flows))
+    found = conn.execute(
+        Q["open_map_step"], {"owner": owner, "flows": wanted, "now": now}
+    ).fetchone()
+    return None if found is None else (found["run_id"], found["step"])
 
 
 def commit_items(conn: sqlite3.Connection, lease: ItemLease, writes: Sequence[Write]) -> Commit:
     """Apply the writes of items run under ``lease`` (checked in this transaction)."""
     row = conn.execute(
         Q["check_item_lease"],
-        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner, "token": lease.token},
+        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner},
     ).fetchone()
     if row is None:
         return _LOST

@@ -190,16 +190,28 @@ UPDATE items SET status = 'skipped', finished_at = %(at)s
 WHERE run = %(run)s AND step = %(step)s AND status = 'pending';
 
 -- name: item_finish
--- An item's end under its claim: nothing changes unless it still runs under that token.
+-- An item's end under its claim: nothing changes unless it still runs under that token. A
+-- success the step's quota no longer needs is recorded as skipped, its output dropped.
 UPDATE items
-SET status = %(status)s, output = %(output)s, attempts = %(attempts)s, errors = %(errors)s,
-    cached = %(cached)s, finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
-WHERE run = %(run)s AND step = %(step)s AND idx = %(idx)s AND lease_token = %(token)s
-  AND status = 'running'
-RETURNING idx;
-
--- name: step_quota
-SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s;
+SET status = decided.status,
+    output = CASE WHEN decided.status = 'skipped' THEN NULL ELSE %(output)s::text END,
+    attempts = %(attempts)s, errors = %(errors)s, cached = %(cached)s,
+    finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
+FROM (
+    SELECT CASE
+        WHEN %(status)s::text <> 'succeeded' THEN %(status)s::text
+        WHEN (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s) IS NULL
+            THEN 'succeeded'
+        WHEN (SELECT count(*) FROM items
+              WHERE run = %(run)s AND step = %(step)s AND status = 'succeeded')
+             >= (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s)
+            THEN 'skipped'
+        ELSE 'succeeded'
+    END AS status
+) AS decided
+WHERE items.run = %(run)s AND items.step = %(step)s AND items.idx = %(idx)s
+  AND items.lease_token = %(token)s AND items.status = 'running'
+RETURNING items.status;
 
 -- name: items_succeeded
 SELECT count(*) AS n FROM items
@@ -213,7 +225,8 @@ WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running')
 
 -- name: open_map_step
 -- The oldest running run's map step whose items are open and claimable, for a worker with
--- room to help; runs the worker holds the lease of are left to it.
+-- room to help: runs it holds the lease of, and steps it already runs items of, are left
+-- to it.
 SELECT r.id AS run_id, s.name AS step FROM runs AS r
 JOIN steps AS s ON s.run = r.key
 WHERE r.status = 'running' AND NOT r.cancel_requested
@@ -226,18 +239,33 @@ WHERE r.status = 'running' AND NOT r.cancel_requested
         AND (i.status = 'pending' OR i.lease_expires_at IS NULL
              OR i.lease_expires_at < %(now)s)
   )
+  AND NOT EXISTS (
+      SELECT 1 FROM items AS mine
+      WHERE mine.worker = %(owner)s AND mine.lease_token IS NOT NULL AND mine.run = r.key
+        AND mine.step = s.name
+  )
 ORDER BY r.created_at, r.id, s.position
 LIMIT 1;
 
+-- name: claim_lightly
+-- A claim of map items need not wait for the disk: lost, it leaves its items pending.
+SET LOCAL synchronous_commit TO OFF;
+
+-- name: lock_step
+-- Claims of a step with a quota count one at a time.
+SELECT position FROM steps WHERE run = %(run)s AND name = %(step)s FOR UPDATE;
+
 -- name: step_named
-SELECT * FROM steps WHERE run = %(run)s AND name = %(step)s;
+SELECT * FROM steps
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND name = %(step)s;
 
 -- name: lease_items
 -- Pending items, and running ones whose worker's lease expired, in order; rows another
--- transaction holds are skipped, not waited for. (The pick is a CTE: evaluated once, where
--- a subquery under IN could be scanned again and lease more than the limit.)
+-- transaction holds are skipped, not waited for. The rows picked (and locked) are updated
+-- by their physical address: a plan that cannot scan the step's other items, whatever the
+-- statistics of a table that just grew say.
 WITH picked AS (
-    SELECT idx FROM items
+    SELECT ctid FROM items
     WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running')
       AND (status = 'pending' OR lease_expires_at IS NULL OR lease_expires_at < %(now)s)
     ORDER BY idx
@@ -247,22 +275,22 @@ WITH picked AS (
 UPDATE items
 SET status = 'running', worker = %(owner)s, lease_token = %(token)s,
     lease_expires_at = %(expires_at)s, started_at = %(now)s, finished_at = NULL
-FROM picked
-WHERE items.run = %(run)s AND items.step = %(step)s AND items.idx = picked.idx
-RETURNING items.*;
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+RETURNING *;
 
 -- name: heartbeat_items
 UPDATE items SET lease_expires_at = %(expires_at)s
 WHERE worker = %(owner)s AND lease_token IS NOT NULL;
 
 -- name: check_item_lease
--- The run's row, locked, while it runs and some item still runs under the claim's token.
+-- The run's row, locked, while it runs and the worker still holds the lease of some item
+-- of the step.
 SELECT key, last_seq, cancel_requested FROM runs
 WHERE id = %(run_id)s AND status = 'running'
   AND EXISTS (
       SELECT 1 FROM items
       WHERE run = runs.key AND step = %(step)s AND worker = %(owner)s
-        AND lease_token = %(token)s
+        AND lease_token IS NOT NULL
   )
 FOR UPDATE;
 

@@ -161,7 +161,8 @@ WHERE run = :run AND step = :step AND status IN ('pending', 'running')
 
 -- name: open_map_step
 -- The oldest running run's map step whose items are open and claimable, for a worker with
--- room to help; runs the worker holds the lease of are left to it.
+-- room to help: runs it holds the lease of, and steps it already runs items of, are left
+-- to it.
 SELECT r.id AS run_id, s.name AS step FROM runs AS r
 JOIN steps AS s ON s.run = r.key
 WHERE r.status = 'running' AND r.cancel_requested = 0
@@ -172,6 +173,11 @@ WHERE r.status = 'running' AND r.cancel_requested = 0
       SELECT 1 FROM items AS i
       WHERE i.run = r.key AND i.step = s.name AND i.status IN ('pending', 'running')
         AND (i.status = 'pending' OR i.lease_expires_at IS NULL OR i.lease_expires_at < :now)
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM items AS mine
+      WHERE mine.worker = :owner AND mine.lease_token IS NOT NULL AND mine.run = r.key
+        AND mine.step = s.name
   )
 ORDER BY r.created_at, r.id, s.position
 LIMIT 1;
@@ -198,14 +204,14 @@ UPDATE items SET lease_expires_at = :expires_at
 WHERE worker = :owner AND lease_token IS NOT NULL;
 
 -- name: check_item_lease
--- The run, while it runs and some item still runs under the claim's token.
+-- The run, while it runs and the worker still holds the lease of some item of the step.
 SELECT key, cancel_requested,
        (SELECT COALESCE(max(seq), 0) FROM events WHERE run = runs.key) AS last_seq
 FROM runs
 WHERE id = :run_id AND status = 'running'
   AND EXISTS (
       SELECT 1 FROM items
-      WHERE run = runs.key AND step = :step AND worker = :owner AND lease_token = :token
+      WHERE run = runs.key AND step = :step AND worker = :owner AND lease_token IS NOT NULL
   );
 
 -- name: finish_run
