@@ -114,7 +114,9 @@ class Outbox:
 
     def _start(self) -> None:
         self._scheduled = False
-        if not self._flushing:
+        # Nothing left to send (an awaited commit took it): no task, which could otherwise
+        # be created as the loop shuts down, and never run.
+        if not self._flushing and (self._pending or self._waiters):
             self._flushing = True
             self._loop.create_task(self._flush())
 
