@@ -16,6 +16,7 @@ from regen.store import (
     AddEvent,
     AddItems,
     Artifact,
+    ClaimedItems,
     CountAttempt,
     EndItem,
     EndRun,
@@ -559,6 +560,10 @@ async def _open_map(store: Store, n: int, *, quota: int | None = None, run_id: s
     return lease
 
 
+def _idxs(claimed: ClaimedItems | None) -> list[int] | None:
+    return None if claimed is None else [i.idx for i in claimed.items]
+
+
 def _done(idx: int, token: str, status: ItemStatus = ItemStatus.SUCCEEDED) -> EndItem:
     event = json.dumps({"step": "draw", "item": idx})
     output = '"ok"' if status is ItemStatus.SUCCEEDED else None
@@ -577,8 +582,8 @@ async def test_a_map_steps_items_are_claimed_in_order_once_open_and_never_twice(
     # Another worker finds the step by itself; the run's own holder is not sent to help it.
     theirs = await other.claim_items("them", "t1", 30.0, 2.0, limit=10)
     assert await store.claim_items("me", "t2", 30.0, 2.0, limit=10) is None
-    assert mine is not None and theirs is not None
-    assert [i.idx for i in mine.items] == [0, 1]
+    assert _idxs(mine) == [0, 1]
+    assert theirs is not None
     assert [(i.idx, i.input, i.worker) for i in theirs.items] == [
         (2, 2, "them"),
         (3, 3, "them"),
@@ -592,11 +597,11 @@ async def test_a_map_steps_items_are_claimed_in_order_once_open_and_never_twice(
 async def test_a_claim_never_leases_more_items_than_the_quota_can_still_use(store: Store) -> None:
     await _open_map(store, 10, quota=3)
     first = await store.claim_items("a", "ta", 30.0, 2.0, limit=10, run_id="r1", step="draw")
-    assert first is not None and [i.idx for i in first.items] == [0, 1, 2]
+    assert _idxs(first) == [0, 1, 2]
     assert await store.claim_items("b", "tb", 30.0, 2.0, limit=10) is None  # 3 in flight
     await store.commit_items(first.lease, [_done(0, "ta"), _done(1, "ta", ItemStatus.GIVEN_UP)])
     second = await store.claim_items("b", "tb", 30.0, 2.0, limit=10)
-    assert second is not None and [i.idx for i in second.items] == [3]  # 1 succeeded, 1 running
+    assert _idxs(second) == [3]  # 1 succeeded, 1 running
 
 
 async def test_a_success_beyond_the_quota_is_recorded_as_skipped(
@@ -604,10 +609,10 @@ async def test_a_success_beyond_the_quota_is_recorded_as_skipped(
 ) -> None:
     await _open_map(store, 4, quota=1)
     first = await store.claim_items("a", "ta", 1.0, 2.0, limit=4, run_id="r1", step="draw")
-    assert first is not None and [i.idx for i in first.items] == [0]
+    assert _idxs(first) == [0]
     # Its worker stalls past its lease; another takes the item over, and a spare one too.
     second = await other.claim_items("b", "tb", 30.0, 5.0, limit=4)
-    assert second is not None and [i.idx for i in second.items] == [0]
+    assert _idxs(second) == [0]
     await other.commit_items(second.lease, [_done(0, "tb")])
     assert (await other.commit_items(first.lease, [_done(0, "ta")])).ok is False  # fenced
     items = await store.get_items("r1", "draw")
@@ -625,7 +630,7 @@ async def test_an_items_end_under_a_lost_claim_is_refused_and_writes_nothing(sto
     first = await store.claim_items("a", "ta", 1.0, 2.0, limit=1, run_id="r1", step="draw")
     assert first is not None
     later = await store.claim_items("b", "tb", 30.0, 5.0, limit=2, run_id="r1", step="draw")
-    assert later is not None and [i.idx for i in later.items] == [0, 1]
+    assert _idxs(later) == [0, 1]
     before = len(await store.read_events("r1"))
     # The old claim's end, sent with the run's own lease, is dropped item by item.
     assert (await store.commit(lease, [_done(0, "ta")])).ok
@@ -646,7 +651,7 @@ async def test_heartbeats_extend_the_leases_of_a_workers_items(store: Store, oth
     taken = await store.get_items("r1", "draw")
     assert [(i.idx, i.worker) for i in taken] == [(0, "a"), (1, "b")]
     again = await other.claim_items("c", "tc", 10.0, 22.0, limit=5)  # a's lease lapsed
-    assert again is not None and [i.idx for i in again.items] == [0]
+    assert _idxs(again) == [0]
 
 
 async def test_no_item_is_claimed_from_a_run_asked_to_cancel_or_ended(
@@ -675,7 +680,7 @@ async def test_a_retry_reopens_the_items_a_dead_worker_left_running(store: Store
     again = await _held_again(store)
     await store.commit(again, [_start(1, 6.0), OpenItems(1, None, 3)])
     claimed = await store.claim_items("b", "tb", 30.0, 6.0, limit=5, run_id="r1", step="draw")
-    assert claimed is not None and [i.idx for i in claimed.items] == [1, 2]
+    assert _idxs(claimed) == [1, 2]
 
 
 async def _held_again(store: Store) -> Lease:
