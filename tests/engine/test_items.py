@@ -249,3 +249,37 @@ async def test_the_items_of_a_killed_worker_are_taken_over_once_its_lease_expire
     assert set(started) == set(range(12))
     assert max(started.values()) <= 2
     assert {i.worker for i in items} == {owner.owner}
+
+
+async def test_a_cancel_stops_the_items_every_worker_runs(engines: list[Engine]) -> None:
+    gate = asyncio.Event()
+    flow = Flow("cancelled_batch")
+
+    @flow.map(items=lambda ctx: range(40), concurrency=2, policy=Policy(attempts=1))
+    async def draw(ctx, item):
+        await gate.wait()
+        return item
+
+    owner, helper = engines[:2]
+    for engine in (owner, helper):
+        engine.register(flow)
+    run_id = (await owner.start(flow)).run.id
+    executing = asyncio.create_task(owner.execute(run_id))
+    await until(lambda: status_is(owner, run_id, RunStatus.RUNNING))
+    stop = asyncio.Event()
+    helping = asyncio.create_task(helper.worker(stop=stop, poll=0.02, gc_interval=0))
+
+    async def both_run_items() -> bool:
+        items = await owner.items(run_id, "draw", status=ItemStatus.RUNNING)
+        return {i.worker for i in items} == {owner.owner, helper.owner}
+
+    await until(both_run_items)
+    await helper.cancel(run_id)  # asked from another process than the run's
+    gate.set()  # the items in flight end: each worker's next safe point
+    run = await executing
+    stop.set()
+    await helping
+    counts = (await owner.detail(run_id)).items["draw"]
+    assert run.status is RunStatus.CANCELLED
+    assert counts["pending"] > 0  # the rest was never started
+    assert counts["succeeded"] <= 16  # at most what the two workers had claimed
