@@ -63,3 +63,35 @@ def test_the_durable_steps_benchmark_runs_every_peer_and_reports_its_ratios() ->
     assert set(ratios) == {"step_vs_dbos", "step_vs_langgraph", "step_vs_raw_commit"}
     assert ratios["step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
     assert isinstance(figures["step_vs_dbos_wal_normal"], float)
+
+
+@pytest.mark.timeout(150)
+def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers() -> None:
+    from tests.store.conftest import POSTGRES_URL, postgres_database  # noqa: PLC0415
+
+    with postgres_database():  # skips (or fails, in CI) without a server
+        pass
+    figures = _last_json_line(
+        str(BENCHMARKS / "workers.py"),
+        "--items",
+        "40",
+        "--latency-ms",
+        "20",
+        "--postgres",
+        POSTGRES_URL,
+        "--json",
+    )
+    assert (figures["items"], figures["latency_ms"], figures["per_worker_concurrency"]) == (
+        40,
+        20,
+        16,
+    )
+    runs = figures["runs"]
+    assert isinstance(runs, dict)
+    for workers in ("1", "2", "4"):
+        assert runs[workers]["succeeded"] == 40
+        assert sum(runs[workers]["items_per_worker"]) == 40
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"scale_2", "scale_4"}
+    assert all(value > 0 for value in ratios.values())

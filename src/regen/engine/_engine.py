@@ -457,7 +457,8 @@ class Engine:
         max_runs: int | None = None,
         on_event: OnWorkerEvent | None = None,
     ) -> int:
-        """Claim and execute queued runs (and runs whose process died) until ``stop`` is set.
+        """Claim and execute queued runs (and runs whose process died) until ``stop`` is set;
+        with room left, run items of map steps of runs other processes execute.
 
         ``flows``: names to claim (default: the registered flows, or, when none is,
         any run whose recorded ``MODULE:FLOW`` imports). Carries out due automatic
