@@ -642,14 +642,18 @@ async def test_an_items_end_under_a_lost_claim_is_refused_and_writes_nothing(sto
     assert await store.count_items("r1", "draw") == {ItemStatus.SUCCEEDED: 2}
 
 
-async def test_heartbeats_extend_the_leases_of_a_workers_items(store: Store, other: Store) -> None:
-    await _open_map(store, 2)
-    mine = await store.claim_items("a", "ta", 10.0, 2.0, limit=1, run_id="r1", step="draw")
-    assert mine is not None
-    await store.heartbeat([], 10.0, 11.0, items_of="a")  # now held until 21
-    assert await other.claim_items("b", "tb", 10.0, 15.0, limit=5) is not None
-    taken = await store.get_items("r1", "draw")
-    assert [(i.idx, i.worker) for i in taken] == [(0, "a"), (1, "b")]
+async def test_heartbeats_extend_the_leases_of_the_items_a_worker_still_runs(
+    store: Store, other: Store
+) -> None:
+    await _open_map(store, 3)
+    kept = await store.claim_items("a", "ta", 10.0, 2.0, limit=1, run_id="r1", step="draw")
+    dropped = await store.claim_items("a", "tz", 10.0, 2.0, limit=1, run_id="r1", step="draw")
+    assert _idxs(kept) == [0]
+    assert _idxs(dropped) == [1]
+    # Renewed until 21 under "ta"; the claim "tz" (its items dropped) is left to lapse.
+    await store.heartbeat([], 10.0, 11.0, items_of="a", item_tokens=["ta"])
+    taken = await other.claim_items("b", "tb", 10.0, 15.0, limit=5)
+    assert _idxs(taken) == [1, 2]
     again = await other.claim_items("c", "tc", 10.0, 22.0, limit=5)  # a's lease lapsed
     assert _idxs(again) == [0]
 

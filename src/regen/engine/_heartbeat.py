@@ -8,6 +8,7 @@ lease expire while it works.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Callable
@@ -22,14 +23,15 @@ logger = logging.getLogger("regen.engine")
 
 class Heartbeat:
     """Renews held leases every ``ttl / 3`` seconds: those of runs, and those of the map
-    items ``owner`` runs (of its own runs, and of others' it helps with)."""
+    items ``owner`` runs under the claim tokens it holds (items claimed, then dropped, are
+    not renewed: they lapse, and another worker takes them)."""
 
     def __init__(self, store: Store, ttl: float, observer: Observer, owner: str) -> None:
         self._store = store
         self._ttl = ttl
         self._observer = observer
         self._owner = owner
-        self._helping = 0
+        self._tokens: collections.Counter[str] = collections.Counter()
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -41,17 +43,18 @@ class Heartbeat:
             self._leases[lease.run_id] = lease
             self._start()
 
-    def help(self) -> None:
-        """Renew the leases of items of another's run this process runs, until
-        :meth:`helped`."""
+    def hold_items(self, token: str) -> None:
+        """Start renewing the leases of the items claimed under ``token``."""
         with self._lock:
-            self._helping += 1
+            self._tokens[token] += 1
             self._start()
 
-    def helped(self) -> None:
-        """One :meth:`help` is over."""
+    def drop_items(self, token: str) -> None:
+        """Stop renewing them (once for each :meth:`hold_items`)."""
         with self._lock:
-            self._helping -= 1
+            self._tokens[token] -= 1
+            if self._tokens[token] <= 0:
+                del self._tokens[token]
 
     def _start(self) -> None:
         if self._thread is None:
@@ -77,12 +80,14 @@ class Heartbeat:
     def _beat(self, runner: asyncio.Runner) -> None:
         with self._lock:
             leases = list(self._leases.values())
-            helping = self._helping > 0
-        if not leases and not helping:
+            tokens = list(self._tokens)
+        if not leases and not tokens:
             return
         try:
             outcome = runner.run(
-                self._store.heartbeat(leases, self._ttl, _time.now(), items_of=self._owner)
+                self._store.heartbeat(
+                    leases, self._ttl, _time.now(), items_of=self._owner, item_tokens=tokens
+                )
             )
         except Exception:
             logger.warning("regen: heartbeat failed", exc_info=True)

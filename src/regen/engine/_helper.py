@@ -65,7 +65,6 @@ class Helpers:
         """Run a session's items, and more of the step's while any is left to claim."""
         ex = runner.ex
         where = (ex.run_id, runner.spec.name)
-        self._engine._heartbeat.help()
         try:
             await ex.load_results()
             async with _resources(ex):
@@ -75,7 +74,6 @@ class Helpers:
             pass  # the run ended, was cancelled, or this worker's items were taken over
         finally:
             self._sessions.pop(where, None)
-            self._engine._heartbeat.helped()
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,6 @@ _PROGRESS_EVERY = 0.25  # seconds of real time between progress events
 @dataclass(slots=True)
 class _State:
     alive: int = 0
-    finished: int = 0
     error: BaseException | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -89,6 +88,7 @@ class ItemRunner:
         self._short = False  # the last claim got fewer items than it asked for
         self._running = False
         self._adopted: list[tuple[Item, str]] = []
+        self._held: set[str] = set()
 
     # --- the claiming loop ----------------------------------------------------------------------
 
@@ -97,6 +97,7 @@ class ItemRunner:
         found the step again), each under its own claim."""
         self._started(claimed.items)
         if self._running:
+            self._hold(claimed.lease.token)
             for item in claimed.items:
                 self._start(item, claimed.lease.token)
         else:
@@ -109,7 +110,9 @@ class ItemRunner:
         state = self.state
         ask = True
         self._running = True
+        self._hold(self.token)
         for item, token in self._adopted:
+            self._hold(token)
             self._start(item, token)
         self._adopted.clear()
         try:
@@ -137,6 +140,17 @@ class ItemRunner:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
             raise
+        finally:
+            heartbeat = self.ex.engine._heartbeat
+            for token in self._held:
+                heartbeat.drop_items(token)
+            self._held.clear()
+
+    def _hold(self, token: str) -> None:
+        """Have the heartbeat renew the leases of the items claimed under ``token``."""
+        if token not in self._held:
+            self._held.add(token)
+            self.ex.engine._heartbeat.hold_items(token)
 
     async def _claim(self, room: int) -> int:
         ex = self.ex
@@ -284,7 +298,6 @@ class ItemRunner:
             if held:
                 slots.release()
             self.state.alive -= 1
-            self.state.finished += 1
             self.state.changed.set()
 
     def _success(

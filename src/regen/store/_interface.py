@@ -127,10 +127,17 @@ class Store(ABC):
 
     @abstractmethod
     async def heartbeat(
-        self, leases: Sequence[Lease], ttl: float, now: float, *, items_of: str | None = None
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
     ) -> dict[str, Commit]:
         """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked.
-        ``items_of``: also extend the leases of the items that owner runs."""
+        ``items_of``/``item_tokens``: also extend the leases of the items that owner runs
+        under those claim tokens."""
 
     @abstractmethod
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:

@@ -323,11 +323,17 @@ class PostgresStore(Store):
         return claimed
 
     async def heartbeat(
-        self, leases: Sequence[Lease], ttl: float, now: float, *, items_of: str | None = None
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
     ) -> dict[str, Commit]:
-        if not leases and items_of is None:
+        if not leases and not item_tokens:
             return {}
-        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now, items_of))
+        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens))
 
     async def claim_items(
         self,

@@ -215,10 +215,18 @@ async def claim(
 
 
 async def heartbeat(
-    conn: Conn, leases: Sequence[Lease], ttl: float, now: float, items_of: str | None = None
+    conn: Conn,
+    leases: Sequence[Lease],
+    ttl: float,
+    now: float,
+    items_of: str | None = None,
+    item_tokens: Sequence[str] = (),
 ) -> dict[str, Commit]:
-    if items_of is not None:
-        await conn.execute(Q["heartbeat_items"], {"owner": items_of, "expires_at": now + ttl})
+    if items_of is not None and item_tokens:
+        await conn.execute(
+            Q["heartbeat_items"],
+            {"owner": items_of, "tokens": list(item_tokens), "expires_at": now + ttl},
+        )
     if not leases:
         return {}
     # In run id order, so two transactions renewing overlapping runs lock them alike.

@@ -230,10 +230,16 @@ class SQLiteStore(Store):
         return claimed
 
     async def heartbeat(
-        self, leases: Sequence[Lease], ttl: float, now: float, *, items_of: str | None = None
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
     ) -> dict[str, Commit]:
         return await self._write_thread().run(
-            lambda c: ops.heartbeat(c, leases, ttl, now, items_of)
+            lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens)
         )
 
     async def claim_items(

@@ -158,9 +158,13 @@ def heartbeat(
     ttl: float,
     now: float,
     items_of: str | None = None,
+    item_tokens: Sequence[str] = (),
 ) -> dict[str, Commit]:
-    if items_of is not None:
-        conn.execute(Q["heartbeat_items"], {"owner": items_of, "expires_at": now + ttl})
+    if items_of is not None and item_tokens:
+        conn.execute(
+            Q["heartbeat_items"],
+            {"owner": items_of, "tokens": dumps(list(item_tokens)), "expires_at": now + ttl},
+        )
     outcome: dict[str, Commit] = {}
     for lease in leases:
         row = conn.execute(

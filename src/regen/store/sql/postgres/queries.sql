@@ -280,7 +280,7 @@ RETURNING *;
 
 -- name: heartbeat_items
 UPDATE items SET lease_expires_at = %(expires_at)s
-WHERE worker = %(owner)s AND lease_token IS NOT NULL;
+WHERE worker = %(owner)s AND lease_token = ANY(%(tokens)s::text[]);
 
 -- name: check_item_lease
 -- The run's row, locked, while it runs and the worker still holds the lease of some item

@@ -201,7 +201,7 @@ RETURNING *;
 
 -- name: heartbeat_items
 UPDATE items SET lease_expires_at = :expires_at
-WHERE worker = :owner AND lease_token IS NOT NULL;
+WHERE worker = :owner AND lease_token IN (SELECT value FROM json_each(:tokens));
 
 -- name: check_item_lease
 -- The run, while it runs and the worker still holds the lease of some item of the step.
