@@ -343,7 +343,8 @@ class OpenItems(NamedTuple):
 
 
 class SkipItems(NamedTuple):
-    """The quota is met: the step's items still pending become ``skipped``."""
+    """The quota is met: the step's items not ended (pending, or left running by a worker
+    that died) become ``skipped``."""
 
     step: str
     at: float

@@ -186,8 +186,10 @@ UPDATE steps SET quota = %(quota)s, items_total = %(total)s
 WHERE run = %(run)s AND position = %(position)s;
 
 -- name: skip_pending_items
-UPDATE items SET status = 'skipped', finished_at = %(at)s
-WHERE run = %(run)s AND step = %(step)s AND status = 'pending';
+-- The quota is met: items not started, and any a dead worker left running, are skipped.
+UPDATE items
+SET status = 'skipped', finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
+WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running');
 
 -- name: item_finish
 -- An item's end under its claim: nothing changes unless it still runs under that token. A

@@ -136,8 +136,10 @@ UPDATE steps SET quota = :quota, items_total = :total
 WHERE run = :run AND position = :position;
 
 -- name: skip_pending_items
-UPDATE items SET status = 'skipped', finished_at = :at
-WHERE run = :run AND step = :step AND status = 'pending';
+-- The quota is met: items not started, and any a dead worker left running, are skipped.
+UPDATE items
+SET status = 'skipped', finished_at = :at, lease_token = NULL, lease_expires_at = NULL
+WHERE run = :run AND step = :step AND status IN ('pending', 'running');
 
 -- name: item_finish
 -- An item's end under its claim: nothing changes unless it still runs under that token.
