@@ -95,7 +95,6 @@ class ItemRunner:
     def adopt(self, claimed: ClaimedItems) -> None:
         """Run items claimed for this step by someone else in this process (a worker that
         found the step again), each under its own claim."""
-        self._started(claimed.items)
         if self._running:
             self._hold(claimed.lease.token)
             for item in claimed.items:
@@ -165,24 +164,9 @@ class ItemRunner:
         )
         if claimed is None:
             return 0
-        self._started(claimed.items)
         for item in claimed.items:
             self._start(item, self.token)
         return len(claimed.items)
-
-    def _started(self, items: list[Item]) -> None:
-        """Queue the ``item.started`` events of items just claimed (committed with the
-        next writes: a claim itself writes no event)."""
-        self.ex.outbox.add(
-            [
-                event_write(
-                    EventType.ITEM_STARTED,
-                    {"step": self.spec.name, "item": item.idx, "key": item.key},
-                    "item event",
-                )
-                for item in items
-            ]
-        )
 
     async def _settled(self) -> bool:
         """Whether every item of the step is final, or the quota is met."""
@@ -233,12 +217,17 @@ class ItemRunner:
     async def _item(self, row: Item, token: str) -> None:
         ex, spec, slots = self.ex, self.spec, self.slots
         idx, key, item = row.idx, row.key, row.input
-        held = False
         ikey = ex.key(spec.name, self.generation, key or str(idx))
         ctx = StepContext(ex, spec.name, ikey, item, idx, key)
         failed: list[Attempt] = []
         base: dict[str, Any] = {"step": spec.name, "item": idx, "key": key}
+        # The item starts when its first attempt has a slot: ``item.started`` (queued,
+        # committed with the next writes) then means it runs, not merely that it is claimed.
+        held = False
         try:
+            await slots.acquire(retry=False)
+            held = True
+            ex.outbox.add([event_write(EventType.ITEM_STARTED, base, "item event")])
             output, cached, cached_key = None, False, None
             if spec.cache is not None:
                 inputs = spec.cache.key(ctx, item) if spec.cache.key is not None else item
@@ -253,7 +242,7 @@ class ItemRunner:
                     nonlocal held
                     ctx.attempt = len(failed) + 1
                     if not held:
-                        await slots.acquire(retry=bool(failed))
+                        await slots.acquire(retry=True)
                         held = True
                     try:
                         if spec.is_async:
