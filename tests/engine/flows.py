@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -193,3 +194,21 @@ bug_with_secret = Flow("bug-with-secret", params={"key": str})
 @bug_with_secret.step()
 def connect(ctx):
     leak(ctx.params["key"])
+
+
+# --- items shared by workers: each item leaves a marker file naming the process that ran it --
+
+shared = Flow("shared", params={"folder": str, "n": Param(int, default=12)})
+
+
+@shared.map(items=lambda ctx: range(ctx.params["n"]), concurrency=2)
+async def mark(ctx, item):
+    """Mark the item started; then hang (``SHARED_HANG``: a worker about to be killed), or
+    wait for the ``go`` file before ending."""
+    folder = Path(ctx.params["folder"])
+    (folder / f"started-{item}-{os.getpid()}").touch()
+    if os.environ.get("SHARED_HANG"):
+        await asyncio.sleep(3600)
+    while not (folder / "go").exists():  # noqa: ASYNC110 - another process writes it
+        await asyncio.sleep(0.01)
+    return {"item": item, "pid": os.getpid()}

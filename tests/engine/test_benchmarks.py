@@ -101,3 +101,34 @@ def test_the_outage_benchmark_spares_the_dead_provider_and_keeps_under_the_share
     assert ratios["rate_limit_429_share"] == max(
         r["rate_limit_429_share"] for r in limited.values()
     )
+
+
+def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers() -> None:
+    from tests.store.conftest import POSTGRES_URL, postgres_database  # noqa: PLC0415
+
+    with postgres_database():  # skips (or fails, in CI) without a server
+        pass
+    figures = _last_json_line(
+        str(BENCHMARKS / "workers.py"),
+        "--items",
+        "40",
+        "--latency-ms",
+        "20",
+        "--postgres",
+        POSTGRES_URL,
+        "--json",
+    )
+    assert (figures["items"], figures["latency_ms"], figures["per_worker_concurrency"]) == (
+        40,
+        20,
+        16,
+    )
+    runs = figures["runs"]
+    assert isinstance(runs, dict)
+    for workers in ("1", "2", "4"):
+        assert runs[workers]["succeeded"] == 40
+        assert sum(runs[workers]["items_per_worker"]) == 40
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"scale_2", "scale_4"}
+    assert all(value > 0 for value in ratios.values())

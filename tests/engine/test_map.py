@@ -164,26 +164,29 @@ async def test_waits_between_attempts_do_not_hold_a_slot(engine: Engine) -> None
     assert order[4] == "0"
 
 
-async def test_a_large_map_streams_items_without_materialising_them(engine: Engine) -> None:
-    produced = {"n": 0, "max_ahead": 0}
-    done = {"n": 0}
+async def test_a_large_maps_items_are_all_recorded_before_the_first_runs(engine: Engine) -> None:
+    # Recorded in the store (inputs and all), any worker can run any of them; the generator
+    # is consumed page by page, never turned into a list.
+    produced = {"n": 0, "at_first_item": -1}
     flow = Flow("big")
 
     def items(ctx):
         for i in range(20_000):
             produced["n"] += 1
-            produced["max_ahead"] = max(produced["max_ahead"], produced["n"] - done["n"])
-            yield i
+            yield {"n": i}
 
     @flow.map(items=items, concurrency=16, policy=Policy(attempts=1, timeout=None))
     async def tiny(ctx, item):
-        done["n"] += 1
-        return
+        if produced["at_first_item"] < 0:
+            produced["at_first_item"] = produced["n"]
+        return item["n"]
 
     run = await engine.run(flow)
     assert run.status is RunStatus.SUCCEEDED
     assert (await engine.detail(run.id)).steps[0].output["succeeded"] == 20_000
-    assert produced["max_ahead"] <= 2 * 16 + 1  # bounded look-ahead, not the whole list
+    assert produced["at_first_item"] == 20_000
+    last = (await engine.items(run.id, "tiny", after=19_998))[0]
+    assert (last.idx, last.input, last.output) == (19_999, {"n": 19_999}, 19_999)
 
 
 async def test_sync_items_run_in_threads_concurrently(engine: Engine) -> None:

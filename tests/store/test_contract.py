@@ -15,7 +15,9 @@ import pytest
 
 from regen.store import (
     AddEvent,
+    AddItems,
     Artifact,
+    ClaimedItems,
     Count,
     CountAttempt,
     EndItem,
@@ -28,6 +30,7 @@ from regen.store import (
     Lease,
     LinkArtifact,
     NewRun,
+    OpenItems,
     PutCache,
     RunNotFound,
     RunStatus,
@@ -748,3 +751,147 @@ async def test_the_clean_up_drops_count_buckets_past_their_retention(store: Stor
     )
     assert counts.counts_deleted == 2
     assert await store.read_counts() == {("sim", "", "attempts"): 1}
+
+
+# --- map-step items spread across workers -------------------------------------------------------
+
+
+async def _open_map(store: Store, n: int, *, quota: int | None = None, run_id: str = "r1") -> Lease:
+    """A run held by "me" whose map step (``draw``) has ``n`` items recorded and open."""
+    lease = await _held(store, run_id)
+    rows = tuple((i, f"k{i}", json.dumps(f"item {i}")) for i in range(n))
+    await store.commit(lease, [_start(1), AddItems("draw", rows), OpenItems(1, quota, n)])
+    return lease
+
+
+def _idxs(claimed: ClaimedItems | None) -> list[int] | None:
+    return None if claimed is None else [i.idx for i in claimed.items]
+
+
+def _done(idx: int, token: str, status: ItemStatus = ItemStatus.SUCCEEDED) -> EndItem:
+    event = json.dumps({"step": "draw", "item": idx})
+    output = '"ok"' if status is ItemStatus.SUCCEEDED else None
+    return EndItem("draw", idx, status, 5.0, None, None, output, "[]", None, False, token, event)
+
+
+async def test_a_map_steps_items_are_claimed_in_order_once_open_and_never_twice(
+    store: Store, other: Store
+) -> None:
+    lease = await _held(store)
+    rows = tuple((i, None, json.dumps(i)) for i in range(5))
+    await store.commit(lease, [_start(1), AddItems("draw", rows)])
+    assert await other.claim_items("them", "t1", 30.0, 2.0, limit=10) is None  # not open yet
+    await store.commit(lease, [OpenItems(1, None, 5)])
+    mine = await store.claim_items("me", "t0", 30.0, 2.0, limit=2, run_id="r1", step="draw")
+    # Another worker finds the step by itself; the run's own holder is not sent to help it.
+    theirs = await other.claim_items("them", "t1", 30.0, 2.0, limit=10)
+    assert await store.claim_items("me", "t2", 30.0, 2.0, limit=10) is None
+    assert _idxs(mine) == [0, 1]
+    assert theirs is not None
+    assert [(i.idx, i.input, i.worker) for i in theirs.items] == [
+        (2, 2, "them"),
+        (3, 3, "them"),
+        (4, 4, "them"),
+    ]
+    assert (theirs.run.id, theirs.step.name, theirs.lease.step) == ("r1", "draw", "draw")
+    assert (await store.get_items("r1", "draw"))[0].worker == "me"
+    assert await other.claim_items("them", "t3", 30.0, 2.0, limit=10) is None  # none left
+
+
+async def test_a_claim_never_leases_more_items_than_the_quota_can_still_use(store: Store) -> None:
+    await _open_map(store, 10, quota=3)
+    first = await store.claim_items("a", "ta", 30.0, 2.0, limit=10, run_id="r1", step="draw")
+    assert _idxs(first) == [0, 1, 2]
+    assert await store.claim_items("b", "tb", 30.0, 2.0, limit=10) is None  # 3 in flight
+    await store.commit_items(first.lease, [_done(0, "ta"), _done(1, "ta", ItemStatus.GIVEN_UP)])
+    second = await store.claim_items("b", "tb", 30.0, 2.0, limit=10)
+    assert _idxs(second) == [3]  # 1 succeeded, 1 running
+
+
+async def test_a_success_beyond_the_quota_is_recorded_as_skipped(
+    store: Store, other: Store
+) -> None:
+    await _open_map(store, 4, quota=1)
+    first = await store.claim_items("a", "ta", 1.0, 2.0, limit=4, run_id="r1", step="draw")
+    assert _idxs(first) == [0]
+    # Its worker stalls past its lease; another takes the item over, and a spare one too.
+    second = await other.claim_items("b", "tb", 30.0, 5.0, limit=4)
+    assert _idxs(second) == [0]
+    await other.commit_items(second.lease, [_done(0, "tb")])
+    assert (await other.commit_items(first.lease, [_done(0, "ta")])).ok is False  # fenced
+    items = await store.get_items("r1", "draw")
+    assert [(i.idx, i.status, i.worker) for i in items[:1]] == [(0, ItemStatus.SUCCEEDED, "b")]
+    assert await store.count_items("r1", "draw") == {
+        ItemStatus.SUCCEEDED: 1,
+        ItemStatus.PENDING: 3,
+    }
+    ends = [e.type for e in await store.read_events("r1") if e.type.startswith("item.")]
+    assert ends == ["item.succeeded"]
+
+
+async def test_an_items_end_under_a_lost_claim_is_refused_and_writes_nothing(store: Store) -> None:
+    lease = await _open_map(store, 2, quota=2)
+    first = await store.claim_items("a", "ta", 1.0, 2.0, limit=1, run_id="r1", step="draw")
+    assert first is not None
+    later = await store.claim_items("b", "tb", 30.0, 5.0, limit=2, run_id="r1", step="draw")
+    assert _idxs(later) == [0, 1]
+    before = len(await store.read_events("r1"))
+    # The old claim's end, sent with the run's own lease, is dropped item by item.
+    assert (await store.commit(lease, [_done(0, "ta")])).ok
+    assert (await store.get_items("r1", "draw"))[0].status is ItemStatus.RUNNING
+    assert len(await store.read_events("r1")) == before
+    # Two successes fill the quota of 2; a third end of the same item changes nothing.
+    await store.commit_items(later.lease, [_done(0, "tb"), _done(1, "tb")])
+    assert (await store.commit_items(later.lease, [_done(1, "tb")])).ok is False
+    assert await store.count_items("r1", "draw") == {ItemStatus.SUCCEEDED: 2}
+
+
+async def test_heartbeats_extend_the_leases_of_the_items_a_worker_still_runs(
+    store: Store, other: Store
+) -> None:
+    await _open_map(store, 3)
+    kept = await store.claim_items("a", "ta", 10.0, 2.0, limit=1, run_id="r1", step="draw")
+    dropped = await store.claim_items("a", "tz", 10.0, 2.0, limit=1, run_id="r1", step="draw")
+    assert _idxs(kept) == [0]
+    assert _idxs(dropped) == [1]
+    # Renewed until 21 under "ta"; the claim "tz" (its items dropped) is left to lapse.
+    await store.heartbeat([], 10.0, 11.0, items_of="a", item_tokens=["ta"])
+    taken = await other.claim_items("b", "tb", 10.0, 15.0, limit=5)
+    assert _idxs(taken) == [1, 2]
+    again = await other.claim_items("c", "tc", 10.0, 22.0, limit=5)  # a's lease lapsed
+    assert _idxs(again) == [0]
+
+
+async def test_no_item_is_claimed_from_a_run_asked_to_cancel_or_ended(
+    store: Store, other: Store
+) -> None:
+    lease = await _open_map(store, 3)
+    held = await store.claim_items("a", "ta", 30.0, 2.0, limit=1, run_id="r1", step="draw")
+    assert held is not None
+    await other.request_cancel("r1", 3.0)
+    assert await other.claim_items("b", "tb", 30.0, 3.0, limit=5) is None
+    await store.commit(lease, [EndRun(RunStatus.CANCELLED, 4.0, close_steps=True)])
+    assert (await other.commit_items(held.lease, [_done(0, "ta")])).ok is False
+
+
+async def test_a_retry_reopens_the_items_a_dead_worker_left_running(store: Store) -> None:
+    lease = await _open_map(store, 3)
+    held = await store.claim_items("a", "ta", 30.0, 2.0, limit=3, run_id="r1", step="draw")
+    assert held is not None
+    await store.commit_items(held.lease, [_done(0, "ta")])
+    await store.commit(lease, [_end(1, StepStatus.FAILED), EndRun(RunStatus.FAILED, 4.0)])
+    await store.retry_run("r1", 5.0)
+    assert await store.count_items("r1", "draw") == {
+        ItemStatus.SUCCEEDED: 1,
+        ItemStatus.PENDING: 2,
+    }
+    again = await _held_again(store)
+    await store.commit(again, [_start(1, 6.0), OpenItems(1, None, 3)])
+    claimed = await store.claim_items("b", "tb", 30.0, 6.0, limit=5, run_id="r1", step="draw")
+    assert _idxs(claimed) == [1, 2]
+
+
+async def _held_again(store: Store) -> Lease:
+    claimed = await store.claim("me", 100.0, 5.0, run_id="r1")
+    assert claimed is not None
+    return claimed.lease

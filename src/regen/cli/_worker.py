@@ -45,7 +45,12 @@ def _line(event: WorkerEvent) -> str:
     metavar="MODULE:FLOW",
     help="Flows to claim runs of (repeatable; default: any importable flow).",
 )
-@click.option("--concurrency", default=4, show_default=True, help="Runs executed at once.")
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    help="Runs executed, and map steps of others' runs helped with, at once.",
+)
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between queue checks.")
 @click.option("--max-runs", type=int, help="Stop after executing this many runs.")
 @click.option(
@@ -63,7 +68,8 @@ def worker(
     max_runs: int | None,
     as_json: bool,
 ) -> None:
-    """Claim and execute queued runs (and runs whose process died) until stopped.
+    """Claim and execute queued runs (and runs whose process died) until stopped; with
+    room left, run items of map steps of runs other processes execute.
 
     Prints a line per run claimed, taken over, finished, failed or put back; Ctrl-C
     puts the runs in progress back in the queue for another worker.

@@ -227,4 +227,9 @@ NO_RESOURCES: Any = _NoResources()
 def event_write(type_: str, data: dict[str, Any], what: str) -> AddEvent:
     """An :class:`AddEvent` with ``data`` encoded (refusing what JSON cannot hold) and every
     secret in its text masked: steps log and emit whatever they like, keys included."""
-    return AddEvent(type_, encode(mask_data(data), what), _time.now())
+    return AddEvent(type_, event_text(data, what), _time.now())
+
+
+def event_text(data: dict[str, Any], what: str) -> str:
+    """An event's data as JSON text, every secret in it masked."""
+    return encode(mask_data(data), what)

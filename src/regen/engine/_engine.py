@@ -100,7 +100,7 @@ class Engine:
         self.artifacts = ArtifactStore(self._store, self.home / "artifacts")
         self._provider_state = StoreState(self._store)
         self._executions: dict[str, Execution] = {}
-        self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe)
+        self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe, self.owner)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
         self._loops = Loops()
         #: The same methods for synchronous code: ``engine.sync.start(flow, params)``.
@@ -481,7 +481,8 @@ class Engine:
         max_runs: int | None = None,
         on_event: OnWorkerEvent | None = None,
     ) -> int:
-        """Claim and execute queued runs (and runs whose process died) until ``stop`` is set.
+        """Claim and execute queued runs (and runs whose process died) until ``stop`` is set;
+        with room left, run items of map steps of runs other processes execute.
 
         ``flows``: names to claim (default: the registered flows, or, when none is,
         any run whose recorded ``MODULE:FLOW`` imports). Carries out due automatic

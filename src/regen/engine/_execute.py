@@ -19,10 +19,13 @@ from regen.engine._outcome import Outcome, Stop, error_of
 from regen.retry import Attempt, Policy
 from regen.store import (
     Claimed,
+    ClaimedItems,
     Commit,
     EndRun,
     EndStep,
     EventType,
+    ItemLease,
+    Lease,
     LeaseLost,
     RunStatus,
     StartStep,
@@ -49,17 +52,21 @@ class StepState(NamedTuple):
 
 
 class Execution:
-    """One process's execution of a run it holds the lease of."""
+    """One process's execution of a run it holds the lease of; or, for a worker that runs
+    some items of another's run (``claimed``: :class:`ClaimedItems`), what those items need
+    of the run: params, earlier results, resources, and an outbox under their lease."""
 
-    def __init__(self, engine: Engine, flow: Flow, claimed: Claimed, *, inline_sync: bool) -> None:
+    def __init__(
+        self, engine: Engine, flow: Flow, claimed: Claimed | ClaimedItems, *, inline_sync: bool
+    ) -> None:
         self.engine = engine
         self.store = engine._store
         self.flow = flow
         self.run = claimed.run
         self.run_id = claimed.run.id
-        self.lease = claimed.lease
+        self.lease: Lease | ItemLease = claimed.lease
         self.params: dict[str, Any] = dict(claimed.run.params)
-        self.taken_over = claimed.taken_over
+        self.taken_over = isinstance(claimed, Claimed) and claimed.taken_over
         self._results: dict[str, Any] = {}
         self.results = Results(self._results, flow.name)
         self.cancel_requested = claimed.run.cancel_requested
@@ -186,6 +193,10 @@ class Execution:
             EndRun(status, at, error_text, retry_at),
             event_write(EventType.run_ended(status), data, "run event"),
         ]
+
+    async def load_results(self) -> None:
+        """Read the results of the run's done steps (for items run outside its execution)."""
+        await self._states()
 
     async def _states(self) -> tuple[list[str], list[StepState]]:
         """The run's step names and states; done steps' results go to ``results``."""
@@ -330,12 +341,13 @@ class Execution:
     async def interrupted(self, *, release: bool) -> None:
         """The execution was interrupted (Ctrl-C, shutdown): give the run back to the queue
         (``release``) or leave it ``failed`` and resumable by a retry."""
-        if self.lost:
+        lease = self.lease
+        if self.lost or not isinstance(lease, Lease):
             return
         try:
             if release:
                 await self.outbox.flush()
-                await self.store.release(self.lease, _time.now())
+                await self.store.release(lease, _time.now())
             else:
                 await self.outbox.commit(self._interrupt_writes())
         except Exception:

@@ -317,15 +317,19 @@ class Flow:
         version: int = 1,
         side_effect: bool = False,
     ) -> Callable[[F], F]:
-        """Declare a map step ``fn(ctx, item)`` run over ``items`` with at most
-        ``concurrency`` in flight, each item retried under ``policy``.
+        """Declare a map step ``fn(ctx, item)`` run over ``items``, each item retried under
+        ``policy``, at most ``concurrency`` in flight in each process that runs them.
 
-        ``items``: an earlier step's name (its result is iterated), ``"params.NAME"``, or
-        ``items(ctx)`` returning an iterable or async iterable (streamed, never loaded
-        whole). ``quota`` ("need K successes": an int, ``"params.NAME"`` or ``quota(ctx)``)
-        starts items in order and skips the rest once K have succeeded. ``key(item)``
-        gives an item a stable key for idempotency keys and dashboards. ``side_effect``:
-        each item acts outside regen, so retrying it repeats that.
+        The step's items are recorded (as JSON: ``fn`` receives an item as the store gives
+        it back) when it starts; then the process executing the run and every worker with
+        room run them, each with at most ``concurrency`` at once, so one large batch uses
+        the concurrency of every worker. ``items``: an earlier step's name (its result is
+        iterated), ``"params.NAME"``, or ``items(ctx)`` returning an iterable or async
+        iterable (recorded page by page, never loaded whole). ``quota`` ("need K
+        successes": an int, ``"params.NAME"`` or ``quota(ctx)``) starts items in order, never
+        more at once than may still be needed, and skips the rest once K have succeeded.
+        ``key(item)`` gives an item a stable key for idempotency keys and dashboards.
+        ``side_effect``: each item acts outside regen, so retrying it repeats that.
         """
 
         def add(func: F) -> F:

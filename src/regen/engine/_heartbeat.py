@@ -8,6 +8,7 @@ lease expire while it works.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Callable
@@ -21,12 +22,16 @@ logger = logging.getLogger("regen.engine")
 
 
 class Heartbeat:
-    """Renews held leases every ``ttl / 3`` seconds."""
+    """Renews held leases every ``ttl / 3`` seconds: those of runs, and those of the map
+    items ``owner`` runs under the claim tokens it holds (items claimed, then dropped, are
+    not renewed: they lapse, and another worker takes them)."""
 
-    def __init__(self, store: Store, ttl: float, observer: Observer) -> None:
+    def __init__(self, store: Store, ttl: float, observer: Observer, owner: str) -> None:
         self._store = store
         self._ttl = ttl
         self._observer = observer
+        self._owner = owner
+        self._tokens: collections.Counter[str] = collections.Counter()
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -36,11 +41,25 @@ class Heartbeat:
         """Start renewing ``lease``."""
         with self._lock:
             self._leases[lease.run_id] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="regen-heartbeat", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def hold_items(self, token: str) -> None:
+        """Start renewing the leases of the items claimed under ``token``."""
+        with self._lock:
+            self._tokens[token] += 1
+            self._start()
+
+    def drop_items(self, token: str) -> None:
+        """Stop renewing them (once for each :meth:`hold_items`)."""
+        with self._lock:
+            self._tokens[token] -= 1
+            if self._tokens[token] <= 0:
+                del self._tokens[token]
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="regen-heartbeat", daemon=True)
+            self._thread.start()
 
     def drop(self, run_id: str) -> None:
         """Stop renewing the lease of ``run_id``."""
@@ -61,10 +80,15 @@ class Heartbeat:
     def _beat(self, runner: asyncio.Runner) -> None:
         with self._lock:
             leases = list(self._leases.values())
-        if not leases:
+            tokens = list(self._tokens)
+        if not leases and not tokens:
             return
         try:
-            outcome = runner.run(self._store.heartbeat(leases, self._ttl, _time.now()))
+            outcome = runner.run(
+                self._store.heartbeat(
+                    leases, self._ttl, _time.now(), items_of=self._owner, item_tokens=tokens
+                )
+            )
         except Exception:
             logger.warning("regen: heartbeat failed", exc_info=True)
             return

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from regen.engine._blocking import wait_for
-from regen.store import Commit, Lease, Store, Write
+from regen.store import Commit, ItemLease, Lease, Store, Write
 
 #: How long writes that nobody waits for may sit in the outbox, so that events and item
 #: starts share the commit of the next finished item.
@@ -22,7 +22,8 @@ _LAG = 0.005
 
 
 class Outbox:
-    """The ordered writes of one run held under ``lease``, committed on ``loop``.
+    """The ordered writes of one run held under ``lease``, committed on ``loop``: the run's
+    lease, or (a worker running some items of another's run) the lease of those items.
 
     ``observe(commit)`` hears every commit's outcome (a lost lease, a cancel request).
     """
@@ -30,7 +31,7 @@ class Outbox:
     def __init__(
         self,
         store: Store,
-        lease: Lease,
+        lease: Lease | ItemLease,
         loop: asyncio.AbstractEventLoop,
         observe: Callable[[Commit], None],
     ) -> None:
@@ -78,7 +79,7 @@ class Outbox:
             try:
                 with self._lock:
                     taken, self._pending = [*self._pending, *writes], []
-                result = await self._store.commit(self._lease, taken)
+                result = await self._send(taken)
             finally:
                 self._flushing = False
                 if self._waiters or self._pending:
@@ -98,7 +99,13 @@ class Outbox:
     def _commit_blocking(self, writes: Sequence[Write]) -> None:
         with self._lock:
             taken, self._pending = [*self._pending, *writes], []
-        self._observe(wait_for(self._store.commit(self._lease, taken)))
+        self._observe(wait_for(self._send(taken)))
+
+    async def _send(self, writes: Sequence[Write]) -> Commit:
+        lease = self._lease
+        if isinstance(lease, ItemLease):
+            return await self._store.commit_items(lease, writes)
+        return await self._store.commit(lease, writes)
 
     def _later(self) -> None:
         if not self._scheduled:
@@ -107,7 +114,9 @@ class Outbox:
 
     def _start(self) -> None:
         self._scheduled = False
-        if not self._flushing:
+        # Nothing left to send (an awaited commit took it): no task, which could otherwise
+        # be created as the loop shuts down, and never run.
+        if not self._flushing and (self._pending or self._waiters):
             self._flushing = True
             self._loop.create_task(self._flush())
 
@@ -120,7 +129,7 @@ class Outbox:
                 if not writes and not waiters:
                     return
                 try:
-                    result = await self._store.commit(self._lease, writes)
+                    result = await self._send(writes)
                 except Exception as exc:
                     for waiter in waiters:
                         if not waiter.done():

@@ -1,16 +1,20 @@
-"""The worker loop: claim queued runs (and runs whose process died), run them, clean up."""
+"""The worker loop: claim queued runs (and runs whose process died), run them, help run the
+items of map steps other workers' runs have opened, clean up."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from regen.engine import _time
 from regen.engine._errors import FlowNotFound
+from regen.engine._helper import Helpers
+from regen.engine._items import ItemRunner
 from regen.store import Claimed, InvalidTransition, RunStatus
 
 WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
@@ -73,6 +77,7 @@ async def work(
 
     remove = engine._store.add_listener(listener)
     unloadable: set[str] = set()
+    helpers = Helpers(engine)
     executed = 0
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
@@ -90,18 +95,18 @@ async def work(
                 executed += 1
                 action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
                 report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
-                task = asyncio.create_task(_run(engine, claimed, report))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                task.add_done_callback(lambda _: wake.set())
+                _keep(tasks, asyncio.create_task(_run(engine, claimed, report)), wake)
+            # Room left: run items of map steps other processes' runs have opened.
+            while len(tasks) < concurrency and not stop.is_set():
+                helping = await _help_next(engine, helpers, names)
+                if helping is None:
+                    break
+                _keep(tasks, helping, wake)
             if interval and _time.monotonic() - last_gc >= interval:
                 last_gc = _time.monotonic()
                 counts = await engine.gc()
                 logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await _nap(wake, stop, poll)
         while tasks and not stop.is_set():
             await asyncio.wait(set(tasks))
     finally:
@@ -110,6 +115,21 @@ async def work(
             task.cancel()  # their runs go back to the queue for another worker
         await asyncio.gather(*tasks, return_exceptions=True)
     return executed
+
+
+def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None], wake: asyncio.Event) -> None:
+    """Hold ``task`` among the worker's until it ends, then wake the worker."""
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    task.add_done_callback(lambda _: wake.set())
+
+
+async def _nap(wake: asyncio.Event, stop: asyncio.Event, poll: float) -> None:
+    """Until woken, stopped, or ``poll`` seconds have passed."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
 
 
 def _reporter(on_event: OnWorkerEvent | None) -> OnWorkerEvent:
@@ -156,6 +176,38 @@ async def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> Non
 async def _known(engine: Engine) -> list[str]:
     runs = await engine._store.list_runs(statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000)
     return sorted({r.flow for r in runs})
+
+
+async def _help_next(
+    engine: Engine, helpers: Helpers, names: list[str] | None
+) -> asyncio.Task[None] | None:
+    """Claim items of an open map step and start running them; ``None`` when there are none
+    to claim. (Claimed items of a step this process already helps with join that session.)"""
+    while True:
+        found = await engine._store.claim_items(
+            engine.owner,
+            uuid.uuid4().hex,
+            engine.settings.lease_ttl,
+            _time.now(),
+            limit=1,
+            flows=names,
+        )
+        if found is None:
+            return None
+        session = helpers.session(found)
+        if session is not None:
+            return asyncio.create_task(_help(helpers, session))
+
+
+async def _help(helpers: Helpers, session: ItemRunner) -> None:
+    try:
+        await helpers.run(session)
+    except Exception:
+        logger.exception(
+            "regen worker: running items of run %s failed",
+            session.ex.run_id,
+            extra={"run_id": session.ex.run_id},
+        )
 
 
 async def _run(engine: Engine, claimed: Claimed, report: OnWorkerEvent) -> None:

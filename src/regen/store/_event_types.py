@@ -39,6 +39,11 @@ class EventType(enum.StrEnum):
         return cls(f"run.{status}")
 
     @classmethod
+    def item_ended(cls, status: str) -> EventType:
+        """The event that ends an item with ``status`` (``item.given_up``, …)."""
+        return cls(f"item.{status}")
+
+    @classmethod
     def step_ended(cls, status: str) -> EventType:
         """The event that ends a step with ``status`` (``step.failed``, …)."""
         return cls(f"step.{status}")

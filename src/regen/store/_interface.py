@@ -17,12 +17,14 @@ from typing import TypeVar
 from regen.store._records import (
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     Count,
     Event,
     GcCounts,
     HealthCheck,
     Item,
+    ItemLease,
     ItemStatus,
     Lease,
     NewRun,
@@ -127,8 +129,18 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
-        """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked."""
+    async def heartbeat(
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
+    ) -> dict[str, Commit]:
+        """Extend leases by ``ttl``; per run: whether the lease still held, cancel asked.
+        ``items_of``/``item_tokens``: also extend the leases of the items that owner runs
+        under those claim tokens."""
 
     @abstractmethod
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
@@ -137,6 +149,40 @@ class Store(ABC):
         ``Commit(ok=False)``, with nothing written, when the lease was lost. A database
         busy with another process's transaction is waited for, not an error.
         """
+
+    @abstractmethod
+    async def claim_items(
+        self,
+        owner: str,
+        token: str,
+        ttl: float,
+        now: float,
+        *,
+        limit: int,
+        run_id: str | None = None,
+        step: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> ClaimedItems | None:
+        """Lease up to ``limit`` items of a running map step whose items are open
+        (:class:`OpenItems`): pending ones, and running ones whose lease expired (their
+        worker died), in order, each marked ``running`` under ``token`` (no event: the
+        claimant appends ``item.started`` with its next writes). With a quota K, no more
+        are leased than may still be needed: K less the items succeeded and those running
+        under a live lease.
+
+        ``run_id`` and ``step``: that step only. Otherwise the oldest running run (of
+        ``flows``) with claimable items is chosen, among those ``owner`` neither holds the
+        lease of nor runs items of that step already. ``None`` when nothing can be claimed
+        (the run is not running, cancel was asked, or no item is claimable). Workers
+        claiming at once never lease the same item.
+        """
+
+    @abstractmethod
+    async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        """Apply the writes of items run under ``lease`` (events, item ends, cache entries,
+        artifact links) in one transaction, if the run is still running and the lease's
+        owner still holds some item of the step; ``Commit(ok=False)``, with nothing written,
+        otherwise. Each :class:`EndItem` is fenced by its own token (see there)."""
 
     @abstractmethod
     async def release(self, lease: Lease, now: float) -> bool:

@@ -22,12 +22,14 @@ from regen.store._postgres_loop import LoopThread
 from regen.store._records import (
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     Count,
     Event,
     GcCounts,
     HealthCheck,
     Item,
+    ItemLease,
     ItemStatus,
     Lease,
     NewRun,
@@ -326,10 +328,49 @@ class PostgresStore(Store):
             self._listeners.notify((claimed.run.id,))
         return claimed
 
-    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
-        if not leases:
+    async def heartbeat(
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
+    ) -> dict[str, Commit]:
+        if not leases and not item_tokens:
             return {}
-        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now))
+        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens))
+
+    async def claim_items(
+        self,
+        owner: str,
+        token: str,
+        ttl: float,
+        now: float,
+        *,
+        limit: int,
+        run_id: str | None = None,
+        step: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> ClaimedItems | None:
+        named = run_id is not None and step is not None
+        lease = ItemLease(run_id or "", step or "", token, owner)
+        claimed = await self._call(
+            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows),
+            pipeline=True,
+        )
+        if claimed is not None:
+            self._listeners.notify((claimed.run.id,))
+        return claimed
+
+    async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        sent = ops.Sent()
+        return await self._call(
+            lambda c: ops.commit_items(c, lease, writes, sent),
+            lease.run_id,
+            pipeline=True,
+            landed=lambda c: ops.landed(c, lease, sent),
+        )
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
         sent = ops.Sent()

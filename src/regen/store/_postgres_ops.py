@@ -19,24 +19,30 @@ from regen.store._errors import InvalidTransition, RunNotFound, StoreError
 from regen.store._event_types import EventType
 from regen.store._records import (
     AddEvent,
+    AddItems,
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     CountAttempt,
     EndItem,
     EndRun,
     EndStep,
+    ItemLease,
     Lease,
     LinkArtifact,
     NewRun,
+    OpenItems,
     PutCache,
     Run,
     RunStatus,
+    SkipItems,
     StartItem,
     StartStep,
     Write,
 )
 from regen.store._sqlite_rows import dumps, loads
+from regen.store._sqlite_rows import item as item_record
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
 from regen.store._transitions import check_delete, check_retry, retry_start
@@ -52,27 +58,46 @@ _LOST = Commit(False)
 
 class RunLog:
     """A run being written to in this transaction: its number, its last event's seq, and
-    the events to append when the transaction is done with its other writes."""
+    the events to append when the transaction is done with its other writes. An item's
+    end under a claim is sent at once and its event decided when its answer is read (at
+    :meth:`save`, one round trip for all of them), so the events keep the writes' order."""
 
-    __slots__ = ("events", "key", "run_id", "seq")
+    __slots__ = ("entries", "key", "run_id", "seq")
 
     def __init__(self, key: int, seq: int, run_id: str) -> None:
         self.key = key
         self.seq = seq
         self.run_id = run_id
-        self.events: list[tuple[int, float, str, str]] = []
+        self.entries: list[tuple[str, str, float] | tuple[Any, EndItem]] = []
 
     def append(self, type_: str, data: str, at: float) -> None:
-        """Append an event (``data``: JSON text) numbered after the last."""
-        self.seq += 1
-        self.events.append((self.seq, at, type_, data))
+        """Append an event (``data``: JSON text), numbered after the last at :meth:`save`."""
+        self.entries.append((type_, data, at))
+
+    def expect(self, cursor: Any, end: EndItem) -> None:
+        """Append the event of an item's end if ``cursor`` (its update) returns a row."""
+        self.entries.append((cursor, end))
 
     async def save(self, conn: Conn) -> None:
         """Write the events appended, the run's last seq, and a notification (sent by
         PostgreSQL when the transaction commits)."""
-        if not self.events:
+        if not self.entries:
             return
-        seqs, ats, types, datas = zip(*self.events, strict=True)
+        events: list[tuple[int, float, str, str]] = []
+        for entry in self.entries:
+            if len(entry) == 2:
+                found = await _ended(*entry)
+                if found is None:
+                    continue
+                type_, data, at = found
+            else:
+                type_, data, at = entry
+            self.seq += 1
+            events.append((self.seq, at, type_, data))
+        self.entries = []
+        if not events:
+            return
+        seqs, ats, types, datas = zip(*events, strict=True)
         await conn.execute(Q["events_lock"])
         await conn.execute(
             Q["insert_events"],
@@ -86,7 +111,18 @@ class RunLog:
         )
         await conn.execute(Q["set_last_seq"], {"run": self.key, "seq": self.seq})
         await conn.execute(Q["notify"], {"run_id": self.run_id})
-        self.events = []
+
+
+async def _ended(cursor: Any, w: EndItem) -> tuple[str, str, float] | None:
+    """The event of an item's end, once its update answered: none if it changed nothing
+    (the item was taken over, or had ended), ``item.skipped`` if the quota was met."""
+    row = await cursor.fetchone()
+    if row is None or w.event is None:
+        return None
+    if row["status"] == w.status:
+        return EventType.item_ended(w.status), w.event, w.at
+    data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
+    return EventType.item_ended(row["status"]), data, w.at
 
 
 async def _one(conn: Conn, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -179,8 +215,20 @@ async def claim(
 
 
 async def heartbeat(
-    conn: Conn, leases: Sequence[Lease], ttl: float, now: float
+    conn: Conn,
+    leases: Sequence[Lease],
+    ttl: float,
+    now: float,
+    items_of: str | None = None,
+    item_tokens: Sequence[str] = (),
 ) -> dict[str, Commit]:
+    if items_of is not None and item_tokens:
+        await conn.execute(
+            Q["heartbeat_items"],
+            {"owner": items_of, "tokens": list(item_tokens), "expires_at": now + ttl},
+        )
+    if not leases:
+        return {}
     # In run id order, so two transactions renewing overlapping runs lock them alike.
     ordered = sorted(leases, key=lambda lease: lease.run_id)
     cursor = await conn.execute(
@@ -209,6 +257,91 @@ async def release(conn: Conn, lease: Lease, now: float) -> bool:
     return True
 
 
+# --- items claimed by any worker --------------------------------------------------------------
+
+
+async def claim_items(
+    conn: Conn,
+    lease: ItemLease,
+    ttl: float,
+    now: float,
+    *,
+    limit: int,
+    named: bool,
+    flows: Sequence[str] | None,
+) -> ClaimedItems | None:
+    """Lease items of the step ``lease`` names (``named``), or of the oldest open one.
+
+    The run's row is not locked (its writers go on meanwhile); with a quota, the step's row
+    is, so the claims of one step count what is succeeded and in flight one at a time (an
+    item's end, under the run's lock, moves an item from one count to the other). A claim
+    lost in a crash of the database only leaves its items pending: it is committed without
+    waiting for the disk."""
+    run_id, step_name = lease.run_id, lease.step
+    await conn.execute(Q["claim_lightly"])
+    if not named:
+        found = await _one(
+            conn,
+            Q["open_map_step"],
+            {"owner": lease.owner, "flows": None if flows is None else list(flows), "now": now},
+        )
+        if found is None:
+            return None
+        run_id, step_name = found["run_id"], found["step"]
+    # Sent together, read together (one round trip in pipeline mode).
+    reading = await conn.execute(Q["get_run"], {"id": run_id})
+    stepping = await conn.execute(Q["step_named"], {"run_id": run_id, "step": step_name})
+    found_run, row = await reading.fetchone(), await stepping.fetchone()
+    if found_run is None or row is None:
+        return None
+    run = run_record(found_run)
+    if run.status is not RunStatus.RUNNING or run.cancel_requested:
+        return None
+    if row["status"] != "running" or row["items_total"] is None:
+        return None
+    args: dict[str, Any] = {"run": found_run["key"], "step": step_name, "now": now}
+    if row["quota"] is not None:
+        await conn.execute(Q["lock_step"], args)
+        succeeding = await conn.execute(Q["items_succeeded"], args)
+        running = await conn.execute(Q["items_running_leased"], args)
+        done, busy = await succeeding.fetchone(), await running.fetchone()
+        assert done is not None
+        assert busy is not None
+        limit = min(limit, row["quota"] - done["n"] - busy["n"])
+    if limit <= 0:
+        return None
+    cursor = await conn.execute(
+        Q["lease_items"],
+        {
+            **args,
+            "owner": lease.owner,
+            "token": lease.token,
+            "expires_at": now + ttl,
+            "limit": limit,
+        },
+    )
+    rows = await cursor.fetchall()
+    if not rows:
+        return None
+    items = sorted((item_record(run_id, r) for r in rows), key=lambda i: i.idx)
+    held = ItemLease(run_id, step_name, lease.token, lease.owner)
+    return ClaimedItems(run, step_record(run_id, row), held, items)
+
+
+async def commit_items(
+    conn: Conn, lease: ItemLease, writes: Sequence[Write], sent: Sent | None = None
+) -> Commit:
+    """Apply the writes of items run under ``lease`` (checked under the run's row lock)."""
+    row = await _one(
+        conn,
+        Q["check_item_lease"],
+        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner},
+    )
+    if row is None:
+        return _LOST
+    return await _apply(conn, lease.run_id, row, writes, sent)
+
+
 # --- a run's writes under its lease ---------------------------------------------------------
 
 
@@ -231,7 +364,13 @@ async def commit(
     row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
     if row is None:
         return _LOST
-    log = RunLog(row["key"], row["last_seq"], lease.run_id)
+    return await _apply(conn, lease.run_id, row, writes, sent)
+
+
+async def _apply(
+    conn: Conn, run_id: str, row: dict[str, Any], writes: Sequence[Write], sent: Sent | None
+) -> Commit:
+    log = RunLog(row["key"], row["last_seq"], run_id)
     for write in writes:
         await _APPLY[type(write)](conn, log, write)
     await log.save(conn)
@@ -241,7 +380,7 @@ async def commit(
     return outcome
 
 
-async def landed(conn: Conn, lease: Lease, sent: Sent) -> Commit | None:
+async def landed(conn: Conn, lease: Lease | ItemLease, sent: Sent) -> Commit | None:
     """The outcome of a commit whose connection was lost during its ``COMMIT``, if it took
     effect; ``None`` if it did not, and may be sent again (its writes without events are
     upserts: sending them twice changes nothing)."""
@@ -297,6 +436,9 @@ async def _start_item(conn: Conn, log: RunLog, w: StartItem) -> None:
 
 
 async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
+    if w.token is not None:
+        await _finish_item(conn, log, w)
+        return
     await conn.execute(
         Q["item_end"],
         {
@@ -313,6 +455,51 @@ async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
             "at": w.at,
         },
     )
+
+
+async def _finish_item(conn: Conn, log: RunLog, w: EndItem) -> None:
+    """An item's end under its claim: fenced by the token, held to the step's quota (the
+    run's row is locked: item ends of one run are counted one after the other)."""
+    cursor = await conn.execute(
+        Q["item_finish"],
+        {
+            "run": log.key,
+            "step": w.step,
+            "idx": w.idx,
+            "token": w.token,
+            "status": str(w.status),
+            "output": w.output,
+            "attempts": w.attempts,
+            "errors": w.errors,
+            "cached": w.cached,
+            "at": w.at,
+        },
+    )
+    log.expect(cursor, w)
+
+
+async def _add_items(conn: Conn, log: RunLog, w: AddItems) -> None:
+    await conn.execute(
+        Q["items_add"],
+        {
+            "run": log.key,
+            "step": w.step,
+            "idxs": [r[0] for r in w.rows],
+            "keys": [r[1] for r in w.rows],
+            "inputs": [r[2] for r in w.rows],
+        },
+    )
+
+
+async def _open_items(conn: Conn, log: RunLog, w: OpenItems) -> None:
+    await conn.execute(
+        Q["open_items"],
+        {"run": log.key, "position": w.position, "quota": w.quota, "total": w.total},
+    )
+
+
+async def _skip_items(conn: Conn, log: RunLog, w: SkipItems) -> None:
+    await conn.execute(Q["skip_pending_items"], {"run": log.key, "step": w.step, "at": w.at})
 
 
 async def _put_cache(conn: Conn, log: RunLog, w: PutCache) -> None:
@@ -367,6 +554,9 @@ _APPLY: dict[type, Callable[[Conn, RunLog, Any], Awaitable[None]]] = {
     CountAttempt: _count_attempt,
     StartItem: _start_item,
     EndItem: _end_item,
+    AddItems: _add_items,
+    OpenItems: _open_items,
+    SkipItems: _skip_items,
     PutCache: _put_cache,
     LinkArtifact: _link_artifact,
     EndRun: _end_run,

@@ -104,11 +104,15 @@ class Step:
     started_at: float | None
     finished_at: float | None
     checkpointed_at: float | None
+    #: A map step's quota and item count, once its items are all recorded (claimable).
+    quota: int | None = None
+    items_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One item of a map step: its input, output, and the attempts that failed."""
+    """One item of a map step: its input, output, the attempts that failed, and the
+    worker that runs (or ran) it."""
 
     run_id: str
     step: str
@@ -122,6 +126,7 @@ class Item:
     cached: bool
     started_at: float | None
     finished_at: float | None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +173,29 @@ class Lease:
     token: str
     owner: str
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLease:
+    """Proof that this process runs items of a map step: the items it claimed carry
+    ``token`` (each claim's own), and the store checks an item's token on its end, in the
+    transaction that writes it, so a worker whose item was taken over can no longer record
+    a result for it."""
+
+    run_id: str
+    step: str
+    token: str
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItems:
+    """Items just claimed (in order, inputs decoded), with the run and step they belong to."""
+
+    run: Run
+    step: Step
+    lease: ItemLease
+    items: list[Item]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +307,7 @@ class CountAttempt(NamedTuple):
 
 
 class StartItem(NamedTuple):
-    """Mark a map item running (its row is created on first start)."""
+    """Mark a map item running (its row is created on first start), outside any claim."""
 
     step: str
     idx: int
@@ -289,7 +317,13 @@ class StartItem(NamedTuple):
 
 
 class EndItem(NamedTuple):
-    """Record a map item's end: its output, or the attempts and errors it gave up with."""
+    """Record a map item's end: its output, or the attempts and errors it gave up with.
+
+    With ``token`` (the claim's), it is recorded only while the item still runs under that
+    claim (nothing is written otherwise), and a success the step's quota no longer needs
+    is recorded as ``skipped``, its output discarded. ``event``: the data (JSON) of the
+    ``item.<status>`` event appended with it when it is recorded.
+    """
 
     step: str
     idx: int
@@ -301,6 +335,33 @@ class EndItem(NamedTuple):
     attempts: str | None = None
     errors: str | None = None
     cached: bool = False
+    token: str | None = None
+    event: str | None = None
+
+
+class AddItems(NamedTuple):
+    """Record a map step's items as ``pending``: ``(idx, key, input JSON)`` each; items
+    already recorded (by an earlier execution) are kept as they are."""
+
+    step: str
+    rows: tuple[tuple[int, str | None, str], ...]
+
+
+class OpenItems(NamedTuple):
+    """Every item of the map step at ``position`` is recorded: any worker may now claim
+    them, at most ``quota`` succeeding (``None``: no quota)."""
+
+    position: int
+    quota: int | None
+    total: int
+
+
+class SkipItems(NamedTuple):
+    """The quota is met: the step's items not ended (pending, or left running by a worker
+    that died) become ``skipped``."""
+
+    step: str
+    at: float
 
 
 class PutCache(NamedTuple):
@@ -343,6 +404,9 @@ Write = (
     | CountAttempt
     | StartItem
     | EndItem
+    | AddItems
+    | OpenItems
+    | SkipItems
     | PutCache
     | LinkArtifact
     | EndRun

@@ -18,12 +18,14 @@ from regen.store._interface import Listener, Store
 from regen.store._records import (
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     Count,
     Event,
     GcCounts,
     HealthCheck,
     Item,
+    ItemLease,
     ItemStatus,
     Lease,
     NewRun,
@@ -231,8 +233,49 @@ class SQLiteStore(Store):
             self._notify({claimed.run.id})
         return claimed
 
-    async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
-        return await self._write_thread().run(lambda c: ops.heartbeat(c, leases, ttl, now))
+    async def heartbeat(
+        self,
+        leases: Sequence[Lease],
+        ttl: float,
+        now: float,
+        *,
+        items_of: str | None = None,
+        item_tokens: Sequence[str] = (),
+    ) -> dict[str, Commit]:
+        return await self._write_thread().run(
+            lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens)
+        )
+
+    async def claim_items(
+        self,
+        owner: str,
+        token: str,
+        ttl: float,
+        now: float,
+        *,
+        limit: int,
+        run_id: str | None = None,
+        step: str | None = None,
+        flows: Sequence[str] | None = None,
+    ) -> ClaimedItems | None:
+        if run_id is None or step is None:
+            # Looked for by the reader: a worker with nothing to help takes no write lock.
+            found = await self._reader.run(lambda c: ops.open_map_step(c, owner, flows, now))
+            if found is None:
+                return None
+            run_id, step = found
+        lease = ItemLease(run_id, step, token, owner)
+        claimed = await self._write_thread().run(
+            lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=True, flows=flows)
+        )
+        if claimed is not None:
+            self._notify({claimed.run.id})
+        return claimed
+
+    async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        return await self._write_thread().run(
+            lambda c: ops.commit_items(c, lease, writes), lease.run_id, group=True
+        )
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
         return await self._write_thread().run(

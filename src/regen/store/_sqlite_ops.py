@@ -17,24 +17,31 @@ from regen.store._errors import InvalidTransition, RunNotFound
 from regen.store._event_types import EventType
 from regen.store._records import (
     AddEvent,
+    AddItems,
     Artifact,
     Claimed,
+    ClaimedItems,
     Commit,
     CountAttempt,
     EndItem,
     EndRun,
     EndStep,
+    ItemLease,
+    ItemStatus,
     Lease,
     LinkArtifact,
     NewRun,
+    OpenItems,
     PutCache,
     Run,
     RunStatus,
+    SkipItems,
     StartItem,
     StartStep,
     Write,
 )
 from regen.store._sqlite_rows import dumps, loads
+from regen.store._sqlite_rows import item as item_record
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
 from regen.store._transitions import check_delete, check_retry, retry_start
@@ -44,13 +51,15 @@ _LOST = Commit(False)
 
 
 class RunLog:
-    """A run being written to in this transaction: its number and its last event's seq."""
+    """A run being written to in this transaction: its number, its last event's seq, and
+    per map step the quota and successes counted so far (for item ends under a claim)."""
 
-    __slots__ = ("key", "seq")
+    __slots__ = ("key", "quotas", "seq")
 
     def __init__(self, key: int, seq: int) -> None:
         self.key = key
         self.seq = seq
+        self.quotas: dict[str, list[int]] = {}
 
     def append(self, conn: sqlite3.Connection, type_: str, data: str, at: float) -> None:
         """Append an event (``data``: JSON text) numbered after the last."""
@@ -144,8 +153,18 @@ def claim(
 
 
 def heartbeat(
-    conn: sqlite3.Connection, leases: Sequence[Lease], ttl: float, now: float
+    conn: sqlite3.Connection,
+    leases: Sequence[Lease],
+    ttl: float,
+    now: float,
+    items_of: str | None = None,
+    item_tokens: Sequence[str] = (),
 ) -> dict[str, Commit]:
+    if items_of is not None and item_tokens:
+        conn.execute(
+            Q["heartbeat_items"],
+            {"owner": items_of, "tokens": dumps(list(item_tokens)), "expires_at": now + ttl},
+        )
     outcome: dict[str, Commit] = {}
     for lease in leases:
         row = conn.execute(
@@ -163,6 +182,82 @@ def release(conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
     log = RunLog(row["key"], row["last_seq"])
     log.append(conn, EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
     return True
+
+
+# --- items claimed by any worker --------------------------------------------------------------
+
+
+def claim_items(
+    conn: sqlite3.Connection,
+    lease: ItemLease,
+    ttl: float,
+    now: float,
+    *,
+    limit: int,
+    named: bool,
+    flows: Sequence[str] | None,
+) -> ClaimedItems | None:
+    """Lease items of the step ``lease`` names (``named``), or of the oldest open one."""
+    run_id, step_name = lease.run_id, lease.step
+    if not named:
+        found = open_map_step(conn, lease.owner, flows, now)
+        if found is None:
+            return None
+        run_id, step_name = found
+    run = read_run(conn, run_id)
+    if run.status is not RunStatus.RUNNING or run.cancel_requested:
+        return None
+    key = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()[0]
+    row = conn.execute(Q["step_named"], {"run": key, "step": step_name}).fetchone()
+    if row is None or row["status"] != "running" or row["items_total"] is None:
+        return None
+    args = {"run": key, "step": step_name, "now": now}
+    if row["quota"] is not None:
+        succeeded = conn.execute(Q["items_succeeded"], args).fetchone()[0]
+        running = conn.execute(Q["items_running_leased"], args).fetchone()[0]
+        limit = min(limit, row["quota"] - succeeded - running)
+    if limit <= 0:
+        return None
+    rows = conn.execute(
+        Q["lease_items"],
+        {
+            **args,
+            "owner": lease.owner,
+            "token": lease.token,
+            "expires_at": now + ttl,
+            "limit": limit,
+        },
+    ).fetchall()
+    if not rows:
+        return None
+    items = sorted((item_record(run_id, r) for r in rows), key=lambda i: i.idx)
+    held = ItemLease(run_id, step_name, lease.token, lease.owner)
+    return ClaimedItems(run, step_record(run_id, row), held, items)
+
+
+def open_map_step(
+    conn: sqlite3.Connection, owner: str, flows: Sequence[str] | None, now: float
+) -> tuple[str, str] | None:
+    """``(run id, step)`` of the oldest map step ``owner`` could help with, if any."""
+    wanted = None if flows is None else dumps(list(flows))
+    found = conn.execute(
+        Q["open_map_step"], {"owner": owner, "flows": wanted, "now": now}
+    ).fetchone()
+    return None if found is None else (found["run_id"], found["step"])
+
+
+def commit_items(conn: sqlite3.Connection, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+    """Apply the writes of items run under ``lease`` (checked in this transaction)."""
+    row = conn.execute(
+        Q["check_item_lease"],
+        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner},
+    ).fetchone()
+    if row is None:
+        return _LOST
+    log = RunLog(row["key"], row["last_seq"])
+    for write in writes:
+        _APPLY[type(write)](conn, log, write)
+    return Commit(True, bool(row["cancel_requested"]))
 
 
 # --- a run's writes under its lease ---------------------------------------------------------
@@ -217,6 +312,9 @@ def _start_item(conn: sqlite3.Connection, log: RunLog, w: StartItem) -> None:
 
 
 def _end_item(conn: sqlite3.Connection, log: RunLog, w: EndItem) -> None:
+    if w.token is not None:
+        _finish_item(conn, log, w)
+        return
     conn.execute(
         Q["item_end"],
         {
@@ -233,6 +331,63 @@ def _end_item(conn: sqlite3.Connection, log: RunLog, w: EndItem) -> None:
             "at": w.at,
         },
     )
+
+
+def _finish_item(conn: sqlite3.Connection, log: RunLog, w: EndItem) -> None:
+    """An item's end under its claim: fenced by the token, held to the step's quota."""
+    status, output, data = w.status, w.output, w.event
+    args = {"run": log.key, "step": w.step}
+    if status is ItemStatus.SUCCEEDED:
+        counted = log.quotas.get(w.step)
+        if counted is None:
+            quota = conn.execute(Q["step_quota"], args).fetchone()
+            quota = -1 if quota is None or quota[0] is None else int(quota[0])
+            done = conn.execute(Q["items_succeeded"], args).fetchone()[0] if quota >= 0 else 0
+            counted = log.quotas[w.step] = [quota, done]
+        if 0 <= counted[0] <= counted[1]:  # the quota is already met: not needed
+            status, output = ItemStatus.SKIPPED, None
+            data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
+    cursor = conn.execute(
+        Q["item_finish"],
+        {
+            **args,
+            "idx": w.idx,
+            "token": w.token,
+            "status": str(status),
+            "output": output,
+            "attempts": w.attempts,
+            "errors": w.errors,
+            "cached": int(w.cached),
+            "at": w.at,
+        },
+    )
+    if cursor.rowcount == 0:
+        return  # the item was taken over (its lease expired) or has already ended
+    if status is ItemStatus.SUCCEEDED and w.step in log.quotas:
+        log.quotas[w.step][1] += 1
+    if data is not None:
+        log.append(conn, EventType.item_ended(status), data, w.at)
+
+
+def _add_items(conn: sqlite3.Connection, log: RunLog, w: AddItems) -> None:
+    conn.executemany(
+        Q["item_add"],
+        [
+            {"run": log.key, "step": w.step, "idx": idx, "key": key, "input": text}
+            for idx, key, text in w.rows
+        ],
+    )
+
+
+def _open_items(conn: sqlite3.Connection, log: RunLog, w: OpenItems) -> None:
+    conn.execute(
+        Q["open_items"],
+        {"run": log.key, "position": w.position, "quota": w.quota, "total": w.total},
+    )
+
+
+def _skip_items(conn: sqlite3.Connection, log: RunLog, w: SkipItems) -> None:
+    conn.execute(Q["skip_pending_items"], {"run": log.key, "step": w.step, "at": w.at})
 
 
 def _put_cache(conn: sqlite3.Connection, log: RunLog, w: PutCache) -> None:
@@ -286,6 +441,9 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, RunLog, Any], None]] = {
     CountAttempt: _count_attempt,
     StartItem: _start_item,
     EndItem: _end_item,
+    AddItems: _add_items,
+    OpenItems: _open_items,
+    SkipItems: _skip_items,
     PutCache: _put_cache,
     LinkArtifact: _link_artifact,
     EndRun: _end_run,

@@ -79,6 +79,8 @@ def step(run_id: str, row: Row) -> Step:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         checkpointed_at=row["checkpointed_at"],
+        quota=row["quota"],
+        items_total=row["items_total"],
     )
 
 
@@ -97,6 +99,7 @@ def item(run_id: str, row: Row) -> Item:
         cached=bool(row["cached"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        worker=row["worker"],
     )
 
 

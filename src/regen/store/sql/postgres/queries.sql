@@ -140,8 +140,10 @@ ORDER BY seq
 LIMIT %(limit)s;
 
 -- name: start_step
+-- A map step's items are closed to other workers until its executor opens them again.
 UPDATE steps
-SET status = 'running', started_at = %(at)s, finished_at = NULL, error = NULL
+SET status = 'running', started_at = %(at)s, finished_at = NULL, error = NULL, quota = NULL,
+    items_total = NULL
 WHERE run = %(run)s AND position = %(position)s;
 
 -- name: end_step
@@ -171,6 +173,128 @@ ON CONFLICT (run, step, idx) DO UPDATE
 SET status = excluded.status, output = excluded.output, attempts = excluded.attempts,
     errors = excluded.errors, cached = excluded.cached, finished_at = excluded.finished_at,
     key = COALESCE(excluded.key, items.key), input = COALESCE(excluded.input, items.input);
+
+-- name: items_add
+INSERT INTO items (run, step, idx, key, status, input)
+SELECT %(run)s, %(step)s, i.idx, i.key, 'pending', i.input
+FROM unnest(%(idxs)s::int[], %(keys)s::text[], %(inputs)s::text[]) AS i (idx, key, input)
+ORDER BY i.idx
+ON CONFLICT (run, step, idx) DO NOTHING;
+
+-- name: open_items
+UPDATE steps SET quota = %(quota)s, items_total = %(total)s
+WHERE run = %(run)s AND position = %(position)s;
+
+-- name: skip_pending_items
+-- The quota is met: items not started, and any a dead worker left running, are skipped.
+UPDATE items
+SET status = 'skipped', finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
+WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running');
+
+-- name: item_finish
+-- An item's end under its claim: nothing changes unless it still runs under that token. A
+-- success the step's quota no longer needs is recorded as skipped, its output dropped.
+UPDATE items
+SET status = decided.status,
+    output = CASE WHEN decided.status = 'skipped' THEN NULL ELSE %(output)s::text END,
+    attempts = %(attempts)s, errors = %(errors)s, cached = %(cached)s,
+    finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
+FROM (
+    SELECT CASE
+        WHEN %(status)s::text <> 'succeeded' THEN %(status)s::text
+        WHEN (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s) IS NULL
+            THEN 'succeeded'
+        WHEN (SELECT count(*) FROM items
+              WHERE run = %(run)s AND step = %(step)s AND status = 'succeeded')
+             >= (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s)
+            THEN 'skipped'
+        ELSE 'succeeded'
+    END AS status
+) AS decided
+WHERE items.run = %(run)s AND items.step = %(step)s AND items.idx = %(idx)s
+  AND items.lease_token = %(token)s AND items.status = 'running'
+RETURNING items.status;
+
+-- name: items_succeeded
+SELECT count(*) AS n FROM items
+WHERE run = %(run)s AND step = %(step)s AND status = 'succeeded';
+
+-- name: items_running_leased
+-- Items running under a lease that still holds (a claim leaves them to their worker).
+SELECT count(*) AS n FROM items
+WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running')
+  AND status = 'running' AND lease_expires_at >= %(now)s;
+
+-- name: open_map_step
+-- The oldest running run's map step whose items are open and claimable, for a worker with
+-- room to help: runs it holds the lease of, and steps it already runs items of, are left
+-- to it.
+SELECT r.id AS run_id, s.name AS step FROM runs AS r
+JOIN steps AS s ON s.run = r.key
+WHERE r.status = 'running' AND NOT r.cancel_requested
+  AND r.lease_owner IS DISTINCT FROM %(owner)s
+  AND (%(flows)s::text[] IS NULL OR r.flow = ANY(%(flows)s::text[]))
+  AND s.kind = 'map' AND s.status = 'running' AND s.items_total IS NOT NULL
+  AND EXISTS (
+      SELECT 1 FROM items AS i
+      WHERE i.run = r.key AND i.step = s.name AND i.status IN ('pending', 'running')
+        AND (i.status = 'pending' OR i.lease_expires_at IS NULL
+             OR i.lease_expires_at < %(now)s)
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM items AS mine
+      WHERE mine.worker = %(owner)s AND mine.lease_token IS NOT NULL AND mine.run = r.key
+        AND mine.step = s.name
+  )
+ORDER BY r.created_at, r.id, s.position
+LIMIT 1;
+
+-- name: claim_lightly
+-- A claim of map items need not wait for the disk: lost, it leaves its items pending.
+SET LOCAL synchronous_commit TO OFF;
+
+-- name: lock_step
+-- Claims of a step with a quota count one at a time.
+SELECT position FROM steps WHERE run = %(run)s AND name = %(step)s FOR UPDATE;
+
+-- name: step_named
+SELECT * FROM steps
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND name = %(step)s;
+
+-- name: lease_items
+-- Pending items, and running ones whose worker's lease expired, in order; rows another
+-- transaction holds are skipped, not waited for. The rows picked (and locked) are updated
+-- by their physical address: a plan that cannot scan the step's other items, whatever the
+-- statistics of a table that just grew say.
+WITH picked AS (
+    SELECT ctid FROM items
+    WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running')
+      AND (status = 'pending' OR lease_expires_at IS NULL OR lease_expires_at < %(now)s)
+    ORDER BY idx
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE items
+SET status = 'running', worker = %(owner)s, lease_token = %(token)s,
+    lease_expires_at = %(expires_at)s, started_at = %(now)s, finished_at = NULL
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+RETURNING *;
+
+-- name: heartbeat_items
+UPDATE items SET lease_expires_at = %(expires_at)s
+WHERE worker = %(owner)s AND lease_token = ANY(%(tokens)s::text[]);
+
+-- name: check_item_lease
+-- The run's row, locked, while it runs and the worker still holds the lease of some item
+-- of the step.
+SELECT key, last_seq, cancel_requested FROM runs
+WHERE id = %(run_id)s AND status = 'running'
+  AND EXISTS (
+      SELECT 1 FROM items
+      WHERE run = runs.key AND step = %(step)s AND worker = %(owner)s
+        AND lease_token IS NOT NULL
+  )
+FOR UPDATE;
 
 -- name: finish_run
 UPDATE runs
@@ -210,7 +334,7 @@ UPDATE steps SET status = 'pending', error = NULL, output = NULL, finished_at = 
 WHERE run = %(run)s AND position = %(position)s;
 
 -- name: reopen_items
-UPDATE items SET status = 'pending'
+UPDATE items SET status = 'pending', lease_token = NULL, lease_expires_at = NULL
 WHERE run = %(run)s AND step = %(step)s AND status IN ('given_up', 'running');
 
 -- name: invalidate_steps

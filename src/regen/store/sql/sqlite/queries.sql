@@ -91,8 +91,10 @@ ORDER BY seq
 LIMIT :limit;
 
 -- name: start_step
+-- A map step's items are closed to other workers until its executor opens them again.
 UPDATE steps
-SET status = 'running', started_at = :at, finished_at = NULL, error = NULL
+SET status = 'running', started_at = :at, finished_at = NULL, error = NULL, quota = NULL,
+    items_total = NULL
 WHERE run = :run AND position = :position
 RETURNING name;
 
@@ -123,6 +125,96 @@ ON CONFLICT (run, step, idx) DO UPDATE
 SET status = excluded.status, output = excluded.output, attempts = excluded.attempts,
     errors = excluded.errors, cached = excluded.cached, finished_at = excluded.finished_at,
     key = COALESCE(excluded.key, items.key), input = COALESCE(excluded.input, items.input);
+
+-- name: item_add
+INSERT INTO items (run, step, idx, key, status, input)
+VALUES (:run, :step, :idx, :key, 'pending', :input)
+ON CONFLICT (run, step, idx) DO NOTHING;
+
+-- name: open_items
+UPDATE steps SET quota = :quota, items_total = :total
+WHERE run = :run AND position = :position;
+
+-- name: skip_pending_items
+-- The quota is met: items not started, and any a dead worker left running, are skipped.
+UPDATE items
+SET status = 'skipped', finished_at = :at, lease_token = NULL, lease_expires_at = NULL
+WHERE run = :run AND step = :step AND status IN ('pending', 'running');
+
+-- name: item_finish
+-- An item's end under its claim: nothing changes unless it still runs under that token.
+UPDATE items
+SET status = :status, output = :output, attempts = :attempts, errors = :errors,
+    cached = :cached, finished_at = :at, lease_token = NULL, lease_expires_at = NULL
+WHERE run = :run AND step = :step AND idx = :idx AND lease_token = :token
+  AND status = 'running';
+
+-- name: step_quota
+SELECT quota FROM steps WHERE run = :run AND name = :step;
+
+-- name: items_succeeded
+SELECT count(*) FROM items WHERE run = :run AND step = :step AND status = 'succeeded';
+
+-- name: items_running_leased
+-- Items running under a lease that still holds (a claim leaves them to their worker).
+SELECT count(*) FROM items
+WHERE run = :run AND step = :step AND status IN ('pending', 'running')
+  AND status = 'running' AND lease_expires_at >= :now;
+
+-- name: open_map_step
+-- The oldest running run's map step whose items are open and claimable, for a worker with
+-- room to help: runs it holds the lease of, and steps it already runs items of, are left
+-- to it.
+SELECT r.id AS run_id, s.name AS step FROM runs AS r
+JOIN steps AS s ON s.run = r.key
+WHERE r.status = 'running' AND r.cancel_requested = 0
+  AND (r.lease_owner IS NULL OR r.lease_owner <> :owner)
+  AND (:flows IS NULL OR r.flow IN (SELECT value FROM json_each(:flows)))
+  AND s.kind = 'map' AND s.status = 'running' AND s.items_total IS NOT NULL
+  AND EXISTS (
+      SELECT 1 FROM items AS i
+      WHERE i.run = r.key AND i.step = s.name AND i.status IN ('pending', 'running')
+        AND (i.status = 'pending' OR i.lease_expires_at IS NULL OR i.lease_expires_at < :now)
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM items AS mine
+      WHERE mine.worker = :owner AND mine.lease_token IS NOT NULL AND mine.run = r.key
+        AND mine.step = s.name
+  )
+ORDER BY r.created_at, r.id, s.position
+LIMIT 1;
+
+-- name: step_named
+SELECT * FROM steps WHERE run = :run AND name = :step;
+
+-- name: lease_items
+-- Pending items, and running ones whose worker's lease expired, in order.
+UPDATE items
+SET status = 'running', worker = :owner, lease_token = :token, lease_expires_at = :expires_at,
+    started_at = :now, finished_at = NULL
+WHERE run = :run AND step = :step AND idx IN (
+    SELECT idx FROM items
+    WHERE run = :run AND step = :step AND status IN ('pending', 'running')
+      AND (status = 'pending' OR lease_expires_at IS NULL OR lease_expires_at < :now)
+    ORDER BY idx
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: heartbeat_items
+UPDATE items SET lease_expires_at = :expires_at
+WHERE worker = :owner AND lease_token IN (SELECT value FROM json_each(:tokens));
+
+-- name: check_item_lease
+-- The run, while it runs and the worker still holds the lease of some item of the step.
+SELECT key, cancel_requested,
+       (SELECT COALESCE(max(seq), 0) FROM events WHERE run = runs.key) AS last_seq
+FROM runs
+WHERE id = :run_id AND status = 'running'
+  AND EXISTS (
+      SELECT 1 FROM items
+      WHERE run = runs.key AND step = :step AND worker = :owner AND lease_token IS NOT NULL
+  );
 
 -- name: finish_run
 UPDATE runs
@@ -162,7 +254,7 @@ UPDATE steps SET status = 'pending', error = NULL, output = NULL, finished_at = 
 WHERE run = :run AND position = :position;
 
 -- name: reopen_items
-UPDATE items SET status = 'pending'
+UPDATE items SET status = 'pending', lease_token = NULL, lease_expires_at = NULL
 WHERE run = :run AND step = :step AND status IN ('given_up', 'running');
 
 -- name: invalidate_steps

@@ -60,10 +60,15 @@ CREATE TABLE steps (
     started_at REAL,
     finished_at REAL,
     checkpointed_at REAL,
+    -- A map step's quota (need K successes) and how many items it has, written once its
+    -- items are all recorded: from then on any worker may claim them.
+    quota INTEGER,
+    items_total INTEGER,
     PRIMARY KEY (run, position)
 ) WITHOUT ROWID;
 
--- The items of map steps: one row per item started (or skipped), with its attempts.
+-- The items of map steps: one row per item, recorded with its input when the step starts,
+-- with its status, outcome and attempts.
 CREATE TABLE items (
     run INTEGER NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
     step TEXT NOT NULL,
@@ -77,8 +82,17 @@ CREATE TABLE items (
     cached INTEGER NOT NULL DEFAULT 0,
     started_at REAL,
     finished_at REAL,
+    -- The worker that runs (or ran) the item, and its lease while it runs: a worker that
+    -- dies loses its items when the lease expires; a write names the token (fencing).
+    worker TEXT,
+    lease_token TEXT,
+    lease_expires_at REAL,
     PRIMARY KEY (run, step, idx)
 ) WITHOUT ROWID;
+-- Items still to finish, in order: what a claim scans.
+CREATE INDEX items_open ON items (run, step, idx) WHERE status IN ('pending', 'running');
+-- Items under a lease, by worker: what a heartbeat extends.
+CREATE INDEX items_leased ON items (worker) WHERE lease_token IS NOT NULL;
 
 -- The append-only event log: one row per event, numbered per run (``seq`` from 1).
 -- ``id`` orders every event of the database, a cursor for readers that follow all runs at
