@@ -13,7 +13,7 @@ from tests.service.waiting import wait_final
 
 from regen.engine import Engine
 from regen.service import create_app
-from regen.store import Count, SQLiteStore
+from regen.store import Count, open_store
 
 TOKEN = "tok-3f9a7c21b5d84e60"
 
@@ -95,12 +95,12 @@ def test_metrics_count_runs_attempts_give_ups_and_step_durations(
 
 
 def test_metrics_show_every_workers_provider_counters_and_breaker_states(
-    client: httpx.Client, engine: Engine, tmp_path: Path
+    client: httpx.Client, database: str
 ) -> None:
     import asyncio  # noqa: PLC0415
 
     async def another_worker() -> None:
-        store = SQLiteStore(tmp_path / "regen.db")
+        store = open_store(database)
         try:
             await store.add_counts(
                 [
