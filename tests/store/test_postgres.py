@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from tests.store.conftest import postgres_database
+from tests.store.cutting_proxy import Cut, CuttingProxy
 
 from regen.foundation import ConfigError
 from regen.store import (
@@ -54,7 +55,8 @@ def _new(run_id: str) -> NewRun:
 
 def _structure(url: str) -> dict[str, Any]:
     """Everything that makes up the schema, comparable between two databases: columns
-    (type, nullability, default), constraints with their columns and rules, indexes."""
+    (type, nullability, default), constraints with their columns and rules, indexes,
+    functions with their code."""
     with psycopg.connect(url) as conn:
 
         def rows(sql: str) -> list[tuple[Any, ...]]:
@@ -74,19 +76,25 @@ def _structure(url: str) -> dict[str, Any]:
             "indexes": rows(
                 "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
             ),
+            "functions": rows(
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE pronamespace = 'public'::regnamespace"
+            ),
             "version": conn.execute("SELECT version FROM regen_schema").fetchall(),
         }
 
 
 def _migrate(url: str, replace: tuple[str, str] | None = None) -> None:
-    """Run every migration script in order (``replace``: an edit made to the last first)."""
+    """Run every migration script in order (``replace``: an edit made first to the
+    migration that holds its text)."""
     migrations = _queries.migrations("postgres")
+    if replace is not None:
+        assert any(replace[0] in text for _, text in migrations)
     with psycopg.connect(url, autocommit=True) as conn:
-        for number, text in migrations:
+        for _, text in migrations:
             script = text
-            if replace is not None and number == migrations[-1][0]:
-                assert replace[0] in script
-                script = script.replace(*replace)
+            if replace is not None and replace[0] in script:
+                script, replace = script.replace(*replace), None
             conn.execute(script.encode())
         conn.execute("INSERT INTO regen_schema (version) VALUES (%s)", (migrations[-1][0],))
 
@@ -101,6 +109,7 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(url: 
     assert fresh["version"] == [(latest_version(),)]
     assert any(c[2] == "u" for c in fresh["constraints"])  # unique keys are compared
     assert any(c[2] == "f" for c in fresh["constraints"])  # and foreign keys
+    assert any(f[0] == "regen_commit" for f in fresh["functions"])  # and functions
 
 
 @pytest.mark.parametrize(
@@ -115,8 +124,9 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(url: 
         ),
         ("REFERENCES runs (key) ON DELETE CASCADE,\n    step", "REFERENCES runs (key),\n    step"),
         ("quota_remaining DOUBLE PRECISION", "quota_remaining REAL"),
+        ("SET status = 'running', started_at = w.at,", "SET status = 'running', started_at = 0,"),
     ],
-    ids=["unique", "index", "index-columns", "default", "cascade", "type"],
+    ids=["unique", "index", "index-columns", "default", "cascade", "type", "function"],
 )
 def test_the_schema_comparison_notices_a_changed_constraint(
     url: str, change: tuple[str, str]
@@ -499,34 +509,53 @@ def test_without_a_server_postgres_tests_fail_in_ci_and_are_skipped_elsewhere(
     assert "PostgreSQL at postgresql://postgres@127.0.0.1:1/test is not usable" in done.stdout
 
 
-@pytest.mark.parametrize("committed", [True, False], ids=["it-committed", "it-did-not"])
+def _through(url: str, port: int) -> str:
+    """``url`` with its port replaced (to go through a relay on loopback)."""
+    head, _, tail = url.partition("@")
+    _, _, rest = tail.partition("/")
+    return f"{head}@127.0.0.1:{port}/{rest}"
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
 async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
-    url: str, monkeypatch: pytest.MonkeyPatch, committed: bool
+    url: str, delivered: bool
 ) -> None:
-    store = PostgresStore(url)
-    try:
-        await store.create_run(_new("r1"), 1.0)
-        claimed = await store.claim("w", 100.0, 1.0)
-        assert claimed is not None
-        real_commit = psycopg.AsyncConnection.commit
-        faults = []
-
-        async def lost_answer(conn: Any) -> None:
-            # The connection fails as the COMMIT goes out: whether the server had
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert claimed is not None
+            # The connection fails as the commit goes out: whether the server had
             # committed it or not, this process cannot tell from the answer.
-            if faults:
-                await real_commit(conn)
-                return
-            faults.append(1)
-            await (real_commit(conn) if committed else conn.rollback())
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
+            proxy.cut = Cut(b"regen_commit", delivered)
+            outcome = await store.commit(claimed.lease, [AddEvent("log", '{"once":true}', 2.0)])
+            assert proxy.cuts == 1
+            assert outcome.ok
+            logs = [e for e in await store.read_events("r1") if e.type == "log"]
+            assert [e.data for e in logs] == [{"once": True}]
+        finally:
+            await store.close()
 
-        monkeypatch.setattr(psycopg.AsyncConnection, "commit", lost_answer)
-        outcome = await store.commit(claimed.lease, [AddEvent("log", '{"once":true}', 2.0)])
-        monkeypatch.undo()
-        assert faults == [1]
-        assert outcome.ok
-        logs = [e for e in await store.read_events("r1") if e.type == "log"]
-        assert [e.data for e in logs] == [{"once": True}]
-    finally:
-        await store.close()
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+async def test_a_connection_lost_during_a_claim_takes_the_run_once(
+    url: str, delivered: bool
+) -> None:
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            proxy.cut = Cut(b"regen_claim", delivered)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert proxy.cuts == 1
+            assert claimed is not None
+            assert not claimed.taken_over
+            assert (await store.commit(claimed.lease, [AddEvent("log", "{}", 2.0)])).ok
+            run = await store.get_run("r1")
+            assert run is not None
+            assert run.executions == 1
+            started = [e for e in await store.read_events("r1") if e.type == "run.started"]
+            assert len(started) == 1
+        finally:
+            await store.close()

@@ -122,7 +122,9 @@ class PostgresStore(Store):
             self._url,
             min_size=1,
             max_size=size,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10},
+            # Autocommit: a single statement is its own transaction (one round trip, no
+            # BEGIN and COMMIT of its own); work of several statements opens one.
+            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True},
             configure=configure,
             open=False,
             name="regen",
@@ -138,15 +140,16 @@ class PostgresStore(Store):
         self,
         work: Callable[[Conn], Coroutine[Any, Any, T]],
         *runs: str,
-        pipeline: bool = False,
+        single: bool = False,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None = None,
     ) -> T:
-        """Run ``work(conn)`` in one transaction on the store's loop; tell this store's
-        listeners of the runs it wrote to once it has committed. ``pipeline``: send the
-        statements without waiting for each answer (``work`` reads no row counts).
-        ``landed``: tells whether ``work`` took effect when the connection was lost
-        during its ``COMMIT`` (its outcome), or not (``None``: it is sent again)."""
-        result = await self._thread.run(self._transaction(work, pipeline, landed))
+        """Run ``work(conn)`` on the store's loop; tell this store's listeners of the runs
+        it wrote to once it has committed. ``single``: ``work`` is one statement, its own
+        transaction (one round trip), and safe to send again should its answer be lost;
+        otherwise it runs in a transaction of its own. ``landed``: tells whether ``work``
+        took effect when the connection was lost before its answer came (its outcome), or
+        not (``None``: it is sent again)."""
+        result = await self._thread.run(self._transaction(work, single, landed))
         if runs:
             self._listeners.notify(runs)
         return result
@@ -154,13 +157,14 @@ class PostgresStore(Store):
     async def _transaction(
         self,
         work: Callable[[Conn], Coroutine[Any, Any, T]],
-        pipeline: bool,
+        single: bool,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None,
     ) -> T:
-        """One transaction, tried again on a new connection while the database cannot be
-        reached (a restart, a network cut: weather). A connection lost during the
-        ``COMMIT`` leaves its outcome unknown: ``landed`` tells it once connected again
-        (without it, that is an error)."""
+        """``work`` on a connection of the pool, tried again on a new one while the
+        database cannot be reached (a restart, a network cut: weather). A connection lost
+        during a ``COMMIT`` leaves its outcome unknown: ``landed`` tells it once connected
+        again (without it, that is an error, unless ``work`` is a ``single`` statement,
+        which is safe to send again)."""
         import psycopg  # noqa: PLC0415
 
         deadline = time.monotonic() + RECONNECT_WAIT
@@ -175,19 +179,18 @@ class PostgresStore(Store):
                         if outcome is not None:
                             return outcome
                         unsure = False
-                    if pipeline:
-                        async with conn.pipeline():
-                            result = await work(conn)
-                            committing = True
-                            await conn.commit()
-                    else:
+                    if single:
+                        committing = True  # sent: it may commit before its answer comes
+                        return await work(conn)
+                    async with conn.transaction():
                         result = await work(conn)
-                        committing = True  # the pool commits as the block ends
+                        committing = True  # the COMMIT goes as the block ends
                 return result
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
-                if (committing and landed is None) or time.monotonic() > deadline:
+                repeatable = single or landed is not None
+                if (committing and not repeatable) or time.monotonic() > deadline:
                     raise translate(exc, self.location, self._url) from exc
                 unsure = unsure or committing
                 logger.warning(
@@ -206,7 +209,7 @@ class PostgresStore(Store):
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
 
-        return await self._call(read)
+        return await self._call(read, single=True)
 
     async def _row(self, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
         rows = await self._rows(query, args)
@@ -242,7 +245,7 @@ class PostgresStore(Store):
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._call(lambda c: ops.create_run(c, new, now), new.id, pipeline=True)
+        return await self._call(lambda c: ops.create_run(c, new, now), new.id, single=True)
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._row(Q["get_run"], {"id": run_id})
@@ -313,8 +316,11 @@ class PostgresStore(Store):
         run_id: str | None = None,
         flows: Sequence[str] | None = None,
     ) -> Claimed | None:
+        token = ops.new_token()
         claimed = await self._call(
-            lambda c: ops.claim(c, owner, ttl, now, run_id, flows), pipeline=True
+            lambda c: ops.claim(c, owner, token, ttl, now, run_id, flows),
+            single=True,
+            landed=lambda c: ops.claimed(c, owner, token, ttl, now),
         )
         if claimed is not None:
             self._listeners.notify((claimed.run.id,))
@@ -323,15 +329,12 @@ class PostgresStore(Store):
     async def heartbeat(self, leases: Sequence[Lease], ttl: float, now: float) -> dict[str, Commit]:
         if not leases:
             return {}
-        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now))
+        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now), single=True)
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
-        sent = ops.Sent()
+        name = ops.new_token()
         return await self._call(
-            lambda c: ops.commit(c, lease, writes, sent),
-            lease.run_id,
-            pipeline=True,
-            landed=lambda c: ops.landed(c, lease, sent),
+            lambda c: ops.commit(c, lease, writes, name), lease.run_id, single=True
         )
 
     async def release(self, lease: Lease, now: float) -> bool:
@@ -442,7 +445,9 @@ class PostgresStore(Store):
         async def write(conn: Conn) -> int:
             return (await conn.execute(query, args)).rowcount
 
-        return await self._call(write)
+        # Sent again after a lost answer: an insert of a health check may then be kept
+        # twice (harmless); the deletes are the same whether done once or twice.
+        return await self._call(write, single=True)
 
 
 async def _delete(conn: Conn, *, shas: list[str], remove: Callable[[str], None]) -> int:
