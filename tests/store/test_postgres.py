@@ -402,6 +402,8 @@ async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> Non
 # --- regen worker processes -----------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
+#: This checkout's regen first (not one installed elsewhere), and its tests' flows.
+PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 _WORKER = (sys.executable, "-m", "regen.cli", "worker")
 _PYTEST = (sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider")
 
@@ -412,7 +414,7 @@ def _worker(url: str, home: Path, **env: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         env={
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": PYTHONPATH,
             "REGEN_DATABASE_URL": url,
             "REGEN_HOME": str(home),
             **env,
@@ -446,7 +448,7 @@ def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
         "-p",
         "fail_item=99",
         REGEN_HOME=str(tmp_path),
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=PYTHONPATH,
     )
     assert queued.returncode == 0, queued.stderr
     first = _worker(url, tmp_path, **env)
@@ -481,6 +483,57 @@ def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.communicate(timeout=30)
+
+
+def test_an_idle_worker_starts_a_run_queued_by_another_process_at_once(
+    url: str, tmp_path: Path
+) -> None:
+    poll = 30.0  # without a wake-up, the run would wait this long
+    worker = subprocess.Popen(
+        [*_WORKER, "--flow", "tests.cli.flows:demo", "--poll", str(poll)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": PYTHONPATH,
+            "REGEN_DATABASE_URL": url,
+            "REGEN_HOME": str(tmp_path),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as db:
+
+            def one(sql: str, *args: Any) -> Any:
+                row = db.execute(sql, args).fetchone()
+                return None if row is None else row[0]
+
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s"
+            _until(lambda: one(listening, name, "LISTEN regen_queue%"), 60)
+            time.sleep(1.0)  # its first look at the queue is over: it waits for the next
+            queued = _regen(
+                url,
+                "run",
+                "tests.cli.flows:demo",
+                "--queue",
+                "-p",
+                "count=1",
+                "-p",
+                "fail_item=99",
+                REGEN_HOME=str(tmp_path),
+                PYTHONPATH=PYTHONPATH,
+            )
+            assert queued.returncode == 0, queued.stderr
+            _until(lambda: one("SELECT started_at FROM runs"), 10)
+            wait = one("SELECT started_at - created_at FROM runs")
+            print(f"queued to started: {wait * 1000:.0f} ms (poll {poll:.0f} s)")
+            assert wait < 2.0
+            _until(lambda: one("SELECT status FROM runs") == "succeeded", 30)
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
 
 
 # --- the test set-up itself -------------------------------------------------------------------

@@ -67,11 +67,14 @@ async def work(
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def listener(_: str) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed
-            loop.call_soon_threadsafe(wake.set)
+    def queued(flow: str) -> None:
+        # A run was queued here or, on PostgreSQL, by any process: claim it now rather
+        # than at the next poll (the poll stays, for what no notification tells of).
+        if names is None or flow in names:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(wake.set)
 
-    remove = engine._store.add_listener(listener)
+    remove = engine._store.add_queue_listener(queued)
     unloadable: set[str] = set()
     executed = 0
     try:

@@ -21,7 +21,7 @@ from regen.store._errors import (
     StoreError,
 )
 from regen.store._event_types import EventType
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._location import check_database, database_url, home, open_store
 from regen.store._postgres import PostgresStore
 from regen.store._records import (
@@ -79,6 +79,7 @@ __all__ = [
     "NotARegenDatabase",
     "PostgresStore",
     "PutCache",
+    "QueueListener",
     "ReadOnlyStore",
     "Run",
     "RunNotFound",

@@ -31,6 +31,8 @@ from regen.store._records import (
 )
 
 Listener = Callable[[str], None]
+#: Hears that a run of a flow (its name, the argument) was queued.
+QueueListener = Callable[[str], None]
 
 
 class Store(ABC):
@@ -191,6 +193,13 @@ class Store(ABC):
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(run_id)`` after commits that append events to that run (best
         effort, from any thread); returns a function that removes it."""
+
+    @abstractmethod
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        """Call ``listener(flow)`` when a run of ``flow`` is queued: created, retried, or
+        released by its worker (best effort, from any thread: idle workers wake at once
+        and poll as well); returns a function that removes it. SQLite hears the stores of
+        this process; PostgreSQL hears every process on the database (``NOTIFY``)."""
 
     # --- artifacts and cache -----------------------------------------------------------------
 

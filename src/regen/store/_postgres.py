@@ -14,7 +14,7 @@ from regen.foundation import env_int
 from regen.store import _postgres_ops as ops
 from regen.store import _queries
 from regen.store._errors import StoreError
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
 from regen.store._postgres_listen import Listeners
 from regen.store._postgres_loop import LoopThread
@@ -242,10 +242,16 @@ class PostgresStore(Store):
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        return self._listeners.add_queue(listener)
+
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._call(lambda c: ops.create_run(c, new, now), new.id, single=True)
+        made, created = await self._call(lambda c: ops.create_run(c, new, now), new.id, single=True)
+        if created:
+            self._listeners.queued((made.flow,))
+        return made, created
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._row(Q["get_run"], {"id": run_id})
@@ -338,16 +344,21 @@ class PostgresStore(Store):
         )
 
     async def release(self, lease: Lease, now: float) -> bool:
-        return await self._call(lambda c: ops.release(c, lease, now), lease.run_id)
+        flow = await self._call(lambda c: ops.release(c, lease, now), lease.run_id)
+        if flow is not None:
+            self._listeners.queued((flow,))
+        return flow is not None
 
     # --- control -----------------------------------------------------------------------------
 
     async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
-        return await self._call(
+        queued = await self._call(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
+        self._listeners.queued((queued.flow,))
+        return queued
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
         return await self._call(lambda c: ops.request_cancel(c, run_id, now), run_id)

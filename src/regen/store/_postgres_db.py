@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 Q = _queries.queries("postgres")
 #: The channel LISTEN/NOTIFY wakes followers on; the payload is a run id.
 CHANNEL = "regen_events"
+#: The channel that wakes idle workers when a run is queued; the payload is its flow.
+QUEUE_CHANNEL = "regen_queue"
 
 
 def latest_version() -> int:

@@ -171,15 +171,16 @@ async def heartbeat(
     }
 
 
-async def release(conn: Conn, lease: Lease, now: float) -> bool:
+async def release(conn: Conn, lease: Lease, now: float) -> str | None:
+    """Put the run back in the queue if ``lease`` holds: its flow (``None``: it did not)."""
     row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
     if row is None:
-        return False
+        return None
     await conn.execute(Q["release_run"], {"run": row["key"], "now": now})
     queued = AddEvent(EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
     await apply(conn, row["key"], lease.run_id, [queued])
     await conn.execute(Q["notify_queue"], {"flow": row["flow"]})
-    return True
+    return str(row["flow"])
 
 
 # --- a run's writes under its lease ---------------------------------------------------------

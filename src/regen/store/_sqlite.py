@@ -7,12 +7,12 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from regen.store import _queries
 from regen.store import _sqlite_ops as ops
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._records import (
     Artifact,
     Claimed,
@@ -37,6 +37,7 @@ Q = _queries.queries("sqlite")
 
 # Listeners per database file, so stores opened on one file in one process wake each other.
 _listeners: dict[str, list[Listener]] = {}
+_queue_listeners: dict[str, list[QueueListener]] = {}
 _listeners_lock = threading.Lock()
 
 
@@ -97,31 +98,26 @@ class SQLiteStore(Store):
         return await asyncio.to_thread(integrity_problems, self.path)
 
     def _notify(self, run_ids: set[str]) -> None:
-        group = _listeners.get(self._key)
-        if not group:
-            return
-        with _listeners_lock:
-            listeners = list(group)
-        for listener in listeners:
-            for run_id in run_ids:
-                listener(run_id)
+        _tell(_listeners, self._key, run_ids)
+
+    def _queued(self, flow: str) -> None:
+        _tell(_queue_listeners, self._key, (flow,))
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        with _listeners_lock:
-            _listeners.setdefault(self._key, []).append(listener)
+        return _add(_listeners, self._key, listener)
 
-        def remove() -> None:
-            with _listeners_lock:
-                group = _listeners.get(self._key, [])
-                if listener in group:
-                    group.remove(listener)
-
-        return remove
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        return _add(_queue_listeners, self._key, listener)
 
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._write_thread().run(lambda c: ops.create_run(c, new, now), new.id)
+        made, created = await self._write_thread().run(
+            lambda c: ops.create_run(c, new, now), new.id
+        )
+        if created:
+            self._queued(made.flow)
+        return made, created
 
     async def get_run(self, run_id: str) -> Run | None:
         def read(conn: sqlite3.Connection) -> Run | None:
@@ -236,16 +232,21 @@ class SQLiteStore(Store):
         )
 
     async def release(self, lease: Lease, now: float) -> bool:
-        return await self._write_thread().run(lambda c: ops.release(c, lease, now), lease.run_id)
+        flow = await self._write_thread().run(lambda c: ops.release(c, lease, now), lease.run_id)
+        if flow is not None:
+            self._queued(flow)
+        return flow is not None
 
     # --- control -----------------------------------------------------------------------------
 
     async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
-        return await self._write_thread().run(
+        queued = await self._write_thread().run(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
+        self._queued(queued.flow)
+        return queued
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
         return await self._write_thread().run(lambda c: ops.request_cancel(c, run_id, now), run_id)
@@ -365,3 +366,29 @@ class SQLiteStore(Store):
 def _run_key(conn: sqlite3.Connection, run_id: str) -> int | None:
     row = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
     return None if row is None else int(row[0])
+
+
+def _add(
+    groups: dict[str, list[Callable[[str], None]]], key: str, listener: Callable[[str], None]
+) -> Callable[[], None]:
+    with _listeners_lock:
+        groups.setdefault(key, []).append(listener)
+
+    def remove() -> None:
+        with _listeners_lock:
+            group = groups.get(key, [])
+            if listener in group:
+                group.remove(listener)
+
+    return remove
+
+
+def _tell(groups: dict[str, list[Callable[[str], None]]], key: str, values: Iterable[str]) -> None:
+    group = groups.get(key)
+    if not group:
+        return
+    with _listeners_lock:
+        listeners = list(group)
+    for listener in listeners:
+        for value in values:
+            listener(value)
