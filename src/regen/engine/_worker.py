@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from regen.engine import _time
 from regen.engine._errors import FlowNotFound
-from regen.store import Claimed, InvalidTransition, RunStatus
+from regen.store import Claimed, DatabaseUnreachable, InvalidTransition, RunStatus
 
 WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
 
@@ -80,27 +80,32 @@ async def work(
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
             wake.clear()
-            await _carry_out_due_retries(engine, names)
-            while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
-                claimed = await engine._store.claim(
-                    engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
+            try:
+                await _carry_out_due_retries(engine, names)
+                while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
+                    claimed = await engine._store.claim(
+                        engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
+                    )
+                    if claimed is None:
+                        break
+                    if not await _loadable(engine, claimed, unloadable, report):
+                        names = [n for n in (names or await _known(engine)) if n not in unloadable]
+                        continue
+                    executed += 1
+                    action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
+                    report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
+                    task = asyncio.create_task(_run(engine, claimed, report))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(lambda _: wake.set())
+                last_gc = await _clean_up_when_due(engine, interval, last_gc)
+            except DatabaseUnreachable as exc:
+                # Weather: the database restarts or the network is cut. The runs in hand
+                # wait for it in the store; the queue is looked at again after the poll.
+                logger.warning(
+                    "regen worker: the database cannot be reached; trying again",
+                    extra={"error": str(exc)},
                 )
-                if claimed is None:
-                    break
-                if not await _loadable(engine, claimed, unloadable, report):
-                    names = [n for n in (names or await _known(engine)) if n not in unloadable]
-                    continue
-                executed += 1
-                action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
-                report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
-                task = asyncio.create_task(_run(engine, claimed, report))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                task.add_done_callback(lambda _: wake.set())
-            if interval and _time.monotonic() - last_gc >= interval:
-                last_gc = _time.monotonic()
-                counts = await engine.gc()
-                logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
@@ -113,6 +118,16 @@ async def work(
             task.cancel()  # their runs go back to the queue for another worker
         await asyncio.gather(*tasks, return_exceptions=True)
     return executed
+
+
+async def _clean_up_when_due(engine: Engine, interval: float, last: float) -> float:
+    """Clean up once ``interval`` has passed since ``last``; when it last cleaned up."""
+    if not interval or _time.monotonic() - last < interval:
+        return last
+    last = _time.monotonic()
+    counts = await engine.gc()
+    logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
+    return last
 
 
 def _reporter(on_event: OnWorkerEvent | None) -> OnWorkerEvent:

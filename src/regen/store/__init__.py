@@ -10,6 +10,7 @@ from __future__ import annotations
 from regen.store._blobs import Blobs
 from regen.store._errors import (
     CorruptDatabase,
+    DatabaseUnreachable,
     DatabaseUnusable,
     InvalidTransition,
     LeaseLost,
@@ -60,6 +61,7 @@ __all__ = [
     "Commit",
     "CorruptDatabase",
     "CountAttempt",
+    "DatabaseUnreachable",
     "DatabaseUnusable",
     "EndItem",
     "EndRun",

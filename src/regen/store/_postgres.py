@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from regen.foundation import env_int
+from regen.foundation import env_float, env_int
 from regen.store import _postgres_ops as ops
 from regen.store import _queries
 from regen.store._errors import StoreError
@@ -47,7 +47,8 @@ T = TypeVar("T")
 logger = logging.getLogger("regen.store")
 #: How long opening waits for the server before giving up (seconds).
 OPEN_TIMEOUT = 10.0
-#: How long a call waits for an unreachable database to come back before failing (seconds).
+#: How long a call waits for an unreachable database to come back before failing
+#: (seconds; ``REGEN_POSTGRES_RECONNECT_S``).
 RECONNECT_WAIT = 60.0
 
 
@@ -60,7 +61,9 @@ class PostgresStore(Store):
     run's lease token under the run's row lock. Commits that append events send a
     ``NOTIFY`` with the run id, heard by the stores of every process that listens.
     ``upgrade``: bring an older schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``);
-    ``pool_size``: connections at most (default: ``REGEN_POSTGRES_POOL_SIZE``, 10).
+    ``pool_size``: connections at most (default: ``REGEN_POSTGRES_POOL_SIZE``, 10). A call
+    whose database cannot be reached is tried again for ``REGEN_POSTGRES_RECONNECT_S``
+    (60 s), then fails with :class:`DatabaseUnreachable`.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class PostgresStore(Store):
         size = (
             env_int("REGEN_POSTGRES_POOL_SIZE", 10, minimum=1) if pool_size is None else pool_size
         )
+        self._reconnect_wait = env_float("REGEN_POSTGRES_RECONNECT_S", RECONNECT_WAIT, minimum=0)
         self._url = url  # never shown: it may hold the password
         self.location = masked(url)
         self._thread = LoopThread("regen-postgres")
@@ -167,13 +171,14 @@ class PostgresStore(Store):
         which is safe to send again)."""
         import psycopg  # noqa: PLC0415
 
-        deadline = time.monotonic() + RECONNECT_WAIT
+        deadline = time.monotonic() + self._reconnect_wait
         delay = 0.05
         unsure = False
         while True:
             committing = False
             try:
-                async with self._pool.connection() as conn:
+                wait = max(deadline - time.monotonic(), 0.1)  # for a connection of the pool
+                async with self._pool.connection(timeout=wait) as conn:
                     if unsure and landed is not None:
                         outcome = await landed(conn)
                         if outcome is not None:

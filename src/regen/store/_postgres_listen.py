@@ -91,12 +91,14 @@ class Listeners:
     async def _listen(self) -> None:
         from psycopg import AsyncConnection  # noqa: PLC0415 - the driver is an optional extra
 
+        warned = False  # once per outage, not at every attempt
         while True:
             try:
                 async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
                     self.listening.set()
+                    warned = False
                     async for note in conn.notifies():
                         if note.pid in self.own_pids:
                             continue
@@ -106,11 +108,12 @@ class Listeners:
                             self.notify((note.payload,))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning(
-                    "regen: listening for PostgreSQL notifications failed; retrying",
-                    extra={"database": self._location},
-                    exc_info=True,
-                )
+            except Exception as exc:
+                if not warned:
+                    logger.warning(
+                        "regen: listening for PostgreSQL notifications failed; retrying",
+                        extra={"database": self._location, "error": str(exc).strip()},
+                    )
+                    warned = True
             self.listening.clear()
             await asyncio.sleep(RELISTEN_DELAY)
