@@ -35,6 +35,7 @@ from regen.store import (
     open_store,
 )
 from regen.store._postgres_db import latest_version
+from regen.store._postgres_direct import DIRECT_AFTER
 
 psycopg = pytest.importorskip("psycopg")
 STEPS = (("fetch", "step"), ("draw", "map"))
@@ -570,8 +571,11 @@ def _through(url: str, port: int) -> str:
 
 
 @pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+@pytest.mark.parametrize(
+    "earlier", [0, DIRECT_AFTER + 1], ids=["first-commit", "on-the-loops-own-connection"]
+)
 async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
-    url: str, delivered: bool
+    url: str, delivered: bool, earlier: int
 ) -> None:
     with CuttingProxy("127.0.0.1", 5432) as proxy:
         store = PostgresStore(_through(url, proxy.port))
@@ -579,6 +583,8 @@ async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
             await store.create_run(_new("r1"), 1.0)
             claimed = await store.claim("w", 100.0, 1.0)
             assert claimed is not None
+            for n in range(earlier):
+                assert (await store.commit(claimed.lease, [AddEvent("log", f"{n}", 2.0)])).ok
             # The connection fails as the commit goes out: whether the server had
             # committed it or not, this process cannot tell from the answer.
             proxy.cut = Cut(b"regen_commit", delivered)
@@ -586,7 +592,7 @@ async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
             assert proxy.cuts == 1
             assert outcome.ok
             logs = [e for e in await store.read_events("r1") if e.type == "log"]
-            assert [e.data for e in logs] == [{"once": True}]
+            assert [e.data for e in logs] == [*range(earlier), {"once": True}]
         finally:
             await store.close()
 

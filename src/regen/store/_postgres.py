@@ -16,6 +16,7 @@ from regen.store import _queries
 from regen.store._errors import StoreError
 from regen.store._interface import Listener, QueueListener, Store
 from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
+from regen.store._postgres_direct import LoopConnections
 from regen.store._postgres_listen import Listeners
 from regen.store._postgres_loop import LoopThread
 from regen.store._records import (
@@ -86,6 +87,9 @@ class PostgresStore(Store):
         self._listeners = Listeners(url, self.location, self._thread.loop)
         #: Set while the store listens for other processes' notifications.
         self.listening = self._listeners.listening
+        self._direct = LoopConnections(
+            url, self._listeners.own_pids.add, self._listeners.own_pids.discard
+        )
         try:
             self._pool: AsyncConnectionPool[Conn] = self._thread.wait(
                 self._open(upgrade=auto_upgrade() if upgrade is None else upgrade, size=size)
@@ -146,14 +150,19 @@ class PostgresStore(Store):
         *runs: str,
         single: bool = False,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None = None,
+        direct: bool = False,
     ) -> T:
         """Run ``work(conn)`` on the store's loop; tell this store's listeners of the runs
         it wrote to once it has committed. ``single``: ``work`` is one statement, its own
         transaction (one round trip), and safe to send again should its answer be lost;
         otherwise it runs in a transaction of its own. ``landed``: tells whether ``work``
         took effect when the connection was lost before its answer came (its outcome), or
-        not (``None``: it is sent again)."""
-        result = await self._thread.run(self._transaction(work, single, landed))
+        not (``None``: it is sent again). ``direct``: a ``single`` statement that a loop
+        sending many may send on a connection of its own (see :class:`LoopConnections`)."""
+        if direct and single and self._direct.wanted():
+            result = await self._transaction(work, single, landed, direct=True)
+        else:
+            result = await self._thread.run(self._transaction(work, single, landed))
         if runs:
             self._listeners.notify(runs)
         return result
@@ -163,6 +172,8 @@ class PostgresStore(Store):
         work: Callable[[Conn], Coroutine[Any, Any, T]],
         single: bool,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None,
+        *,
+        direct: bool = False,
     ) -> T:
         """``work`` on a connection of the pool, tried again on a new one while the
         database cannot be reached (a restart, a network cut: weather). A connection lost
@@ -177,8 +188,11 @@ class PostgresStore(Store):
         while True:
             committing = False
             try:
-                wait = max(deadline - time.monotonic(), 0.1)  # for a connection of the pool
-                async with self._pool.connection(timeout=wait) as conn:
+                wait = max(deadline - time.monotonic(), 0.1)  # for a connection
+                connection = (
+                    self._direct.connection(wait) if direct else self._pool.connection(wait)
+                )
+                async with connection as conn:
                     if unsure and landed is not None:
                         outcome = await landed(conn)
                         if outcome is not None:
@@ -206,8 +220,9 @@ class PostgresStore(Store):
                 raise translate(exc, self.location, self._url) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-            with contextlib.suppress(Exception):
-                await self._pool.check()  # drop the other connections that were lost
+            if not direct:
+                with contextlib.suppress(Exception):
+                    await self._pool.check()  # drop the other connections that were lost
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:
         async def read(conn: Conn) -> list[dict[str, Any]]:
@@ -233,6 +248,7 @@ class PostgresStore(Store):
             self._thread.stop()
 
     async def _close(self) -> None:
+        self._direct.close()
         self._listeners.stop()
         await self._pool.close()
 
@@ -345,7 +361,7 @@ class PostgresStore(Store):
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
         name = ops.new_token()
         return await self._call(
-            lambda c: ops.commit(c, lease, writes, name), lease.run_id, single=True
+            lambda c: ops.commit(c, lease, writes, name), lease.run_id, single=True, direct=True
         )
 
     async def release(self, lease: Lease, now: float) -> bool:
