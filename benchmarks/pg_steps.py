@@ -4,7 +4,9 @@ regen runs a flow of N trivial steps, R runs one after the other, through the en
 ``REGEN_DATABASE_URL`` naming a fresh database on the server; DBOS Transact runs a workflow
 of N steps with its system database in another fresh database on the same server; the
 floor is one row inserted per commit with psycopg (``synchronous_commit`` as the server
-has it, on by default). Every step is checkpointed before the next starts on each side.
+has it, on by default): ``execute`` and ``commit``, as an application writes (the bar's
+baseline), and the ``INSERT`` alone in autocommit mode, one round trip (printed beside).
+Every step is checkpointed before the next starts on each side.
 The figure is wall time per step; rounds are interleaved (one of each system per round)
 so load on the machine hits them alike, and medians are reported. Ratios use the sync
 variants (``engine.sync.run``, a DBOS sync workflow); async figures are printed beside.
@@ -158,22 +160,29 @@ class Dbos:
 
 
 class Raw:
-    """The floor: one row inserted per commit with psycopg, as many commits as regen's steps."""
+    """The floor: one row inserted per commit with psycopg, as many commits as regen's steps:
+    ``execute`` then ``commit`` (``BEGIN``, ``INSERT``, ``COMMIT``), as an application
+    writes; ``autocommit``: the ``INSERT`` alone, its own transaction (one round trip)."""
 
-    def __init__(self, url: str, steps: int, runs: int) -> None:
+    def __init__(self, url: str, steps: int, runs: int, *, autocommit: bool = False) -> None:
         import psycopg  # noqa: PLC0415
 
         self.count = steps * runs
-        self.conn = psycopg.connect(url)
-        self.conn.execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT)")
+        self.autocommit = autocommit
+        self.conn = psycopg.connect(url, autocommit=autocommit)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS t (id BIGSERIAL PRIMARY KEY, v TEXT)")
         self.conn.commit()
 
     def sync(self) -> float:
         execute, commit = self.conn.execute, self.conn.commit
         started = time.perf_counter()
-        for i in range(self.count):
-            execute("INSERT INTO t (v) VALUES (%s)", (str(i),))
-            commit()
+        if self.autocommit:
+            for i in range(self.count):
+                execute("INSERT INTO t (v) VALUES (%s)", (str(i),))
+        else:
+            for i in range(self.count):
+                execute("INSERT INTO t (v) VALUES (%s)", (str(i),))
+                commit()
         return (time.perf_counter() - started) / self.count
 
     def close(self) -> None:
@@ -211,7 +220,9 @@ def measure(
                 stack.enter_context(fresh_database(server, "regen")), home, steps, runs
             )
             systems["dbos"] = Dbos(stack.enter_context(fresh_database(server, "dbos")), steps, runs)
-            systems["raw"] = Raw(stack.enter_context(fresh_database(server, "raw")), steps, runs)
+            raw = stack.enter_context(fresh_database(server, "raw"))
+            systems["raw"] = Raw(raw, steps, runs)
+            systems["raw_autocommit"] = Raw(raw, steps, runs, autocommit=True)
             samples = _rounds(systems, repeat)
         finally:
             for system in systems.values():
@@ -248,6 +259,7 @@ def main() -> None:
         ("regen", "regen"),
         ("DBOS Transact", "dbos"),
         ("raw commit (one row, psycopg)", "raw"),
+        ("  the INSERT alone (autocommit)", "raw_autocommit"),
     ]:
         asyn = us.get(f"{name}_async")
         print(f"{label:<32}{us[f'{name}_sync']:>10.1f}{'' if asyn is None else f'{asyn:>10.1f}'}")

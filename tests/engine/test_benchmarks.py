@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.store.conftest import POSTGRES_URL, postgres_database
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -63,3 +64,33 @@ def test_the_durable_steps_benchmark_runs_every_peer_and_reports_its_ratios() ->
     assert set(ratios) == {"step_vs_dbos", "step_vs_langgraph", "step_vs_raw_commit"}
     assert ratios["step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
     assert isinstance(figures["step_vs_dbos_wal_normal"], float)
+
+
+@pytest.mark.timeout(200)
+def test_the_postgres_steps_benchmark_runs_every_peer_and_reports_its_ratios() -> None:
+    with postgres_database():  # skipped without a server (a failure in CI)
+        pass
+    figures = _last_json_line(
+        str(BENCHMARKS / "pg_steps.py"),
+        "--url",
+        POSTGRES_URL,
+        "--steps",
+        "5",
+        "--runs",
+        "1",
+        "--repeat",
+        "1",
+        "--json",
+    )
+    assert figures["steps"] == 5
+    us = figures["us_per_step"]
+    assert isinstance(us, dict)
+    for name in ("regen", "dbos"):
+        assert us[f"{name}_sync"] > 0
+        assert us[f"{name}_async"] > 0
+    assert us["raw_sync"] > 0
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"pg_step_vs_dbos", "pg_step_vs_raw_commit"}
+    assert ratios["pg_step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
+    assert ratios["pg_step_vs_raw_commit"] == us["regen_sync"] / us["raw_sync"]
