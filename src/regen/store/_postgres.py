@@ -152,13 +152,14 @@ class PostgresStore(Store):
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None = None,
         direct: bool = False,
     ) -> T:
-        """Run ``work(conn)`` on the store's loop; tell this store's listeners of the runs
-        it wrote to once it has committed. ``single``: ``work`` is one statement, its own
-        transaction (one round trip), and safe to send again should its answer be lost;
-        otherwise it runs in a transaction of its own. ``landed``: tells whether ``work``
-        took effect when the connection was lost before its answer came (its outcome), or
-        not (``None``: it is sent again). ``direct``: a ``single`` statement that a loop
-        sending many may send on a connection of its own (see :class:`LoopConnections`)."""
+        """Run ``work(conn)`` (on the store's loop unless ``direct``); tell this store's
+        listeners of the runs it wrote to once it has committed. ``single``: ``work`` is
+        one statement, its own transaction (one round trip), and safe to send again should
+        its answer be lost; otherwise it runs in a transaction of its own. ``landed``:
+        tells whether ``work`` took effect when the connection was lost before its answer
+        came (its outcome), or not (``None``: it is sent again). ``direct``: a ``single``
+        statement that a loop sending many may send on a connection of its own (see
+        :class:`LoopConnections`)."""
         if direct and single and self._direct.wanted():
             result = await self._transaction(work, single, landed, direct=True)
         else:
@@ -175,11 +176,11 @@ class PostgresStore(Store):
         *,
         direct: bool = False,
     ) -> T:
-        """``work`` on a connection of the pool, tried again on a new one while the
-        database cannot be reached (a restart, a network cut: weather). A connection lost
-        during a ``COMMIT`` leaves its outcome unknown: ``landed`` tells it once connected
-        again (without it, that is an error, unless ``work`` is a ``single`` statement,
-        which is safe to send again)."""
+        """``work`` on a connection of the pool (``direct``: the running loop's own), tried
+        again on a new one while the database cannot be reached (a restart, a network
+        cut: weather). A connection lost during a ``COMMIT`` leaves its outcome unknown:
+        ``landed`` tells it once connected again (without it, that is an error, unless
+        ``work`` is a ``single`` statement, which is safe to send again)."""
         import psycopg  # noqa: PLC0415
 
         deadline = time.monotonic() + self._reconnect_wait
