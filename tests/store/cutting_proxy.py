@@ -56,6 +56,8 @@ class CuttingProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(0.05)  # the relays close their sockets
+        await self._server.wait_closed()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
@@ -90,7 +92,9 @@ class CuttingProxy:
 
         tasks = [asyncio.create_task(outward()), asyncio.create_task(inward())]
         self._tasks.update(tasks)
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks)
-        self._tasks.difference_update(tasks)
-        close()
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*tasks)
+        finally:
+            self._tasks.difference_update(tasks)
+            close()

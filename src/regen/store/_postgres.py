@@ -160,8 +160,11 @@ class PostgresStore(Store):
         came (its outcome), or not (``None``: it is sent again). ``direct``: a ``single``
         statement that a loop sending many may send on a connection of its own (see
         :class:`LoopConnections`)."""
-        if direct and single and self._direct.wanted():
-            result = await self._transaction(work, single, landed, direct=True)
+        if direct and single and self._direct.take():
+            try:
+                result = await self._transaction(work, single, landed, direct=True)
+            finally:
+                self._direct.give_back()
         else:
             result = await self._thread.run(self._transaction(work, single, landed))
         if runs:

@@ -5,9 +5,10 @@ loop), so a call made from another loop is handed over to that thread and its an
 handed back: two thread wake-ups, 0.1–0.3 ms on a busy two-core machine, as much as the
 server's work on a checkpoint. A loop that commits again and again (the one executing a
 run) gets a connection opened on it, and its commits are sent from where they are
-awaited. Loops that commit once or twice (``asyncio.run`` of a blocking call) keep using
-the pool. A connection whose loop has closed is closed with the next one opened, or with
-the store.
+awaited, one at a time (while it is busy, other commits of the loop go through the pool,
+side by side). Loops that commit once or twice (``asyncio.run`` of a blocking call) keep
+using the pool. A connection whose loop has closed is closed with the next one opened,
+or with the store.
 """
 
 from __future__ import annotations
@@ -43,23 +44,35 @@ class LoopConnections:
         self._uses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
             weakref.WeakKeyDictionary()
         )
+        self._busy: set[asyncio.AbstractEventLoop] = set()
         self._shut = False
 
-    def wanted(self) -> bool:
-        """Whether the running loop commits often enough to have a connection of its own."""
+    def take(self) -> bool:
+        """Whether the running loop may send a commit on its own connection now: it commits
+        often enough, and its connection is not sending another (commits of several runs
+        at once go through the pool side by side). Then the connection is the caller's
+        until :meth:`give_back`."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._shut:
+            if self._shut or loop in self._busy:
                 return False
-            if loop in self._connections:
-                return True
-            uses = self._uses.get(loop, 0) + 1
-            self._uses[loop] = uses
-            return uses > DIRECT_AFTER
+            if loop not in self._connections:
+                uses = self._uses.get(loop, 0) + 1
+                self._uses[loop] = uses
+                if uses <= DIRECT_AFTER:
+                    return False
+            self._busy.add(loop)
+            return True
+
+    def give_back(self) -> None:
+        """The running loop's connection is free for its next commit."""
+        with self._lock:
+            self._busy.discard(asyncio.get_running_loop())
 
     @contextlib.asynccontextmanager
     async def connection(self, wait: float) -> AsyncIterator[Conn]:
-        """The running loop's connection (opened if need be); dropped if it fails."""
+        """The running loop's connection (opened if need be; :meth:`take` it first);
+        dropped if it fails."""
         import psycopg  # noqa: PLC0415 - the driver is an optional extra
 
         loop = asyncio.get_running_loop()
