@@ -537,6 +537,44 @@ def test_an_idle_worker_starts_a_run_queued_by_another_process_at_once(
         worker.communicate(timeout=30)
 
 
+def test_an_idle_worker_carries_out_an_automatic_retry_when_it_falls_due(
+    url: str, tmp_path: Path
+) -> None:
+    poll = 30.0  # nothing notifies of a retry falling due: the worker times its wait
+    env = {"REGEN_DATABASE_URL": url, "REGEN_HOME": str(tmp_path), "PYTHONPATH": PYTHONPATH}
+    worker = subprocess.Popen(
+        [*_WORKER, "--flow", "tests.cli.flows:flaky", "--poll", str(poll)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+
+            def one(sql: str) -> Any:
+                row = db.execute(sql).fetchone()
+                return None if row is None else row[0]
+
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN regen_q%'"
+            _until(lambda: one(listening), 60)
+            queued = _regen(
+                url, "run", "tests.cli.flows:flaky", "--queue", REGEN_HOME=str(tmp_path),
+                PYTHONPATH=PYTHONPATH, CLI_TEST_RETRY_DELAY="1.0",
+            )  # fmt: skip
+            assert queued.returncode == 0, queued.stderr
+            _until(lambda: one("SELECT retry_at FROM runs"), 30)  # failed, its retry due in 1 s
+            failed_at = one("SELECT finished_at FROM runs")
+            _until(lambda: one("SELECT auto_retries FROM runs") == 1, 10)
+            retried_after = one("SELECT updated_at FROM runs") - failed_at
+            print(f"automatic retry {retried_after:.2f} s after the failure (delay 1 s)")
+            assert retried_after < 3.0
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+
+
 # --- the test set-up itself -------------------------------------------------------------------
 
 

@@ -70,7 +70,7 @@ async def work(
     def queued(flow: str) -> None:
         # A run was queued here or, on PostgreSQL, by any process: claim it now rather
         # than at the next poll (the poll stays, for what no notification tells of).
-        if names is None or flow in names:
+        if not flow or names is None or flow in names:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(wake.set)
 
@@ -80,6 +80,7 @@ async def work(
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
             wake.clear()
+            wait = poll
             try:
                 await _carry_out_due_retries(engine, names)
                 while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
@@ -99,6 +100,7 @@ async def work(
                     task.add_done_callback(tasks.discard)
                     task.add_done_callback(lambda _: wake.set())
                 last_gc = await _clean_up_when_due(engine, interval, last_gc)
+                wait = await _until_next_retry(engine, names, poll)
             except DatabaseUnreachable as exc:
                 # Weather: the database restarts or the network is cut. The runs in hand
                 # wait for it in the store; the queue is looked at again after the poll.
@@ -107,7 +109,7 @@ async def work(
                     extra={"error": str(exc)},
                 )
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
         while tasks and not stop.is_set():
@@ -118,6 +120,15 @@ async def work(
             task.cancel()  # their runs go back to the queue for another worker
         await asyncio.gather(*tasks, return_exceptions=True)
     return executed
+
+
+async def _until_next_retry(engine: Engine, names: list[str] | None, poll: float) -> float:
+    """How long to wait for a wake-up: the poll interval, or less when an automatic retry
+    falls due sooner (nothing notifies of that). Not under 0.2 s, should a retry stay due."""
+    due = await engine._store.next_retry_at(names)
+    if due is None:
+        return poll
+    return min(poll, max(due - _time.now(), 0.2))
 
 
 async def _clean_up_when_due(engine: Engine, interval: float, last: float) -> float:

@@ -31,7 +31,8 @@ from regen.store._records import (
 )
 
 Listener = Callable[[str], None]
-#: Hears that a run of a flow (its name, the argument) was queued.
+#: Hears that a run of a flow (its name, the argument) was queued; ``""``: runs of any flow
+#: may have been queued unheard (the store began to listen again).
 QueueListener = Callable[[str], None]
 
 
@@ -197,8 +198,9 @@ class Store(ABC):
     @abstractmethod
     def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
         """Call ``listener(flow)`` when a run of ``flow`` is queued: created, retried, or
-        released by its worker (best effort, from any thread: idle workers wake at once
-        and poll as well); returns a function that removes it. SQLite hears the stores of
+        released by its worker, or ``listener("")`` when runs may have been queued unheard
+        (best effort, from any thread: idle workers wake at once and poll as well); returns
+        a function that removes it. SQLite hears the stores of
         this process; PostgreSQL hears every process on the database (``NOTIFY``)."""
 
     # --- artifacts and cache -----------------------------------------------------------------

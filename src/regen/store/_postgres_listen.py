@@ -99,6 +99,8 @@ class Listeners:
                     await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
                     self.listening.set()
                     warned = False
+                    # Runs queued before now went unheard: whoever waits, look.
+                    self.queued(("",))
                     async for note in conn.notifies():
                         if note.pid in self.own_pids:
                             continue
