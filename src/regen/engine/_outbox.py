@@ -107,7 +107,9 @@ class Outbox:
 
     def _start(self) -> None:
         self._scheduled = False
-        if not self._flushing:
+        # Nothing queued (an awaited commit took it meanwhile): no task, none left behind
+        # unstarted should the loop close now.
+        if not self._flushing and (self._pending or self._waiters):
             self._flushing = True
             self._loop.create_task(self._flush())
 
