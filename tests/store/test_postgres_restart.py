@@ -12,6 +12,7 @@ import contextlib
 import glob
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -67,6 +68,10 @@ class PrivateServer:
         # initdb refuses root; the server then runs as the postgres user.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                _unavailable("running as root, and no postgres user to run the server as")
             shutil.chown(folder, "postgres")
         self._run(
             "initdb",
