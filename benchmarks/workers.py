@@ -9,8 +9,13 @@ at once. Throughput is measured from the store's records, from the first item cl
 the last item finished (process start-up is not counted); ``scale_2`` and ``scale_4`` are
 the throughputs with 2 and 4 workers over that with 1 (bars: ≥ 1.8 and ≥ 3.2).
 
+Steps: the cost of one durable step on the same server, from ``pg_steps.measure()``
+(benchmarks/pg_steps.py, which also runs on its own): ``pg_step_vs_dbos`` (regen's step
+over DBOS Transact's) and ``pg_step_vs_raw_commit`` (over one row inserted per commit with
+psycopg), ``--steps`` steps × ``--step-runs`` runs, median of ``--step-repeat`` rounds.
+
     PYTHONPATH=src .venv/bin/python benchmarks/workers.py [--items 1000] [--latency-ms 500]
-                                                          [--postgres URL] [--json]
+        [--steps 100] [--step-runs 3] [--step-repeat 5] [--postgres URL] [--json]
 
 ``--postgres``: a server where databases may be created (default ``REGEN_BENCH_POSTGRES_URL``,
 else ``postgresql://postgres@127.0.0.1:5432/postgres``). Each part of the benchmark is a
@@ -32,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pg_steps  # benchmarks/pg_steps.py, beside this
 from _servers import RUN_CLI, start_sim, stop_server  # benchmarks/_servers.py, beside this
 
 from regen.engine import Engine, Flow
@@ -202,6 +208,30 @@ def report_scale(figures: dict[str, Any], out: Any) -> None:
     )
 
 
+def steps(server: str, count: int, runs: int, repeat: int) -> dict[str, Any]:
+    """The steps part: a durable step's cost on the server beside DBOS and the raw commit
+    (its ``ratios``: ``pg_step_vs_dbos``, ``pg_step_vs_raw_commit``; the rest of
+    :func:`pg_steps.measure`'s figures under ``pg_steps``)."""
+    figures = pg_steps.measure(server, steps=count, runs=runs, repeat=repeat)
+    ratios = figures.pop("ratios")
+    return {"pg_steps": figures, "ratios": ratios}
+
+
+def report_steps(figures: dict[str, Any], out: Any) -> None:
+    us = figures["pg_steps"]["us_per_step"]
+    print(
+        f"durable step on PostgreSQL (µs, sync): regen {us['regen_sync']:.0f}, "
+        f"DBOS {us['dbos_sync']:.0f}, raw commit {us['raw_sync']:.0f}",
+        file=out,
+    )
+    ratios = figures["ratios"]
+    print(
+        f"pg_step_vs_dbos {ratios['pg_step_vs_dbos']:.2f}, "
+        f"pg_step_vs_raw_commit {ratios['pg_step_vs_raw_commit']:.2f}",
+        file=out,
+    )
+
+
 def merge(*parts: dict[str, Any]) -> dict[str, Any]:
     """The parts' figures as one object; their ``ratios`` merged into one."""
     merged: dict[str, Any] = {"ratios": {}}
@@ -225,13 +255,18 @@ def main() -> None:
         ),
         help="a PostgreSQL server where databases may be created",
     )
+    parser.add_argument("--steps", type=int, default=100, help="steps per flow (step cost)")
+    parser.add_argument("--step-runs", type=int, default=3, help="runs per round (step cost)")
+    parser.add_argument("--step-repeat", type=int, default=5, help="rounds (step cost)")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
     out = sys.stderr if args.json else sys.stdout
-    figures = scale(args.postgres, args.items, args.latency_ms)
-    report_scale(figures, out)
+    scaled = scale(args.postgres, args.items, args.latency_ms)
+    report_scale(scaled, out)
+    stepped = steps(args.postgres, args.steps, args.step_runs, args.step_repeat)
+    report_steps(stepped, out)
     if args.json:
-        print(json.dumps(merge(figures)))
+        print(json.dumps(merge(scaled, stepped)))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.store.conftest import POSTGRES_URL, postgres_database
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _last_json_line(*args: str) -> dict[str, object]:
+def _last_json_line(*args: str, timeout: float = 120) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
     assert done.returncode == 0, done.stderr
     figures: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -103,9 +104,8 @@ def test_the_outage_benchmark_spares_the_dead_provider_and_keeps_under_the_share
     )
 
 
-def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers() -> None:
-    from tests.store.conftest import POSTGRES_URL, postgres_database  # noqa: PLC0415
-
+@pytest.mark.timeout(300)
+def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers_and_prices_a_step() -> None:
     with postgres_database():  # skips (or fails, in CI) without a server
         pass
     figures = _last_json_line(
@@ -116,7 +116,14 @@ def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers() -> None:
         "20",
         "--postgres",
         POSTGRES_URL,
+        "--steps",
+        "5",
+        "--step-runs",
+        "1",
+        "--step-repeat",
+        "1",
         "--json",
+        timeout=280,
     )
     assert (figures["items"], figures["latency_ms"], figures["per_worker_concurrency"]) == (
         40,
@@ -130,5 +137,38 @@ def test_the_workers_benchmark_runs_one_batch_on_1_2_and_4_workers() -> None:
         assert sum(runs[workers]["items_per_worker"]) == 40
     ratios = figures["ratios"]
     assert isinstance(ratios, dict)
-    assert set(ratios) == {"scale_2", "scale_4"}
+    assert set(ratios) == {"scale_2", "scale_4", "pg_step_vs_dbos", "pg_step_vs_raw_commit"}
     assert all(value > 0 for value in ratios.values())
+    us = figures["pg_steps"]["us_per_step"]
+    assert ratios["pg_step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
+    assert ratios["pg_step_vs_raw_commit"] == us["regen_sync"] / us["raw_sync"]
+
+
+@pytest.mark.timeout(200)
+def test_the_postgres_steps_benchmark_runs_every_peer_and_reports_its_ratios() -> None:
+    with postgres_database():  # skipped without a server (a failure in CI)
+        pass
+    figures = _last_json_line(
+        str(BENCHMARKS / "pg_steps.py"),
+        "--url",
+        POSTGRES_URL,
+        "--steps",
+        "5",
+        "--runs",
+        "1",
+        "--repeat",
+        "1",
+        "--json",
+    )
+    assert figures["steps"] == 5
+    us = figures["us_per_step"]
+    assert isinstance(us, dict)
+    for name in ("regen", "dbos"):
+        assert us[f"{name}_sync"] > 0
+        assert us[f"{name}_async"] > 0
+    assert us["raw_sync"] > 0
+    ratios = figures["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {"pg_step_vs_dbos", "pg_step_vs_raw_commit"}
+    assert ratios["pg_step_vs_dbos"] == us["regen_sync"] / us["dbos_sync"]
+    assert ratios["pg_step_vs_raw_commit"] == us["regen_sync"] / us["raw_sync"]

@@ -47,7 +47,7 @@ DEADLINE = 200.0  # seconds for the whole fleet to finish every run
 REGEN = [sys.executable, "-m", "regen.cli"]
 WORKER = ["worker", "--flow", "engine.flows:chatty", "--concurrency", str(RUNS_PER_WORKER)]
 WORKER += ["--poll", str(POLL), "--json"]
-LATENCY = ["--latency", "200ms", "--jitter", "50ms"]  # per request: runs last 25 s or more
+LATENCY = ["--latency", "300ms", "--jitter", "50ms"]  # per request: runs last 30 s or more
 FAULTS = "server_error=0.04,overloaded=0.03,reset=0.02,bad_gateway_html=0.01"
 
 

@@ -49,6 +49,7 @@ async def test_a_worker_cleans_up_once_every_gc_interval(
 
         clock.advance(3600)
         await until(lambda: not_resumable(engine, failed.id))
+        await until(cleanups)  # logged once the whole clean-up is done, after the expiry
         assert [c.checkpoints_expired for c in cleanups()] == [1]
         assert (await engine.detail(failed.id)).steps[0].output is None  # the checkpoint is gone
 

@@ -303,6 +303,43 @@ async def test_listeners_hear_of_commits_to_a_run(store: Store) -> None:
     assert len(heard) == count
 
 
+async def test_queue_listeners_hear_of_runs_created_released_and_retried(store: Store) -> None:
+    told: list[str] = []
+    remove = store.add_queue_listener(told.append)
+
+    def heard() -> list[str]:
+        return [flow for flow in told if flow]  # "": a wake-up for any flow
+
+    await store.create_run(_new("r1", "k"), 1.0)
+    assert heard() == ["f"]
+    await store.create_run(_new("r2", "k"), 1.0)  # the key is taken: nothing is queued
+    claimed = await store.claim("me", 100.0, 1.0, run_id="r1")
+    assert claimed is not None
+    await store.commit(claimed.lease, [AddEvent("log", "{}", 2.0)])  # not a queue change
+    assert heard() == ["f"]
+    assert await store.release(claimed.lease, 2.0)
+    assert heard() == ["f", "f"]
+    again = await store.claim("me", 100.0, 3.0, run_id="r1")
+    assert again is not None
+    await store.commit(again.lease, [EndRun(RunStatus.FAILED, 4.0, '{"type":"X"}')])
+    await store.retry_run("r1", 5.0)
+    assert heard() == ["f", "f", "f"]
+    remove()
+    await store.create_run(_new("r3"), 7.0)
+    assert heard() == ["f", "f", "f"]
+
+
+async def test_queue_listeners_hear_of_a_map_steps_items_opened(store: Store) -> None:
+    lease = await _held(store)
+    told: list[str] = []
+    remove = store.add_queue_listener(told.append)
+    await store.commit(lease, [_start(1), AddItems("draw", ((0, None, '"a"'),))])
+    before = len(told)
+    await store.commit(lease, [OpenItems(1, None, 1)])
+    assert len(told) > before  # idle workers wake to help run them
+    remove()
+
+
 # --- retries and cancellation ---------------------------------------------------------------
 
 

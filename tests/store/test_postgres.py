@@ -21,19 +21,26 @@ from typing import Any
 
 import pytest
 from tests.store.conftest import postgres_database
+from tests.store.cutting_proxy import Cut, CuttingProxy
 
 from regen.foundation import ConfigError
 from regen.store import (
     AddEvent,
+    AddItems,
+    EndItem,
+    ItemStatus,
     NewRun,
     NotARegenDatabase,
+    OpenItems,
     PostgresStore,
     SchemaTooNew,
+    StartStep,
     StoreError,
     _queries,
     open_store,
 )
 from regen.store._postgres_db import latest_version
+from regen.store._postgres_direct import DIRECT_AFTER
 
 psycopg = pytest.importorskip("psycopg")
 STEPS = (("fetch", "step"), ("draw", "map"))
@@ -54,7 +61,8 @@ def _new(run_id: str) -> NewRun:
 
 def _structure(url: str) -> dict[str, Any]:
     """Everything that makes up the schema, comparable between two databases: columns
-    (type, nullability, default), constraints with their columns and rules, indexes."""
+    (type, nullability, default), constraints with their columns and rules, indexes,
+    functions with their code."""
     with psycopg.connect(url) as conn:
 
         def rows(sql: str) -> list[tuple[Any, ...]]:
@@ -73,6 +81,10 @@ def _structure(url: str) -> dict[str, Any]:
             ),
             "indexes": rows(
                 "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            ),
+            "functions": rows(
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE pronamespace = 'public'::regnamespace"
             ),
             "version": conn.execute("SELECT version FROM regen_schema").fetchall(),
         }
@@ -112,6 +124,7 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(url: 
     assert fresh["version"] == [(latest_version(),)]
     assert any(c[2] == "u" for c in fresh["constraints"])  # unique keys are compared
     assert any(c[2] == "f" for c in fresh["constraints"])  # and foreign keys
+    assert any(f[0] == "regen_commit" for f in fresh["functions"])  # and functions
 
 
 @pytest.mark.parametrize(
@@ -126,8 +139,9 @@ def test_a_database_built_from_migrations_equals_one_built_from_the_schema(url: 
         ),
         ("REFERENCES runs (key) ON DELETE CASCADE,\n    step", "REFERENCES runs (key),\n    step"),
         ("quota_remaining DOUBLE PRECISION", "quota_remaining REAL"),
+        ("SET status = 'running', started_at = w.at,", "SET status = 'running', started_at = 0,"),
     ],
-    ids=["unique", "index", "index-columns", "default", "cascade", "type"],
+    ids=["unique", "index", "index-columns", "default", "cascade", "type", "function"],
 )
 def test_the_schema_comparison_notices_a_changed_constraint(
     url: str, change: tuple[str, str]
@@ -330,6 +344,36 @@ async def test_a_commit_in_another_store_wakes_a_listener_through_notify(url: st
         await writing.close()
 
 
+async def test_a_map_steps_items_opened_in_another_store_wake_its_idle_workers(url: str) -> None:
+    idle, executing = PostgresStore(url), PostgresStore(url)
+    try:
+        told: list[str] = []
+        heard = threading.Event()
+
+        def queued(flow: str) -> None:
+            if flow:  # "": a wake-up for any flow (the store began to listen)
+                told.append(flow)
+                heard.set()
+
+        idle.add_queue_listener(queued)
+        assert await asyncio.to_thread(idle.listening.wait, 10)
+        await executing.create_run(_new("r1"), 1.0)
+        claimed = await executing.claim("w", 100.0, 1.0, run_id="r1")
+        assert claimed is not None
+        assert await asyncio.to_thread(heard.wait, 10)
+        heard.clear()
+        assert told == ["f"]  # the run queued
+        rows = ((0, None, '"a"'), (1, None, '"b"'))
+        start = StartStep(1, 2.0, '{"step":"draw","kind":"map"}')
+        await executing.commit(claimed.lease, [start, AddItems("draw", rows)])
+        await executing.commit(claimed.lease, [OpenItems(1, None, 2)])
+        assert await asyncio.to_thread(heard.wait, 10)
+        assert told == ["f", "f"]  # the items opened, not the commit before
+    finally:
+        await idle.close()
+        await executing.close()
+
+
 async def test_a_lost_database_connection_is_replaced_and_work_goes_on(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -403,6 +447,8 @@ async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> Non
 # --- regen worker processes -----------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
+#: This checkout's regen first (not one installed elsewhere), and its tests' flows.
+PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 _WORKER = (sys.executable, "-m", "regen.cli", "worker")
 _PYTEST = (sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider")
 
@@ -413,7 +459,7 @@ def _worker(url: str, home: Path, **env: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         env={
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": PYTHONPATH,
             "REGEN_DATABASE_URL": url,
             "REGEN_HOME": str(home),
             **env,
@@ -447,7 +493,7 @@ def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
         "-p",
         "fail_item=99",
         REGEN_HOME=str(tmp_path),
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=PYTHONPATH,
     )
     assert queued.returncode == 0, queued.stderr
     first = _worker(url, tmp_path, **env)
@@ -484,6 +530,95 @@ def test_a_killed_workers_run_is_taken_over_by_another_worker_process(
                 proc.communicate(timeout=30)
 
 
+def test_an_idle_worker_starts_a_run_queued_by_another_process_at_once(
+    url: str, tmp_path: Path
+) -> None:
+    poll = 30.0  # without a wake-up, the run would wait this long
+    worker = subprocess.Popen(
+        [*_WORKER, "--flow", "tests.cli.flows:demo", "--poll", str(poll)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": PYTHONPATH,
+            "REGEN_DATABASE_URL": url,
+            "REGEN_HOME": str(tmp_path),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as db:
+
+            def one(sql: str, *args: Any) -> Any:
+                row = db.execute(sql, args).fetchone()
+                return None if row is None else row[0]
+
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s"
+            _until(lambda: one(listening, name, "LISTEN regen_queue%"), 60)
+            time.sleep(1.0)  # its first look at the queue is over: it waits for the next
+            queued = _regen(
+                url,
+                "run",
+                "tests.cli.flows:demo",
+                "--queue",
+                "-p",
+                "count=1",
+                "-p",
+                "fail_item=99",
+                REGEN_HOME=str(tmp_path),
+                PYTHONPATH=PYTHONPATH,
+            )
+            assert queued.returncode == 0, queued.stderr
+            _until(lambda: one("SELECT started_at FROM runs"), 10)
+            wait = one("SELECT started_at - created_at FROM runs")
+            print(f"queued to started: {wait * 1000:.0f} ms (poll {poll:.0f} s)")
+            assert wait < 2.0
+            _until(lambda: one("SELECT status FROM runs") == "succeeded", 30)
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+
+
+def test_an_idle_worker_carries_out_an_automatic_retry_when_it_falls_due(
+    url: str, tmp_path: Path
+) -> None:
+    poll = 30.0  # nothing notifies of a retry falling due: the worker times its wait
+    env = {"REGEN_DATABASE_URL": url, "REGEN_HOME": str(tmp_path), "PYTHONPATH": PYTHONPATH}
+    worker = subprocess.Popen(
+        [*_WORKER, "--flow", "tests.cli.flows:flaky", "--poll", str(poll)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+
+            def one(sql: str) -> Any:
+                row = db.execute(sql).fetchone()
+                return None if row is None else row[0]
+
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN regen_q%'"
+            _until(lambda: one(listening), 60)
+            queued = _regen(
+                url, "run", "tests.cli.flows:flaky", "--queue", REGEN_HOME=str(tmp_path),
+                PYTHONPATH=PYTHONPATH, CLI_TEST_RETRY_DELAY="1.0",
+            )  # fmt: skip
+            assert queued.returncode == 0, queued.stderr
+            _until(lambda: one("SELECT retry_at FROM runs"), 30)  # failed, its retry due in 1 s
+            failed_at = one("SELECT finished_at FROM runs")
+            _until(lambda: one("SELECT auto_retries FROM runs") == 1, 10)
+            retried_after = one("SELECT updated_at FROM runs") - failed_at
+            print(f"automatic retry {retried_after:.2f} s after the failure (delay 1 s)")
+            assert retried_after < 3.0
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
+
+
 # --- the test set-up itself -------------------------------------------------------------------
 
 
@@ -510,34 +645,89 @@ def test_without_a_server_postgres_tests_fail_in_ci_and_are_skipped_elsewhere(
     assert "PostgreSQL at postgresql://postgres@127.0.0.1:1/test is not usable" in done.stdout
 
 
-@pytest.mark.parametrize("committed", [True, False], ids=["it-committed", "it-did-not"])
+def _through(url: str, port: int) -> str:
+    """``url`` with its port replaced (to go through a relay on loopback)."""
+    head, _, tail = url.partition("@")
+    _, _, rest = tail.partition("/")
+    return f"{head}@127.0.0.1:{port}/{rest}"
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+@pytest.mark.parametrize(
+    "earlier", [0, DIRECT_AFTER + 1], ids=["first-commit", "on-the-loops-own-connection"]
+)
 async def test_a_connection_lost_during_a_commit_neither_loses_nor_repeats_it(
-    url: str, monkeypatch: pytest.MonkeyPatch, committed: bool
+    url: str, delivered: bool, earlier: int
 ) -> None:
-    store = PostgresStore(url)
-    try:
-        await store.create_run(_new("r1"), 1.0)
-        claimed = await store.claim("w", 100.0, 1.0)
-        assert claimed is not None
-        real_commit = psycopg.AsyncConnection.commit
-        faults = []
-
-        async def lost_answer(conn: Any) -> None:
-            # The connection fails as the COMMIT goes out: whether the server had
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert claimed is not None
+            for n in range(earlier):
+                assert (await store.commit(claimed.lease, [AddEvent("log", f"{n}", 2.0)])).ok
+            # The connection fails as the commit goes out: whether the server had
             # committed it or not, this process cannot tell from the answer.
-            if faults:
-                await real_commit(conn)
-                return
-            faults.append(1)
-            await (real_commit(conn) if committed else conn.rollback())
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
+            proxy.cut = Cut(b"regen_commit", delivered)
+            outcome = await store.commit(claimed.lease, [AddEvent("log", '{"once":true}', 2.0)])
+            assert proxy.cuts == 1
+            assert outcome.ok
+            logs = [e for e in await store.read_events("r1") if e.type == "log"]
+            assert [e.data for e in logs] == [*range(earlier), {"once": True}]
+        finally:
+            await store.close()
 
-        monkeypatch.setattr(psycopg.AsyncConnection, "commit", lost_answer)
-        outcome = await store.commit(claimed.lease, [AddEvent("log", '{"once":true}', 2.0)])
-        monkeypatch.undo()
-        assert faults == [1]
-        assert outcome.ok
-        logs = [e for e in await store.read_events("r1") if e.type == "log"]
-        assert [e.data for e in logs] == [{"once": True}]
-    finally:
-        await store.close()
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+async def test_a_connection_lost_during_a_claim_takes_the_run_once(
+    url: str, delivered: bool
+) -> None:
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            proxy.cut = Cut(b"regen_claim", delivered)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert proxy.cuts == 1
+            assert claimed is not None
+            assert not claimed.taken_over
+            assert (await store.commit(claimed.lease, [AddEvent("log", "{}", 2.0)])).ok
+            run = await store.get_run("r1")
+            assert run is not None
+            assert run.executions == 1
+            started = [e for e in await store.read_events("r1") if e.type == "run.started"]
+            assert len(started) == 1
+        finally:
+            await store.close()
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+async def test_a_connection_lost_during_an_item_commit_neither_loses_nor_repeats_it(
+    url: str, delivered: bool
+) -> None:
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert claimed is not None
+            start = StartStep(1, 2.0, '{"step":"draw","kind":"map"}')
+            opened = [start, AddItems("draw", ((0, None, '"a"'),)), OpenItems(1, None, 1)]
+            assert (await store.commit(claimed.lease, opened)).ok
+            items = await store.claim_items("h", "t1", 100.0, 3.0, limit=1)
+            assert items is not None
+            # The connection fails as the item commit's COMMIT goes out.
+            proxy.cut = Cut(b"COMMIT", delivered)
+            end = EndItem(
+                "draw", 0, ItemStatus.SUCCEEDED, 4.0, output='"ok"', token="t1", event="{}"
+            )
+            outcome = await store.commit_items(items.lease, [end])
+            assert proxy.cuts == 1
+            assert outcome.ok
+            ended = [e for e in await store.read_events("r1") if e.type == "item.succeeded"]
+            assert len(ended) == 1
+            (item,) = await store.get_items("r1", "draw")
+            assert (item.status, item.output) == (ItemStatus.SUCCEEDED, "ok")
+        finally:
+            await store.close()

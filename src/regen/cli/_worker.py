@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,21 @@ def _line(event: WorkerEvent) -> str:
     elif event.action == "lost":
         text += ": another process took its lease"
     return text
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """regen's warnings (the database out of reach, a run that ended with an engine error)
+    on stderr, one line each, while the worker runs."""
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("regen")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @cli.command()
@@ -87,7 +104,7 @@ def worker(
 
     from regen.health import AlertSettings, AlertWatcher  # noqa: PLC0415 - fast --help
 
-    with opened_engine(ctx) as engine, user_errors():
+    with _warnings_on_stderr(), opened_engine(ctx) as engine, user_errors():
         alerts = AlertSettings.load()
         names = [flow.name for flow in engine.register(*flows)] or None
         started = (

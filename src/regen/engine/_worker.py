@@ -15,7 +15,7 @@ from regen.engine import _time
 from regen.engine._errors import FlowNotFound
 from regen.engine._helper import Helpers
 from regen.engine._items import ItemRunner
-from regen.store import Claimed, InvalidTransition, RunStatus
+from regen.store import Claimed, DatabaseUnreachable, InvalidTransition, RunStatus
 
 WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
 
@@ -71,42 +71,48 @@ async def work(
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def listener(_: str) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed
-            loop.call_soon_threadsafe(wake.set)
+    def queued(flow: str) -> None:
+        # A run was queued here or, on PostgreSQL, by any process: claim it now rather
+        # than at the next poll (the poll stays, for what no notification tells of).
+        if not flow or names is None or flow in names:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(wake.set)
 
-    remove = engine._store.add_listener(listener)
+    remove = engine._store.add_queue_listener(queued)
     unloadable: set[str] = set()
     helpers = Helpers(engine)
     executed = 0
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
             wake.clear()
-            await _carry_out_due_retries(engine, names)
-            while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
-                claimed = await engine._store.claim(
-                    engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
+            wait = poll
+            try:
+                await _carry_out_due_retries(engine, names)
+                while len(tasks) < concurrency and (max_runs is None or executed < max_runs):
+                    claimed = await engine._store.claim(
+                        engine.owner, engine.settings.lease_ttl, _time.now(), flows=names
+                    )
+                    if claimed is None:
+                        break
+                    if not await _loadable(engine, claimed, unloadable, report):
+                        names = [n for n in (names or await _known(engine)) if n not in unloadable]
+                        continue
+                    executed += 1
+                    action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
+                    report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
+                    _keep(tasks, asyncio.create_task(_run(engine, claimed, report)), wake)
+                # Room left: run items of map steps other processes' runs have opened.
+                await _help_while_room(engine, helpers, names, tasks, concurrency, stop, wake)
+                last_gc = await _clean_up_when_due(engine, interval, last_gc)
+                wait = await _until_next_retry(engine, names, poll)
+            except DatabaseUnreachable as exc:
+                # Weather: the database restarts or the network is cut. The runs in hand
+                # wait for it in the store; the queue is looked at again after the poll.
+                logger.warning(
+                    "regen worker: the database cannot be reached; trying again",
+                    extra={"error": str(exc)},
                 )
-                if claimed is None:
-                    break
-                if not await _loadable(engine, claimed, unloadable, report):
-                    names = [n for n in (names or await _known(engine)) if n not in unloadable]
-                    continue
-                executed += 1
-                action: WorkerAction = "taken_over" if claimed.taken_over else "claimed"
-                report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
-                _keep(tasks, asyncio.create_task(_run(engine, claimed, report)), wake)
-            # Room left: run items of map steps other processes' runs have opened.
-            while len(tasks) < concurrency and not stop.is_set():
-                helping = await _help_next(engine, helpers, names)
-                if helping is None:
-                    break
-                _keep(tasks, helping, wake)
-            if interval and _time.monotonic() - last_gc >= interval:
-                last_gc = _time.monotonic()
-                counts = await engine.gc()
-                logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
-            await _nap(wake, stop, poll)
+            await _nap(wake, stop, wait)
         while tasks and not stop.is_set():
             await asyncio.wait(set(tasks))
     finally:
@@ -124,12 +130,31 @@ def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None], wake: asynci
     task.add_done_callback(lambda _: wake.set())
 
 
-async def _nap(wake: asyncio.Event, stop: asyncio.Event, poll: float) -> None:
-    """Until woken, stopped, or ``poll`` seconds have passed."""
+async def _nap(wake: asyncio.Event, stop: asyncio.Event, wait: float) -> None:
+    """Until woken, stopped, or ``wait`` seconds have passed."""
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
+
+
+async def _until_next_retry(engine: Engine, names: list[str] | None, poll: float) -> float:
+    """How long to wait for a wake-up: the poll interval, or less when an automatic retry
+    falls due sooner (nothing notifies of that). Not under 0.2 s, should a retry stay due."""
+    due = await engine._store.next_retry_at(names)
+    if due is None:
+        return poll
+    return min(poll, max(due - _time.now(), 0.2))
+
+
+async def _clean_up_when_due(engine: Engine, interval: float, last: float) -> float:
+    """Clean up once ``interval`` has passed since ``last``; when it last cleaned up."""
+    if not interval or _time.monotonic() - last < interval:
+        return last
+    last = _time.monotonic()
+    counts = await engine.gc()
+    logger.info("regen worker: clean-up %s", counts, extra={"gc": str(counts)})
+    return last
 
 
 def _reporter(on_event: OnWorkerEvent | None) -> OnWorkerEvent:
@@ -176,6 +201,23 @@ async def _carry_out_due_retries(engine: Engine, names: list[str] | None) -> Non
 async def _known(engine: Engine) -> list[str]:
     runs = await engine._store.list_runs(statuses=[RunStatus.QUEUED, RunStatus.RUNNING], limit=1000)
     return sorted({r.flow for r in runs})
+
+
+async def _help_while_room(
+    engine: Engine,
+    helpers: Helpers,
+    names: list[str] | None,
+    tasks: set[asyncio.Task[None]],
+    concurrency: int,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+) -> None:
+    """Start running claimed items of open map steps while the worker has room."""
+    while len(tasks) < concurrency and not stop.is_set():
+        helping = await _help_next(engine, helpers, names)
+        if helping is None:
+            return
+        _keep(tasks, helping, wake)
 
 
 async def _help_next(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from regen.store._blobs import Blobs
 from regen.store._errors import (
     CorruptDatabase,
+    DatabaseUnreachable,
     DatabaseUnusable,
     InvalidTransition,
     LeaseLost,
@@ -21,7 +22,7 @@ from regen.store._errors import (
     StoreError,
 )
 from regen.store._event_types import EventType
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._location import check_database, database_url, home, open_store
 from regen.store._postgres import PostgresStore
 from regen.store._records import (
@@ -69,6 +70,7 @@ __all__ = [
     "CorruptDatabase",
     "Count",
     "CountAttempt",
+    "DatabaseUnreachable",
     "DatabaseUnusable",
     "EndItem",
     "EndRun",
@@ -90,6 +92,7 @@ __all__ = [
     "OpenItems",
     "PostgresStore",
     "PutCache",
+    "QueueListener",
     "ReadOnlyStore",
     "Run",
     "RunNotFound",

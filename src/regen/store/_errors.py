@@ -10,6 +10,7 @@
         │   └── SchemaTooNew       written by a newer regen: upgrade regen, or use another file
         ├── ReadOnlyStore          the data directory or file cannot be written
         ├── StoreBusy              another process held the database lock past the busy timeout
+        ├── DatabaseUnreachable    the database server could not be reached for a while
         ├── RunNotFound            no run has that id
         ├── InvalidTransition      the run's status forbids that (retry of a running run, …)
         └── LeaseLost              this process no longer holds the run's lease
@@ -55,6 +56,11 @@ class ReadOnlyStore(StoreError):
 
 class StoreBusy(StoreError):
     """Another process held the database lock longer than the busy timeout."""
+
+
+class DatabaseUnreachable(StoreError):
+    """The database server could not be reached (restarting, a network cut) for longer
+    than the store waits for it: weather, worth trying again later."""
 
 
 class RunNotFound(StoreError):

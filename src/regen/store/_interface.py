@@ -36,6 +36,9 @@ from regen.store._records import (
 
 Listener = Callable[[str], None]
 T = TypeVar("T")
+#: Hears that a run of a flow (its name, the argument) was queued; ``""``: runs of any flow
+#: may have been queued unheard (the store began to listen again).
+QueueListener = Callable[[str], None]
 
 
 class Store(ABC):
@@ -240,6 +243,14 @@ class Store(ABC):
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(run_id)`` after commits that append events to that run (best
         effort, from any thread); returns a function that removes it."""
+
+    @abstractmethod
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        """Call ``listener(flow)`` when a run of ``flow`` is queued: created, retried, or
+        released by its worker, or ``listener("")`` when runs may have been queued unheard
+        (best effort, from any thread: idle workers wake at once and poll as well); returns
+        a function that removes it. SQLite hears the stores of
+        this process; PostgreSQL hears every process on the database (``NOTIFY``)."""
 
     # --- artifacts and cache -----------------------------------------------------------------
 

@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from regen.foundation import env_int
+from regen.foundation import env_float, env_int
 from regen.store import _postgres_ops as ops
 from regen.store import _postgres_state as state
 from regen.store import _queries
 from regen.store._errors import RunNotFound, StoreError
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
+from regen.store._postgres_direct import LoopConnections
 from regen.store._postgres_listen import Listeners
 from regen.store._postgres_loop import LoopThread
 from regen.store._records import (
@@ -33,6 +34,7 @@ from regen.store._records import (
     ItemStatus,
     Lease,
     NewRun,
+    OpenItems,
     Run,
     RunStatus,
     Step,
@@ -51,7 +53,8 @@ T = TypeVar("T")
 logger = logging.getLogger("regen.store")
 #: How long opening waits for the server before giving up (seconds).
 OPEN_TIMEOUT = 10.0
-#: How long a call waits for an unreachable database to come back before failing (seconds).
+#: How long a call waits for an unreachable database to come back before failing
+#: (seconds; ``REGEN_POSTGRES_RECONNECT_S``).
 RECONNECT_WAIT = 60.0
 
 
@@ -64,7 +67,9 @@ class PostgresStore(Store):
     run's lease token under the run's row lock. Commits that append events send a
     ``NOTIFY`` with the run id, heard by the stores of every process that listens.
     ``upgrade``: bring an older schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``);
-    ``pool_size``: connections at most (default: ``REGEN_POSTGRES_POOL_SIZE``, 10).
+    ``pool_size``: connections at most (default: ``REGEN_POSTGRES_POOL_SIZE``, 10). A call
+    whose database cannot be reached is tried again for ``REGEN_POSTGRES_RECONNECT_S``
+    (60 s), then fails with :class:`DatabaseUnreachable`.
     """
 
     def __init__(
@@ -80,12 +85,16 @@ class PostgresStore(Store):
         size = (
             env_int("REGEN_POSTGRES_POOL_SIZE", 10, minimum=1) if pool_size is None else pool_size
         )
+        self._reconnect_wait = env_float("REGEN_POSTGRES_RECONNECT_S", RECONNECT_WAIT, minimum=0)
         self._url = url  # never shown: it may hold the password
         self.location = masked(url)
         self._thread = LoopThread("regen-postgres")
         self._listeners = Listeners(url, self.location, self._thread.loop)
         #: Set while the store listens for other processes' notifications.
         self.listening = self._listeners.listening
+        self._direct = LoopConnections(
+            url, self._listeners.own_pids.add, self._listeners.own_pids.discard
+        )
         try:
             self._pool: AsyncConnectionPool[Conn] = self._thread.wait(
                 self._open(upgrade=auto_upgrade() if upgrade is None else upgrade, size=size)
@@ -126,7 +135,9 @@ class PostgresStore(Store):
             self._url,
             min_size=1,
             max_size=size,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10},
+            # Autocommit: a single statement is its own transaction (one round trip, no
+            # BEGIN and COMMIT of its own); work of several statements opens one.
+            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True},
             configure=configure,
             open=False,
             name="regen",
@@ -142,15 +153,29 @@ class PostgresStore(Store):
         self,
         work: Callable[[Conn], Coroutine[Any, Any, T]],
         *runs: str,
-        pipeline: bool = False,
+        single: bool = False,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None = None,
+        direct: bool = False,
+        pipeline: bool = False,
     ) -> T:
-        """Run ``work(conn)`` in one transaction on the store's loop; tell this store's
-        listeners of the runs it wrote to once it has committed. ``pipeline``: send the
-        statements without waiting for each answer (``work`` reads no row counts).
-        ``landed``: tells whether ``work`` took effect when the connection was lost
-        during its ``COMMIT`` (its outcome), or not (``None``: it is sent again)."""
-        result = await self._thread.run(self._transaction(work, pipeline, landed))
+        """Run ``work(conn)`` (on the store's loop unless ``direct``); tell this store's
+        listeners of the runs it wrote to once it has committed. ``single``: ``work`` is
+        one statement, its own transaction (one round trip), and safe to send again should
+        its answer be lost; otherwise it runs in a transaction of its own. ``landed``:
+        tells whether ``work`` took effect when the connection was lost before its answer
+        came (its outcome), or not (``None``: it is sent again). ``direct``: a ``single``
+        statement that a loop sending many may send on a connection of its own (see
+        :class:`LoopConnections`). ``pipeline``: a transaction whose statements are sent
+        without waiting for each answer (until a row is read)."""
+        if direct and single and self._direct.take():
+            try:
+                result = await self._transaction(work, single, landed, direct=True)
+            finally:
+                self._direct.give_back()
+        else:
+            result = await self._thread.run(
+                self._transaction(work, single, landed, pipeline=pipeline)
+            )
         if runs:
             self._listeners.notify(runs)
         return result
@@ -158,40 +183,52 @@ class PostgresStore(Store):
     async def _transaction(
         self,
         work: Callable[[Conn], Coroutine[Any, Any, T]],
-        pipeline: bool,
+        single: bool,
         landed: Callable[[Conn], Coroutine[Any, Any, T | None]] | None,
+        *,
+        direct: bool = False,
+        pipeline: bool = False,
     ) -> T:
-        """One transaction, tried again on a new connection while the database cannot be
-        reached (a restart, a network cut: weather). A connection lost during the
-        ``COMMIT`` leaves its outcome unknown: ``landed`` tells it once connected again
-        (without it, that is an error)."""
+        """``work`` on a connection of the pool (``direct``: the running loop's own), tried
+        again on a new one while the database cannot be reached (a restart, a network
+        cut: weather). A connection lost during a ``COMMIT`` leaves its outcome unknown:
+        ``landed`` tells it once connected again (without it, that is an error, unless
+        ``work`` is a ``single`` statement, which is safe to send again)."""
         import psycopg  # noqa: PLC0415
 
-        deadline = time.monotonic() + RECONNECT_WAIT
+        deadline = time.monotonic() + self._reconnect_wait
         delay = 0.05
         unsure = False
         while True:
             committing = False
             try:
-                async with self._pool.connection() as conn:
+                wait = max(deadline - time.monotonic(), 0.1)  # for a connection
+                connection = (
+                    self._direct.connection(wait) if direct else self._pool.connection(wait)
+                )
+                async with connection as conn:
                     if unsure and landed is not None:
                         outcome = await landed(conn)
                         if outcome is not None:
                             return outcome
                         unsure = False
+                    if single:
+                        committing = True  # sent: it may commit before its answer comes
+                        return await work(conn)
                     if pipeline:
-                        async with conn.pipeline():
+                        async with conn.pipeline(), conn.transaction():
                             result = await work(conn)
-                            committing = True
-                            await conn.commit()
-                    else:
+                            committing = True  # the COMMIT goes as the blocks end
+                        return result
+                    async with conn.transaction():
                         result = await work(conn)
-                        committing = True  # the pool commits as the block ends
+                        committing = True  # the COMMIT goes as the block ends
                 return result
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
-                if (committing and landed is None) or time.monotonic() > deadline:
+                repeatable = single or landed is not None
+                if (committing and not repeatable) or time.monotonic() > deadline:
                     raise translate(exc, self.location, self._url) from exc
                 unsure = unsure or committing
                 logger.warning(
@@ -202,8 +239,9 @@ class PostgresStore(Store):
                 raise translate(exc, self.location, self._url) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-            with contextlib.suppress(Exception):
-                await self._pool.check()  # drop the other connections that were lost
+            if not direct:
+                with contextlib.suppress(Exception):
+                    await self._pool.check()  # drop the other connections that were lost
 
     async def _rows(self, query: str, args: dict[str, Any]) -> list[dict[str, Any]]:
         if any(_unstorable(value) for value in args.values()):
@@ -214,7 +252,7 @@ class PostgresStore(Store):
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
 
-        return await self._call(read)
+        return await self._call(read, single=True)
 
     async def _row(self, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
         rows = await self._rows(query, args)
@@ -233,6 +271,7 @@ class PostgresStore(Store):
             self._thread.stop()
 
     async def _close(self) -> None:
+        self._direct.close()
         self._listeners.stop()
         await self._pool.close()
 
@@ -247,10 +286,16 @@ class PostgresStore(Store):
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        return self._listeners.add_queue(listener)
+
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._call(lambda c: ops.create_run(c, new, now), new.id, pipeline=True)
+        made, created = await self._call(lambda c: ops.create_run(c, new, now), new.id, single=True)
+        if created:
+            self._listeners.queued((made.flow,))
+        return made, created
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._row(Q["get_run"], {"id": run_id})
@@ -321,8 +366,11 @@ class PostgresStore(Store):
         run_id: str | None = None,
         flows: Sequence[str] | None = None,
     ) -> Claimed | None:
+        token = ops.new_token()
         claimed = await self._call(
-            lambda c: ops.claim(c, owner, ttl, now, run_id, flows), pipeline=True
+            lambda c: ops.claim(c, owner, token, ttl, now, run_id, flows),
+            single=True,
+            landed=lambda c: ops.claimed(c, owner, token, ttl, now),
         )
         if claimed is not None:
             self._listeners.notify((claimed.run.id,))
@@ -339,7 +387,9 @@ class PostgresStore(Store):
     ) -> dict[str, Commit]:
         if not leases and not item_tokens:
             return {}
-        return await self._call(lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens))
+        return await self._call(
+            lambda c: ops.heartbeat(c, leases, ttl, now, items_of, item_tokens), single=True
+        )
 
     async def claim_items(
         self,
@@ -355,6 +405,7 @@ class PostgresStore(Store):
     ) -> ClaimedItems | None:
         named = run_id is not None and step is not None
         lease = ItemLease(run_id or "", step or "", token, owner)
+        # Several statements: a transaction of their own on the autocommit connection.
         claimed = await self._call(
             lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows),
             pipeline=True,
@@ -364,25 +415,33 @@ class PostgresStore(Store):
         return claimed
 
     async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
+        # One statement, in a transaction so that its answer (the run's event numbers) is
+        # read before the COMMIT is sent: a COMMIT whose answer is lost is then told apart.
+        # Pipelined: BEGIN goes with the statement (two round trips in all).
         sent = ops.Sent()
         return await self._call(
             lambda c: ops.commit_items(c, lease, writes, sent),
             lease.run_id,
-            pipeline=True,
             landed=lambda c: ops.landed(c, lease, sent),
+            pipeline=True,
         )
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
-        sent = ops.Sent()
-        return await self._call(
-            lambda c: ops.commit(c, lease, writes, sent),
-            lease.run_id,
-            pipeline=True,
-            landed=lambda c: ops.landed(c, lease, sent),
+        name = ops.new_token()
+        done = await self._call(
+            lambda c: ops.commit(c, lease, writes, name), lease.run_id, single=True, direct=True
         )
+        if done.ok and any(isinstance(w, OpenItems) for w in writes):
+            # A map step's items are open: this process's idle workers come to help (other
+            # processes hear regen_queue, sent by regen_apply).
+            self._listeners.queued(("",))
+        return done
 
     async def release(self, lease: Lease, now: float) -> bool:
-        return await self._call(lambda c: ops.release(c, lease, now), lease.run_id)
+        flow = await self._call(lambda c: ops.release(c, lease, now), lease.run_id)
+        if flow is not None:
+            self._listeners.queued((flow,))
+        return flow is not None
 
     # --- control -----------------------------------------------------------------------------
 
@@ -390,9 +449,11 @@ class PostgresStore(Store):
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
         _known(run_id)
-        return await self._call(
+        queued = await self._call(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
+        self._listeners.queued((queued.flow,))
+        return queued
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
         _known(run_id)
@@ -466,14 +527,14 @@ class PostgresStore(Store):
         return await self._call(lambda c: state.update_state(c, key, change))
 
     async def read_state(self, prefix: str) -> dict[str, str]:
-        return await self._call(lambda c: state.read_state(c, prefix))
+        return await self._call(lambda c: state.read_state(c, prefix), single=True)
 
     async def add_counts(self, counts: Sequence[Count]) -> None:
         if counts:
             await self._call(lambda c: state.add_counts(c, counts))
 
     async def read_counts(self, since: float | None = None) -> dict[tuple[str, str, str], int]:
-        return await self._call(lambda c: state.read_counts(c, since))
+        return await self._call(lambda c: state.read_counts(c, since), single=True)
 
     # --- retention ------------------------------------------------------------------------
 
@@ -513,7 +574,9 @@ class PostgresStore(Store):
         async def write(conn: Conn) -> int:
             return (await conn.execute(query, args)).rowcount
 
-        return await self._call(write)
+        # Sent again after a lost answer: an insert of a health check may then be kept
+        # twice (harmless); the deletes are the same whether done once or twice.
+        return await self._call(write, single=True)
 
 
 def _unstorable(value: Any) -> bool:

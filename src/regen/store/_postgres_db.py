@@ -12,7 +12,12 @@ from urllib.parse import urlsplit
 
 from regen.foundation import env_bool
 from regen.store import _queries
-from regen.store._errors import NotARegenDatabase, SchemaTooNew, StoreError
+from regen.store._errors import (
+    DatabaseUnreachable,
+    NotARegenDatabase,
+    SchemaTooNew,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
 Q = _queries.queries("postgres")
 #: The channel LISTEN/NOTIFY wakes followers on; the payload is a run id.
 CHANNEL = "regen_events"
+#: The channel that wakes idle workers when a run is queued; the payload is its flow.
+QUEUE_CHANNEL = "regen_queue"
 
 
 def latest_version() -> int:
@@ -148,7 +155,7 @@ def translate(exc: Exception, where: str, url: str = "") -> StoreError:
     if password:
         text = text.replace(password, "***")
     if isinstance(exc, psycopg.OperationalError):
-        return StoreError(
+        return DatabaseUnreachable(
             f"{where}: cannot reach PostgreSQL ({text}); check that the server runs and "
             "REGEN_DATABASE_URL names it"
         )

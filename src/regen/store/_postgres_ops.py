@@ -1,17 +1,19 @@
-"""The PostgreSQL store's transactions: each function runs inside one, on the caller's
-connection (rows as dicts).
+"""The PostgreSQL store's transactions: each function runs on the caller's connection
+(rows as dicts), as one statement or inside one transaction.
 
 As in SQLite, a change of state is written to the row where it lives with its event, in
-the same transaction. Writes to a run first lock its row (``FOR UPDATE``): the lease is
-checked under that lock, so a worker that lost its lease can no longer write (fencing).
-A transaction's events are appended together at its end (:meth:`RunLog.save`), under the
-lock that keeps event ids in commit order, held for as short a time as possible.
+the same transaction. A run's writes are applied by the server (``regen_apply`` in the
+schema), so a commit, a claim and a new run each cost one statement and one round trip:
+the run's row is locked (``FOR UPDATE``) and the lease checked under that lock, so a
+worker that lost its lease can no longer write (fencing); the events are appended last,
+under the lock that keeps event ids in commit order, held for as short a time as possible.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from regen.store import _queries
@@ -19,29 +21,19 @@ from regen.store._errors import InvalidTransition, RunNotFound, StoreError
 from regen.store._event_types import EventType
 from regen.store._records import (
     AddEvent,
-    AddItems,
     Artifact,
     Claimed,
     ClaimedItems,
     Commit,
-    CountAttempt,
-    EndItem,
     EndRun,
-    EndStep,
     ItemLease,
     Lease,
-    LinkArtifact,
     NewRun,
-    OpenItems,
-    PutCache,
     Run,
     RunStatus,
-    SkipItems,
-    StartItem,
-    StartStep,
     Write,
 )
-from regen.store._sqlite_rows import dumps, loads
+from regen.store._sqlite_rows import dumps
 from regen.store._sqlite_rows import item as item_record
 from regen.store._sqlite_rows import run as run_record
 from regen.store._sqlite_rows import step as step_record
@@ -56,73 +48,14 @@ Q = _queries.queries("postgres")
 _LOST = Commit(False)
 
 
-class RunLog:
-    """A run being written to in this transaction: its number, its last event's seq, and
-    the events to append when the transaction is done with its other writes. An item's
-    end under a claim is sent at once and its event decided when its answer is read (at
-    :meth:`save`, one round trip for all of them), so the events keep the writes' order."""
-
-    __slots__ = ("entries", "key", "run_id", "seq")
-
-    def __init__(self, key: int, seq: int, run_id: str) -> None:
-        self.key = key
-        self.seq = seq
-        self.run_id = run_id
-        self.entries: list[tuple[str, str, float] | tuple[Any, EndItem]] = []
-
-    def append(self, type_: str, data: str, at: float) -> None:
-        """Append an event (``data``: JSON text), numbered after the last at :meth:`save`."""
-        self.entries.append((type_, data, at))
-
-    def expect(self, cursor: Any, end: EndItem) -> None:
-        """Append the event of an item's end if ``cursor`` (its update) returns a row."""
-        self.entries.append((cursor, end))
-
-    async def save(self, conn: Conn) -> None:
-        """Write the events appended, the run's last seq, and a notification (sent by
-        PostgreSQL when the transaction commits)."""
-        if not self.entries:
-            return
-        events: list[tuple[int, float, str, str]] = []
-        for entry in self.entries:
-            if len(entry) == 2:
-                found = await _ended(*entry)
-                if found is None:
-                    continue
-                type_, data, at = found
-            else:
-                type_, data, at = entry
-            self.seq += 1
-            events.append((self.seq, at, type_, data))
-        self.entries = []
-        if not events:
-            return
-        seqs, ats, types, datas = zip(*events, strict=True)
-        await conn.execute(Q["events_lock"])
-        await conn.execute(
-            Q["insert_events"],
-            {
-                "run": self.key,
-                "seqs": list(seqs),
-                "ats": list(ats),
-                "types": list(types),
-                "datas": list(datas),
-            },
-        )
-        await conn.execute(Q["set_last_seq"], {"run": self.key, "seq": self.seq})
-        await conn.execute(Q["notify"], {"run_id": self.run_id})
-
-
-async def _ended(cursor: Any, w: EndItem) -> tuple[str, str, float] | None:
-    """The event of an item's end, once its update answered: none if it changed nothing
-    (the item was taken over, or had ended), ``item.skipped`` if the quota was met."""
-    row = await cursor.fetchone()
-    if row is None or w.event is None:
-        return None
-    if row["status"] == w.status:
-        return EventType.item_ended(w.status), w.event, w.at
-    data = dumps({"step": w.step, "item": w.idx, "key": w.key, "reason": "quota met"})
-    return EventType.item_ended(row["status"]), data, w.at
+def encode(writes: Sequence[Write]) -> str:
+    """Writes as the JSON array ``regen_apply`` reads: one object per write, ``op`` naming
+    its kind, its fields by name."""
+    return json.dumps(
+        [{"op": type(w).__name__, **w._asdict()} for w in writes],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
 
 
 async def _one(conn: Conn, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -130,12 +63,17 @@ async def _one(conn: Conn, query: str, args: dict[str, Any]) -> dict[str, Any] |
     return await cursor.fetchone()
 
 
-async def locked_run(conn: Conn, run_id: str) -> tuple[Run, RunLog]:
-    """The run, its row locked, and its log (:class:`RunNotFound`)."""
+async def locked_run(conn: Conn, run_id: str) -> tuple[Run, int]:
+    """The run, its row locked, and its number (:class:`RunNotFound`)."""
     row = await _one(conn, Q["lock_run"], {"id": run_id})
     if row is None:
         raise RunNotFound(run_id)
-    return run_record(row), RunLog(row["key"], row["last_seq"], run_id)
+    return run_record(row), int(row["key"])
+
+
+async def apply(conn: Conn, key: int, run_id: str, writes: Sequence[Write]) -> None:
+    """Apply writes to a run whose row this transaction has locked."""
+    await conn.execute(Q["apply"], {"run": key, "run_id": run_id, "writes": encode(writes)})
 
 
 async def read_run(conn: Conn, run_id: str) -> Run:
@@ -149,9 +87,11 @@ async def read_run(conn: Conn, run_id: str) -> Run:
 
 
 async def create_run(conn: Conn, new: NewRun, now: float) -> tuple[Run, bool]:
+    """One statement, safe to send again: a repeat finds the run its first sending made."""
+    queued = AddEvent(EventType.RUN_QUEUED, dumps({"flow": new.flow}), now)
     row = await _one(
         conn,
-        Q["insert_run"],
+        Q["create_run"],
         {
             "id": new.id,
             "flow": new.flow,
@@ -161,57 +101,57 @@ async def create_run(conn: Conn, new: NewRun, now: float) -> tuple[Run, bool]:
             "now": now,
             "max_retries": new.max_retries,
             "retry_delay": new.retry_delay,
+            "names": [n for n, _ in new.steps],
+            "kinds": [k for _, k in new.steps],
+            "writes": encode([queued]),
         },
     )
-    if row is None:  # the business key is taken: that run is the answer
-        found = await _one(
-            conn, Q["find_run"], {"flow": new.flow, "business_key": new.business_key}
-        )
-        if found is None:
-            raise RunNotFound(new.id)
-        return run_record(found), False
-    key = int(row["key"])
-    await conn.execute(
-        Q["insert_steps"],
-        {"run": key, "names": [n for n, _ in new.steps], "kinds": [k for _, k in new.steps]},
-    )
-    log = RunLog(key, 0, new.id)
-    log.append(EventType.RUN_QUEUED, dumps({"flow": new.flow}), now)
-    await log.save(conn)
-    return await read_run(conn, new.id), True
+    found = None if row is None else row["run"]
+    if found is None:  # the run holding the business key was deleted meanwhile
+        raise RunNotFound(new.id)
+    return run_record(found), bool(found["created"])
+
+
+def new_token() -> str:
+    """A lease token."""
+    return uuid.uuid4().hex
 
 
 async def claim(
     conn: Conn,
     owner: str,
+    token: str,
     ttl: float,
     now: float,
     run_id: str | None,
     flows: Sequence[str] | None,
 ) -> Claimed | None:
-    wanted = None if flows is None else list(flows)
-    query = Q["claim_candidate"] if run_id is None else Q["claim_named"]
-    before = await _one(conn, query, {"run_id": run_id, "flows": wanted, "now": now})
-    if before is None:
-        return None
-    token = uuid.uuid4().hex
     args = {
-        "run": before["key"],
         "owner": owner,
         "token": token,
         "expires_at": now + ttl,
         "now": now,
+        "run_id": run_id,
+        "flows": None if flows is None else list(flows),
     }
-    row = await _one(conn, Q["claim_run"], args)
-    assert row is not None  # the row is locked by this transaction
-    taken_over = before["status"] == RunStatus.RUNNING
-    run = run_record(row)
-    log = RunLog(row["key"], row["last_seq"], run.id)
-    log.append(
-        EventType.RUN_STARTED, dumps({"execution": run.executions, "resumed": taken_over}), now
+    row = await _one(conn, Q["claim"], args)
+    found = None if row is None else row["run"]
+    if found is None:
+        return None
+    run = run_record(found)
+    return Claimed(run, Lease(run.id, token, owner, now + ttl), bool(found["taken_over"]))
+
+
+async def claimed(conn: Conn, owner: str, token: str, ttl: float, now: float) -> Claimed | None:
+    """The run a claim took with ``token``, if that claim landed though its answer was lost
+    (``None``: it did not, and may be sent again)."""
+    row = await _one(conn, Q["claimed_with"], {"token": token})
+    if row is None:
+        return None
+    started = json.loads(row["started"] or "{}")
+    return Claimed(
+        run_record(row), Lease(row["id"], token, owner, now + ttl), bool(started.get("resumed"))
     )
-    await log.save(conn)
-    return Claimed(run, Lease(run.id, token, owner, now + ttl), taken_over)
 
 
 async def heartbeat(
@@ -246,15 +186,16 @@ async def heartbeat(
     }
 
 
-async def release(conn: Conn, lease: Lease, now: float) -> bool:
+async def release(conn: Conn, lease: Lease, now: float) -> str | None:
+    """Put the run back in the queue if ``lease`` holds: its flow (``None``: it did not)."""
     row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
     if row is None:
-        return False
+        return None
     await conn.execute(Q["release_run"], {"run": row["key"], "now": now})
-    log = RunLog(row["key"], row["last_seq"], lease.run_id)
-    log.append(EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
-    await log.save(conn)
-    return True
+    queued = AddEvent(EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
+    await apply(conn, row["key"], lease.run_id, [queued])
+    await conn.execute(Q["notify_queue"], {"flow": row["flow"]})
+    return str(row["flow"])
 
 
 # --- items claimed by any worker --------------------------------------------------------------
@@ -328,25 +269,8 @@ async def claim_items(
     return ClaimedItems(run, step_record(run_id, row), held, items)
 
 
-async def commit_items(
-    conn: Conn, lease: ItemLease, writes: Sequence[Write], sent: Sent | None = None
-) -> Commit:
-    """Apply the writes of items run under ``lease`` (checked under the run's row lock)."""
-    row = await _one(
-        conn,
-        Q["check_item_lease"],
-        {"run_id": lease.run_id, "step": lease.step, "owner": lease.owner},
-    )
-    if row is None:
-        return _LOST
-    return await _apply(conn, lease.run_id, row, writes, sent)
-
-
-# --- a run's writes under its lease ---------------------------------------------------------
-
-
 class Sent:
-    """What a run's commit sent: enough to tell afterwards whether it took effect, should
+    """What an item commit sent: enough to tell afterwards whether it took effect, should
     the connection be lost before the answer to its ``COMMIT`` arrived."""
 
     __slots__ = ("after", "before", "outcome")
@@ -357,33 +281,29 @@ class Sent:
         self.outcome: Commit | None = None
 
 
-async def commit(
-    conn: Conn, lease: Lease, writes: Sequence[Write], sent: Sent | None = None
-) -> Commit:
-    """Apply ``writes`` if ``lease`` holds (checked under the run's row lock)."""
-    row = await _one(conn, Q["check_lease"], {"run_id": lease.run_id, "token": lease.token})
-    if row is None:
+async def commit_items(conn: Conn, lease: ItemLease, writes: Sequence[Write], sent: Sent) -> Commit:
+    """Apply the writes of items run under ``lease`` (checked under the run's row lock, in
+    one statement: ``regen_commit_items``). Several workers commit to one run at once, so
+    a commit's name cannot tell whether it landed: the run's event numbers before and
+    after it, kept in ``sent`` before the ``COMMIT`` is sent, do (:func:`landed`)."""
+    args = {
+        "run_id": lease.run_id,
+        "step": lease.step,
+        "owner": lease.owner,
+        "writes": encode(writes),
+    }
+    row = await _one(conn, Q["commit_items"], args)
+    if row is None or not row["lease_held"]:
         return _LOST
-    return await _apply(conn, lease.run_id, row, writes, sent)
-
-
-async def _apply(
-    conn: Conn, run_id: str, row: dict[str, Any], writes: Sequence[Write], sent: Sent | None
-) -> Commit:
-    log = RunLog(row["key"], row["last_seq"], run_id)
-    for write in writes:
-        await _APPLY[type(write)](conn, log, write)
-    await log.save(conn)
-    outcome = Commit(True, bool(row["cancel_requested"]))
-    if sent is not None:
-        sent.before, sent.after, sent.outcome = row["last_seq"], log.seq, outcome
+    outcome = Commit(True, bool(row["cancel_asked"]))
+    sent.before, sent.after, sent.outcome = row["seq_before"], row["seq_after"], outcome
     return outcome
 
 
-async def landed(conn: Conn, lease: Lease | ItemLease, sent: Sent) -> Commit | None:
-    """The outcome of a commit whose connection was lost during its ``COMMIT``, if it took
-    effect; ``None`` if it did not, and may be sent again (its writes without events are
-    upserts: sending them twice changes nothing)."""
+async def landed(conn: Conn, lease: ItemLease, sent: Sent) -> Commit | None:
+    """The outcome of an item commit whose connection was lost during its ``COMMIT``, if it
+    took effect; ``None`` if it did not, and may be sent again (its writes without events
+    are upserts or fenced by their claim: sending them twice changes nothing)."""
     if sent.outcome is None:
         return None  # its lease was lost: nothing was written
     row = await _one(conn, Q["get_run"], {"id": lease.run_id})
@@ -398,169 +318,22 @@ async def landed(conn: Conn, lease: Lease | ItemLease, sent: Sent) -> Commit | N
     )
 
 
-async def _add_event(conn: Conn, log: RunLog, w: AddEvent) -> None:
-    log.append(w.type, w.data, w.at)
+# --- a run's writes under its lease ---------------------------------------------------------
 
 
-async def _start_step(conn: Conn, log: RunLog, w: StartStep) -> None:
-    await conn.execute(Q["start_step"], {"run": log.key, "position": w.position, "at": w.at})
-    log.append(EventType.STEP_STARTED, w.data, w.at)
-
-
-async def _end_step(conn: Conn, log: RunLog, w: EndStep) -> None:
-    await conn.execute(
-        Q["end_step"],
-        {
-            "run": log.key,
-            "position": w.position,
-            "status": str(w.status),
-            "at": w.at,
-            "error": w.error,
-            "output": w.output,
-        },
-    )
-    log.append(EventType.step_ended(w.status), w.data, w.at)
-
-
-async def _count_attempt(conn: Conn, log: RunLog, w: CountAttempt) -> None:
-    await conn.execute(
-        Q["step_attempts"], {"run": log.key, "position": w.position, "attempts": w.attempts}
-    )
-
-
-async def _start_item(conn: Conn, log: RunLog, w: StartItem) -> None:
-    await conn.execute(
-        Q["item_start"],
-        {"run": log.key, "step": w.step, "idx": w.idx, "key": w.key, "input": w.input, "at": w.at},
-    )
-
-
-async def _end_item(conn: Conn, log: RunLog, w: EndItem) -> None:
-    if w.token is not None:
-        await _finish_item(conn, log, w)
-        return
-    await conn.execute(
-        Q["item_end"],
-        {
-            "run": log.key,
-            "step": w.step,
-            "idx": w.idx,
-            "key": w.key,
-            "status": str(w.status),
-            "input": w.input,
-            "output": w.output,
-            "attempts": w.attempts,
-            "errors": w.errors,
-            "cached": w.cached,
-            "at": w.at,
-        },
-    )
-
-
-async def _finish_item(conn: Conn, log: RunLog, w: EndItem) -> None:
-    """An item's end under its claim: fenced by the token, held to the step's quota (the
-    run's row is locked: item ends of one run are counted one after the other)."""
-    cursor = await conn.execute(
-        Q["item_finish"],
-        {
-            "run": log.key,
-            "step": w.step,
-            "idx": w.idx,
-            "token": w.token,
-            "status": str(w.status),
-            "output": w.output,
-            "attempts": w.attempts,
-            "errors": w.errors,
-            "cached": w.cached,
-            "at": w.at,
-        },
-    )
-    log.expect(cursor, w)
-
-
-async def _add_items(conn: Conn, log: RunLog, w: AddItems) -> None:
-    await conn.execute(
-        Q["items_add"],
-        {
-            "run": log.key,
-            "step": w.step,
-            "idxs": [r[0] for r in w.rows],
-            "keys": [r[1] for r in w.rows],
-            "inputs": [r[2] for r in w.rows],
-        },
-    )
-
-
-async def _open_items(conn: Conn, log: RunLog, w: OpenItems) -> None:
-    await conn.execute(
-        Q["open_items"],
-        {"run": log.key, "position": w.position, "quota": w.quota, "total": w.total},
-    )
-
-
-async def _skip_items(conn: Conn, log: RunLog, w: SkipItems) -> None:
-    await conn.execute(Q["skip_pending_items"], {"run": log.key, "step": w.step, "at": w.at})
-
-
-async def _put_cache(conn: Conn, log: RunLog, w: PutCache) -> None:
-    await conn.execute(
-        Q["cache_put"],
-        {"key": w.key, "step": w.step, "value": w.value, "at": w.at, "expires_at": w.expires_at},
-    )
-
-
-async def _link_artifact(conn: Conn, log: RunLog, w: LinkArtifact) -> None:
-    await conn.execute(
-        Q["artifact_ref"], {"sha256": w.sha256, "run": log.key, "step": w.step, "idx": w.idx}
-    )
-
-
-async def _end_run(conn: Conn, log: RunLog, w: EndRun) -> None:
-    closing: list[dict[str, Any]] = []
-    if w.close_steps:
-        cursor = await conn.execute(Q["open_steps"], {"run": log.key})
-        closing = await cursor.fetchall()
-    await conn.execute(
-        Q["finish_run"],
-        {
-            "run": log.key,
-            "status": str(w.status),
-            "error": w.error,
-            "at": w.at,
-            "retry_at": w.retry_at,
-        },
-    )
-    if not w.close_steps:
-        return
-    await conn.execute(Q["fail_running_steps"], {"run": log.key, "at": w.at, "error": w.error})
-    await conn.execute(Q["skip_pending_steps"], {"run": log.key})
-    # The log's record of what the cancellation closed: ``step.failed`` for a step it
-    # stopped (with the run's error), ``step.skipped`` for each one that never ran.
-    error = loads(w.error)
-    for row in closing:
-        data: dict[str, Any] = {"step": row["name"]}
-        if row["status"] == "running":
-            if error is not None:
-                data["error"] = error
-            log.append(EventType.STEP_FAILED, dumps(data), w.at)
-        else:
-            log.append(EventType.STEP_SKIPPED, dumps(data), w.at)
-
-
-_APPLY: dict[type, Callable[[Conn, RunLog, Any], Awaitable[None]]] = {
-    AddEvent: _add_event,
-    StartStep: _start_step,
-    EndStep: _end_step,
-    CountAttempt: _count_attempt,
-    StartItem: _start_item,
-    EndItem: _end_item,
-    AddItems: _add_items,
-    OpenItems: _open_items,
-    SkipItems: _skip_items,
-    PutCache: _put_cache,
-    LinkArtifact: _link_artifact,
-    EndRun: _end_run,
-}
+async def commit(conn: Conn, lease: Lease, writes: Sequence[Write], name: str) -> Commit:
+    """Apply ``writes`` if ``lease`` holds, in one statement. ``name`` names this commit:
+    sent again after its answer was lost, a commit that landed is not applied twice."""
+    args = {
+        "run_id": lease.run_id,
+        "token": lease.token,
+        "commit": name,
+        "writes": encode(writes),
+    }
+    row = await _one(conn, Q["commit"], args)
+    if row is None or not row["lease_held"]:
+        return _LOST
+    return Commit(True, bool(row["cancel_asked"]))
 
 
 # --- control outside a lease ------------------------------------------------------------------
@@ -570,54 +343,52 @@ async def retry_run(
     conn: Conn, run_id: str, now: float, *, from_step: str | None, auto: bool
 ) -> Run:
     """Queue a finished run again (see :meth:`Store.retry_run`)."""
-    run, log = await locked_run(conn, run_id)
+    run, key = await locked_run(conn, run_id)
     check_retry(run, now, from_step=from_step, auto=auto)
     cursor = await conn.execute(Q["get_steps"], {"run_id": run_id})
     steps = [step_record(run_id, r) for r in await cursor.fetchall()]
     start = retry_start(run, steps, from_step)
     if run.lease_expired(now):  # its worker died: close what it left running
-        await conn.execute(Q["fail_running_steps"], {"run": log.key, "at": now, "error": None})
-    args = {"run": log.key, "position": start.position}
+        await conn.execute(Q["fail_running_steps"], {"run": key, "at": now, "error": None})
+    args = {"run": key, "position": start.position}
     if from_step is not None:
         await conn.execute(Q["delete_items_from"], args)
         await conn.execute(Q["invalidate_steps"], {**args, "named": start.position})
     else:
         if start.kind == "map":
-            await conn.execute(Q["reopen_items"], {"run": log.key, "step": start.name})
+            await conn.execute(Q["reopen_items"], {"run": key, "step": start.name})
         await conn.execute(Q["reopen_step"], args)
-        later = {"run": log.key, "position": start.position + 1}
+        later = {"run": key, "position": start.position + 1}
         await conn.execute(Q["delete_items_from"], later)
         await conn.execute(Q["invalidate_steps"], {**later, "named": -1})
     # Only automatic retries count against the run's automatic-retry budget.
-    await conn.execute(Q["requeue_run"], {"run": log.key, "now": now, "auto": int(auto)})
-    log.append(
-        EventType.RUN_QUEUED,
-        dumps({"retry": run.retry_count + 1, "from_step": start.name, "auto": auto}),
-        now,
-    )
-    await log.save(conn)
+    await conn.execute(Q["requeue_run"], {"run": key, "now": now, "auto": int(auto)})
+    queued = {"retry": run.retry_count + 1, "from_step": start.name, "auto": auto}
+    await apply(conn, key, run_id, [AddEvent(EventType.RUN_QUEUED, dumps(queued), now)])
+    await conn.execute(Q["notify_queue"], {"flow": run.flow})
     return await read_run(conn, run_id)
 
 
 async def delete_run(conn: Conn, run_id: str) -> None:
     """Delete a finished run (see :meth:`Store.delete_run`)."""
-    run, log = await locked_run(conn, run_id)
+    run, key = await locked_run(conn, run_id)
     check_delete(run)
-    await conn.execute(Q["delete_run"], {"run": log.key})
+    await conn.execute(Q["delete_run"], {"run": key})
 
 
 async def request_cancel(conn: Conn, run_id: str, now: float) -> Run:
     """Cancel a queued run, one waiting for an automatic retry, or one whose worker died;
     flag a running one."""
-    run, log = await locked_run(conn, run_id)
+    run, key = await locked_run(conn, run_id)
     waiting = run.status is RunStatus.FAILED and run.retry_at is not None
     if run.status is RunStatus.QUEUED or waiting or run.lease_expired(now):
-        await _end_run(conn, log, EndRun(RunStatus.CANCELLED, now, close_steps=True))
-        log.append(EventType.RUN_CANCELLED, dumps({"requested": True}), now)
-        await log.save(conn)
+        cancelled = AddEvent(EventType.RUN_CANCELLED, dumps({"requested": True}), now)
+        await apply(
+            conn, key, run_id, [EndRun(RunStatus.CANCELLED, now, close_steps=True), cancelled]
+        )
     elif run.status is RunStatus.RUNNING:
         # Only the flag: while the lease holds, its holder alone appends events.
-        await conn.execute(Q["request_cancel"], {"run": log.key, "now": now})
+        await conn.execute(Q["request_cancel"], {"run": key, "now": now})
     else:
         raise InvalidTransition(
             run_id,

@@ -7,14 +7,14 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from regen.store import _queries
 from regen.store import _sqlite_ops as ops
 from regen.store import _sqlite_state as state
-from regen.store._interface import Listener, Store
+from regen.store._interface import Listener, QueueListener, Store
 from regen.store._records import (
     Artifact,
     Claimed,
@@ -29,6 +29,7 @@ from regen.store._records import (
     ItemStatus,
     Lease,
     NewRun,
+    OpenItems,
     Run,
     RunStatus,
     Step,
@@ -43,6 +44,7 @@ T = TypeVar("T")
 
 # Listeners per database file, so stores opened on one file in one process wake each other.
 _listeners: dict[str, list[Listener]] = {}
+_queue_listeners: dict[str, list[QueueListener]] = {}
 _listeners_lock = threading.Lock()
 
 
@@ -103,31 +105,26 @@ class SQLiteStore(Store):
         return await asyncio.to_thread(integrity_problems, self.path)
 
     def _notify(self, run_ids: set[str]) -> None:
-        group = _listeners.get(self._key)
-        if not group:
-            return
-        with _listeners_lock:
-            listeners = list(group)
-        for listener in listeners:
-            for run_id in run_ids:
-                listener(run_id)
+        _tell(_listeners, self._key, run_ids)
+
+    def _queued(self, flow: str) -> None:
+        _tell(_queue_listeners, self._key, (flow,))
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        with _listeners_lock:
-            _listeners.setdefault(self._key, []).append(listener)
+        return _add(_listeners, self._key, listener)
 
-        def remove() -> None:
-            with _listeners_lock:
-                group = _listeners.get(self._key, [])
-                if listener in group:
-                    group.remove(listener)
-
-        return remove
+    def add_queue_listener(self, listener: QueueListener) -> Callable[[], None]:
+        return _add(_queue_listeners, self._key, listener)
 
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        return await self._write_thread().run(lambda c: ops.create_run(c, new, now), new.id)
+        made, created = await self._write_thread().run(
+            lambda c: ops.create_run(c, new, now), new.id
+        )
+        if created:
+            self._queued(made.flow)
+        return made, created
 
     async def get_run(self, run_id: str) -> Run | None:
         def read(conn: sqlite3.Connection) -> Run | None:
@@ -278,21 +275,29 @@ class SQLiteStore(Store):
         )
 
     async def commit(self, lease: Lease, writes: Sequence[Write]) -> Commit:
-        return await self._write_thread().run(
+        done = await self._write_thread().run(
             lambda c: ops.commit(c, lease, writes), lease.run_id, group=True
         )
+        if done.ok and any(isinstance(w, OpenItems) for w in writes):
+            self._queued("")  # a map step's items are open: idle workers come to help
+        return done
 
     async def release(self, lease: Lease, now: float) -> bool:
-        return await self._write_thread().run(lambda c: ops.release(c, lease, now), lease.run_id)
+        flow = await self._write_thread().run(lambda c: ops.release(c, lease, now), lease.run_id)
+        if flow is not None:
+            self._queued(flow)
+        return flow is not None
 
     # --- control -----------------------------------------------------------------------------
 
     async def retry_run(
         self, run_id: str, now: float, *, from_step: str | None = None, auto: bool = False
     ) -> Run:
-        return await self._write_thread().run(
+        queued = await self._write_thread().run(
             lambda c: ops.retry_run(c, run_id, now, from_step=from_step, auto=auto), run_id
         )
+        self._queued(queued.flow)
+        return queued
 
     async def request_cancel(self, run_id: str, now: float) -> Run:
         return await self._write_thread().run(lambda c: ops.request_cancel(c, run_id, now), run_id)
@@ -442,3 +447,29 @@ class SQLiteStore(Store):
 def _run_key(conn: sqlite3.Connection, run_id: str) -> int | None:
     row = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
     return None if row is None else int(row[0])
+
+
+def _add(
+    groups: dict[str, list[Callable[[str], None]]], key: str, listener: Callable[[str], None]
+) -> Callable[[], None]:
+    with _listeners_lock:
+        groups.setdefault(key, []).append(listener)
+
+    def remove() -> None:
+        with _listeners_lock:
+            group = groups.get(key, [])
+            if listener in group:
+                group.remove(listener)
+
+    return remove
+
+
+def _tell(groups: dict[str, list[Callable[[str], None]]], key: str, values: Iterable[str]) -> None:
+    group = groups.get(key)
+    if not group:
+        return
+    with _listeners_lock:
+        listeners = list(group)
+    for listener in listeners:
+        for value in values:
+            listener(value)

@@ -174,14 +174,15 @@ def heartbeat(
     return outcome
 
 
-def release(conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
+def release(conn: sqlite3.Connection, lease: Lease, now: float) -> str | None:
+    """Put the run back in the queue if ``lease`` holds: its flow (``None``: it did not)."""
     row = conn.execute(Q["check_lease"], {"run_id": lease.run_id, "token": lease.token}).fetchone()
     if row is None:
-        return False
+        return None
     conn.execute(Q["release_run"], {"run": row["key"], "now": now})
     log = RunLog(row["key"], row["last_seq"])
     log.append(conn, EventType.RUN_QUEUED, dumps({"reason": "released"}), now)
-    return True
+    return str(row["flow"])
 
 
 # --- items claimed by any worker --------------------------------------------------------------

@@ -16,28 +16,40 @@ INSERT INTO regen_schema (version) VALUES (%(version)s);
 -- Held while the schema is created or upgraded, so two workers starting at once do it once.
 SELECT pg_advisory_xact_lock(7233746113929900033);
 
--- name: events_lock
--- Taken by every transaction just before it appends events: event ids are then handed out
--- in commit order, so a reader following every run's events by id never skips one.
-SELECT pg_advisory_xact_lock(7233746113929900034);
-
 -- name: table_columns
 SELECT table_name, column_name FROM information_schema.columns
 WHERE table_schema = current_schema()
 ORDER BY table_name, ordinal_position;
 
--- name: insert_run
-INSERT INTO runs (id, flow, flow_ref, business_key, params, status, created_at, updated_at,
-                  max_retries, retry_delay)
-VALUES (%(id)s, %(flow)s, %(flow_ref)s, %(business_key)s, %(params)s, 'queued', %(now)s,
-        %(now)s, %(max_retries)s, %(retry_delay)s)
-ON CONFLICT (flow, business_key) DO NOTHING
-RETURNING key;
+-- name: create_run
+-- A new run in one statement (see regen_create_run in the schema).
+SELECT regen_create_run(%(id)s, %(flow)s, %(flow_ref)s, %(business_key)s, %(params)s,
+                        %(now)s, %(max_retries)s, %(retry_delay)s, %(names)s::text[],
+                        %(kinds)s::text[], %(writes)s::jsonb) AS run;
 
--- name: insert_steps
-INSERT INTO steps (run, position, name, kind, status)
-SELECT %(run)s, s.position - 1, s.name, s.kind, 'pending'
-FROM unnest(%(names)s::text[], %(kinds)s::text[]) WITH ORDINALITY AS s (name, kind, position);
+-- name: claim
+-- A claim in one statement (see regen_claim in the schema).
+SELECT regen_claim(%(owner)s, %(token)s, %(expires_at)s, %(now)s, %(run_id)s::text,
+                   %(flows)s::text[]) AS run;
+
+-- name: claimed_with
+-- The run a claim took with this token, and its run.started event's data.
+SELECT r.*, e.data AS started FROM runs AS r
+LEFT JOIN events AS e ON e.run = r.key AND e.seq = r.last_seq
+WHERE r.lease_token = %(token)s;
+
+-- name: commit
+-- A run's writes under its lease, in one statement (see regen_commit in the schema).
+SELECT lease_held, cancel_asked
+FROM regen_commit(%(run_id)s, %(token)s, %(commit)s, %(writes)s::jsonb);
+
+-- name: apply
+-- Writes to a run whose row this transaction has locked (see regen_apply in the schema).
+SELECT regen_apply(%(run)s, %(run_id)s, %(writes)s::jsonb);
+
+-- name: notify_queue
+-- Wakes idle workers: a run of this flow can be claimed.
+SELECT pg_notify('regen_queue', %(flow)s);
 
 -- name: get_run
 SELECT * FROM runs WHERE id = %(id)s;
@@ -81,33 +93,6 @@ SELECT status, count(*) AS n FROM items
 WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
 GROUP BY status;
 
--- name: claim_candidate
--- The oldest claimable run; rows another worker is claiming right now are skipped, not
--- waited for, so workers claiming at once each take a different run.
-SELECT * FROM runs
-WHERE (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
-  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
-ORDER BY created_at, id
-LIMIT 1
-FOR UPDATE SKIP LOCKED;
-
--- name: claim_named
--- The run named; a transaction writing to it now is waited for (the conditions are then
--- checked again on the row it left), as a claim waits for the write lock in SQLite.
-SELECT * FROM runs
-WHERE id = %(run_id)s AND (%(flows)s::text[] IS NULL OR flow = ANY(%(flows)s::text[]))
-  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < %(now)s))
-FOR UPDATE;
-
--- name: claim_run
-UPDATE runs
-SET status = 'running', lease_owner = %(owner)s, lease_token = %(token)s,
-    lease_expires_at = %(expires_at)s, updated_at = %(now)s, executions = executions + 1,
-    crashes = crashes + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
-    started_at = CASE WHEN status = 'queued' THEN %(now)s ELSE started_at END
-WHERE key = %(run)s
-RETURNING *;
-
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = %(expires_at)s
 FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS lease (id, token)
@@ -116,104 +101,15 @@ RETURNING runs.id, runs.cancel_requested;
 
 -- name: check_lease
 -- The lease holder's row, locked: the lease is checked in the transaction that writes.
-SELECT key, last_seq, cancel_requested FROM runs
+SELECT key, flow FROM runs
 WHERE id = %(run_id)s AND lease_token = %(token)s AND status = 'running'
 FOR UPDATE;
-
--- name: set_last_seq
-UPDATE runs SET last_seq = %(seq)s WHERE key = %(run)s;
-
--- name: insert_events
-INSERT INTO events (run, seq, at, type, data)
-SELECT %(run)s, e.seq, e.at, e.type, e.data
-FROM unnest(%(seqs)s::int[], %(ats)s::float8[], %(types)s::text[], %(datas)s::text[])
-    AS e (seq, at, type, data)
-ORDER BY e.seq;
-
--- name: notify
-SELECT pg_notify('regen_events', %(run_id)s);
 
 -- name: read_events
 SELECT id, seq, at, type, data FROM events
 WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
-
--- name: start_step
--- A map step's items are closed to other workers until its executor opens them again.
-UPDATE steps
-SET status = 'running', started_at = %(at)s, finished_at = NULL, error = NULL, quota = NULL,
-    items_total = NULL
-WHERE run = %(run)s AND position = %(position)s;
-
--- name: end_step
--- A step's end; its checkpoint (output) is kept only when given.
-UPDATE steps
-SET status = %(status)s, finished_at = %(at)s, error = %(error)s, refresh = FALSE,
-    output = COALESCE(%(output)s::text, output),
-    checkpointed_at = CASE WHEN %(output)s::text IS NULL THEN checkpointed_at ELSE %(at)s END
-WHERE run = %(run)s AND position = %(position)s;
-
--- name: step_attempts
-UPDATE steps SET attempts = %(attempts)s WHERE run = %(run)s AND position = %(position)s;
-
--- name: item_start
-INSERT INTO items (run, step, idx, key, status, input, started_at)
-VALUES (%(run)s, %(step)s, %(idx)s, %(key)s, 'running', %(input)s, %(at)s)
-ON CONFLICT (run, step, idx) DO UPDATE
-SET status = 'running', key = excluded.key, input = excluded.input,
-    started_at = excluded.started_at, finished_at = NULL;
-
--- name: item_end
-INSERT INTO items (run, step, idx, key, status, input, output, attempts, errors, cached,
-                   started_at, finished_at)
-VALUES (%(run)s, %(step)s, %(idx)s, %(key)s, %(status)s, %(input)s, %(output)s,
-        %(attempts)s, %(errors)s, %(cached)s, %(at)s, %(at)s)
-ON CONFLICT (run, step, idx) DO UPDATE
-SET status = excluded.status, output = excluded.output, attempts = excluded.attempts,
-    errors = excluded.errors, cached = excluded.cached, finished_at = excluded.finished_at,
-    key = COALESCE(excluded.key, items.key), input = COALESCE(excluded.input, items.input);
-
--- name: items_add
-INSERT INTO items (run, step, idx, key, status, input)
-SELECT %(run)s, %(step)s, i.idx, i.key, 'pending', i.input
-FROM unnest(%(idxs)s::int[], %(keys)s::text[], %(inputs)s::text[]) AS i (idx, key, input)
-ORDER BY i.idx
-ON CONFLICT (run, step, idx) DO NOTHING;
-
--- name: open_items
-UPDATE steps SET quota = %(quota)s, items_total = %(total)s
-WHERE run = %(run)s AND position = %(position)s;
-
--- name: skip_pending_items
--- The quota is met: items not started, and any a dead worker left running, are skipped.
-UPDATE items
-SET status = 'skipped', finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
-WHERE run = %(run)s AND step = %(step)s AND status IN ('pending', 'running');
-
--- name: item_finish
--- An item's end under its claim: nothing changes unless it still runs under that token. A
--- success the step's quota no longer needs is recorded as skipped, its output dropped.
-UPDATE items
-SET status = decided.status,
-    output = CASE WHEN decided.status = 'skipped' THEN NULL ELSE %(output)s::text END,
-    attempts = %(attempts)s, errors = %(errors)s, cached = %(cached)s,
-    finished_at = %(at)s, lease_token = NULL, lease_expires_at = NULL
-FROM (
-    SELECT CASE
-        WHEN %(status)s::text <> 'succeeded' THEN %(status)s::text
-        WHEN (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s) IS NULL
-            THEN 'succeeded'
-        WHEN (SELECT count(*) FROM items
-              WHERE run = %(run)s AND step = %(step)s AND status = 'succeeded')
-             >= (SELECT quota FROM steps WHERE run = %(run)s AND name = %(step)s)
-            THEN 'skipped'
-        ELSE 'succeeded'
-    END AS status
-) AS decided
-WHERE items.run = %(run)s AND items.step = %(step)s AND items.idx = %(idx)s
-  AND items.lease_token = %(token)s AND items.status = 'running'
-RETURNING items.status;
 
 -- name: items_succeeded
 SELECT count(*) AS n FROM items
@@ -284,32 +180,11 @@ RETURNING *;
 UPDATE items SET lease_expires_at = %(expires_at)s
 WHERE worker = %(owner)s AND lease_token = ANY(%(tokens)s::text[]);
 
--- name: check_item_lease
--- The run's row, locked, while it runs and the worker still holds the lease of some item
--- of the step.
-SELECT key, last_seq, cancel_requested FROM runs
-WHERE id = %(run_id)s AND status = 'running'
-  AND EXISTS (
-      SELECT 1 FROM items
-      WHERE run = runs.key AND step = %(step)s AND worker = %(owner)s
-        AND lease_token IS NOT NULL
-  )
-FOR UPDATE;
-
--- name: finish_run
-UPDATE runs
-SET status = %(status)s, error = %(error)s, finished_at = %(at)s, updated_at = %(at)s,
-    retry_at = %(retry_at)s, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-    cancel_requested = FALSE
-WHERE key = %(run)s;
-
--- name: open_steps
-SELECT name, status FROM steps
-WHERE run = %(run)s AND status IN ('pending', 'running')
-ORDER BY position;
-
--- name: skip_pending_steps
-UPDATE steps SET status = 'skipped' WHERE run = %(run)s AND status = 'pending';
+-- name: commit_items
+-- Writes of items run under a claim, in one statement (see regen_commit_items in the
+-- schema).
+SELECT lease_held, cancel_asked, seq_before, seq_after
+FROM regen_commit_items(%(run_id)s, %(step)s, %(owner)s, %(writes)s::jsonb);
 
 -- name: fail_running_steps
 UPDATE steps SET status = 'failed', error = %(error)s, finished_at = %(at)s
@@ -358,22 +233,10 @@ UPDATE runs SET cancel_requested = TRUE, updated_at = %(now)s WHERE key = %(run)
 SELECT value FROM cache
 WHERE key = %(key)s AND (expires_at IS NULL OR expires_at > %(now)s);
 
--- name: cache_put
-INSERT INTO cache (key, step, value, created_at, expires_at)
-VALUES (%(key)s, %(step)s, %(value)s, %(at)s, %(expires_at)s)
-ON CONFLICT (key) DO UPDATE
-SET step = excluded.step, value = excluded.value, created_at = excluded.created_at,
-    expires_at = excluded.expires_at;
-
 -- name: artifact_put
 INSERT INTO artifacts (sha256, size, content_type, width, height, created_at)
 VALUES (%(sha256)s, %(size)s, %(content_type)s, %(width)s, %(height)s, %(now)s)
 ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at;
-
--- name: artifact_ref
-INSERT INTO artifact_refs (sha256, run, step, idx)
-VALUES (%(sha256)s, %(run)s, %(step)s, %(idx)s)
-ON CONFLICT DO NOTHING;
 
 -- name: get_artifact
 SELECT * FROM artifacts WHERE sha256 = %(sha256)s;

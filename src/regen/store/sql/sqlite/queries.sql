@@ -72,7 +72,7 @@ WHERE id = :run_id AND lease_token = :token AND status = 'running'
 RETURNING cancel_requested;
 
 -- name: check_lease
-SELECT key, cancel_requested,
+SELECT key, flow, cancel_requested,
        (SELECT COALESCE(max(seq), 0) FROM events WHERE run = runs.key) AS last_seq
 FROM runs
 WHERE id = :run_id AND lease_token = :token AND status = 'running';
