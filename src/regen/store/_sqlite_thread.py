@@ -5,13 +5,13 @@ event loop never waits on the database. The writer's thread commits the runs' wr
 queued up while it was busy in one transaction (group commit: one journal write for many
 checkpoints), and waits out another process's write lock instead of failing.
 
-The writer's connection never waits inside SQLite (``busy_timeout=0``): a write that
-meets another process's lock fails at once and the writer's thread tries again with
-backoff, so the waiting happens in one place. That makes one shortcut possible: when the
-writer is idle (nothing queued, its connection free) a write is tried on the caller's
-thread at once, on the same connection. It is a few dozen microseconds of work, against
-two thread hand-overs that cost about as much again each; if the database is locked, it
-goes to the thread and waits there as any other write.
+Neither connection waits inside SQLite (``busy_timeout=0``): work that meets another
+process's lock fails at once and the thread tries again with backoff, so the waiting
+happens in one place. That makes one shortcut possible: when a thread is idle (nothing
+queued, its connection free) the work is tried on the caller's thread at once, on the same
+connection. It is a few dozen microseconds, against two thread hand-overs that cost about
+as much again each; if the database is locked, it goes to the thread and waits there as
+any other work.
 """
 
 from __future__ import annotations
@@ -91,12 +91,12 @@ class SQLiteThread:
     async def run(
         self, work: Callable[[sqlite3.Connection], T], *runs: str, group: bool = False
     ) -> T:
-        """Run ``work(conn)`` on the thread (in a transaction if this is the writer; a write
-        is made here and now when the writer is idle and no lock is in the way)."""
+        """Run ``work(conn)`` on the thread (in a transaction if this is the writer), or here
+        and now when the thread is idle and no lock is in the way."""
         if self._closed:
             raise StoreError(f"{self._where}: the store is closed")
         job = _Job(work, group, runs)
-        if self._write and self._jobs.empty() and self._busy.acquire(blocking=False):
+        if self._jobs.empty() and self._busy.acquire(blocking=False):
             try:
                 done, now = self._here(job)
             finally:
@@ -117,13 +117,13 @@ class SQLiteThread:
     # --- on the thread ------------------------------------------------------------------------
 
     def _here(self, job: _Job) -> tuple[bool, Any]:
-        """Commit ``job`` on the caller's thread if no lock is in the way: ``(True,
-        result)``; ``(False, None)`` when the database is busy (the thread then waits)."""
+        """Run ``job`` on the caller's thread if no lock is in the way: ``(True, result)``;
+        ``(False, None)`` when the database is busy (the thread then waits)."""
         conn = self._conn
         if conn is None or _damaged.get(self._where) is not None:
             return False, None
         try:
-            result = self._transaction(conn, [job])[0]
+            result = self._transaction(conn, [job])[0] if self._write else job.work(conn)
         except sqlite3.Error as exc:
             error = translate(exc, self._where)
             if isinstance(error, StoreBusy):
@@ -137,8 +137,7 @@ class SQLiteThread:
     def _main(self) -> None:
         try:
             conn = self._conn = self._connect()
-            if self._write:
-                conn.execute("PRAGMA busy_timeout=0")  # the thread waits, not SQLite
+            conn.execute("PRAGMA busy_timeout=0")  # the thread waits, not SQLite
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
