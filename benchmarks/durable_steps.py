@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
+from _dbos import launch_dbos  # benchmarks/_dbos.py, beside this script
+
 from regen.engine import Engine, Flow
 from regen.store._sqlite_db import PAGE_SIZE
 
@@ -95,10 +97,7 @@ def wal_normal_engine(url: str) -> Any:
 
 class Dbos:
     def __init__(self, folder: Path, n: int, *, wal_normal: bool = False) -> None:
-        from dbos import DBOS  # noqa: PLC0415 - a peer, only for this benchmark
-
         self.n = n
-        self.dbos = DBOS
         url = f"sqlite:///{folder / 'dbos.sqlite'}"
         config: dict[str, Any] = {
             "name": "regen-bench",
@@ -107,30 +106,7 @@ class Dbos:
         }
         if wal_normal:
             config["system_database_engine"] = wal_normal_engine(url)
-        DBOS(config=config)
-
-        @DBOS.step()
-        def step(i: int) -> int:
-            return i
-
-        @DBOS.step()
-        async def astep(i: int) -> int:
-            return i
-
-        @DBOS.workflow()
-        def workflow(count: int) -> int:
-            for i in range(count):
-                step(i)
-            return count
-
-        @DBOS.workflow()
-        async def aworkflow(count: int) -> int:
-            for i in range(count):
-                await astep(i)
-            return count
-
-        self.workflow, self.aworkflow = workflow, aworkflow
-        DBOS.launch()
+        self.dbos, self.workflow, self.aworkflow = launch_dbos(config)
         self.loop = asyncio.new_event_loop()
 
     def sync(self) -> float:

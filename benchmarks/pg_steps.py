@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _dbos import launch_dbos  # benchmarks/_dbos.py, beside this script
+
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -109,34 +111,10 @@ class Dbos:
     """DBOS Transact with its system database on the same server (its defaults)."""
 
     def __init__(self, url: str, steps: int, runs: int) -> None:
-        from dbos import DBOS  # noqa: PLC0415 - a peer, only for this benchmark
-
         self.steps, self.runs = steps, runs
-        self.dbos = DBOS
-        DBOS(config={"name": "regen-bench", "log_level": "WARNING", "system_database_url": url})
-
-        @DBOS.step()
-        def step(i: int) -> int:
-            return i
-
-        @DBOS.step()
-        async def astep(i: int) -> int:
-            return i
-
-        @DBOS.workflow()
-        def workflow(count: int) -> int:
-            for i in range(count):
-                step(i)
-            return count
-
-        @DBOS.workflow()
-        async def aworkflow(count: int) -> int:
-            for i in range(count):
-                await astep(i)
-            return count
-
-        self.workflow, self.aworkflow = workflow, aworkflow
-        DBOS.launch()
+        self.dbos, self.workflow, self.aworkflow = launch_dbos(
+            {"name": "regen-bench", "log_level": "WARNING", "system_database_url": url}
+        )
         self.loop = asyncio.new_event_loop()
 
     def sync(self) -> float:
