@@ -18,7 +18,14 @@ import pytest
 
 from engine.flows import shared
 from engine.waiting import status_is, until
-from regen.engine import Engine, Flow, ItemStatus, RunStatus, Settings
+from regen.engine import (
+    Engine,
+    Flow,
+    ItemStatus,
+    RunStatus,
+    Settings,
+    current_provider_state,
+)
 from regen.retry import FakeClock, Policy
 from regen.store import Event, Store
 
@@ -94,6 +101,39 @@ async def test_workers_share_the_items_of_one_big_map_step(
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # one gapless log
     assert _ended_once(events) == dict.fromkeys(range(120), 1)
     assert (await owner.detail(run_id)).steps[0].output["succeeded"] == 120
+
+
+async def test_items_a_helping_worker_runs_share_its_breakers_and_limits(
+    engines: list[Engine],
+) -> None:
+    # A provider call in an item finds the engine's store-backed state (so every worker
+    # shares one breaker and one rate limit per provider), whichever worker runs the item.
+    owner, helper = engines[:2]
+    seen: dict[str, set[object]] = collections.defaultdict(set)
+
+    def resources(params: object) -> str:
+        seen["resources"].add(current_provider_state())
+        return "client"
+
+    flow = Flow("shared_limits", resources=resources)
+
+    @flow.map(items=lambda ctx: range(40), concurrency=2, policy=Policy(attempts=1))
+    async def draw(ctx, item):
+        await asyncio.sleep(0.01)
+        seen[ctx.resources].add(current_provider_state())
+        return item
+
+    for engine in (owner, helper):
+        engine.register(flow)
+    run_id = (await owner.start(flow)).run.id
+    executing = asyncio.create_task(owner.execute(run_id))
+    await until(lambda: status_is(owner, run_id, RunStatus.RUNNING))
+    await _work_until([helper], executing)
+
+    assert executing.result().status is RunStatus.SUCCEEDED
+    items = await owner.items(run_id, "draw", limit=100)
+    assert {i.worker for i in items} == {owner.owner, helper.owner}
+    assert seen["resources"] == seen["client"] == {owner.provider_state, helper.provider_state}
 
 
 async def test_a_quota_holds_exactly_when_workers_race_for_it(engines: list[Engine]) -> None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from regen.engine._errors import FlowError, FlowNotFound
 from regen.engine._execute import Execution
 from regen.engine._items import ItemRunner
 from regen.engine._outcome import Stop
+from regen.engine._resources import open_resources
+from regen.engine._shared_state import providing
 from regen.store import ClaimedItems, LeaseLost
 
 if TYPE_CHECKING:
@@ -77,17 +80,11 @@ class Helpers:
 
 
 @contextlib.asynccontextmanager
-async def _resources(ex: Execution) -> Any:
-    """The flow's resources for ``ctx.resources``, opened for the session, closed after."""
-    factory = ex.flow.resources
-    if factory is None:
-        yield
-        return
-    async with contextlib.AsyncExitStack() as stack:
-        value = factory(ex.params_view)
-        if hasattr(value, "__aenter__"):
-            value = await stack.enter_async_context(value)
-        elif hasattr(value, "__enter__"):
-            value = stack.enter_context(value)
-        ex.resources = value
-        yield
+async def _resources(ex: Execution) -> AsyncIterator[None]:
+    """The flow's resources for ``ctx.resources``, opened for the session, closed after;
+    the engine's provider state (shared breakers and limits) is current meanwhile, as for
+    the run's own execution."""
+    with providing(ex.engine.provider_state):
+        async with contextlib.AsyncExitStack() as stack:
+            await open_resources(ex, stack)
+            yield

@@ -22,26 +22,33 @@ async def execute_with_resources(execution: Execution, given: Any) -> RunStatus:
 
 
 async def _execute(execution: Execution, given: Any) -> RunStatus:
-    factory = execution.flow.resources
-    if given is not None or factory is None:
-        if given is not None:
-            execution.resources = given
+    if given is not None:
+        execution.resources = given
         return await execution.execute()
     stack = contextlib.AsyncExitStack()
     try:
-        value = factory(execution.params_view)
-        if hasattr(value, "__aenter__"):
-            value = await stack.enter_async_context(value)
-        elif hasattr(value, "__enter__"):
-            value = stack.enter_context(value)
+        await open_resources(execution, stack)
     except Exception as exc:
         await _close(stack, execution.run_id)
         return await execution.resources_failed(exc)
-    execution.resources = value
     try:
         return await execution.execute()
     finally:
         await _close(stack, execution.run_id)
+
+
+async def open_resources(execution: Execution, stack: contextlib.AsyncExitStack) -> None:
+    """Open the flow's resources, if it has any, into ``stack`` (which closes them) and
+    make them ``ctx.resources``."""
+    factory = execution.flow.resources
+    if factory is None:
+        return
+    value = factory(execution.params_view)
+    if hasattr(value, "__aenter__"):
+        value = await stack.enter_async_context(value)
+    elif hasattr(value, "__enter__"):
+        value = stack.enter_context(value)
+    execution.resources = value
 
 
 async def _close(stack: contextlib.AsyncExitStack, run_id: str) -> None:

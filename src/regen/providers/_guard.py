@@ -225,10 +225,17 @@ class Guard:
             return
         left = remaining()
         max_wait = DEFAULT_MAX_WAIT if left is None else left
-        now = current_clock().wall()
-        granted, wait = await self.state.update(
-            limit_key(self.name), lambda value: _limiter.take(value, now, settings, max_wait)
-        )
+        clock = current_clock()
+
+        def take(value: Any | None) -> tuple[Any | None, tuple[bool, float, float]]:
+            # The clock is read at each try of the shared value (a busy one may take several)
+            # and the request goes at its token's time however long the turn took: a wait
+            # counted from an earlier reading would send it late, in a burst with the next.
+            now = clock.wall()
+            new, (granted, wait) = _limiter.take(value, now, settings, max_wait)
+            return new, (granted, wait, now + wait)
+
+        granted, wait, at = await self.state.update(limit_key(self.name), take)
         if not granted:
             raise Throttled(
                 f"{self.name}: over its rate limit ({_describe(settings)}); the next request "
@@ -236,8 +243,9 @@ class Guard:
                 wait,
                 provider=self.name,
             )
-        if wait > 0:
-            await current_clock().asleep(wait)
+        delay = at - clock.wall()
+        if delay > 0:
+            await clock.asleep(delay)
 
     async def spend(self, tokens: int) -> None:
         """Count ``tokens`` model tokens a reply used against the tokens-per-minute limit."""

@@ -95,8 +95,7 @@ LIMIT :limit;
 UPDATE steps
 SET status = 'running', started_at = :at, finished_at = NULL, error = NULL, quota = NULL,
     items_total = NULL
-WHERE run = :run AND position = :position
-RETURNING name;
+WHERE run = :run AND position = :position;
 
 -- name: end_step
 -- A step's end; its checkpoint (output) is kept only when given.
