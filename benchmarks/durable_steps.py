@@ -1,16 +1,18 @@
 """Per-step checkpoint overhead: regen vs DBOS Transact vs LangGraph, and the raw floor.
 
 Each system runs a flow (workflow, graph) of N trivial steps (nodes) on a SQLite file and
-checkpoints every step; the figure is wall time per step. Repetitions are interleaved
-(one of each system per round) so load on the machine hits them alike; medians are
-reported. The raw floor is one row inserted per commit on the same page size, journal and
-sync settings as regen's database (2 KiB pages, WAL, synchronous=NORMAL).
+checkpoints every step; the figure is wall time per step. Each system lives in a process
+of its own for the whole run (DBOS starts background threads that poll its database, and
+its heap and threads would otherwise slow whichever system shares the process), and the
+parent interleaves the repetitions (one of each system per round, one system running at a
+time) so load on the machine hits them alike; medians are reported. The raw floor is one
+row inserted per commit on the same page size, journal and sync settings as regen's
+database (2 KiB pages, WAL, synchronous=NORMAL).
 
 Ratios use sync steps (regen's ``engine.sync.run``, DBOS sync workflow, LangGraph ``invoke``);
 async figures are printed beside them. DBOS runs on its own defaults (rollback journal,
-``synchronous=FULL``) for the bar, and again in a second phase on regen's settings (WAL,
-``synchronous=NORMAL``), interleaved with regen once more; DBOS is a process-wide
-singleton, so the two DBOS configurations cannot share one round.
+``synchronous=FULL``) for the bar, and a second DBOS process on regen's settings (WAL,
+``synchronous=NORMAL``) in the same rounds.
 
     .venv/bin/python benchmarks/durable_steps.py [--steps 100] [--repeat 7] [--json]
 """
@@ -22,12 +24,14 @@ import asyncio
 import gc
 import json
 import logging
+import multiprocessing
 import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -121,7 +125,7 @@ class Dbos:
 
     def close(self) -> None:
         self.loop.close()
-        self.dbos.destroy(destroy_registry=True)  # the next phase registers its own
+        self.dbos.destroy(destroy_registry=True)
 
 
 class State(TypedDict):
@@ -215,18 +219,71 @@ class Raw:
         self.conn.close()
 
 
-def measure(systems: dict[str, Any], repeat: int, samples: dict[str, list[float]]) -> None:
+#: Every system, by name, built from its folder and the step count (in its own process).
+SYSTEMS: dict[str, Callable[[Path, int], Any]] = {
+    "regen": Regen,
+    "dbos": Dbos,
+    "dbos_wal": lambda folder, n: Dbos(folder, n, wal_normal=True),
+    "langgraph": LangGraph,
+    "raw": Raw,
+}
+
+
+def _serve(name: str, folder: Path, n: int, conn: Connection) -> None:
+    """A system's process: build it, then run what the parent asks, one thing at a time."""
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    system = SYSTEMS[name](folder, n)
+    conn.send(hasattr(system, "async_"))
+    try:
+        while (command := conn.recv()) != "close":
+            gc.collect()
+            try:
+                conn.send((True, getattr(system, command)()))
+            except Exception as exc:
+                conn.send((False, f"{type(exc).__name__}: {exc}"))
+    finally:
+        system.close()
+        conn.close()
+
+
+class Remote:
+    """A system in a process of its own, driven through a pipe."""
+
+    def __init__(self, name: str, folder: Path, n: int) -> None:
+        self.name = name
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(target=_serve, args=(name, folder, n, theirs))
+        self._process.start()
+        theirs.close()
+        self.has_async: bool = self._conn.recv()
+
+    def run(self, command: str) -> float:
+        """Seconds per step of one ``sync`` or ``async_`` run."""
+        self._conn.send(command)
+        ok, outcome = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"{self.name} failed: {outcome}")
+        return float(outcome)
+
+    def close(self) -> None:
+        self._conn.send("close")
+        self._process.join()
+
+
+def measure(systems: dict[str, Remote], repeat: int) -> dict[str, list[float]]:
     """Warm every system up, then run ``repeat`` interleaved rounds of each."""
     for system in systems.values():
-        system.sync()
-        if hasattr(system, "async_"):
-            system.async_()
+        system.run("sync")
+        if system.has_async:
+            system.run("async_")
+    samples: dict[str, list[float]] = {}
     for _ in range(repeat):
         for name, system in systems.items():
-            gc.collect()
-            samples.setdefault(f"{name}_sync", []).append(system.sync())
-            if hasattr(system, "async_"):
-                samples.setdefault(f"{name}_async", []).append(system.async_())
+            samples.setdefault(f"{name}_sync", []).append(system.run("sync"))
+            if system.has_async:
+                samples.setdefault(f"{name}_async", []).append(system.run("async_"))
+    return samples
 
 
 def main() -> None:
@@ -235,58 +292,37 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
-    logging.getLogger("dbos").setLevel(logging.WARNING)
 
-    samples: dict[str, list[float]] = {}
-    tuned: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="regen-bench-") as tmp:
-        root = Path(tmp)
-        for name in ("regen", "dbos", "dbos-wal", "langgraph", "raw"):
-            (root / name).mkdir()
-        regen = Regen(root / "regen", args.steps)
+        systems: dict[str, Remote] = {}
         try:
-            systems: dict[str, Any] = {
-                "regen": regen,
-                "dbos": Dbos(root / "dbos", args.steps),
-                "langgraph": LangGraph(root / "langgraph", args.steps),
-                "raw": Raw(root / "raw", args.steps),
-            }
-            try:
-                measure(systems, args.repeat, samples)
-            finally:
-                for name, system in systems.items():
-                    if name != "regen":
-                        system.close()
-            # Second phase: DBOS on regen's journal and sync settings, beside regen again.
-            second = {"regen": regen, "dbos": Dbos(root / "dbos-wal", args.steps, wal_normal=True)}
-            try:
-                measure(second, args.repeat, tuned)
-            finally:
-                second["dbos"].close()
+            for name in SYSTEMS:
+                (Path(tmp) / name).mkdir()
+                systems[name] = Remote(name, Path(tmp) / name, args.steps)
+            samples = measure(systems, args.repeat)
         finally:
-            regen.close()
+            for system in systems.values():
+                system.close()
 
     us = {name: statistics.median(values) * 1e6 for name, values in samples.items()}
-    us_wal = {name: statistics.median(values) * 1e6 for name, values in tuned.items()}
     ratios = {
         "step_vs_dbos": us["regen_sync"] / us["dbos_sync"],
         "step_vs_langgraph": us["regen_sync"] / us["langgraph_sync"],
         "step_vs_raw_commit": us["regen_sync"] / us["raw_sync"],
     }
-    wal_ratio = us_wal["regen_sync"] / us_wal["dbos_sync"]
+    wal_ratio = us["regen_sync"] / us["dbos_wal_sync"]
     print(f"per-step checkpoint cost, {args.steps} steps, median of {args.repeat} (µs per step)")
     print(f"{'system':<28}{'sync':>12}{'async':>12}")
     rows = [
-        ("regen", us, "regen"),
-        ("dbos (its defaults)", us, "dbos"),
-        ("langgraph + SqliteSaver", us, "langgraph"),
-        ("raw commit (WAL, NORMAL)", us, "raw"),
-        ("regen (second phase)", us_wal, "regen"),
-        ("dbos (WAL, NORMAL)", us_wal, "dbos"),
+        ("regen", "regen"),
+        ("dbos (its defaults)", "dbos"),
+        ("dbos (WAL, NORMAL)", "dbos_wal"),
+        ("langgraph + SqliteSaver", "langgraph"),
+        ("raw commit (WAL, NORMAL)", "raw"),
     ]
-    for label, figures, name in rows:
-        sync = figures[f"{name}_sync"]
-        asyn = figures.get(f"{name}_async")
+    for label, name in rows:
+        sync = us[f"{name}_sync"]
+        asyn = us.get(f"{name}_async")
         print(f"{label:<28}{sync:>12.1f}{'' if asyn is None else f'{asyn:>12.1f}'}")
     for name, value in ratios.items():
         print(f"{name}: {value:.3f}")
@@ -296,7 +332,6 @@ def main() -> None:
             json.dumps(
                 {
                     "us_per_step": us,
-                    "us_per_step_dbos_wal_normal": us_wal,
                     "step_vs_dbos_wal_normal": wal_ratio,
                     "steps": args.steps,
                     "repeat": args.repeat,
