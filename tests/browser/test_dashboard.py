@@ -115,6 +115,7 @@ def test_a_step_clicked_retries_the_run_from_it_after_a_confirmation(
     )
     assert "<b>a dog</b>" in page.text_content("ul.items")
     assert page.locator("ul.items b").count() == 0
+    assert page.locator("li.item .worker").count() == 3  # which worker ran each
     page.wait_for_function("document.querySelector('pre.stream')?.textContent.length > 0")
     assert page.text_content("pre.stream") == "Three pictures, one album."
     assert page.locator("#log li").count() > 5

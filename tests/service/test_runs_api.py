@@ -192,6 +192,9 @@ def test_items_are_paged_and_their_artifacts_served(client: httpx.Client) -> Non
     ).json()
     assert [i["idx"] for i in rest["items"]] == [2]
     assert rest["next_after"] is None
+    workers = {i["worker"] for i in first["items"] + rest["items"]}
+    assert len(workers) == 1, workers  # the service's own worker ran them all, and says so
+    assert all(isinstance(w, str) and w for w in workers)
     ref = rest["items"][0]["output"]
     image = client.get(f"/api/artifacts/{ref['artifact']}")
     assert image.status_code == 200

@@ -94,6 +94,9 @@ class ItemOut(BaseModel):
     cached: bool
     started_at: float | None
     finished_at: float | None
+    worker: str | None = Field(
+        None, description="The worker process that runs (or ran) the item (``regen worker``)."
+    )
 
 
 class ItemPage(BaseModel):
