@@ -139,7 +139,7 @@ flow = Flow(
         "messages": Param(list, help="the chat messages the chapter is written from"),
         "home": Param(str, default="", help="the app's data directory; empty: $NOVEL_HOME"),
     },
-    description="Seed 001: write one chapter of an interactive novel, streamed.",
+    description="Write one chapter of an interactive novel, streamed.",
     resources=open_resources,
 )
 

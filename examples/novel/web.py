@@ -79,7 +79,7 @@ def create_app(
             yield
         holder.clear()
 
-    api = FastAPI(title="interactive novel (seed 001 on regen)", lifespan=lifespan)
+    api = FastAPI(title="interactive novel on regen", lifespan=lifespan)
 
     def novels() -> NovelApp:
         return holder["app"]

@@ -2,7 +2,7 @@
 
     run   [--day DAY] [--count N] [--feed FILE]   run the day's task (one per day)
     retry [TASK] [--from STEP]                    resume from the failed step, or STEP
-    show  [TASK] [--all]                          the task record (seed's data/tasks.json)
+    show  [TASK] [--all]                          the task record (as data/tasks.json held it)
     clear [TASK]                                  forget a failed task's checkpoints
     gc                                            clean up expired checkpoints
 
@@ -40,7 +40,7 @@ _MARKS = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m examples.paper_pipeline", description="Seed 003's paper pipeline on regen."
+        prog="python -m examples.paper_pipeline", description="A daily paper digest on regen, checkpointed after every step."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the day's task (resumes it if it failed)")

@@ -54,7 +54,7 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(
-            f"{name}={raw!r}: expected a whole number ≥ 0 (the seed's default is {default})"
+            f"{name}={raw!r}: expected a whole number ≥ 0 (the default is {default})"
         ) from None
     if value < 0:
         raise ConfigError(
@@ -73,7 +73,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float, unit: str) -> fl
         value = math.nan
     if not math.isfinite(value) or value < 0:
         raise ConfigError(
-            f"{name}={raw!r}: expected a number of {unit} ≥ 0 (the seed's default is {default:g})"
+            f"{name}={raw!r}: expected a number of {unit} ≥ 0 (the default is {default:g})"
         )
     return value
 

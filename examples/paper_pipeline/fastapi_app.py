@@ -67,7 +67,7 @@ def create_app(pipeline: PaperPipeline | None = None, *, config: Config | None =
             opened["pipeline"] = own
             yield
 
-    api = FastAPI(title="paper pipeline (seed 003 on regen)", lifespan=lifespan)
+    api = FastAPI(title="paper pipeline on regen", lifespan=lifespan)
     running: set[asyncio.Task[Any]] = set()
 
     async def _errors(_request: Request, exc: Exception) -> JSONResponse:

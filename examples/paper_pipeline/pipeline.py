@@ -35,10 +35,10 @@ flow = Flow(
         "count": Param(int, default=3, help="how many papers to feature"),
         "feed": Param(str, default="", help="a JSON feed file; empty: the built-in list"),
     },
-    max_retries=3,  # the seed's AUTO_RETRY_MAX_ATTEMPTS; the app passes the configured value
+    max_retries=3,  # AUTO_RETRY_MAX_ATTEMPTS's default; the app passes the configured value
     retry_delay=30.0,  # AUTO_RETRY_DELAY_SECONDS
     resources=flow_resources,
-    description="Seed 003: daily paper digest with a checkpoint after every step",
+    description="Daily paper digest with a checkpoint after every step",
 )
 
 
