@@ -239,6 +239,63 @@ async def test_a_late_result_for_an_item_taken_over_is_refused(
     assert _ended_once(events) == dict.fromkeys(range(8), 1)
 
 
+async def test_a_worker_that_cannot_load_the_flow_gives_its_items_back_at_once(
+    engines: list[Engine],
+) -> None:
+    owner, stranger = engines[:2]  # the stranger's code has no such flow
+    flow = Flow("only_here")
+
+    @flow.map(items=lambda ctx: range(12), concurrency=2, policy=Policy(attempts=1))
+    async def draw(ctx, item):
+        await asyncio.sleep(0.01)
+        return item
+
+    owner.register(flow)
+    run_id = (await owner.start(flow)).run.id
+    executing = asyncio.create_task(owner.execute(run_id))
+    await until(lambda: status_is(owner, run_id, RunStatus.RUNNING))
+    # The engines' clock is stopped: an item left claimed would never lapse to the owner.
+    await _work_until([stranger], asyncio.wait_for(executing, 20))
+
+    assert executing.result().status is RunStatus.SUCCEEDED
+    items = await owner.items(run_id, "draw")
+    assert {(i.status, i.worker) for i in items} == {(ItemStatus.SUCCEEDED, owner.owner)}
+
+
+async def test_a_worker_stopping_gives_back_the_items_it_has_not_finished(
+    engines: list[Engine],
+) -> None:
+    owner, helper = engines[:2]
+    go = asyncio.Event()
+    flow = Flow("handed_back")
+
+    @flow.map(items=lambda ctx: range(8), concurrency=2, policy=Policy(attempts=1))
+    async def draw(ctx, item):
+        await go.wait()
+        return item
+
+    for engine in (owner, helper):
+        engine.register(flow)
+    run_id = (await owner.start(flow)).run.id
+    executing = asyncio.create_task(owner.execute(run_id))
+    await until(lambda: status_is(owner, run_id, RunStatus.RUNNING))
+    stop = asyncio.Event()
+    helping = asyncio.create_task(helper.worker(stop=stop, poll=0.02, gc_interval=0))
+    held = await _held_by(owner, run_id, helper.owner)
+    stop.set()  # the helper shuts down with its items unfinished
+    await helping
+    go.set()
+    # The engines' clock is stopped: without the items given back, their leases would
+    # never lapse and the owner would wait for them for ever.
+    run = await asyncio.wait_for(executing, 20)
+
+    assert run.status is RunStatus.SUCCEEDED
+    items = await owner.items(run_id, "draw")
+    assert held
+    assert {(i.status, i.worker) for i in items} == {(ItemStatus.SUCCEEDED, owner.owner)}
+    assert _ended_once(await _all_events(owner, run_id)) == dict.fromkeys(range(8), 1)
+
+
 def _ends(writes: list[object]) -> bool:
     return any(type(w).__name__ == "EndItem" for w in writes)
 

@@ -26,6 +26,7 @@ from regen.store import (
     EventType,
     HealthCheck,
     InvalidTransition,
+    ItemLease,
     ItemStatus,
     Lease,
     LinkArtifact,
@@ -881,6 +882,30 @@ async def test_an_items_end_under_a_lost_claim_is_refused_and_writes_nothing(sto
     await store.commit_items(later.lease, [_done(0, "tb"), _done(1, "tb")])
     assert (await store.commit_items(later.lease, [_done(1, "tb")])).ok is False
     assert await store.count_items("r1", "draw") == {ItemStatus.SUCCEEDED: 2}
+
+
+async def test_items_given_back_are_claimable_at_once_and_only_those_not_ended(
+    store: Store, other: Store
+) -> None:
+    await _open_map(store, 4)
+    mine = await store.claim_items("a", "ta", 30.0, 2.0, limit=3, run_id="r1", step="draw")
+    assert _idxs(mine) == [0, 1, 2]
+    assert mine is not None
+    await store.commit_items(mine.lease, [_done(1, "ta")])
+    told: list[str] = []
+    remove = store.add_queue_listener(told.append)
+    stale = ItemLease("r1", "draw", "tz", "a")
+    assert await store.release_items(stale) == 0  # another token's items stay claimed
+    assert await store.release_items(mine.lease) == 2  # 0 and 2; 1 has ended
+    assert await store.release_items(mine.lease) == 0
+    remove()
+    assert told  # idle workers are woken to claim them
+    items = {i.idx: i for i in await store.get_items("r1", "draw")}
+    assert [(items[i].status, items[i].worker) for i in (0, 2)] == [(ItemStatus.PENDING, None)] * 2
+    assert items[1].status is ItemStatus.SUCCEEDED
+    # Long before the lease would have lapsed (at 32), another worker takes them.
+    taken = await other.claim_items("b", "tb", 30.0, 3.0, limit=5)
+    assert _idxs(taken) == [0, 2, 3]
 
 
 async def test_heartbeats_extend_the_leases_of_the_items_a_worker_still_runs(

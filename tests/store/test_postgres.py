@@ -369,6 +369,14 @@ async def test_a_map_steps_items_opened_in_another_store_wake_its_idle_workers(u
         await executing.commit(claimed.lease, [OpenItems(1, None, 2)])
         assert await asyncio.to_thread(heard.wait, 10)
         assert told == ["f", "f"]  # the items opened, not the commit before
+        heard.clear()
+        taken = await executing.claim_items(
+            "w", "t1", 100.0, 3.0, limit=2, run_id="r1", step="draw"
+        )
+        assert taken is not None
+        assert await executing.release_items(taken.lease) == 2
+        assert await asyncio.to_thread(heard.wait, 10)
+        assert told == ["f", "f", "f"]  # items given back
     finally:
         await idle.close()
         await executing.close()

@@ -35,10 +35,13 @@ class Helpers:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sessions: dict[tuple[str, str], ItemRunner] = {}
+        #: Flows whose items this worker cannot run (not found here, or changed).
+        self.skipped: set[str] = set()
 
-    def session(self, claimed: ClaimedItems) -> ItemRunner | None:
+    async def session(self, claimed: ClaimedItems) -> ItemRunner | None:
         """A new session for the claimed items' step, or ``None`` when one runs already
-        (the items join it) or the flow cannot be loaded here (they are left to lapse)."""
+        (the items join it) or the flow cannot be run here: then the items are given back
+        at once for another worker, and this one claims no more items of that flow."""
         engine = self._engine
         where = (claimed.run.id, claimed.step.name)
         known = self._sessions.get(where)
@@ -50,12 +53,15 @@ class Helpers:
             flow = engine.registry.get(run.flow, run.flow_ref)
             spec = flow.step_named(claimed.step.name)
         except (FlowNotFound, FlowError) as exc:
-            logger.error(
-                "regen worker: cannot run items of run %s: %s",
-                run.id,
-                exc,
-                extra={"run_id": run.id, "flow": run.flow},
-            )
+            await engine._store.release_items(claimed.lease)
+            if run.flow not in self.skipped:
+                self.skipped.add(run.flow)
+                logger.error(
+                    "regen worker: not running items of flow %s here: %s",
+                    run.flow,
+                    exc,
+                    extra={"run_id": run.id, "flow": run.flow},
+                )
             return None
         ex = Execution(engine, flow, claimed, inline_sync=False)
         step = claimed.step

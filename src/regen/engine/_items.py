@@ -29,6 +29,7 @@ from regen.store import (
     EndItem,
     EventType,
     Item,
+    ItemLease,
     ItemStatus,
     LinkArtifact,
     PutCache,
@@ -135,16 +136,28 @@ class ItemRunner:
                 await self._wait_for_others()
                 ask = True
                 await self._report()
-        except BaseException:
+        except BaseException as exc:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            if isinstance(exc, asyncio.CancelledError):
+                await self._give_back()
             raise
         finally:
             heartbeat = self.ex.engine._heartbeat
             for token in self._held:
                 heartbeat.drop_items(token)
             self._held.clear()
+
+    async def _give_back(self) -> None:
+        """This process stops (a worker shutting down): the items it claimed and did not
+        finish go back to pending, for another worker to claim now rather than once their
+        leases lapse. Should that fail, they lapse as they would after a crash."""
+        ex = self.ex
+        for token in self._held:
+            lease = ItemLease(ex.run_id, self.spec.name, token, ex.engine.owner)
+            with contextlib.suppress(Exception):
+                await ex.store.release_items(lease)
 
     def _hold(self, token: str) -> None:
         """Have the heartbeat renew the leases of the items claimed under ``token``."""

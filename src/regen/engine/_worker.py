@@ -226,17 +226,20 @@ async def _help_next(
     """Claim items of an open map step and start running them; ``None`` when there are none
     to claim. (Claimed items of a step this process already helps with join that session.)"""
     while True:
+        flows = names
+        if helpers.skipped:
+            flows = [n for n in (names or await _known(engine)) if n not in helpers.skipped]
         found = await engine._store.claim_items(
             engine.owner,
             uuid.uuid4().hex,
             engine.settings.lease_ttl,
             _time.now(),
             limit=1,
-            flows=names,
+            flows=flows,
         )
         if found is None:
             return None
-        session = helpers.session(found)
+        session = await helpers.session(found)
         if session is not None:
             return asyncio.create_task(_help(helpers, session))
 

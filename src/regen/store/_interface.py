@@ -188,6 +188,13 @@ class Store(ABC):
         otherwise. Each :class:`EndItem` is fenced by its own token (see there)."""
 
     @abstractmethod
+    async def release_items(self, lease: ItemLease) -> int:
+        """Give back the items claimed under ``lease``'s token that have not ended: they are
+        ``pending`` again, for any worker to claim at once (instead of when their lease
+        lapses). Returns how many; items ended, or taken over by another claim, stay as
+        they are."""
+
+    @abstractmethod
     async def release(self, lease: Lease, now: float) -> bool:
         """Give the run back to the queue (status ``queued``) without ending it."""
 

@@ -414,6 +414,12 @@ class PostgresStore(Store):
             self._listeners.notify((claimed.run.id,))
         return claimed
 
+    async def release_items(self, lease: ItemLease) -> int:
+        released = await self._call(lambda c: ops.release_items(c, lease), lease.run_id)
+        if released:
+            self._listeners.queued(("",))  # this process's idle workers too
+        return released
+
     async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
         # One statement, in a transaction so that its answer (the run's event numbers) is
         # read before the COMMIT is sent: a COMMIT whose answer is lost is then told apart.

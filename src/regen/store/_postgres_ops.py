@@ -201,6 +201,16 @@ async def release(conn: Conn, lease: Lease, now: float) -> str | None:
 # --- items claimed by any worker --------------------------------------------------------------
 
 
+async def release_items(conn: Conn, lease: ItemLease) -> int:
+    """Give back the items claimed under ``lease``'s token that have not ended; idle
+    workers hear of them on the regen_queue channel."""
+    args = {"run_id": lease.run_id, "step": lease.step, "token": lease.token}
+    rows = await (await conn.execute(Q["release_items"], args)).fetchall()
+    if rows:
+        await conn.execute(Q["notify_queue"], {"flow": rows[0]["flow"]})
+    return len(rows)
+
+
 async def claim_items(
     conn: Conn,
     lease: ItemLease,

@@ -269,6 +269,14 @@ class SQLiteStore(Store):
             self._notify({claimed.run.id})
         return claimed
 
+    async def release_items(self, lease: ItemLease) -> int:
+        released: int = await self._write_thread().run(
+            lambda c: ops.release_items(c, lease), lease.run_id
+        )
+        if released:
+            self._queued("")  # idle workers come to claim them
+        return released
+
     async def commit_items(self, lease: ItemLease, writes: Sequence[Write]) -> Commit:
         return await self._write_thread().run(
             lambda c: ops.commit_items(c, lease, writes), lease.run_id, group=True

@@ -247,6 +247,12 @@ def open_map_step(
     return None if found is None else (found["run_id"], found["step"])
 
 
+def release_items(conn: sqlite3.Connection, lease: ItemLease) -> int:
+    """Give back the items claimed under ``lease``'s token that have not ended."""
+    args = {"run_id": lease.run_id, "step": lease.step, "token": lease.token}
+    return conn.execute(Q["release_items"], args).rowcount
+
+
 def commit_items(conn: sqlite3.Connection, lease: ItemLease, writes: Sequence[Write]) -> Commit:
     """Apply the writes of items run under ``lease`` (checked in this transaction)."""
     row = conn.execute(

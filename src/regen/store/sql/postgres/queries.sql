@@ -157,6 +157,15 @@ SELECT position FROM steps WHERE run = %(run)s AND name = %(step)s FOR UPDATE;
 SELECT * FROM steps
 WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND name = %(step)s;
 
+-- name: release_items
+-- Items claimed under a token and not ended go back to pending, for any worker to claim.
+UPDATE items
+SET status = 'pending', worker = NULL, lease_token = NULL, lease_expires_at = NULL,
+    started_at = NULL
+WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
+  AND lease_token = %(token)s AND status = 'running'
+RETURNING (SELECT flow FROM runs WHERE id = %(run_id)s) AS flow;
+
 -- name: lease_items
 -- Pending items, and running ones whose worker's lease expired, in order; rows another
 -- transaction holds are skipped, not waited for. The rows picked (and locked) are updated

@@ -200,6 +200,14 @@ WHERE run = :run AND step = :step AND idx IN (
 )
 RETURNING *;
 
+-- name: release_items
+-- Items claimed under a token and not ended go back to pending, for any worker to claim.
+UPDATE items
+SET status = 'pending', worker = NULL, lease_token = NULL, lease_expires_at = NULL,
+    started_at = NULL
+WHERE run = (SELECT key FROM runs WHERE id = :run_id) AND step = :step
+  AND lease_token = :token AND status = 'running';
+
 -- name: heartbeat_items
 UPDATE items SET lease_expires_at = :expires_at
 WHERE worker = :owner AND lease_token IN (SELECT value FROM json_each(:tokens));
