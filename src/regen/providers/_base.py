@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from regen.foundation import ConfigError, mask_secrets, remember_secret
 from regen.providers._breaker import OUTAGE_KINDS
 from regen.providers._errors import APIError, BadResponse, ProviderError
-from regen.providers._fallback import Link, run_chain
+from regen.providers._fallback import Link, StreamLink, run_chain, run_stream_chain
 from regen.providers._secret import Secret
 from regen.providers._transport import Response, Transport, redact_url
 from regen.retry import Failure, Kind, Policy, classify_response, kind_of_code, parse_retry_after
@@ -42,6 +42,13 @@ class GeneratedImage:
     def __repr__(self) -> str:
         where = redact_url(self.url) if self.url else f"<{len(self.data or b'')} bytes>"
         return f"GeneratedImage({where}, index={self.index})"
+
+
+#: What an image call's ``wrap=`` is: given one provider's generation, the whole of that
+#: provider's part of the attempt (the image pipeline adds the download).
+ImageWrap = Callable[
+    [Callable[[], Awaitable[list[GeneratedImage]]]], Awaitable[list[GeneratedImage]]
+]
 
 
 def run_sync(transport: Transport, factory: Callable[[], Awaitable[T]]) -> T:
@@ -179,17 +186,48 @@ class BaseProvider:
         fallback: Callable[[BaseProvider], Callable[[], Awaitable[T]]],
         *,
         allowed: bool = True,
+        wrap: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]] | None = None,
     ) -> T:
         """One attempt of ``call`` on this provider, under its guard, handed to the
         fallbacks offering ``capability`` (each called as ``fallback(adapter)()``) when this
-        provider is down. ``allowed=False`` keeps a non-idempotent call on this provider."""
-        links: list[Link[T]] = [Link(self.name, self.guard, model, call)]
+        provider is down. ``allowed=False`` keeps a non-idempotent call on this provider.
+        ``wrap``: each provider's attempt runs ``wrap(its call)`` instead, inside its guard."""
+
+        def link(
+            name: str, guard: Guard | None, at: str | None, one: Callable[[], Awaitable[T]]
+        ) -> Link[T]:
+            if wrap is None:
+                return Link(name, guard, at, one)
+            around = wrap
+            return Link(name, guard, at, lambda: around(one))
+
+        links = [link(self.name, self.guard, model, call)]
         if allowed:
             links += [
-                Link(other.name, other.guard, other.default_model(capability), fallback(other))
+                link(other.name, other.guard, other.default_model(capability), fallback(other))
                 for other in self.fallbacks(capability)
             ]
         return await run_chain(links, fallback_on=self.fallback_on, allowed=allowed)
+
+    def _stream_chained(
+        self,
+        capability: str,
+        model: str | None,
+        open_stream: Callable[[], AsyncIterator[T]],
+        fallback: Callable[[BaseProvider], Callable[[], AsyncIterator[T]]],
+        *,
+        allowed: bool = True,
+    ) -> AsyncGenerator[T, None]:
+        """:meth:`_chained` for a stream: handed to a fallback only before its first item."""
+        links = [StreamLink(self.name, self.guard, model, open_stream)]
+        if allowed:
+            links += [
+                StreamLink(
+                    other.name, other.guard, other.default_model(capability), fallback(other)
+                )
+                for other in self.fallbacks(capability)
+            ]
+        return run_stream_chain(links, fallback_on=self.fallback_on, allowed=allowed)
 
     def default_model(self, capability: str) -> str | None:
         """The model a call for ``capability`` uses when it names none."""

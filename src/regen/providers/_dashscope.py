@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from regen.providers._base import BaseProvider, GeneratedImage, run_sync
+from regen.providers._base import BaseProvider, GeneratedImage, ImageWrap, run_sync
 from regen.providers._errors import BadResponse, TaskFailed
 from regen.providers._secret import Secret
 from regen.providers._tasks import Polling, TaskState, poll_until_done
@@ -225,11 +225,15 @@ class DashScopeProvider(BaseProvider):
         headers: Mapping[str, str] | None = None,
         poll_headers: Mapping[str, str] | None = None,
         fallback: bool = True,
+        wrap: ImageWrap | None = None,
         **params: Any,
     ) -> list[GeneratedImage]:
         """Submit a task and poll it to success (one attempt): its ``n`` images, from this
         provider or, while it is down, from its fallbacks (``fallback=False``: this provider
         only; a fallback gets the prompt, ``n`` and ``size``).
+        ``wrap``: each provider's attempt runs as ``wrap(generate)`` inside its guard
+        (:class:`ImagePipeline` downloads the image there, so an image that cannot be had
+        counts against the provider that made it and hands the call to the next one).
 
         ``params``: ``size`` (``"1024*1024"``), ``model``, ``negative_prompt``,
         ``parameters`` (other ``parameters`` fields). ``headers`` go with the submission
@@ -252,6 +256,7 @@ class DashScopeProvider(BaseProvider):
             here,
             lambda other: lambda: other.fallback_images(prompt, n=n, size=size),
             allowed=fallback,
+            wrap=wrap,
         )
 
     async def fallback_images(

@@ -7,18 +7,23 @@ is skipped without a request, and one whose attempt failed with a kind the chain
 refused because its breaker is open, the attempt fails :class:`Unavailable` with the
 earliest reopening, which the policy waits for when its deadline allows.
 
+A stream (:func:`run_stream_chain`) is handed over the same way, but only until its first
+item reaches the caller: after that its text cannot change provider, and a failure is
+raised for the caller's retry to deal with.
+
 Which provider served a call is on its result (``ChatResult.provider``,
 ``GeneratedImage.provider``, ``ImageResult.provider``) and, for code that only sees the
-call from outside (the engine recording an item), in :func:`serving`'s record.
+call from outside (the engine recording an item, a streamed chat), in :func:`serving`'s
+record; a stream is recorded when it ends whole.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from regen.providers._errors import Unavailable
 from regen.retry import Kind, classify
@@ -83,45 +88,114 @@ async def run_chain(
     provider only.
     """
     chain = links if allowed else links[:1]
-    head = chain[0]
-    refused: list[Unavailable] = []
-    failed: BaseException | None = None
+    tally = _Tally(chain[0], fallback_on)
     for index, link in enumerate(chain):
-        last = index == len(chain) - 1
         try:
             if link.guard is None:
                 result = await link.call()
             else:
                 result = await link.guard.run(link.model, link.call)
-        except Unavailable as exc:
-            refused.append(exc)
-            if last:
-                break
-            await _count_fallback(head, Kind.UNAVAILABLE)
-            continue
         except Exception as exc:
-            kind = classify(exc).kind
-            if last or kind not in fallback_on:
-                raise
-            failed = exc
-            await _count_fallback(head, kind)
+            await tally.hand_over(exc, last=index == len(chain) - 1)
             continue
         mark_served(link.name)
         return result
-    if failed is not None:
-        raise failed
-    if len(refused) == 1:
-        raise refused[0]
-    soonest = min(refused, key=lambda exc: exc.retry_after)
-    names = ", ".join(link.name for link in chain)
-    raise Unavailable(
-        f"every provider of the chain ({names}) has its circuit breaker open; the first "
-        f"({soonest.provider}) lets calls through again in {soonest.retry_after:.1f} s",
-        soonest.retry_after,
-        provider=head.name,
-    )
+    raise tally.outcome([link.name for link in chain])
 
 
-async def _count_fallback(head: Link[T], kind: Kind) -> None:
-    if head.guard is not None:
-        await head.guard.count("fallbacks", kind)
+@dataclass(frozen=True, slots=True)
+class StreamLink(Generic[T]):
+    """One provider of a streamed call's chain: as :class:`Link`, with ``open`` starting
+    the stream on it."""
+
+    name: str
+    guard: Guard | None
+    model: str | None
+    open: Callable[[], AsyncIterator[T]]
+
+
+async def run_stream_chain(
+    links: Sequence[StreamLink[T]], *, fallback_on: frozenset[Kind], allowed: bool = True
+) -> AsyncGenerator[T, None]:
+    """One streamed attempt along the chain: a provider that is refused or fails before
+    its first item hands the stream to the next, as :func:`run_chain` does; once an item
+    has been yielded the stream stays on its provider, and a failure is raised.
+
+    Each provider's stream runs as one attempt of its guard (a failure before the first
+    item counts against it, a stream that ends counts as an answer).
+    """
+    chain = links if allowed else links[:1]
+    tally = _Tally(chain[0], fallback_on)
+    for index, link in enumerate(chain):
+        stream = _guarded(link)
+        async with contextlib.aclosing(stream):
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                mark_served(link.name)
+                return
+            except Exception as exc:
+                await tally.hand_over(exc, last=index == len(chain) - 1)
+                continue
+            yield first
+            async for item in stream:
+                yield item
+        mark_served(link.name)
+        return
+    raise tally.outcome([link.name for link in chain])
+
+
+async def _guarded(link: StreamLink[T]) -> AsyncGenerator[T, None]:
+    """``link``'s stream as one attempt of its guard (closed at once when left early)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if link.guard is not None:
+            await stack.enter_async_context(link.guard.attempt(link.model))
+        stream = link.open()
+        if isinstance(stream, AsyncGenerator):
+            stack.push_async_callback(stream.aclose)
+        async for item in stream:
+            yield item
+
+
+class _Tally:
+    """What the providers tried so far left: refusals by open breakers, the last failure."""
+
+    def __init__(self, head: Link[Any] | StreamLink[Any], fallback_on: frozenset[Kind]) -> None:
+        self.head = head
+        self.fallback_on = fallback_on
+        self.refused: list[Unavailable] = []
+        self.failed: Exception | None = None
+
+    async def hand_over(self, exc: Exception, *, last: bool) -> None:
+        """Note ``exc``, which a provider's attempt raised; raise it again when the next
+        provider may not take the attempt (it is a kind the chain keeps, or none is left)."""
+        if isinstance(exc, Unavailable):
+            self.refused.append(exc)
+            if not last:
+                await self._count(Kind.UNAVAILABLE)
+            return
+        kind = classify(exc).kind
+        if last or kind not in self.fallback_on:
+            raise exc
+        self.failed = exc
+        await self._count(kind)
+
+    def outcome(self, names: list[str]) -> Exception:
+        """What to raise when every provider refused or failed: the last failure, else the
+        refusal that ends soonest."""
+        if self.failed is not None:
+            return self.failed
+        if len(self.refused) == 1:
+            return self.refused[0]
+        soonest = min(self.refused, key=lambda exc: exc.retry_after)
+        return Unavailable(
+            f"every provider of the chain ({', '.join(names)}) has its circuit breaker open; "
+            f"the first ({soonest.provider}) lets calls through again in "
+            f"{soonest.retry_after:.1f} s",
+            soonest.retry_after,
+            provider=self.head.name,
+        )
+
+    async def _count(self, kind: Kind) -> None:
+        if self.head.guard is not None:
+            await self.head.guard.count("fallbacks", kind)

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from regen.providers._base import BaseProvider, GeneratedImage, run_sync
+from regen.providers._base import BaseProvider, GeneratedImage, ImageWrap, run_sync
 from regen.providers._errors import APIError, BadResponse
 from regen.providers._secret import Secret
 from regen.providers._sse import ServerSentEvent, SSEDecoder
@@ -209,6 +209,7 @@ class OpenAIProvider(BaseProvider):
         *,
         model: str | None = None,
         headers: Mapping[str, str] | None = None,
+        fallback: bool = True,
         **params: Any,
     ) -> AsyncGenerator[str, None]:
         """One streamed chat completion, no retries: its text deltas, in order.
@@ -216,21 +217,35 @@ class OpenAIProvider(BaseProvider):
         Raises when the stream breaks: cut mid-way (``connection``), ended without
         ``[DONE]`` or a ``finish_reason`` (``bad_response``), or carrying an error event
         (classified by its code). The text already yielded is then incomplete.
+
+        While this provider is down (its breaker open, or the stream failing before its
+        first text with a kind of ``fallback_on``) the stream comes from its fallbacks, as
+        :meth:`chat_once`'s completion does (``fallback=False``: this provider only); once
+        text has been yielded it stays on the provider that sent it.
         """
         body = self._chat_body(messages, model, params, stream=True)
-        guard = self.guard
-        if guard is None:
-            async for text in self._stream_request(body, headers):
+        texts = self._stream_chained(
+            "chat",
+            model or self.model,
+            lambda: self._stream_request(body, headers),
+            lambda other: lambda: _as_openai(other)._stream_chat(messages, params),
+            allowed=fallback,
+        )
+        async with contextlib.aclosing(texts):
+            async for text in texts:
                 yield text
-            return
-        async with guard.attempt(model or self.model):
-            await guard.pace()
-            async for text in self._stream_request(body, headers):
-                yield text
+
+    def _stream_chat(
+        self, messages: Messages, params: Mapping[str, Any]
+    ) -> AsyncGenerator[str, None]:
+        """Another provider's stream served here: its messages and params, this model."""
+        return self._stream_request(self._chat_body(messages, None, params, stream=True), None)
 
     async def _stream_request(
         self, body: Mapping[str, Any], headers: Mapping[str, str] | None
     ) -> AsyncGenerator[str, None]:
+        if self.guard is not None:
+            await self.guard.pace()
         async with self.transport.stream(
             "POST", self._url("chat/completions"), headers=self._headers(headers), json=body
         ) as response:
@@ -346,11 +361,17 @@ class OpenAIProvider(BaseProvider):
         """A streamed chat completion, retried: :class:`StreamChunk` and :class:`StreamReset`.
 
         See :mod:`regen.providers._stream` for the contract: on a reset, discard the text
-        received since the previous reset; a normal end means the text is complete.
+        received since the previous reset; a normal end means the text is complete. Each
+        attempt goes to the fallbacks while this provider is down, as :meth:`stream_once`
+        says (unless the policy marks the call as not idempotent).
         """
         chosen = self._policy(policy, "stream")
+        fallback = self.fallback_allowed(chosen)
         events = retry_stream(
-            chosen, lambda: self.stream_once(messages, model=model, headers=headers, **params)
+            chosen,
+            lambda: self.stream_once(
+                messages, model=model, headers=headers, fallback=fallback, **params
+            ),
         )
         # Closed here, not by the garbage collector: a consumer that stops early cancels
         # the running attempt at once.
@@ -399,13 +420,18 @@ class OpenAIProvider(BaseProvider):
         negative_prompt: str | None = None,
         headers: Mapping[str, str] | None = None,
         fallback: bool = True,
+        wrap: ImageWrap | None = None,
         **extra: Any,
     ) -> list[GeneratedImage]:
         """One image generation attempt, no retries: ``n`` images (URLs or bytes), from
         this provider or, while it is down, from its fallbacks (``fallback=False``: this
         provider only). A fallback gets the prompt, ``n``, ``size`` and, where it can give
         bytes, ``response_format``: an image asked as ``b64_json`` is not a URL to download
-        because the fallback served it."""
+        because the fallback served it.
+        ``wrap``: each provider's attempt runs as ``wrap(generate)`` inside its guard
+        (:class:`ImagePipeline` downloads the image there, so an image that cannot be had
+        counts against the provider that made it and hands the call to the next one).
+        """
         params: dict[str, Any] = {
             "size": size,
             "response_format": response_format,
@@ -426,6 +452,7 @@ class OpenAIProvider(BaseProvider):
                 )
             ),
             allowed=fallback,
+            wrap=wrap,
         )
 
     async def fallback_images(

@@ -4,13 +4,17 @@ Seed 000's shape: generation bounded by the policy's ``timeout`` (``…_TIMEOUT_
 download by its ``download`` phase (``…_DOWNLOAD_TIMEOUT_S``), and every failure of
 either — a timeout, a reply without a URL, an HTML page instead of an image, an expired
 URL — counts toward the same ``attempts`` (``…_MAX_ATTEMPTS``).
+
+With a registry's adapter the download belongs to the attempt of the provider that made
+the image (``generate_once(wrap=…)``): an image its host cannot deliver counts against
+that provider's breaker, and a fallback chain hands the item to the next provider at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,29 +153,47 @@ class ImagePipeline:
             if not BaseProvider.fallback_allowed(policy):
                 params = {**params, "fallback": False}
 
-        async def attempt() -> tuple[Image, str | None, str]:
+        fetched: list[Image] = []  # the image of the provider whose part succeeded
+
+        async def one_provider(
+            generate: Callable[[], Awaitable[list[GeneratedImage]]],
+        ) -> list[GeneratedImage]:
+            # One provider's part of the attempt, inside its guard: the image it cannot
+            # deliver (a dead CDN, an HTML page) counts against it, and a chain hands the
+            # attempt to its next provider.
             limit = phase_timeout("generate")
             try:
                 async with asyncio.timeout(limit):
-                    images = await self.provider.generate_once(
-                        prompt, n=1, headers=headers, **params
-                    )
+                    images = await generate()
             except TimeoutError as exc:
                 if isinstance(exc, AttemptTimeout) or limit is None:
                     raise
                 raise AttemptTimeout(limit, phase="generate") from None
             generated = images[0]
-            served = generated.provider or self.provider.name
             if generated.data is not None:
-                return image_from_bytes(generated.data), generated.revised_prompt, served
-            assert generated.url is not None
-            image = await download_image(
-                generated.url,
-                transport=self.provider.transport,
-                max_bytes=self.max_bytes,
-                headers=download_headers,
-            )
-            return image, generated.revised_prompt, served
+                image = image_from_bytes(generated.data)
+            else:
+                assert generated.url is not None
+                image = await download_image(
+                    generated.url,
+                    transport=self.provider.transport,
+                    max_bytes=self.max_bytes,
+                    headers=download_headers,
+                )
+            fetched[:] = [image]
+            return images
+
+        async def attempt() -> tuple[Image, str | None, str]:
+            if isinstance(self.provider, BaseProvider):
+                images = await self.provider.generate_once(
+                    prompt, n=1, headers=headers, wrap=one_provider, **params
+                )
+            else:
+                images = await one_provider(
+                    lambda: self.provider.generate_once(prompt, n=1, headers=headers, **params)
+                )
+            generated = images[0]
+            return fetched[0], generated.revised_prompt, generated.provider or self.provider.name
 
         image, revised, served = await policy.acall(attempt)
         return ImageResult(
