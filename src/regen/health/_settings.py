@@ -9,11 +9,11 @@ from typing import Self
 
 from regen.foundation import ConfigError, env_seconds
 
-#: A check every minute, each given five seconds: seed 003's choice.
+#: A check every minute, each given five seconds: the paper pipeline's choice.
 DEFAULT_INTERVAL = 60.0
 DEFAULT_TIMEOUT = 5.0
 
-# Each setting's variables, the first one set winning: regen's own, then seed 003's.
+# Each setting's variables, the first one set winning: regen's own, then the paper pipeline's.
 _INTERVAL_VARS = ("REGEN_HEALTH_INTERVAL_S", "MODEL_HEALTH_CHECK_INTERVAL")
 _TIMEOUT_VARS = ("REGEN_HEALTH_TIMEOUT_S", "MODEL_HEALTH_CHECK_TIMEOUT")
 
@@ -36,7 +36,7 @@ class HealthSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        """``REGEN_HEALTH_INTERVAL_S`` / ``REGEN_HEALTH_TIMEOUT_S``, else seed 003's
+        """``REGEN_HEALTH_INTERVAL_S`` / ``REGEN_HEALTH_TIMEOUT_S``, else the paper pipeline's
         ``MODEL_HEALTH_CHECK_INTERVAL`` / ``MODEL_HEALTH_CHECK_TIMEOUT``, else 60 s and 5 s."""
         return cls(
             interval=_first(_INTERVAL_VARS, DEFAULT_INTERVAL, environ),

@@ -22,7 +22,7 @@ _LIMIT = "x-ratelimit-limit-"
 
 @dataclass(frozen=True, slots=True)
 class ProviderHealth:
-    """A provider's health as last checked (seed 003's ``HealthStatus``).
+    """A provider's health as last checked (the paper pipeline's ``HealthStatus``).
 
     ``status`` is ``unknown`` before the first check. ``error`` is a few words (``401``,
     ``timeout``, ``rate limited``), never a provider's message. ``last_check`` and

@@ -25,7 +25,8 @@ from regen.retry import AttemptTimeout, classify_response, phase_timeout
 
 #: Images larger than this are refused unless the caller raises the cap.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-#: The download phase's timeout when the policy names none (seed 000's default).
+#: The download phase's timeout when the policy names none (the daily-news example's
+#: ``…_DOWNLOAD_TIMEOUT_S`` default).
 DEFAULT_DOWNLOAD_TIMEOUT = 60.0
 _SLACK = 0.25
 

@@ -1,9 +1,9 @@
 """Generate and download an image as ONE attempt, so a bad download makes a new image.
 
-Seed 000's shape: generation bounded by the policy's ``timeout`` (``…_TIMEOUT_S``), the
-download by its ``download`` phase (``…_DOWNLOAD_TIMEOUT_S``), and every failure of
-either — a timeout, a reply without a URL, an HTML page instead of an image, an expired
-URL — counts toward the same ``attempts`` (``…_MAX_ATTEMPTS``).
+As a news app's image step needs it: generation bounded by the policy's ``timeout``
+(``…_TIMEOUT_S``), the download by its ``download`` phase (``…_DOWNLOAD_TIMEOUT_S``), and
+every failure of either — a timeout, a reply without a URL, an HTML page instead of an
+image, an expired URL — counts toward the same ``attempts`` (``…_MAX_ATTEMPTS``).
 
 With a registry's adapter the download belongs to the attempt of the provider that made
 the image (``generate_once(wrap=…)``): an image its host cannot deliver counts against
@@ -68,7 +68,7 @@ class ImageResult:
 
     @property
     def errors(self) -> list[str]:
-        """The last three failed attempts' errors (seed 000's ``image_generate.errors``)."""
+        """The last three failed attempts' errors (an app's ``image_generate.errors``)."""
         return [f"{a.kind}: {a.message}" for a in self.history[-3:]]
 
     def to_dict(self) -> dict[str, Any]:

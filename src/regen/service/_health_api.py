@@ -1,4 +1,5 @@
-"""Provider health over HTTP: seed 003's ``/api/models/…`` routes on a :class:`HealthMonitor`.
+"""Provider health over HTTP: the paper pipeline's ``/api/models/…`` routes on a
+:class:`HealthMonitor`.
 
 ``health_router(monitor)`` gives an ``APIRouter`` to include in a FastAPI app; the app
 starts and stops the monitor's schedule (``await monitor.start()`` / ``stop()`` in its

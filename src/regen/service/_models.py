@@ -119,7 +119,7 @@ class RetryOut(BaseModel):
 
 
 class CheckpointOut(BaseModel):
-    """A run's checkpoint: each succeeded step's output (seed 003's fields)."""
+    """A run's checkpoint: each succeeded step's output (the paper pipeline's fields)."""
 
     run_id: str
     status: str

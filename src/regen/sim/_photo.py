@@ -1,4 +1,4 @@
-"""A generic submit-and-poll photo/video API (the kind seed 002 wraps in retries).
+"""A generic submit-and-poll photo/video API (the kind the family_photo example wraps in retries).
 
 - ``POST /photo/v1/art-photos`` ``{"prompt", "style"?, "size"?: "1024x1024", "model"?}``
   → ``{"task_id", "status": "queued"}``; ``GET /photo/v1/tasks/{id}`` → the task.
