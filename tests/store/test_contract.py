@@ -884,6 +884,23 @@ async def test_an_items_end_under_a_lost_claim_is_refused_and_writes_nothing(sto
     assert await store.count_items("r1", "draw") == {ItemStatus.SUCCEEDED: 2}
 
 
+async def test_an_items_end_keeps_the_provider_that_served_it(store: Store) -> None:
+    lease = await _open_map(store, 3)
+    claim = await store.claim_items("a", "ta", 30.0, 2.0, limit=2, run_id="r1", step="draw")
+    assert claim is not None
+    served = _done(0, "ta")._replace(provider="backup")
+    failed = _done(1, "ta", ItemStatus.GIVEN_UP)._replace(provider="backup")  # served nothing
+    await store.commit_items(claim.lease, [served, failed])
+    unclaimed = EndItem("draw", 2, ItemStatus.SUCCEEDED, 6.0, output='"x"', provider="sim")
+    await store.commit(lease, [unclaimed])
+    items = await store.get_items("r1", "draw")
+    assert [(i.status, i.provider) for i in items] == [
+        (ItemStatus.SUCCEEDED, "backup"),
+        (ItemStatus.GIVEN_UP, None),
+        (ItemStatus.SUCCEEDED, "sim"),
+    ]
+
+
 async def test_items_given_back_are_claimable_at_once_and_only_those_not_ended(
     store: Store, other: Store
 ) -> None:

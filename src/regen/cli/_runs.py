@@ -28,7 +28,7 @@ from regen.cli._common import (
     user_errors,
     when,
 )
-from regen.store import EventType, RunStatus
+from regen.store import RunStatus
 
 if TYPE_CHECKING:
     from regen.engine import Engine, Item, RunDetail, Step
@@ -157,58 +157,21 @@ def show(ctx: click.Context, run_id: str, item_limit: int, wide: bool, as_json: 
                 rest = engine.sync.items(run_id, step.name, limit=item_limit)
                 seen = {i.idx for i in troubled}
                 items[step.name] = (troubled + [i for i in rest if i.idx not in seen])[:item_limit]
-        served = _served_by(engine, run_id, items)
         if as_json:
             record = detail.to_dict()
             record["items"] = {
-                name: [
-                    asdict(i) | {"status": str(i.status), "provider": served.get((name, i.idx))}
-                    for i in rows
-                ]
+                name: [asdict(i) | {"status": str(i.status)} for i in rows]
                 for name, rows in items.items()
             }
             print_json(record)
             return
-        _show_text(engine, detail, items, served, wide=wide)
-
-
-#: Event pages read at most to find which provider served the items shown.
-SERVED_PAGES = 20
-
-
-def _served_by(
-    engine: Engine, run_id: str, items: dict[str, list[Item]]
-) -> dict[tuple[str, int], str]:
-    """The provider that served each succeeded item shown, from its ``item.succeeded``
-    event (the item record does not keep it); a very long log is read only so far."""
-    wanted = {
-        (name, i.idx) for name, rows in items.items() for i in rows if i.status == "succeeded"
-    }
-    found: dict[tuple[str, int], str] = {}
-    after, pages = 0, 0
-    while wanted and pages < SERVED_PAGES:
-        batch = engine.sync.read_events(run_id, after, limit=EVENT_PAGE)
-        if not batch:
-            break
-        for event in batch:
-            if event.type != EventType.ITEM_SUCCEEDED:
-                continue
-            step, idx = event.data.get("step"), event.data.get("item")
-            provider = event.data.get("provider")
-            if not (isinstance(step, str) and isinstance(idx, int) and isinstance(provider, str)):
-                continue
-            if (step, idx) in wanted:
-                found[(step, idx)] = provider
-                wanted.discard((step, idx))
-        after, pages = batch[-1].seq, pages + 1
-    return found
+        _show_text(engine, detail, items, wide=wide)
 
 
 def _show_text(
     engine: Engine,
     detail: RunDetail,
     items: dict[str, list[Item]],
-    served: dict[tuple[str, int], str],
     *,
     wide: bool,
 ) -> None:
@@ -257,12 +220,12 @@ def _show_text(
     for name, rows in items.items():
         if not rows:
             continue
-        providers = any((name, item.idx) in served for item in rows)
+        providers = any(item.provider for item in rows)
         headers = ["item", "status", "attempts", *(["provider"] if providers else [])]
         grid = Table(*headers, "last errors", title=f"items of {name}")
         grid.columns[1].no_wrap = True
         for item in rows:
-            by = [escape(served.get((name, item.idx), "-"))] if providers else []
+            by = [escape(item.provider or "-")] if providers else []
             grid.add_row(
                 str(item.idx),
                 _styled(str(item.status)),

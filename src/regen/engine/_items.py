@@ -353,6 +353,7 @@ class ItemRunner:
                 cached,
                 token=token,
                 event=text,
+                provider=provider,
             ),
             *(LinkArtifact(sha, spec.name, idx) for sha in found),
         ]

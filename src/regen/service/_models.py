@@ -97,6 +97,11 @@ class ItemOut(BaseModel):
     worker: str | None = Field(
         None, description="The worker process that runs (or ran) the item (``regen worker``)."
     )
+    provider: str | None = Field(
+        None,
+        description="The provider that served its last call (a fallback's name while the "
+        "first provider was down).",
+    )
 
 
 class ItemPage(BaseModel):

@@ -111,8 +111,9 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One item of a map step: its input, output, the attempts that failed, and the
-    worker that runs (or ran) it."""
+    """One item of a map step: its input, output, the attempts that failed, the worker
+    that runs (or ran) it, and the provider that served its last call (when it succeeded
+    through regen's adapters; a fallback's name while the first provider was down)."""
 
     run_id: str
     step: str
@@ -127,6 +128,7 @@ class Item:
     started_at: float | None
     finished_at: float | None
     worker: str | None = None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +324,8 @@ class EndItem(NamedTuple):
     With ``token`` (the claim's), it is recorded only while the item still runs under that
     claim (nothing is written otherwise), and a success the step's quota no longer needs
     is recorded as ``skipped``, its output discarded. ``event``: the data (JSON) of the
-    ``item.<status>`` event appended with it when it is recorded.
+    ``item.<status>`` event appended with it when it is recorded. ``provider``: the one
+    that served a success.
     """
 
     step: str
@@ -337,6 +340,7 @@ class EndItem(NamedTuple):
     cached: bool = False
     token: str | None = None
     event: str | None = None
+    provider: str | None = None
 
 
 class AddItems(NamedTuple):

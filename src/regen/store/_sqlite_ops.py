@@ -336,6 +336,7 @@ def _end_item(conn: sqlite3.Connection, log: RunLog, w: EndItem) -> None:
             "errors": w.errors,
             "cached": int(w.cached),
             "at": w.at,
+            "provider": w.provider,
         },
     )
 
@@ -366,6 +367,7 @@ def _finish_item(conn: sqlite3.Connection, log: RunLog, w: EndItem) -> None:
             "errors": w.errors,
             "cached": int(w.cached),
             "at": w.at,
+            "provider": w.provider if status is ItemStatus.SUCCEEDED else None,
         },
     )
     if cursor.rowcount == 0:

@@ -100,6 +100,7 @@ def item(run_id: str, row: Row) -> Item:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         worker=row["worker"],
+        provider=row["provider"],
     )
 
 

@@ -96,6 +96,9 @@ CREATE TABLE items (
     worker TEXT,
     lease_token TEXT,
     lease_expires_at DOUBLE PRECISION,
+    -- The provider that served the item's last call, when it made one through regen's
+    -- adapters (a fallback's name while the first provider was down).
+    provider TEXT,
     PRIMARY KEY (run, step, idx)
 );
 -- Items still to finish, in order: what a claim scans.
@@ -212,7 +215,7 @@ BEGIN
             key TEXT, input TEXT, errors TEXT, cached BOOLEAN, value TEXT,
             expires_at DOUBLE PRECISION, sha256 TEXT, retry_at DOUBLE PRECISION,
             close_steps BOOLEAN, token TEXT, event TEXT, "rows" JSONB, quota INTEGER,
-            total INTEGER
+            total INTEGER, provider TEXT
         )
     LOOP
         CASE w.op
@@ -259,7 +262,8 @@ BEGIN
             SET status = decided.status,
                 output = CASE WHEN decided.status = 'skipped' THEN NULL ELSE w.output END,
                 attempts = w.attempts, errors = w.errors, cached = w.cached,
-                finished_at = w.at, lease_token = NULL, lease_expires_at = NULL
+                finished_at = w.at, lease_token = NULL, lease_expires_at = NULL,
+                provider = CASE WHEN decided.status = 'succeeded' THEN w.provider END
             FROM (
                 SELECT CASE
                     WHEN w.status <> 'succeeded' THEN w.status
@@ -288,13 +292,14 @@ BEGIN
             END IF;
           ELSE
             INSERT INTO items (run, step, idx, key, status, input, output, attempts, errors,
-                               cached, started_at, finished_at)
+                               cached, started_at, finished_at, provider)
             VALUES (p_run, w.step, w.idx, w.key, w.status, w.input, w.output, w.attempts,
-                    w.errors, w.cached, w.at, w.at)
+                    w.errors, w.cached, w.at, w.at, w.provider)
             ON CONFLICT (run, step, idx) DO UPDATE
             SET status = excluded.status, output = excluded.output,
                 attempts = excluded.attempts, errors = excluded.errors,
                 cached = excluded.cached, finished_at = excluded.finished_at,
+                provider = excluded.provider,
                 key = COALESCE(excluded.key, items.key),
                 input = COALESCE(excluded.input, items.input);
           END IF;

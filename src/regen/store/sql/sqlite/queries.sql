@@ -117,12 +117,13 @@ SET status = 'running', key = excluded.key, input = excluded.input,
 
 -- name: item_end
 INSERT INTO items (run, step, idx, key, status, input, output, attempts, errors, cached,
-                   started_at, finished_at)
+                   started_at, finished_at, provider)
 VALUES (:run, :step, :idx, :key, :status, :input, :output, :attempts, :errors, :cached,
-        :at, :at)
+        :at, :at, :provider)
 ON CONFLICT (run, step, idx) DO UPDATE
 SET status = excluded.status, output = excluded.output, attempts = excluded.attempts,
     errors = excluded.errors, cached = excluded.cached, finished_at = excluded.finished_at,
+    provider = excluded.provider,
     key = COALESCE(excluded.key, items.key), input = COALESCE(excluded.input, items.input);
 
 -- name: item_add
@@ -144,7 +145,8 @@ WHERE run = :run AND step = :step AND status IN ('pending', 'running');
 -- An item's end under its claim: nothing changes unless it still runs under that token.
 UPDATE items
 SET status = :status, output = :output, attempts = :attempts, errors = :errors,
-    cached = :cached, finished_at = :at, lease_token = NULL, lease_expires_at = NULL
+    cached = :cached, finished_at = :at, lease_token = NULL, lease_expires_at = NULL,
+    provider = :provider
 WHERE run = :run AND step = :step AND idx = :idx AND lease_token = :token
   AND status = 'running';
 

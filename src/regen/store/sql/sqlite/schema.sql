@@ -87,6 +87,9 @@ CREATE TABLE items (
     worker TEXT,
     lease_token TEXT,
     lease_expires_at REAL,
+    -- The provider that served the item's last call, when it made one through regen's
+    -- adapters (a fallback's name while the first provider was down).
+    provider TEXT,
     PRIMARY KEY (run, step, idx)
 ) WITHOUT ROWID;
 -- Items still to finish, in order: what a claim scans.
