@@ -711,6 +711,42 @@ async def test_a_connection_lost_during_a_claim_takes_the_run_once(
 
 
 @pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
+async def test_a_connection_lost_during_a_claim_of_items_is_recognised_by_its_token(
+    url: str, delivered: bool
+) -> None:
+    with CuttingProxy("127.0.0.1", 5432) as proxy:
+        store = PostgresStore(_through(url, proxy.port))
+        try:
+            await store.create_run(_new("r1"), 1.0)
+            claimed = await store.claim("w", 100.0, 1.0)
+            assert claimed is not None
+            start = StartStep(1, 2.0, '{"step":"draw","kind":"map"}')
+            rows = tuple((i, None, f'"{i}"') for i in range(3))
+            opened = [start, AddItems("draw", rows), OpenItems(1, None, 3)]
+            assert (await store.commit(claimed.lease, opened)).ok
+            # The connection fails as the claim's COMMIT goes out: the claim is neither
+            # lost (its items leased to nobody until their lease lapses) nor made twice.
+            proxy.cut = Cut(b"COMMIT", delivered)
+            items = await store.claim_items("h", "t1", 100.0, 3.0, limit=2)
+            assert proxy.cuts == 1
+            assert items is not None
+            assert [(i.idx, i.worker) for i in items.items] == [(0, "h"), (1, "h")]
+            assert (items.run.id, items.step.name) == ("r1", "draw")
+            assert (items.lease.run_id, items.lease.step, items.lease.token) == ("r1", "draw", "t1")
+            assert await store.count_items("r1", "draw") == {
+                ItemStatus.RUNNING: 2,
+                ItemStatus.PENDING: 1,
+            }
+            end = EndItem("draw", 0, ItemStatus.SUCCEEDED, 4.0, output='"ok"', token="t1")
+            assert (await store.commit_items(items.lease, [end])).ok
+            rest = await store.claim_items("k", "t2", 100.0, 4.0, limit=5)
+            assert rest is not None
+            assert [i.idx for i in rest.items] == [2]
+        finally:
+            await store.close()
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["it-landed", "it-did-not"])
 async def test_a_connection_lost_during_an_item_commit_neither_loses_nor_repeats_it(
     url: str, delivered: bool
 ) -> None:

@@ -405,9 +405,12 @@ class PostgresStore(Store):
     ) -> ClaimedItems | None:
         named = run_id is not None and step is not None
         lease = ItemLease(run_id or "", step or "", token, owner)
-        # Several statements: a transaction of their own on the autocommit connection.
+        # Several statements: a transaction of their own on the autocommit connection. A
+        # COMMIT whose answer is lost is told apart by the token, the caller's own for this
+        # claim: the items leased under it are what the claim took.
         claimed = await self._call(
             lambda c: ops.claim_items(c, lease, ttl, now, limit=limit, named=named, flows=flows),
+            landed=lambda c: ops.claimed_items(c, lease),
             pipeline=True,
         )
         if claimed is not None:

@@ -201,6 +201,24 @@ async def release(conn: Conn, lease: Lease, now: float) -> str | None:
 # --- items claimed by any worker --------------------------------------------------------------
 
 
+async def claimed_items(conn: Conn, lease: ItemLease) -> ClaimedItems | None:
+    """The items a claim leased under ``lease.token`` (each claim's own), if that claim
+    landed though its answer was lost; ``None`` if it took none, and may be sent again."""
+    cursor = await conn.execute(Q["claimed_items"], {"owner": lease.owner, "token": lease.token})
+    rows = await cursor.fetchall()
+    if not rows:
+        return None
+    run_id, step_name = rows[0]["run_id"], rows[0]["step"]
+    reading = await conn.execute(Q["get_run"], {"id": run_id})
+    stepping = await conn.execute(Q["step_named"], {"run_id": run_id, "step": step_name})
+    found_run, row = await reading.fetchone(), await stepping.fetchone()
+    if found_run is None or row is None:
+        return None
+    items = [item_record(run_id, r) for r in rows]
+    held = ItemLease(run_id, step_name, lease.token, lease.owner)
+    return ClaimedItems(run_record(found_run), step_record(run_id, row), held, items)
+
+
 async def release_items(conn: Conn, lease: ItemLease) -> int:
     """Give back the items claimed under ``lease``'s token that have not ended; idle
     workers hear of them on the regen_queue channel."""

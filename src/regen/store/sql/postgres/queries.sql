@@ -166,6 +166,14 @@ WHERE run = (SELECT key FROM runs WHERE id = %(run_id)s) AND step = %(step)s
   AND lease_token = %(token)s AND status = 'running'
 RETURNING (SELECT flow FROM runs WHERE id = %(run_id)s) AS flow;
 
+-- name: claimed_items
+-- The items a claim leased under this token that still run (the token is the claim's
+-- own), with their run's id: what a claim whose answer was lost took.
+SELECT r.id AS run_id, i.* FROM items AS i
+JOIN runs AS r ON r.key = i.run
+WHERE i.worker = %(owner)s AND i.lease_token = %(token)s AND i.status = 'running'
+ORDER BY i.idx;
+
 -- name: lease_items
 -- Pending items, and running ones whose worker's lease expired, in order; rows another
 -- transaction holds are skipped, not waited for. The rows picked (and locked) are updated
