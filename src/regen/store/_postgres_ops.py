@@ -221,11 +221,13 @@ async def claimed_items(conn: Conn, lease: ItemLease) -> ClaimedItems | None:
 
 async def release_items(conn: Conn, lease: ItemLease) -> int:
     """Give back the items claimed under ``lease``'s token that have not ended; idle
-    workers hear of them on the regen_queue channel."""
+    workers hear of them on the regen_queue channel, the run's own execution (waiting for
+    the step's items) on regen_events."""
     args = {"run_id": lease.run_id, "step": lease.step, "token": lease.token}
     rows = await (await conn.execute(Q["release_items"], args)).fetchall()
     if rows:
         await conn.execute(Q["notify_queue"], {"flow": rows[0]["flow"]})
+        await conn.execute(Q["notify_run"], {"run_id": lease.run_id})
     return len(rows)
 
 

@@ -47,6 +47,10 @@ FROM regen_commit(%(run_id)s, %(token)s, %(commit)s, %(writes)s::jsonb);
 -- Writes to a run whose row this transaction has locked (see regen_apply in the schema).
 SELECT regen_apply(%(run)s, %(run_id)s, %(writes)s::jsonb);
 
+-- name: notify_run
+-- Followers of the run wake (its own execution, waiting for items other workers hold).
+SELECT pg_notify('regen_events', %(run_id)s);
+
 -- name: notify_queue
 -- Wakes idle workers: a run of this flow can be claimed.
 SELECT pg_notify('regen_queue', %(flow)s);
