@@ -91,6 +91,7 @@ class ItemRunner:
         self._running = False
         self._adopted: list[tuple[Item, str]] = []
         self._held: set[str] = set()
+        self._in_hand: set[int] = set()  # the items running in this session
 
     # --- the claiming loop ----------------------------------------------------------------------
 
@@ -214,8 +215,14 @@ class ItemRunner:
             await self._progress()
 
     def _start(self, item: Item, token: str) -> None:
+        if item.idx in self._in_hand:
+            # Already running here: a claim whose answer was lost is read back as every
+            # item its token holds, those of this session's earlier claims among them.
+            return
+        self._in_hand.add(item.idx)
         self.state.alive += 1
         task = asyncio.create_task(self._item(item, token))
+        task.add_done_callback(lambda _: self._in_hand.discard(item.idx))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
