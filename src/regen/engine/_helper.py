@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from regen.engine._errors import FlowError, FlowNotFound
@@ -32,8 +32,9 @@ logger = logging.getLogger("regen.engine")
 class Helpers:
     """The map steps of other processes' runs this worker runs items of, by run and step."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, may_claim: Callable[[], bool] | None = None) -> None:
         self._engine = engine
+        self._may_claim = may_claim
         self._sessions: dict[tuple[str, str], ItemRunner] = {}
         #: Flows whose items this worker cannot run (not found here, or changed).
         self.skipped: set[str] = set()
@@ -65,7 +66,9 @@ class Helpers:
             return None
         ex = Execution(engine, flow, claimed, inline_sync=False)
         step = claimed.step
-        runner = ItemRunner(ex, spec, step.generation, step.refresh, quota=step.quota)
+        runner = ItemRunner(
+            ex, spec, step.generation, step.refresh, quota=step.quota, may_claim=self._may_claim
+        )
         runner.adopt(claimed)
         self._sessions[where] = runner
         return runner

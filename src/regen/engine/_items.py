@@ -60,6 +60,8 @@ class ItemRunner:
 
     ``generation``/``refresh``: the step's, from its record (idempotency keys, cache use).
     ``progress``: called after items end (the run's own execution reports progress).
+    ``may_claim``: whether to claim more now (a worker's helping session stops claiming
+    while the worker's runs need its room).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class ItemRunner:
         token: str | None = None,
         quota: int | None = None,
         progress: Callable[[], Any] | None = None,
+        may_claim: Callable[[], bool] | None = None,
     ) -> None:
         self.ex = ex
         self.spec = spec
@@ -87,6 +90,7 @@ class ItemRunner:
         self.tasks: set[asyncio.Task[None]] = set()
         self.quota = quota
         self._progress = progress
+        self._may_claim = may_claim
         self._short = False  # the last claim got fewer items than it asked for
         self._running = False
         self._adopted: list[tuple[Item, str]] = []
@@ -123,7 +127,12 @@ class ItemRunner:
                     raise state.error
                 self.ex.check_cancel()
                 room = self.window - state.alive
-                if ask and room > 0 and (room >= self.batch or self._short or not state.alive):
+                if (
+                    ask
+                    and room > 0
+                    and (room >= self.batch or self._short or not state.alive)
+                    and (self._may_claim is None or self._may_claim())
+                ):
                     got = await self._claim(room)
                     self._short, ask = got < room, False
                     continue

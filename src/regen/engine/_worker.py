@@ -67,7 +67,10 @@ async def work(
     names = list(flows) if flows is not None else (engine.registry.names() or None)
     interval = engine.settings.gc_interval if gc_interval is None else gc_interval
     last_gc = _time.monotonic()  # the engine's clock: a fake one under test mode
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[None]] = set()  # the runs it executes
+    # Sessions running items of other processes' map steps, in room the runs leave: a run
+    # to take over (its worker died) or start is claimed whatever they hold.
+    helping: set[asyncio.Task[None]] = set()
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -80,7 +83,8 @@ async def work(
 
     remove = engine._store.add_queue_listener(queued)
     unloadable: set[str] = set()
-    helpers = Helpers(engine)
+    # A helping session claims more items only while the runs leave it room.
+    helpers = Helpers(engine, lambda: len(tasks) + len(helping) <= concurrency)
     executed = 0
     try:
         while not stop.is_set() and (max_runs is None or executed < max_runs):
@@ -102,7 +106,8 @@ async def work(
                     report(WorkerEvent(action, claimed.run.id, claimed.run.flow, _time.now()))
                     _keep(tasks, asyncio.create_task(_run(engine, claimed, report)), wake)
                 # Room left: run items of map steps other processes' runs have opened.
-                await _help_while_room(engine, helpers, names, tasks, concurrency, stop, wake)
+                room = concurrency - len(tasks) - len(helping)
+                await _help_while_room(engine, helpers, names, helping, room, stop, wake)
                 last_gc = await _clean_up_when_due(engine, interval, last_gc)
                 wait = await _until_next_retry(engine, names, poll)
             except DatabaseUnreachable as exc:
@@ -113,13 +118,13 @@ async def work(
                     extra={"error": str(exc)},
                 )
             await _nap(wake, stop, wait)
-        while tasks and not stop.is_set():
-            await asyncio.wait(set(tasks))
+        while (tasks or helping) and not stop.is_set():
+            await asyncio.wait({*tasks, *helping})
     finally:
         remove()
-        for task in list(tasks):
-            task.cancel()  # their runs go back to the queue for another worker
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in [*tasks, *helping]:
+            task.cancel()  # their runs go back to the queue, their items to pending
+        await asyncio.gather(*tasks, *helping, return_exceptions=True)
     return executed
 
 
@@ -207,17 +212,19 @@ async def _help_while_room(
     engine: Engine,
     helpers: Helpers,
     names: list[str] | None,
-    tasks: set[asyncio.Task[None]],
-    concurrency: int,
+    helping: set[asyncio.Task[None]],
+    room: int,
     stop: asyncio.Event,
     wake: asyncio.Event,
 ) -> None:
-    """Start running claimed items of open map steps while the worker has room."""
-    while len(tasks) < concurrency and not stop.is_set():
-        helping = await _help_next(engine, helpers, names)
-        if helping is None:
+    """Start up to ``room`` sessions running claimed items of open map steps."""
+    for _ in range(room):
+        if stop.is_set():
             return
-        _keep(tasks, helping, wake)
+        session = await _help_next(engine, helpers, names)
+        if session is None:
+            return
+        _keep(helping, session, wake)
 
 
 async def _help_next(
