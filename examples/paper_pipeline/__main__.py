@@ -40,7 +40,8 @@ _MARKS = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m examples.paper_pipeline", description="A daily paper digest on regen, checkpointed after every step."
+        prog="python -m examples.paper_pipeline",
+        description="A daily paper digest on regen, checkpointed after every step.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the day's task (resumes it if it failed)")
