@@ -11,6 +11,7 @@ import collections
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,6 +294,47 @@ async def test_a_worker_stopping_gives_back_the_items_it_has_not_finished(
     items = await owner.items(run_id, "draw")
     assert held
     assert {(i.status, i.worker) for i in items} == {(ItemStatus.SUCCEEDED, owner.owner)}
+    assert _ended_once(await _all_events(owner, run_id)) == dict.fromkeys(range(8), 1)
+
+
+async def test_a_worker_stopping_records_the_sync_calls_it_cannot_stop_instead_of_giving_them_back(
+    engines: list[Engine],
+) -> None:
+    owner, helper = engines[:2]
+    go = threading.Event()
+    calls: collections.Counter[int] = collections.Counter()
+    lock = threading.Lock()
+    flow = Flow("seen_through")
+
+    @flow.map(items=lambda ctx: range(8), concurrency=2, policy=Policy(attempts=1))
+    def draw(ctx, item):  # sync: runs in a thread, which nothing can stop
+        with lock:
+            calls[item] += 1
+        go.wait(20)
+        return item
+
+    for engine in (owner, helper):
+        engine.register(flow)
+    run_id = (await owner.start(flow)).run.id
+    executing = asyncio.create_task(owner.execute(run_id))
+    await until(lambda: status_is(owner, run_id, RunStatus.RUNNING))
+    stop = asyncio.Event()
+    helping = asyncio.create_task(helper.worker(stop=stop, poll=0.02, gc_interval=0))
+    held = await _held_by(owner, run_id, helper.owner)
+    await until(lambda: sum(calls.values()) == 4)  # two calls in each worker's threads
+    stop.set()  # the helper stops while its two calls run
+    await asyncio.sleep(0.1)  # room for the owner to claim what the helper would give back
+    go.set()
+    await asyncio.wait_for(helping, 20)
+    run = await asyncio.wait_for(executing, 20)
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert calls == dict.fromkeys(range(8), 1)  # no item called twice
+    items = await owner.items(run_id, "draw")
+    by_helper = {i.idx for i in items if i.worker == helper.owner}
+    assert len(by_helper) == 2  # its two calls, recorded by it
+    assert by_helper <= set(held)
+    assert {i.status for i in items} == {ItemStatus.SUCCEEDED}
     assert _ended_once(await _all_events(owner, run_id)) == dict.fromkeys(range(8), 1)
 
 

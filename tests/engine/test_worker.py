@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
 
 from engine.flows import linear
 from engine.waiting import not_resumable, status_is, until
-from regen.engine import Engine, Flow, RunStatus
+from regen.engine import Engine, Flow, RunStatus, StepStatus
 from regen.retry import FakeClock
 
 
@@ -71,3 +72,43 @@ async def test_a_worker_with_gc_interval_zero_never_cleans_up(
     assert await engine.worker(poll=0.01, max_runs=2, gc_interval=0) == 2
     assert {(await engine.get_run(i)).status for i in ids} == {RunStatus.SUCCEEDED}
     assert not [r for r in caplog.records if "clean-up" in r.getMessage()]
+
+
+async def test_a_stopping_worker_checkpoints_the_sync_step_it_cannot_stop_and_gives_back_the_rest(
+    engine: Engine,
+) -> None:
+    go = threading.Event()
+    calls: list[str] = []
+    flow = Flow("seen_through")
+
+    @flow.step()
+    def fetch(ctx):  # sync: runs in a thread, which nothing can stop
+        calls.append("fetch")
+        go.wait(20)
+        return "page"
+
+    @flow.step()
+    def publish(ctx):
+        calls.append("publish")
+        return ctx.results["fetch"] + " published"
+
+    engine.register(flow)
+    run_id = (await engine.start(flow)).run.id
+    stop = asyncio.Event()
+    worker = asyncio.create_task(engine.worker(concurrency=1, poll=0.01, stop=stop, gc_interval=0))
+    await until(lambda: calls == ["fetch"])
+    stop.set()  # the worker stops while fetch runs
+    await asyncio.sleep(0.05)
+    go.set()
+    await asyncio.wait_for(worker, 10)
+
+    detail = await engine.detail(run_id)
+    run, steps = detail.run, {s.name: s for s in detail.steps}
+    assert run.status is RunStatus.QUEUED  # given back, for the next worker
+    assert steps["fetch"].status is StepStatus.SUCCEEDED
+    assert steps["fetch"].output == "page"
+    assert calls == ["fetch"]  # stopped at the checkpoint: publish not started
+
+    finished = await engine.execute(run_id)
+    assert finished.status is RunStatus.SUCCEEDED
+    assert calls == ["fetch", "publish"]  # fetch was not called again

@@ -102,6 +102,8 @@ class Engine:
         self._executions: dict[str, Execution] = {}
         self._heartbeat = Heartbeat(self._store, self.settings.lease_ttl, self._observe, self.owner)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="regen-step")
+        #: A worker on this engine is stopping: sync calls in flight are seen through.
+        self._draining = False
         self._loops = Loops()
         #: The same methods for synchronous code: ``engine.sync.start(flow, params)``.
         self.sync = SyncEngine(self, self._loops)

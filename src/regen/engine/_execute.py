@@ -76,6 +76,8 @@ class Execution:
         self.params_view: Mapping[str, Any] = MappingProxyType(flow.step_params(self.params))
         #: A sync step runs inline on the event loop's thread (``engine.sync.run``) right now.
         self.blocking = False
+        #: A sync call was seen through after its worker began to stop (see in_thread).
+        self.draining = False
         #: ``ctx.resources``: what the flow's ``resources`` gave (or the caller passed).
         self.resources: Any = NO_RESOURCES
         self.outbox = Outbox(self.store, self.lease, asyncio.get_running_loop(), self.observe)
@@ -110,9 +112,26 @@ class Execution:
             self.cancel_requested = True
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a sync function in the engine's thread pool (context variables carried)."""
+        """Run a sync function in the engine's thread pool (context variables carried).
+
+        A thread cannot be stopped. Cancelled because its worker stops, the call is waited
+        for and its value returned, to be recorded: given back unfinished, its step or
+        item would be run again by another worker while this thread still runs it (the
+        same provider call paid twice). The execution then stops at its next checkpoint
+        (``draining``); a call that fails meanwhile ends it at once."""
         call = functools.partial(contextvars.copy_context().run, fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.engine._pool, call)
+        future = asyncio.get_running_loop().run_in_executor(self.engine._pool, call)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not self.engine._draining or future.done():
+                future.cancel()
+                raise
+        self.draining = True
+        try:
+            return await future
+        except Exception as exc:
+            raise asyncio.CancelledError from exc
 
     def key(self, step: str, generation: int, item: str | None = None) -> str:
         """The idempotency key of a step (or an item): stable across retries and
@@ -265,6 +284,9 @@ class Execution:
                 if self.cancel_requested:
                     await self.commit(writes)
                     raise Stop
+                if self.draining:  # the worker stops: this checkpoint, then the release
+                    await self.commit(writes)
+                    raise asyncio.CancelledError
                 # The step's checkpoint, its event and the next step's start: one commit.
                 await self.commit([*writes, self._start_write(specs[following], following)])
                 _faults.point("after_step_checkpoint")

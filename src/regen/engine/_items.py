@@ -164,6 +164,8 @@ class ItemRunner:
         finish go back to pending, for another worker to claim now rather than once their
         leases lapse. Should that fail, they lapse as they would after a crash."""
         ex = self.ex
+        with contextlib.suppress(Exception):
+            await ex.outbox.flush()  # the item.started events queued so far, logged first
         for token in self._held:
             lease = ItemLease(ex.run_id, self.spec.name, token, ex.engine.owner)
             with contextlib.suppress(Exception):

@@ -122,10 +122,21 @@ async def work(
             await asyncio.wait({*tasks, *helping})
     finally:
         remove()
-        for task in [*tasks, *helping]:
-            task.cancel()  # their runs go back to the queue, their items to pending
-        await asyncio.gather(*tasks, *helping, return_exceptions=True)
+        await _stop(engine, [*tasks, *helping])
     return executed
+
+
+async def _stop(engine: Engine, tasks: list[asyncio.Task[None]]) -> None:
+    """Stop the worker's runs and helping sessions: their runs go back to the queue, their
+    items to pending; sync calls in flight, which nothing can stop, are waited for and
+    recorded first (``Execution.in_thread``)."""
+    engine._draining = True
+    for task in tasks:
+        task.cancel()
+    try:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        engine._draining = False
 
 
 def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None], wake: asyncio.Event) -> None:

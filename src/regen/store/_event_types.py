@@ -7,6 +7,7 @@ values are the strings on the wire: ``EventType.CHUNK == "chunk"``.
 from __future__ import annotations
 
 import enum
+import functools
 
 
 class EventType(enum.StrEnum):
@@ -34,16 +35,19 @@ class EventType(enum.StrEnum):
     LOG = "log"
 
     @classmethod
+    @functools.cache
     def run_ended(cls, status: str) -> EventType:
         """The event that ends a run with ``status`` (``run.succeeded``, …)."""
         return cls(f"run.{status}")
 
     @classmethod
+    @functools.cache
     def item_ended(cls, status: str) -> EventType:
         """The event that ends an item with ``status`` (``item.given_up``, …)."""
         return cls(f"item.{status}")
 
     @classmethod
+    @functools.cache
     def step_ended(cls, status: str) -> EventType:
         """The event that ends a step with ``status`` (``step.failed``, …)."""
         return cls(f"step.{status}")

@@ -1,6 +1,7 @@
 """The SQLite store's shared state and counters: each function runs in one transaction of
-the writer (``BEGIN IMMEDIATE`` holds the file's write lock, so a read-modify-write is
-atomic across every process on the machine)."""
+the writer, so a read-modify-write is atomic across every process on the machine (a
+write after another process's commit is refused as busy, and the transaction runs again
+on the new value)."""
 
 from __future__ import annotations
 
