@@ -30,6 +30,7 @@ from regen import Attempt, AttemptTimeout, ConfigError, Failure, GiveUp, Kind, P
 from regen.providers import (
     BadResponse,
     DashScopeProvider,
+    GeneratedImage,
     Image,
     Polling,
     ProviderConfig,
@@ -295,33 +296,45 @@ async def generate_aliyun_image(
     # The task is polled for as long as the generation may take, so a longer
     # ALIYUN_IMAGE_TIMEOUT_S is a longer wait, not the adapter's own poll deadline.
     polling = provider.polling if limit is None else _polled_for(provider.polling, limit)
-    try:
-        async with asyncio.timeout(limit):
-            # While DashScope is down, a fallback provider makes the image instead.
-            generated = await provider.generate_once(
-                prompt,
-                n=1,
-                polling=polling,
-                size=size or client.size,
-                model=model or client.model,
-            )
-    except TimeoutError as exc:
-        if isinstance(exc, AttemptTimeout) or limit is None:
-            raise
-        raise AttemptTimeout(limit, phase="generate") from None
-    first = generated[0]
-    served = first.provider or provider.name
-    if first.data is not None:
-        image = image_from_bytes(first.data)
-    else:
-        url = first.url
-        if url is None:
+    fetched: list[Image] = []
+
+    async def made_and_fetched(
+        generate: Callable[[], Awaitable[list[GeneratedImage]]],
+    ) -> list[GeneratedImage]:
+        # One provider's part of the attempt, inside its guard: an image its host cannot
+        # deliver (an HTML page, a cut file) counts against that provider as a failed
+        # generation does, and while it is down the fallback makes the image instead.
+        try:
+            async with asyncio.timeout(limit):
+                images = await generate()
+        except TimeoutError as exc:
+            if isinstance(exc, AttemptTimeout) or limit is None:
+                raise
+            raise AttemptTimeout(limit, phase="generate") from None
+        first = images[0]
+        if first.data is not None:
+            fetched[:] = [image_from_bytes(first.data)]
+        elif first.url is None:
+            served = first.provider or provider.name
             raise BadResponse(
                 f"{served}: succeeded without an image url", "missing_fields", provider=served
             )
-        image = await download_image(url, transport=provider.transport)
+        else:
+            fetched[:] = [await download_image(first.url, transport=provider.transport)]
+        return images
+
+    generated = await provider.generate_once(
+        prompt,
+        n=1,
+        polling=polling,
+        size=size or client.size,
+        model=model or client.model,
+        wrap=made_and_fetched,
+    )
+    first = generated[0]
+    served = first.provider or provider.name
     return GeneratedPicture(
-        image=image,
+        image=fetched[0],
         url=first.url,
         task_id=first.task_id,
         actual_prompt=first.revised_prompt,

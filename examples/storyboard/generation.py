@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from examples.storyboard.models import ModelProvider, Storyboard
 from regen.providers import (
+    GeneratedImage,
     Image,
     OpenAIProvider,
     ProviderConfig,
@@ -205,15 +206,30 @@ async def generate(
     bounds this whole attempt). Failures are classified by regen's providers.
     """
     adapter, registry = _adapter(provider, transport, environ, state)
+    fetched: list[Image] = []
+
+    async def made_and_fetched(
+        generate: Callable[[], Awaitable[list[GeneratedImage]]],
+    ) -> list[GeneratedImage]:
+        # One provider's part of the attempt, inside its guard: an image its host cannot
+        # deliver counts against that provider, and its fallbacks are asked in turn.
+        images = await generate()
+        first = images[0]
+        if first.data is not None:
+            fetched[:] = [image_from_bytes(first.data)]
+        else:
+            assert first.url is not None
+            fetched[:] = [await download_image(first.url, transport=adapter.transport)]
+        return images
+
     try:
-        images = await adapter.generate_once(prompt, n=1, model=provider.model_name, **dict(params))
+        images = await adapter.generate_once(
+            prompt, n=1, model=provider.model_name, wrap=made_and_fetched, **dict(params)
+        )
         first = images[0]
         served = first.provider or provider.name
-        if first.data is not None:
-            return Generated(image_from_bytes(first.data), None, first.revised_prompt, served)
-        assert first.url is not None
-        image = await download_image(first.url, transport=adapter.transport)
-        return Generated(image, first.url, first.revised_prompt, served)
+        url = None if first.data is not None else first.url
+        return Generated(fetched[0], url, first.revised_prompt, served)
     finally:
         # Either closes only a transport it opened itself.
         await (registry.aclose() if registry is not None else adapter.aclose())

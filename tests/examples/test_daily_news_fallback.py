@@ -114,6 +114,35 @@ def test_while_dashscope_is_down_every_image_comes_from_the_fallback(
     assert shown.count("openai") >= 3
 
 
+def test_images_dashscope_cannot_deliver_come_from_the_fallback(
+    tmp_path: Path, backup: SimServer
+) -> None:
+    # DashScope makes every image, but its image host answers an XML page for each.
+    with run_simulator(task_seconds=0.02, faults={"fake_image": 1.0}) as dead_cdn:
+        env = {
+            "IMAGE_PROVIDER": "aliyun",
+            "DASHSCOPE_API_KEY": DASHSCOPE_KEY,
+            "DASHSCOPE_BASE_URL": dead_cdn.dashscope_base_url,
+            "OPENAI_API_KEY": OPENAI_KEY,
+            "OPENAI_BASE_URL": backup.openai_base_url,
+        }
+        result = auto(tmp_path, env, "--count", "5", "--json")
+        undelivered = dead_cdn.stats()["routes"]["file"]["outcomes"]
+        tasks = len(dead_cdn.stats()["tasks"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert len(summary["succeeded"]) == 5
+    posts = {post["post_id"]: post for post in PostStore(tmp_path / "data").all()}
+    for post_id in summary["succeeded"]:
+        image = posts[post_id]["platform"]["image"]
+        assert image["provider"] == "openai"
+        assert image["attempts"] == 1  # handed over within the attempt that met the bad image
+    # Each image DashScope made was fetched once, found bad, and counted against it.
+    assert undelivered == {"fake_image": tasks}
+    assert 1 <= tasks <= 5
+    assert produced(backup) == 5
+
+
 def test_with_one_key_images_come_from_dashscope_only(
     tmp_path: Path, down: SimServer, backup: SimServer
 ) -> None:

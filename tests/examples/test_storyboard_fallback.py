@@ -104,6 +104,39 @@ async def test_while_the_provider_is_down_the_fallback_makes_every_image(
     assert 1 <= down.stats()["outage"]["answered"] <= 5
 
 
+async def test_images_the_providers_host_cannot_deliver_come_from_the_fallback(
+    tmp_path: Path, backup: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BACKUP_KEY_ENV, "sk-backup-test-0004")
+    # The stage's provider makes every image, but its image host answers XML for each.
+    with run_simulator(faults={"fake_image": 1.0}) as dead_cdn:
+        storyboard_app = StoryboardApp(tmp_path / "home")
+        try:
+            use_simulator(dead_cdn.openai_base_url, app=storyboard_app)
+            storyboard_app.records.add_provider(
+                "backup",
+                api_url=backup.openai_base_url,
+                model_name="dall-e-3",
+                api_key_env=BACKUP_KEY_ENV,
+            )
+            pid = project(storyboard_app)
+            events = await collect(Text2ImageStageProcessor(storyboard_app).process_stream(pid))
+            records = storyboard_app.records.images(project_id=pid)
+        finally:
+            storyboard_app.close()
+        undelivered = dead_cdn.stats()["routes"]["file"]["outcomes"]
+        made = produced(dead_cdn)
+
+    assert events[-1]["stage"]["status"] == "completed"
+    assert [r.status for r in records] == ["completed"] * len(PROMPTS)
+    assert {r.model_provider for r in records} == {"backup"}
+    assert all(r.attempts == 1 for r in records)  # handed over within the first attempt
+    # Each image sim made was fetched once, found bad, and counted against sim.
+    assert undelivered == {"fake_image": made}
+    assert 1 <= made <= len(PROMPTS)
+    assert produced(backup) == len(PROMPTS)
+
+
 async def test_without_the_second_key_there_is_no_fallback(
     app: StoryboardApp, down: SimServer, backup: SimServer
 ) -> None:
