@@ -20,6 +20,7 @@ from regen.providers._breaker import (
     breaker_status,
 )
 from regen.providers._concurrency import AdaptiveLimit
+from regen.providers._config import KINDS, ProviderConfig
 from regen.providers._dashscope import DashScopeProvider, TaskStatus
 from regen.providers._download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
@@ -47,7 +48,7 @@ from regen.providers._images import ImageInfo, image_info
 from regen.providers._limiter import LimitSettings, limit_key
 from regen.providers._openai import ChatResult, OpenAIProvider
 from regen.providers._pipeline import ImageGenerator, ImagePipeline, ImageResult
-from regen.providers._registry import KINDS, ProviderConfig, Registry, openai_client_kwargs
+from regen.providers._registry import Registry, openai_client_kwargs
 from regen.providers._secret import Secret
 from regen.providers._shared_state import MemoryState, SharedState
 from regen.providers._sse import ServerSentEvent, SSEDecoder
