@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,6 @@ _POLICY_KEYS = frozenset(
         "download_timeout",
     }
 )
-_POLLING_KEYS = frozenset(f.name for f in fields(Polling))
 
 
 @dataclass(frozen=True)
@@ -215,21 +214,6 @@ def _policy_from_table(name: str, source: str, table: Any, kind: str) -> Policy:
         raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
 
 
-def _polling_from_table(name: str, source: str, table: Any) -> Polling:
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"provider {name!r} ({source}): [polling] must be a table")
-    unknown = set(table) - _POLLING_KEYS
-    if unknown:
-        raise ConfigError(
-            f"provider {name!r} ({source}): unknown polling setting(s) {sorted(unknown)}; "
-            f"expected: {', '.join(sorted(_POLLING_KEYS))}"
-        )
-    try:
-        return Polling(**table)
-    except (ConfigError, TypeError) as exc:
-        raise ConfigError(f"provider {name!r} ({source}): polling: {exc}") from None
-
-
 def config_from_table(
     name: str, table: Any, source: str, environ: Mapping[str, str]
 ) -> ProviderConfig:
@@ -269,7 +253,11 @@ def config_from_table(
     ):
         raise ConfigError(f"provider {name!r} ({source}): headers must map strings to strings")
     policy = _policy_from_table(name, source, table.get("policy", {}), kind)
-    polling = _polling_from_table(name, source, table["polling"]) if "polling" in table else None
+    polling = (
+        guard_settings.settings_from_table(name, source, "polling", table["polling"], Polling)
+        if "polling" in table
+        else None
+    )
     prefix = guard_settings.env_prefix(name)
     guards = _guards_from(name, source, table, kind, prefix, environ)
     return ProviderConfig(

@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 from regen.foundation import ConfigError, env_bool, env_float, env_int, env_str
 from regen.providers._breaker import OUTAGE_KINDS, BreakerSettings
 from regen.providers._limiter import LimitSettings
+from regen.providers._tasks import Polling
 from regen.retry import Kind
 
-S = TypeVar("S", BreakerSettings, LimitSettings)
+S = TypeVar("S", BreakerSettings, LimitSettings, Polling)
 
 #: What each kind of adapter offers by default.
 CAPABILITIES: dict[str, frozenset[str]] = {
@@ -50,7 +51,9 @@ def env_prefix(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def _table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
+def settings_from_table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
+    """``[providers.NAME.SECTION]`` as the dataclass ``cls``: unknown keys and bad values
+    refused with an error naming the provider, its file and the section."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"provider {name!r} ({source}): [{section}] must be a table")
     known = {f.name for f in fields(cls)}
@@ -62,7 +65,7 @@ def _table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
         )
     try:
         return cls(**table)
-    except ConfigError as exc:
+    except (ConfigError, TypeError) as exc:
         raise ConfigError(
             f"provider {name!r} ({source}): [providers.{name}.{section}] {exc}"
         ) from None
@@ -70,12 +73,12 @@ def _table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
 
 def breaker_from_table(name: str, source: str, table: Any) -> BreakerSettings:
     """``[providers.NAME.breaker]`` as :class:`BreakerSettings`."""
-    return _table(name, source, "breaker", table, BreakerSettings)
+    return settings_from_table(name, source, "breaker", table, BreakerSettings)
 
 
 def limit_from_table(name: str, source: str, table: Any) -> LimitSettings:
     """``[providers.NAME.limit]`` as :class:`LimitSettings`."""
-    return _table(name, source, "limit", table, LimitSettings)
+    return settings_from_table(name, source, "limit", table, LimitSettings)
 
 
 _BREAKER_ENV: dict[str, str] = {
