@@ -66,9 +66,7 @@ def settings_from_table(name: str, source: str, section: str, table: Any, cls: t
     try:
         return cls(**table)
     except (ConfigError, TypeError) as exc:
-        raise ConfigError(
-            f"provider {name!r} ({source}): [providers.{name}.{section}] {exc}"
-        ) from None
+        raise ConfigError(f"provider {name!r} ({source}): {section}: {exc}") from None
 
 
 def breaker_from_table(name: str, source: str, table: Any) -> BreakerSettings:
