@@ -214,7 +214,7 @@ def _policy_from_table(name: str, source: str, table: Any, kind: str) -> Policy:
         raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
 
 
-def config_from_table(
+def _config_from_table(
     name: str, table: Any, source: str, environ: Mapping[str, str]
 ) -> ProviderConfig:
     if not isinstance(table, Mapping):
@@ -364,7 +364,9 @@ def from_file(path: Path, environ: Mapping[str, str]) -> tuple[list[ProviderConf
     providers = document.get("providers", {})
     if not isinstance(providers, Mapping):
         raise ConfigError(f"{source}: 'providers' must be a table of [providers.NAME] tables")
-    configs = [config_from_table(name, table, source, environ) for name, table in providers.items()]
+    configs = [
+        _config_from_table(name, table, source, environ) for name, table in providers.items()
+    ]
     default = document.get("default")
     if default is not None and not isinstance(default, str):
         raise ConfigError(f"{source}: default must name a provider")
