@@ -75,7 +75,7 @@ class Registry:
         environ: Mapping[str, str] | None = None,
         transport: Transport | None = None,
     ) -> Registry:
-        """The providers declared in a TOML file (see the module docs for its shape)."""
+        """The providers declared in a TOML file (its shape: :mod:`regen.providers._config`)."""
         registry = cls(transport=transport)
         registry._add_toml(Path(path), os.environ if environ is None else environ)
         return registry
