@@ -1,6 +1,7 @@
 """What every layer of regen shares (all but the simulator, which stands apart): the root of
 the exception tree and :class:`ConfigError`, typed readers of environment variables,
-secret masking, and reading what kind of image some bytes are.
+secret masking, reading TOML settings files, and reading what kind of image some bytes
+are.
 
 It imports nothing else of regen.
 """
@@ -18,6 +19,7 @@ from regen.foundation._secrets import (
     mask_secrets,
     remember_secret,
 )
+from regen.foundation._toml import read_toml
 
 __all__ = [
     "MEDIA_TYPES",
@@ -36,6 +38,7 @@ __all__ = [
     "measure_image",
     "media_info",
     "new_temp_file",
+    "read_toml",
     "remember_secret",
     "sniff",
 ]

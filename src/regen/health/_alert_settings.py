@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from regen.foundation import ConfigError, env_bool, env_float, env_int, env_str
+from regen.foundation import ConfigError, env_bool, env_float, env_int, env_str, read_toml
 
 _PREFIX = "REGEN_ALERT_"
 _KEYS = {
@@ -121,13 +120,7 @@ class AlertSettings:
 
 def _table(path: Path) -> dict[str, Any]:
     """The checked ``[alerts]`` table of a TOML file (empty when it has none)."""
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"settings file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+    document = read_toml(path, "settings file")
     table = document.get("alerts", {})
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: 'alerts' must be a table ([alerts])")

@@ -40,13 +40,12 @@ Breaker, limit and fallback settings: see :mod:`regen.providers._guard_settings`
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regen.foundation import ConfigError, env_str
+from regen.foundation import ConfigError, env_str, read_toml
 from regen.providers import _guard_settings as guard_settings
 from regen.providers._base import BaseProvider
 from regen.providers._breaker import BreakerSettings
@@ -193,24 +192,14 @@ class ProviderConfig:
 
 
 def _policy_from_table(name: str, source: str, table: Any, kind: str) -> Policy:
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"provider {name!r} ({source}): [policy] must be a table")
-    unknown = set(table) - _POLICY_KEYS
-    if unknown:
-        raise ConfigError(
-            f"provider {name!r} ({source}): unknown policy setting(s) {sorted(unknown)}; "
-            f"expected: {', '.join(sorted(_POLICY_KEYS))}"
-        )
-    settings = dict(table)
+    settings = dict(guard_settings.checked_section(name, source, "policy", table, _POLICY_KEYS))
     settings.setdefault("timeout", _DEFAULT_TIMEOUT[kind])
     download = settings.pop("download_timeout", None)
     if download is not None:
         settings["phases"] = {"download": download}
     try:
         return Policy(**settings)
-    except ConfigError as exc:
-        raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
-    except TypeError as exc:
+    except (ConfigError, TypeError) as exc:
         raise ConfigError(f"provider {name!r} ({source}): policy: {exc}") from None
 
 
@@ -347,13 +336,7 @@ def from_environment(environ: Mapping[str, str]) -> Iterator[ProviderConfig]:
 def from_file(path: Path, environ: Mapping[str, str]) -> tuple[list[ProviderConfig], str | None]:
     """The providers a providers file declares, and the default it names (if any)."""
     source = str(path)
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"providers file {source} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"providers file {source} is not valid TOML: {exc}") from None
+    document = read_toml(path, "providers file")
     # [alerts] is read by regen.health's alert settings, from the same file.
     unknown = set(document) - {"default", "providers", "alerts"}
     if unknown:

@@ -26,7 +26,7 @@ the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import fields, replace
 from typing import Any, TypeVar
 
@@ -51,20 +51,27 @@ def env_prefix(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def settings_from_table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
-    """``[providers.NAME.SECTION]`` as the dataclass ``cls``: unknown keys and bad values
-    refused with an error naming the provider, its file and the section."""
+def checked_section(
+    name: str, source: str, section: str, table: Any, known: Collection[str]
+) -> Mapping[str, Any]:
+    """``[providers.NAME.SECTION]``, refused unless it is a table of ``known`` keys."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"provider {name!r} ({source}): [{section}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = set(table) - known
+    unknown = set(table) - set(known)
     if unknown:
         raise ConfigError(
             f"provider {name!r} ({source}): unknown {section} setting(s) {sorted(unknown)}; "
             f"expected: {', '.join(sorted(known))}"
         )
+    return table
+
+
+def settings_from_table(name: str, source: str, section: str, table: Any, cls: type[S]) -> S:
+    """``[providers.NAME.SECTION]`` as the dataclass ``cls``: unknown keys and bad values
+    refused with an error naming the provider, its file and the section."""
+    checked = checked_section(name, source, section, table, {f.name for f in fields(cls)})
     try:
-        return cls(**table)
+        return cls(**checked)
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"provider {name!r} ({source}): {section}: {exc}") from None
 
