@@ -9,18 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from regen.providers._base import BaseProvider, GeneratedImage, ImageWrap, run_sync
-from regen.providers._errors import APIError, BadResponse
+from regen.providers._chat_stream import ChatStreamReader, content_filtered
+from regen.providers._errors import BadResponse
 from regen.providers._secret import Secret
-from regen.providers._sse import ServerSentEvent, SSEDecoder
 from regen.providers._stream import StreamChunk, StreamEvent, StreamReset, retry_stream
 from regen.providers._transport import Response, Transport
-from regen.retry import Failure, Kind, Policy
+from regen.retry import Policy
 
 Messages = str | Sequence[Mapping[str, Any]]
 
@@ -36,14 +35,6 @@ class ChatResult:
     usage: Mapping[str, Any] = field(default_factory=dict)
     #: The provider that served the completion (a fallback's name when one did).
     provider: str | None = None
-
-
-@dataclass(slots=True)
-class _StreamState:
-    """What a stream has shown so far: any choice at all, and its finish reason."""
-
-    choices: bool = False
-    finish: str | None = None
 
 
 def _as_openai(provider: BaseProvider) -> OpenAIProvider:
@@ -154,7 +145,7 @@ class OpenAIProvider(BaseProvider):
         message = first.get("message")
         finish = first.get("finish_reason")
         if finish == "content_filter":
-            raise self._filtered()
+            raise content_filtered(self.name)
         if not isinstance(message, Mapping):
             raise self.missing("chat completion", "choices[0].message", response.status)
         content = message.get("content")
@@ -193,14 +184,6 @@ class OpenAIProvider(BaseProvider):
             headers=headers,
             fallback=self.fallback_allowed(chosen),
             **params,
-        )
-
-    def _filtered(self) -> APIError:
-        return APIError(
-            f"{self.name}: the provider's content filter stopped the completion",
-            Failure.of(Kind.CONTENT_POLICY, "content_filter"),
-            provider=self.name,
-            code="content_filter",
         )
 
     async def stream_once(
@@ -258,75 +241,14 @@ class OpenAIProvider(BaseProvider):
                 ):
                     yield text
                 return
-            decoder = SSEDecoder()
-            seen = _StreamState()
-            async for raw in response.iter_bytes():
-                for event in decoder.feed(raw):
-                    if self._is_done(event):
-                        self._check_end(seen, response.status, done=True)
-                        return
-                    for text in self._delta(event, seen):
-                        yield text
-            for event in decoder.close():
-                if self._is_done(event):
-                    self._check_end(seen, response.status, done=True)
-                    return
-                for text in self._delta(event, seen):
+            reader = ChatStreamReader(self, response.status)
+            async for chunk in response.iter_bytes():
+                for text in reader.feed(chunk):
                     yield text
-            self._check_end(seen, response.status, done=False)
-
-    def _check_end(self, seen: _StreamState, status: int, *, done: bool) -> None:
-        """A stream is whole when it delivered a choice and ended with ``[DONE]`` or a
-        ``finish_reason``; anything less is a truncated answer."""
-        if not seen.choices:
-            raise BadResponse(
-                f"{self.name}: stream carried no choices",
-                "empty_choices",
-                provider=self.name,
-                status=status,
-            )
-        if not done and seen.finish is None:
-            raise BadResponse(
-                f"{self.name}: stream ended without [DONE] or a finish_reason",
-                "stream_no_done",
-                provider=self.name,
-                status=status,
-            )
-
-    @staticmethod
-    def _is_done(event: ServerSentEvent) -> bool:
-        return event.data.strip() == "[DONE]"
-
-    def _delta(self, event: ServerSentEvent, seen: _StreamState) -> list[str]:
-        try:
-            payload = json.loads(event.data)
-        except ValueError:
-            raise BadResponse(
-                f"{self.name}: stream event is not JSON: {event.data[:80]!r}",
-                "invalid_json",
-                provider=self.name,
-            ) from None
-        if not isinstance(payload, Mapping):
-            raise BadResponse(
-                f"{self.name}: stream event is not an object", "invalid_json", provider=self.name
-            )
-        if isinstance(payload.get("error"), Mapping):
-            raise self.embedded_error(payload)
-        texts: list[str] = []
-        for choice in payload.get("choices") or ():
-            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
-                continue
-            seen.choices = True
-            delta = choice.get("delta") or {}
-            content = delta.get("content") if isinstance(delta, Mapping) else None
-            if isinstance(content, str) and content:
-                texts.append(content)
-            finish = choice.get("finish_reason")
-            if finish == "content_filter":
-                raise self._filtered()
-            if isinstance(finish, str) and finish:
-                seen.finish = finish
-        return texts
+                if reader.done:
+                    return
+            for text in reader.finish():
+                yield text
 
     async def _not_a_stream(
         self, status: int, headers: Mapping[str, str], raw: bytes
