@@ -166,7 +166,7 @@ def test_the_default_provider(tmp_path: Path, sim: SimServer) -> None:
         ),
         (
             '[providers.bad]\nkind = "dashscope"\n[providers.bad.polling]\ninterval = -1',
-            "polling: Polling",
+            r"provider 'bad' \(.*bad.toml\): polling interval=-1: expected a number of seconds > 0",
         ),
         ('[providers.bad]\nkind = "openai"\napi_key = "a"\napi_key_env = "B"', "not both"),
         ("colour = 'red'", "unknown top-level key"),

@@ -220,15 +220,18 @@ def test_status_words_are_understood(word: str | None, state: TaskState | None) 
 
 
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "message"),
     [
-        {"interval": 0},
-        {"deadline": -1},
-        {"multiplier": 0.5},
-        {"interval": 5, "max_interval": 1},
-        {"max_errors": -1},
+        ({"interval": 0}, "polling interval=0: expected a number of seconds > 0"),
+        ({"deadline": -1}, "polling deadline=-1: "),
+        ({"error_wait": "2s"}, "polling error_wait='2s': "),
+        ({"multiplier": 0.5}, "polling multiplier=0.5: expected a number ≥ 1"),
+        ({"multiplier": "fast"}, "polling multiplier='fast': "),
+        ({"interval": 5, "max_interval": 1}, r"polling max_interval=1: expected ≥ interval \(5\)"),
+        ({"max_errors": -1}, "polling max_errors=-1: expected a whole number ≥ 0"),
+        ({"max_errors": 2.5}, "polling max_errors=2.5: "),
     ],
 )
-def test_bad_polling_settings_are_refused(settings: dict[str, float]) -> None:
-    with pytest.raises(ConfigError):
-        Polling(**settings)  # type: ignore[arg-type]
+def test_bad_polling_settings_name_the_setting(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Polling(**settings)

@@ -72,8 +72,8 @@ def settings_from_table(name: str, source: str, section: str, table: Any, cls: t
     checked = checked_section(name, source, section, table, {f.name for f in fields(cls)})
     try:
         return cls(**checked)
-    except (ConfigError, TypeError) as exc:
-        raise ConfigError(f"provider {name!r} ({source}): {section}: {exc}") from None
+    except ConfigError as exc:  # it names the section and the setting
+        raise ConfigError(f"provider {name!r} ({source}): {exc}") from None
 
 
 def breaker_from_table(name: str, source: str, table: Any) -> BreakerSettings:

@@ -103,14 +103,23 @@ class Polling:
     def __post_init__(self) -> None:
         for name in ("interval", "max_interval", "deadline", "error_wait", "max_error_wait"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"Polling({name}={value!r}): expected a number of seconds > 0")
-        if self.multiplier < 1:
-            raise ConfigError(f"Polling(multiplier={self.multiplier!r}): expected ≥ 1")
+            if not _number(value) or value <= 0:
+                raise ConfigError(f"polling {name}={value!r}: expected a number of seconds > 0")
+        if not _number(self.multiplier) or self.multiplier < 1:
+            raise ConfigError(f"polling multiplier={self.multiplier!r}: expected a number ≥ 1")
         if self.max_interval < self.interval:
-            raise ConfigError("Polling: max_interval must be ≥ interval")
-        if self.max_errors < 0:
-            raise ConfigError(f"Polling(max_errors={self.max_errors!r}): expected ≥ 0")
+            raise ConfigError(
+                f"polling max_interval={self.max_interval!r}: expected ≥ interval "
+                f"({self.interval!r})"
+            )
+        errors = self.max_errors
+        if isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
+            raise ConfigError(f"polling max_errors={errors!r}: expected a whole number ≥ 0")
+
+
+def _number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 async def poll_until_done(
