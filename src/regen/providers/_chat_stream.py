@@ -30,9 +30,10 @@ def content_filtered(provider: str) -> APIError:
 class ChatStreamReader:
     """Reads one chat stream from ``provider`` (answered with HTTP ``status``).
 
-    Feed it each chunk of bytes and yield the texts it gives back; once :attr:`done` (the
-    stream said ``[DONE]``) the rest is ignored. At the end of the bytes, :meth:`finish`
-    gives the last texts and raises if the stream ended short.
+    Feed it each chunk of bytes and yield the texts it gives back; once :attr:`done` is
+    true (the stream said ``[DONE]``) the answer is whole and nothing after it need be
+    read. Otherwise, at the end of the bytes, :meth:`finish` gives the last texts and
+    raises if the stream ended short.
     """
 
     __slots__ = ("_choices", "_decoder", "_finish", "_provider", "_status", "done")
