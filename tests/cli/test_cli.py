@@ -251,6 +251,27 @@ def test_errors_name_what_to_fix(home: Path) -> None:
     assert not (home / "regen.db").exists() or as_json("runs") == []
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("serve", "--port", "99999"), "--port"),
+        (("serve", "--concurrency", "0"), "--concurrency"),
+        (("worker", "--concurrency", "0"), "--concurrency"),
+        (("worker", "--poll", "0"), "--poll"),
+        (("worker", "--max-runs", "-1"), "--max-runs"),
+        (("runs", "--limit", "-3"), "--limit"),
+        (("show", "abcd", "--items", "-1"), "--items"),
+        (("events", "abcd", "--after", "-5"), "--after"),
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error_naming_the_option(
+    home: Path, args: tuple[str, ...], option: str
+) -> None:
+    result = regen(*args, code=2)
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (home / "regen.db").exists()
+
+
 def test_a_queued_run_is_cancelled_or_run_by_a_worker(home: Path) -> None:
     regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1", "--queue")
     first = only_run()

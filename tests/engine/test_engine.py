@@ -349,6 +349,21 @@ async def test_a_business_key_with_a_nul_character_is_refused_on_every_store(
     assert await engine.list_runs() == []
 
 
+async def test_a_negative_page_size_is_refused_on_every_store(engine: Engine) -> None:
+    run = (await engine.start(pipeline([], {}))).run
+    reads = [
+        engine.list_runs(limit=-1),
+        engine.read_events(run.id, limit=-1),
+        engine.read_all_events(limit=-1),
+        engine.items(run.id, "search", limit=-1),
+    ]
+    for read in reads:
+        with pytest.raises(ValueError, match="limit=-1: expected a whole number ≥ 0"):
+            await read
+    assert await engine.list_runs(limit=0) == []
+    assert [r.id for r in await engine.list_runs(limit=1)] == [run.id]
+
+
 def test_one_run_per_key_under_concurrent_starts(engine: Engine) -> None:
 
     flow = pipeline([], {})

@@ -112,3 +112,23 @@ async def test_a_stopping_worker_checkpoints_the_sync_step_it_cannot_stop_and_gi
     finished = await engine.execute(run_id)
     assert finished.status is RunStatus.SUCCEEDED
     assert calls == ["fetch", "publish"]  # fetch was not called again
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"concurrency": 0}, "worker concurrency=0: expected a whole number ≥ 1"),
+        ({"concurrency": 2.5}, "worker concurrency=2.5: "),
+        ({"poll": 0}, "worker poll=0: expected a number of seconds > 0"),
+        ({"poll": float("nan")}, "worker poll=nan: "),
+        ({"max_runs": 0}, "worker max_runs=0: expected a whole number ≥ 1, or None"),
+        ({"gc_interval": -1}, "worker gc_interval=-1: expected a number of seconds ≥ 0"),
+    ],
+)
+async def test_a_worker_refuses_settings_it_cannot_work_with(
+    engine: Engine, settings: dict[str, Any], message: str
+) -> None:
+    queued = await engine.start(linear)
+    with pytest.raises(ValueError, match=message):
+        await engine.worker(**settings)
+    assert (await engine.get_run(queued.run.id)).status is RunStatus.QUEUED

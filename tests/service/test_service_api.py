@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +48,20 @@ def test_with_a_token_every_route_but_healthz_needs_it(guarded: str) -> None:
     with httpx.Client(base_url=guarded, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         assert c.get("/api/runs").status_code == 200
         assert c.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"token": " "}, "the service's token is empty"),
+        ({"execute": True, "worker_concurrency": 0}, "worker_concurrency=0: expected a whole"),
+    ],
+)
+def test_an_app_that_could_not_serve_is_refused_when_made(
+    engine: Engine, settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_app(engine, flows=FLOWS, **settings)
 
 
 def test_a_browser_signs_in_once_and_its_event_source_is_let_in(guarded: str) -> None:

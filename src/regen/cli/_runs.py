@@ -80,7 +80,13 @@ def _step_attempts(step: Step) -> str:
     help="Only runs in this status (repeatable).",
 )
 @click.option("--flow", help="Only runs of this flow.")
-@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many runs, newest first.",
+)
 @_WIDE
 @json_option
 @click.pass_context
@@ -139,6 +145,7 @@ def runs(
     "item_limit",
     default=20,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Items to list per map step (given-up and failed ones first).",
 )
 @_WIDE
@@ -251,7 +258,13 @@ def _all_events(engine: Engine, run_id: str, after: int) -> Iterator[dict[str, A
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--after", default=0, show_default=True, help="Only events after this seq.")
+@click.option(
+    "--after",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Only events after this seq.",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
 @click.option(
     "--json",

@@ -25,7 +25,13 @@ def _loopback(host: str) -> bool:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, help="Port to bind (0: any free one).")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind (0: any free one).",
+)
 @click.option(
     "--token",
     envvar=["REGEN_TOKEN", "REGEN_SERVE_TOKEN"],
@@ -45,7 +51,11 @@ def _loopback(host: str) -> bool:
     help="Only queue runs; `regen worker` processes execute them.",
 )
 @click.option(
-    "--concurrency", default=4, show_default=True, help="Runs the worker executes at once."
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs the worker executes at once.",
 )
 @click.pass_context
 def serve(

@@ -66,10 +66,17 @@ def _warnings_on_stderr() -> Iterator[None]:
     "--concurrency",
     default=4,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Runs executed, and map steps of others' runs helped with, at once.",
 )
-@click.option("--poll", default=1.0, show_default=True, help="Seconds between queue checks.")
-@click.option("--max-runs", type=int, help="Stop after executing this many runs.")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between queue checks.",
+)
+@click.option("--max-runs", type=click.IntRange(min=1), help="Stop after executing this many runs.")
 @click.option(
     "--json",
     "as_json",

@@ -412,7 +412,7 @@ class Engine:
         """Runs, newest first (``id_prefix``: only those whose id starts so)."""
         statuses = None if status is None else [RunStatus(s) for s in status]
         return await self._store.list_runs(
-            statuses=statuses, flow=flow, before=before, limit=limit, id_prefix=id_prefix
+            statuses=statuses, flow=flow, before=before, limit=_limit(limit), id_prefix=id_prefix
         )
 
     async def read_all_events(
@@ -420,7 +420,7 @@ class Engine:
     ) -> list[Event]:
         """Events of every run with ``cursor > after``, oldest first (``prefix``: only
         types starting so, e.g. ``"run."``)."""
-        return await self._store.read_all_events(after, limit, prefix=prefix)
+        return await self._store.read_all_events(after, _limit(limit), prefix=prefix)
 
     async def items(
         self,
@@ -433,11 +433,13 @@ class Engine:
     ) -> list[Item]:
         """Items of a map step, in order (page with ``after``: the last ``idx`` seen)."""
         chosen = None if status is None else ItemStatus(status)
-        return await self._store.get_items(run_id, step, after=after, limit=limit, status=chosen)
+        return await self._store.get_items(
+            run_id, step, after=after, limit=_limit(limit), status=chosen
+        )
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with ``seq > after``."""
-        return await self._store.read_events(run_id, after, limit)
+        return await self._store.read_events(run_id, after, _limit(limit))
 
     def events(
         self, run_id: str, *, after: int = 0, follow: bool = False, poll: float = 0.25
@@ -502,3 +504,11 @@ class Engine:
             max_runs=max_runs,
             on_event=on_event,
         )
+
+
+def _limit(limit: int) -> int:
+    """A page's size as given, refused when negative (SQLite would read it as no limit at
+    all, PostgreSQL as an error)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit={limit!r}: expected a whole number ≥ 0")
+    return limit

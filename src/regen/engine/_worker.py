@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ async def work(
 ) -> int:
     """Run queued runs until ``stop`` is set (or ``max_runs`` have been run); returns how
     many runs this worker executed. See :meth:`Engine.worker`."""
+    _check(concurrency=concurrency, poll=poll, max_runs=max_runs, gc_interval=gc_interval)
     stop = stop or asyncio.Event()
     report = _reporter(on_event)
     names = list(flows) if flows is not None else (engine.registry.names() or None)
@@ -152,6 +154,30 @@ async def _nap(wake: asyncio.Event, stop: asyncio.Event, wait: float) -> None:
     await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
+
+
+def _check(
+    *, concurrency: int, poll: float, max_runs: int | None, gc_interval: float | None
+) -> None:
+    """Refuse settings a worker cannot work with, naming the one to fix."""
+    if not _whole(concurrency) or concurrency < 1:
+        raise ValueError(f"worker concurrency={concurrency!r}: expected a whole number ≥ 1")
+    if not _seconds(poll) or poll <= 0:
+        raise ValueError(f"worker poll={poll!r}: expected a number of seconds > 0")
+    if max_runs is not None and (not _whole(max_runs) or max_runs < 1):
+        raise ValueError(f"worker max_runs={max_runs!r}: expected a whole number ≥ 1, or None")
+    if gc_interval is not None and (not _seconds(gc_interval) or gc_interval < 0):
+        raise ValueError(
+            f"worker gc_interval={gc_interval!r}: expected a number of seconds ≥ 0 (0: never)"
+        )
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 async def _until_next_retry(engine: Engine, names: list[str] | None, poll: float) -> float:

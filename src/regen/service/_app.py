@@ -63,6 +63,12 @@ def create_app(
     on idle event streams; ``poll``: how often streams look for events written by other
     processes.
     """
+    if execute and (
+        isinstance(worker_concurrency, bool)
+        or not isinstance(worker_concurrency, int)
+        or worker_concurrency < 1
+    ):
+        raise ValueError(f"worker_concurrency={worker_concurrency!r}: expected a whole number ≥ 1")
     if token is not None:
         if not token.strip():
             raise ValueError("the service's token is empty; pass a token, or None for none")
