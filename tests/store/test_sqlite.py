@@ -28,6 +28,7 @@ from regen.store import (
     StoreError,
     _queries,
     open_store,
+    shown_location,
 )
 from regen.store._sqlite_db import APPLICATION_ID, latest_version
 
@@ -234,6 +235,21 @@ def test_open_store_reads_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises((ConfigError, StoreError)) as info:  # no server there
         open_store("postgresql://user:secret@host/db")
     assert "secret" not in str(info.value)
+
+
+def test_a_database_is_shown_as_its_store_names_it_and_never_with_a_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    store = SQLiteStore("data/regen.db")
+    try:
+        assert shown_location("sqlite:///data/regen.db") == store.location
+        assert store.location == f"sqlite:///{tmp_path.resolve() / 'data' / 'regen.db'}"
+    finally:
+        store.close_now()
+    shown = shown_location("postgresql://me:hunter2@db.internal:5432/regen")
+    assert shown == "postgresql://me@db.internal:5432/regen"
 
 
 # --- an older database brought up to date ----------------------------------------------------

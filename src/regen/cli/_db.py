@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 
@@ -26,15 +25,6 @@ def _chosen(ctx: click.Context) -> tuple[str, str | None]:
     return url or database_url(data_home=None if home is None else Path(home)), home
 
 
-def _shown(url: str) -> str:
-    """The URL without its password (never printed)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username}@{host}").geturl()
-
-
 def _is_postgres(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
@@ -48,12 +38,12 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
     Works on a file regen refuses to open, to tell what is wrong with it.
     """
-    from regen.store import check_database  # noqa: PLC0415
+    from regen.store import check_database, shown_location  # noqa: PLC0415
 
     url, home = _chosen(ctx)
     with user_errors():
         problems = check_database(url, data_home=home)
-    where = _shown(url)
+    where = shown_location(url)
     if as_json:
         print_json({"database": where, "ok": not problems, "problems": problems})
     elif not problems:

@@ -23,7 +23,13 @@ from regen.store._errors import (
 )
 from regen.store._event_types import EventType
 from regen.store._interface import Listener, QueueListener, Store
-from regen.store._location import check_database, database_url, home, open_store
+from regen.store._location import (
+    check_database,
+    database_url,
+    home,
+    open_store,
+    shown_location,
+)
 from regen.store._postgres import PostgresStore
 from regen.store._records import (
     AddEvent,
@@ -112,4 +118,5 @@ __all__ = [
     "database_url",
     "home",
     "open_store",
+    "shown_location",
 ]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from regen.foundation import ConfigError
 from regen.store._interface import Store
+from regen.store._postgres_db import masked
 
 T = TypeVar("T")
 
@@ -65,6 +66,14 @@ def open_store(
         f"REGEN_DATABASE_URL={_scheme(chosen)}…: unknown scheme; expected sqlite:///path "
         "or postgresql://user@host:5432/database"
     )
+
+
+def shown_location(url: str) -> str:
+    """The database ``url`` names, as regen shows it: a SQLite file by its absolute path,
+    a PostgreSQL URL without its password."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{Path(url.removeprefix('sqlite:///')).expanduser().resolve()}"
+    return masked(url)
 
 
 def _scheme(url: str) -> str:
