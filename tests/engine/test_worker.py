@@ -121,7 +121,7 @@ async def test_a_stopping_worker_checkpoints_the_sync_step_it_cannot_stop_and_gi
         ({"concurrency": 2.5}, "worker concurrency=2.5: "),
         ({"poll": 0}, "worker poll=0: expected a number of seconds > 0"),
         ({"poll": float("nan")}, "worker poll=nan: "),
-        ({"max_runs": 0}, "worker max_runs=0: expected a whole number ≥ 1, or None"),
+        ({"max_runs": -1}, "worker max_runs=-1: expected a whole number ≥ 0, or None"),
         ({"gc_interval": -1}, "worker gc_interval=-1: expected a number of seconds ≥ 0"),
     ],
 )

@@ -76,7 +76,7 @@ def _warnings_on_stderr() -> Iterator[None]:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between queue checks.",
 )
-@click.option("--max-runs", type=click.IntRange(min=1), help="Stop after executing this many runs.")
+@click.option("--max-runs", type=click.IntRange(min=0), help="Stop after executing this many runs.")
 @click.option(
     "--json",
     "as_json",

@@ -31,6 +31,7 @@ from regen.engine._settings import Settings
 from regen.engine._shared_state import StoreState
 from regen.engine._sync import SyncEngine
 from regen.engine._worker import OnWorkerEvent, work
+from regen.foundation import is_whole
 from regen.store import (
     Artifact,
     Claimed,
@@ -509,6 +510,6 @@ class Engine:
 def _limit(limit: int) -> int:
     """A page's size as given, refused when negative (SQLite would read it as no limit at
     all, PostgreSQL as an error)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    if not is_whole(limit) or limit < 0:
         raise ValueError(f"limit={limit!r}: expected a whole number ≥ 0")
     return limit

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar, overload
 from regen.engine import _params
 from regen.engine._errors import FlowError, ParamsError
 from regen.engine._params import Param
+from regen.foundation import is_whole
 from regen.retry import Policy
 
 Kind = Literal["step", "map", "stream"]
@@ -335,11 +336,11 @@ class Flow:
         def add(func: F) -> F:
             step = name or func.__name__
             _positional(func, 2, "map step")
-            if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            if not is_whole(concurrency) or concurrency < 1:
                 raise FlowError(
                     f"map step {step!r}: concurrency={concurrency!r}; expected a whole number ≥ 1"
                 )
-            if isinstance(quota, int) and (isinstance(quota, bool) or quota < 1):
+            if isinstance(quota, int) and (not is_whole(quota) or quota < 1):
                 raise FlowError(f"map step {step!r}: quota={quota!r}; expected a whole number ≥ 1")
             if isinstance(quota, str) and (
                 not quota.startswith("params.") or quota[7:] not in self.params

@@ -18,6 +18,7 @@ from regen.engine._errors import FlowError
 from regen.engine._items import ItemRunner, progress_due
 from regen.engine._json import encode
 from regen.engine._outcome import Outcome
+from regen.foundation import is_whole
 from regen.store import (
     AddItems,
     EventType,
@@ -73,7 +74,7 @@ def _quota(ex: Execution, spec: StepSpec, ctx: StepContext) -> int | None:
         if isinstance(quota, str)
         else (quota(ctx) if callable(quota) else quota)
     )
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_whole(value) or value < 1:
         raise FlowError(f"map step {spec.name!r}: quota {value!r} is not a whole number ≥ 1")
     return value
 

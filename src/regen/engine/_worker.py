@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from regen.engine import _time
 from regen.engine._errors import FlowNotFound
 from regen.engine._helper import Helpers
 from regen.engine._items import ItemRunner
+from regen.foundation import is_finite, is_whole
 from regen.store import Claimed, DatabaseUnreachable, InvalidTransition, RunStatus
 
 WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
@@ -160,24 +160,16 @@ def _check(
     *, concurrency: int, poll: float, max_runs: int | None, gc_interval: float | None
 ) -> None:
     """Refuse settings a worker cannot work with, naming the one to fix."""
-    if not _whole(concurrency) or concurrency < 1:
+    if not is_whole(concurrency) or concurrency < 1:
         raise ValueError(f"worker concurrency={concurrency!r}: expected a whole number ≥ 1")
-    if not _seconds(poll) or poll <= 0:
+    if not is_finite(poll) or poll <= 0:
         raise ValueError(f"worker poll={poll!r}: expected a number of seconds > 0")
-    if max_runs is not None and (not _whole(max_runs) or max_runs < 1):
-        raise ValueError(f"worker max_runs={max_runs!r}: expected a whole number ≥ 1, or None")
-    if gc_interval is not None and (not _seconds(gc_interval) or gc_interval < 0):
+    if max_runs is not None and (not is_whole(max_runs) or max_runs < 0):
+        raise ValueError(f"worker max_runs={max_runs!r}: expected a whole number ≥ 0, or None")
+    if gc_interval is not None and (not is_finite(gc_interval) or gc_interval < 0):
         raise ValueError(
             f"worker gc_interval={gc_interval!r}: expected a number of seconds ≥ 0 (0: never)"
         )
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _seconds(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 async def _until_next_retry(engine: Engine, names: list[str] | None, poll: float) -> float:

@@ -1,7 +1,7 @@
 """What every layer of regen shares (all but the simulator, which stands apart): the root of
 the exception tree and :class:`ConfigError`, typed readers of environment variables,
-secret masking, reading TOML settings files, and reading what kind of image some bytes
-are.
+secret masking, telling a setting's number from a bool or NaN, reading TOML settings
+files, and reading what kind of image some bytes are.
 
 It imports nothing else of regen.
 """
@@ -12,6 +12,7 @@ from regen.foundation._env import env_bool, env_float, env_int, env_seconds, env
 from regen.foundation._errors import ConfigError, RegenError
 from regen.foundation._files import new_temp_file
 from regen.foundation._media import MEDIA_TYPES, MeasuredImage, measure_image, media_info, sniff
+from regen.foundation._numbers import is_finite, is_whole
 from regen.foundation._secrets import (
     MIN_SECRET_LENGTH,
     mask,
@@ -32,6 +33,8 @@ __all__ = [
     "env_int",
     "env_seconds",
     "env_str",
+    "is_finite",
+    "is_whole",
     "mask",
     "mask_data",
     "mask_secrets",

@@ -18,7 +18,6 @@ A variable set in the environment wins over the file.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +25,16 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from regen.foundation import ConfigError, env_bool, env_float, env_int, env_str, read_toml
+from regen.foundation import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    is_finite,
+    is_whole,
+    read_toml,
+)
 
 _PREFIX = "REGEN_ALERT_"
 _KEYS = {
@@ -61,18 +69,18 @@ class AlertSettings:
     timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.retry_rate <= 1:
+        if not is_finite(self.retry_rate) or not 0 < self.retry_rate <= 1:
             raise ConfigError(
                 f"{_PREFIX}RETRY_RATE={self.retry_rate!r}: expected a fraction of attempts "
                 "above 0 and at most 1 (0.5: half the attempts are retries)"
             )
         for name in ("window_s", "interval_s", "timeout_s"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
+            if not is_finite(value) or value <= 0:
                 raise ConfigError(
                     f"{_PREFIX}{name.upper()}={value!r}: expected a number of seconds > 0"
                 )
-        if self.min_attempts < 1:
+        if not is_whole(self.min_attempts) or self.min_attempts < 1:
             raise ConfigError(
                 f"{_PREFIX}MIN_ATTEMPTS={self.min_attempts!r}: expected a whole number >= 1"
             )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from regen.foundation import ConfigError, env_seconds
+from regen.foundation import ConfigError, env_seconds, is_finite
 
 #: A check every minute, each given five seconds: the paper pipeline's choice.
 DEFAULT_INTERVAL = 60.0
@@ -29,7 +28,7 @@ class HealthSettings:
     def __post_init__(self) -> None:
         for name in ("interval", "timeout"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if not is_finite(value) or value <= 0:
                 raise ConfigError(
                     f"health check {name}={value!r}: expected a number of seconds > 0"
                 )

@@ -21,11 +21,10 @@ problem, not the provider's, and leave the breaker as it is.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from regen.foundation import ConfigError
+from regen.foundation import ConfigError, is_finite, is_whole
 from regen.retry import Kind
 
 #: Failures that mean the provider is down or broken, not that the request was wrong.
@@ -72,14 +71,10 @@ class BreakerSettings:
         _whole("rate_limits", self.rate_limits, 0)
         for name in ("window_s", "open_s", "rate_limit_cooldown_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"breaker {name}={value!r}: expected a number of seconds > 0")
-            if not math.isfinite(value) or value <= 0:
+            if not is_finite(value) or value <= 0:
                 raise ConfigError(f"breaker {name}={value!r}: expected a number of seconds > 0")
         rate = self.failure_rate
-        if rate is not None and (
-            isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1
-        ):
+        if rate is not None and (not is_finite(rate) or not 0 < rate <= 1):
             raise ConfigError(
                 f"breaker failure_rate={rate!r}: expected a fraction above 0 and at most 1"
             )
@@ -88,7 +83,7 @@ class BreakerSettings:
 
 
 def _whole(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_whole(value) or value < minimum:
         raise ConfigError(f"breaker {name}={value!r}: expected a whole number ≥ {minimum}")
 
 

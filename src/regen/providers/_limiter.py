@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from regen.foundation import ConfigError
+from regen.foundation import ConfigError, is_finite, is_whole
 
 
 def limit_key(provider: str) -> str:
@@ -39,18 +39,11 @@ class LimitSettings:
 
     def __post_init__(self) -> None:
         rps = self.rps
-        if rps is not None and (
-            isinstance(rps, bool)
-            or not isinstance(rps, int | float)
-            or not math.isfinite(rps)
-            or rps <= 0
-        ):
+        if rps is not None and (not is_finite(rps) or rps <= 0):
             raise ConfigError(f"limit rps={rps!r}: expected a number of requests a second > 0")
         for name in ("burst", "tpm", "concurrency"):
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
+            if value is not None and (not is_whole(value) or value < 1):
                 raise ConfigError(f"limit {name}={value!r}: expected a whole number ≥ 1")
         if self.burst is not None and rps is None:
             raise ConfigError("limit burst needs rps: it is the burst of a per-second limit")

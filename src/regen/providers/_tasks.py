@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from regen.foundation import ConfigError, is_finite, is_whole
 from regen.providers._errors import TaskFailed, TaskTimeout, TaskUnknown
-from regen.retry import ConfigError, Failure, Kind, classify
+from regen.retry import Failure, Kind, classify
 
 logger = logging.getLogger("regen.providers")
 
@@ -103,9 +103,9 @@ class Polling:
     def __post_init__(self) -> None:
         for name in ("interval", "max_interval", "deadline", "error_wait", "max_error_wait"):
             value = getattr(self, name)
-            if not _number(value) or value <= 0:
+            if not is_finite(value) or value <= 0:
                 raise ConfigError(f"polling {name}={value!r}: expected a number of seconds > 0")
-        if not _number(self.multiplier) or self.multiplier < 1:
+        if not is_finite(self.multiplier) or self.multiplier < 1:
             raise ConfigError(f"polling multiplier={self.multiplier!r}: expected a number ≥ 1")
         if self.max_interval < self.interval:
             raise ConfigError(
@@ -113,13 +113,8 @@ class Polling:
                 f"({self.interval!r})"
             )
         errors = self.max_errors
-        if isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
+        if not is_whole(errors) or errors < 0:
             raise ConfigError(f"polling max_errors={errors!r}: expected a whole number ≥ 0")
-
-
-def _number(value: object) -> bool:
-    """A finite int or float (not a bool)."""
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 async def poll_until_done(

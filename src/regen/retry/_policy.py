@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from regen.foundation import ConfigError, env_float, env_int, env_seconds
+from regen.foundation import ConfigError, env_float, env_int, env_seconds, is_finite, is_whole
 
 if TYPE_CHECKING:
     from regen.retry._attempts import Attempt
@@ -222,7 +222,7 @@ class Policy:
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_whole(value) or value < minimum:
         raise ConfigError(f"{name}={value!r}: expected a whole number ≥ {minimum}")
 
 
@@ -231,11 +231,7 @@ def _check_seconds(
 ) -> None:
     if value is None and optional:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and positive:
-        ok = value > 0  # type: ignore[operator]
-    elif ok:
-        ok = value >= 0  # type: ignore[operator]
+    ok = is_finite(value) and (value > 0 if positive else value >= 0)
     if not ok:
         what = "a number of seconds > 0" if positive else "a number of seconds ≥ 0"
         if optional:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from regen.foundation import ConfigError
+from regen.foundation import ConfigError, is_whole
 from regen.retry import _state
 from regen.retry._clock import Clock, FakeClock
 
@@ -17,7 +17,7 @@ def test_mode(*, attempts: int | None = None, clock: Clock | None = None) -> Ite
     Waits are taken on a :class:`FakeClock` (recorded in its ``sleeps``, never slept) unless
     another ``clock`` is given; ``attempts`` caps every policy's attempts. Yields the clock.
     """
-    if attempts is not None and (isinstance(attempts, bool) or attempts < 1):
+    if attempts is not None and (not is_whole(attempts) or attempts < 1):
         raise ConfigError(f"attempts={attempts!r}: expected a whole number ≥ 1 (or None)")
     saved = (_state.clock, _state.testing, _state.max_attempts)
     chosen = FakeClock() if clock is None else clock

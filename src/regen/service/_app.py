@@ -10,7 +10,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from regen.engine import Engine, Flow
-from regen.foundation import remember_secret
+from regen.foundation import is_whole, remember_secret
 from regen.health import AlertSettings, AlertWatcher, HealthMonitor
 from regen.service import _auth, _errors
 from regen.service._artifacts_api import artifacts_router
@@ -63,11 +63,7 @@ def create_app(
     on idle event streams; ``poll``: how often streams look for events written by other
     processes.
     """
-    if execute and (
-        isinstance(worker_concurrency, bool)
-        or not isinstance(worker_concurrency, int)
-        or worker_concurrency < 1
-    ):
+    if execute and (not is_whole(worker_concurrency) or worker_concurrency < 1):
         raise ValueError(f"worker_concurrency={worker_concurrency!r}: expected a whole number ≥ 1")
     if token is not None:
         if not token.strip():
