@@ -173,6 +173,9 @@ def test_read_only_commands_work_in_a_read_only_data_directory(read_only_home: P
     assert json.loads(shown.stdout)["status"] == "succeeded"
     events = regen(read_only_home, "events", run["id"], "--json")
     assert events.returncode == 0, events.stderr
+    checked = regen(read_only_home, "db", "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "damaged" not in checked.stdout + checked.stderr
     refused = regen(read_only_home, "run", FLOW, "-p", "count=1", "-p", "fail_item=99")
     assert refused.returncode == 1
     assert "read-only" in refused.stderr
@@ -226,3 +229,16 @@ def test_a_run_whose_process_died_can_be_retried_or_cancelled_at_once(tmp_path: 
     assert runs(home)[0]["status"] == "queued"
     assert regen(home, "cancel", run["id"]).returncode == 0
     assert runs(home)[0]["status"] == "cancelled"
+
+
+def test_with_auto_upgrade_off_only_regen_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    off = {"REGEN_DB_AUTO_UPGRADE": "0"}
+    refused = regen(home, "run", FLOW, "-p", "count=1", "-p", "fail_item=99", **off)
+    assert refused.returncode == 1
+    assert "run `regen db upgrade`" in refused.stderr
+    upgraded = regen(home, "db", "upgrade", **off)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "up to date" in upgraded.stdout
+    done = regen(home, "run", FLOW, "-p", "count=1", "-p", "fail_item=99", **off)
+    assert done.returncode == 0, done.stderr

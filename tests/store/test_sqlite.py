@@ -92,14 +92,17 @@ def _last_holding(migrations: list[tuple[int, str]], replace: tuple[str, str] | 
     return holding[-1]
 
 
-def _migrated(path: Path, replace: tuple[str, str] | None = None) -> Path:
+def _migrated(
+    path: Path, replace: tuple[str, str] | None = None, *, upto: int | None = None
+) -> Path:
     """A database built by running every migration script in order (``replace``: an
-    edit made first to the last script holding that text)."""
+    edit made first to the last script holding that text; ``upto``: stop after that
+    migration, leaving an older schema)."""
     conn = sqlite3.connect(path, isolation_level=None)
     migrations = _queries.migrations("sqlite")
     edited = _last_holding(migrations, replace)
     try:
-        for number, text in migrations:
+        for number, text in migrations[:upto]:
             script = text
             if replace is not None and number == edited:
                 script = script.replace(*replace)
@@ -178,6 +181,39 @@ def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     with pytest.raises(SchemaTooNew, match="newer regen"):
         SQLiteStore(path)
     assert path.read_bytes() == before
+
+
+def _version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_auto_upgrade_off_leaves_an_older_schema_to_regen_db_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = _migrated(tmp_path / "regen.db", upto=latest_version() - 1)
+    monkeypatch.setenv("REGEN_DB_AUTO_UPGRADE", "0")
+    with pytest.raises(StoreError, match=r"schema version \d+, .*run `regen db upgrade`"):
+        SQLiteStore(older)
+    assert _version(older) == latest_version() - 1
+    with pytest.raises(StoreError, match="no regen schema yet"):
+        SQLiteStore(tmp_path / "new.db")
+    assert not (tmp_path / "new.db").exists()
+    SQLiteStore(older, upgrade=True).close_now()  # what `regen db upgrade` does
+    assert _version(older) == latest_version()
+    SQLiteStore(older).close_now()  # up to date: nothing left to refuse
+
+
+def test_an_unreadable_auto_upgrade_setting_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGEN_DB_AUTO_UPGRADE", "sometimes")
+    with pytest.raises(ConfigError, match="REGEN_DB_AUTO_UPGRADE"):
+        SQLiteStore(tmp_path / "regen.db")
+    assert not (tmp_path / "regen.db").exists()
 
 
 def test_another_applications_database_is_refused(tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def check(ctx: click.Context, as_json: bool) -> None:
 def upgrade(ctx: click.Context) -> None:
     """Bring the database's schema up to date (creating it in an empty database).
 
-    Opening a database for writing does the same, unless REGEN_DB_AUTO_UPGRADE=0 (then,
-    on PostgreSQL, only this command upgrades: run it once before starting new workers).
+    Opening a database for writing does the same, unless REGEN_DB_AUTO_UPGRADE=0 (then
+    only this command does: run it once before starting new workers).
     """
     from regen.store import open_store  # noqa: PLC0415
 

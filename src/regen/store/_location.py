@@ -8,7 +8,7 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from regen.foundation import ConfigError
+from regen.foundation import ConfigError, env_bool
 from regen.store._interface import Store
 from regen.store._postgres_db import masked
 
@@ -33,6 +33,12 @@ def database_url(environ: Mapping[str, str] | None = None, data_home: Path | Non
 _POSTGRES = ("postgres://", "postgresql://")
 
 
+def auto_upgrade() -> bool:
+    """``REGEN_DB_AUTO_UPGRADE`` (on unless ``0``): opening a database for writing creates
+    or upgrades its schema; off, only ``regen db upgrade`` does."""
+    return env_bool("REGEN_DB_AUTO_UPGRADE", True)
+
+
 def open_store(
     url: str | None = None,
     *,
@@ -49,7 +55,7 @@ def open_store(
     if chosen.startswith("sqlite:///"):
         from regen.store._sqlite import SQLiteStore  # noqa: PLC0415 - chosen by URL
 
-        return SQLiteStore(chosen.removeprefix("sqlite:///"), readonly=readonly)
+        return SQLiteStore(chosen.removeprefix("sqlite:///"), readonly=readonly, upgrade=upgrade)
     if chosen.startswith(_POSTGRES):
         try:
             import psycopg  # noqa: PLC0415, F401 - only checks the extra is installed

@@ -16,7 +16,8 @@ from regen.store import _postgres_state as state
 from regen.store import _queries
 from regen.store._errors import RunNotFound, StoreError
 from regen.store._interface import Listener, QueueListener, Store
-from regen.store._postgres_db import auto_upgrade, masked, migrate, problems, translate
+from regen.store._location import auto_upgrade
+from regen.store._postgres_db import masked, migrate, problems, translate
 from regen.store._postgres_direct import LoopConnections
 from regen.store._postgres_listen import Listeners
 from regen.store._postgres_loop import LoopThread

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from regen.foundation import env_bool
 from regen.store import _queries
 from regen.store._errors import (
     DatabaseUnreachable,
@@ -42,11 +41,6 @@ def masked(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}@" if parts.username else ""
     return parts._replace(netloc=f"{user}{netloc}").geturl()
-
-
-def auto_upgrade() -> bool:
-    """``REGEN_DB_AUTO_UPGRADE`` (on unless ``0``): create or upgrade the schema on first use."""
-    return env_bool("REGEN_DB_AUTO_UPGRADE", True)
 
 
 async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> int:

@@ -15,6 +15,7 @@ from regen.store import _queries
 from regen.store import _sqlite_ops as ops
 from regen.store import _sqlite_state as state
 from regen.store._interface import Listener, QueueListener, Store
+from regen.store._location import auto_upgrade
 from regen.store._records import (
     Artifact,
     Claimed,
@@ -55,10 +56,17 @@ class SQLiteStore(Store):
     writes queued meanwhile together), one reads, so a read never waits behind a write
     stuck on another process's lock. Other processes open their own connections and
     SQLite's file locks keep them apart. ``readonly``: open for reading only (no writer,
-    no schema change; for commands that only read).
+    no schema change; for commands that only read). ``upgrade``: create the schema or
+    bring an older one up to date (default: ``REGEN_DB_AUTO_UPGRADE``, on unless ``0``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        upgrade: bool | None = None,
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.location = f"sqlite:///{self.path}"
         self.readonly = readonly
@@ -66,9 +74,10 @@ class SQLiteStore(Store):
         where = str(self.path)
         self._writer: SQLiteThread | None = None
         if not readonly:
+            upgrading = auto_upgrade() if upgrade is None else upgrade
             self._writer = SQLiteThread(
                 "regen-sqlite-writer",
-                lambda: connect(self.path),
+                lambda: connect(self.path, upgrade=upgrading),
                 where,
                 write=True,
                 changed=self._notify,

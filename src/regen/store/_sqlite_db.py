@@ -124,17 +124,20 @@ def _check_size(path: Path) -> None:
         )
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open regen's database at ``path``, at the latest schema: creating or upgrading it,
-    or (``readonly``) only reading an existing one, which a read-only folder allows."""
+def connect(path: Path, *, readonly: bool = False, upgrade: bool = True) -> sqlite3.Connection:
+    """Open regen's database at ``path``, at the latest schema: creating or upgrading it
+    (``upgrade=False``: refusing to), or (``readonly``) only reading an existing one,
+    which a read-only folder allows."""
     if readonly:
         return _connect_readonly(path)
     _check_file(path)
+    if not upgrade and not path.exists():
+        raise _upgrade_needed(path, 0)
     conn = _open(path, str(path))
     try:
         _inspect(conn, path)
         _configure(conn)
-        _migrate(conn, path)
+        _migrate(conn, path, upgrade=upgrade)
         _check_columns(conn, path)
     except BaseException:
         conn.close()
@@ -166,28 +169,15 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         raise StoreError(
             f"{path}: no database here yet (nothing has been run with this REGEN_HOME)"
         )
-    target = f"{path.resolve().as_uri()}?mode=ro"
-    if not os.access(path.parent, os.W_OK):
-        # SQLite cannot make the shared-memory file a WAL database is read with in a
-        # folder it cannot write: read the file as it stands (nothing else can write there).
-        target += "&immutable=1"
-    conn = _open(path, target, uri=True)
+    conn = _open(path, _readonly_uri(path), uri=True)
     try:
         _inspect(conn, path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != latest_version():
-            raise (
-                SchemaTooNew(
-                    str(path),
-                    f"schema version {version}; this regen reads version {latest_version()}: "
-                    "run a command that writes (e.g. `regen db check` upgrades it) first",
-                )
-                if version > latest_version()
-                else StoreError(
-                    f"{path}: schema version {version} needs an upgrade, which a read-only "
-                    "opening cannot do; run any writing command (e.g. `regen runs`) where the "
-                    "folder is writable"
-                )
+        if version != latest_version():  # older: _inspect refused a newer one
+            raise StoreError(
+                f"{path}: schema version {version}, this regen needs version "
+                f"{latest_version()}; reading cannot upgrade it: run `regen db upgrade` "
+                "where the folder is writable"
             )
         _check_columns(conn, path)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -195,6 +185,15 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _readonly_uri(path: Path) -> str:
+    target = f"{path.resolve().as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        # SQLite cannot make the shared-memory file a WAL database is read with in a
+        # folder it cannot write: read the file as it stands (nothing else can write there).
+        target += "&immutable=1"
+    return target
 
 
 def _inspect(conn: sqlite3.Connection, path: Path) -> None:
@@ -252,11 +251,15 @@ def _configure(conn: sqlite3.Connection) -> None:
         raise translate(exc, "configuring the database") from exc
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Build a new database from the schema file, or bring an older one up to date."""
+def _migrate(conn: sqlite3.Connection, path: Path, *, upgrade: bool) -> None:
+    """Build a new database from the schema file, or bring an older one up to date
+    (``upgrade=False``: refuse to)."""
     latest = latest_version()
-    if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == latest:
         return
+    if not upgrade:
+        raise _upgrade_needed(path, version)
     with transaction(conn):
         # Read again under the write lock: another process may have just done it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -268,6 +271,14 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                     _run_script(conn, script)
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version={latest}")
+
+
+def _upgrade_needed(path: Path, version: int) -> StoreError:
+    found = f"schema version {version}" if version else "no regen schema yet"
+    return StoreError(
+        f"{path}: {found}, this regen needs version {latest_version()}; run `regen db "
+        "upgrade` (REGEN_DB_AUTO_UPGRADE=0 leaves creating and upgrading the schema to it)"
+    )
 
 
 @functools.cache
@@ -322,7 +333,7 @@ def file_problems(path: Path) -> list[str]:
 def integrity_problems(path: Path) -> list[str]:
     """What SQLite's integrity check finds in the file (nothing: an empty list)."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(_readonly_uri(path), uri=True)
     except sqlite3.Error as exc:
         return [str(exc)]
     try:
