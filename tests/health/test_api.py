@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from regen.health import HealthMonitor, HealthSettings
 from regen.providers import Registry
-from regen.service._health_api import health_router
+from regen.service import health_router
 from regen.sim import SimServer
 from regen.store import Store, open_store
 

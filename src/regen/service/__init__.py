@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     ) from exc
 
 from regen.service._app import create_app
+from regen.service._health_api import health_router
 from regen.service._worker import hosted_worker
 
-__all__ = ["create_app", "hosted_worker"]
+__all__ = ["create_app", "health_router", "hosted_worker"]
