@@ -69,7 +69,7 @@ def test_retention_may_be_zero_but_a_lease_may_not() -> None:
         ("REGEN_RUN_RETENTION_DAYS", "thirty", "expected a number"),
         ("REGEN_LEASE_TTL_S", "inf", "expected a finite number"),
         ("REGEN_GC_INTERVAL_S", "nan", "expected a finite number"),
-        ("REGEN_GC_INTERVAL_S", "-60", "expected a number > 0"),
+        ("REGEN_GC_INTERVAL_S", "-60", "expected a number ≥ 0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:
@@ -104,3 +104,7 @@ def test_an_engine_with_a_bad_setting_is_refused(
     with pytest.raises(ConfigError, match="REGEN_CHECKPOINT_RETENTION_HOURS='a day'"):
         Engine(f"sqlite:///{tmp_path / 'regen.db'}", home=tmp_path)
     assert not (tmp_path / "regen.db").exists()  # refused before anything was opened
+
+
+def test_a_gc_interval_of_zero_means_never_as_the_worker_argument_does() -> None:
+    assert Settings.from_env({"REGEN_GC_INTERVAL_S": "0"}).gc_interval == 0

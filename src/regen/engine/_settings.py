@@ -19,7 +19,7 @@ class Settings:
     checkpoints this long (then they are no longer resumable). ``run_retention_days``
     (``REGEN_RUN_RETENTION_DAYS``, 30): finished runs, their events and artifacts no run
     uses are kept this long. ``gc_interval`` (``REGEN_GC_INTERVAL_S``, 3600): how often a
-    worker cleans up. ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
+    worker cleans up (0: never; ``regen gc`` by hand). ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
     every flow's automatic retries. ``max_crashes`` (``REGEN_MAX_CRASHES``, 3): a run
     whose process was lost this many times (its lease expired mid-run) fails with kind
     ``crashed`` instead of being taken over again. ``stats_retention_days``
@@ -47,7 +47,7 @@ class Settings:
                 "REGEN_CHECKPOINT_RETENTION_HOURS", 24.0, minimum=0, environ=env
             ),
             run_retention_days=env_float("REGEN_RUN_RETENTION_DAYS", 30.0, minimum=0, environ=env),
-            gc_interval=env_float("REGEN_GC_INTERVAL_S", 3600.0, above=0, environ=env),
+            gc_interval=env_float("REGEN_GC_INTERVAL_S", 3600.0, minimum=0, environ=env),
             auto_retry=env_bool("REGEN_AUTO_RETRY", True, environ=env),
             max_crashes=env_int("REGEN_MAX_CRASHES", 3, minimum=1, environ=env),
             stats_retention_days=env_float(
