@@ -159,9 +159,9 @@ def test_cancel_of_a_queued_run_skips_its_steps(home: Path) -> None:
         ("step.skipped", "publish"),
         ("run.cancelled", None),
     ]
-    again = regen("cancel", run_id, code=1)
+    again = regen("cancel", run_id, code=2)
     assert "already finished" in again.output
-    result = regen("cancel", "no-such-run", code=1)
+    result = regen("cancel", "no-such-run", code=2)
     assert "no-such-run" in result.output
 
 
@@ -231,13 +231,13 @@ def test_retry_from_a_named_step_redoes_it_and_what_follows(home: Path) -> None:
     redone = [e["data"]["step"] for e in new if e["type"] == "step.started"]
     assert redone == ["illustrate", "publish"]
     assert as_json("show", run_id)["status"] == "succeeded"
-    result = regen("retry", run_id, "--from", "colour", code=1)
+    result = regen("retry", run_id, "--from", "colour", code=2)
     assert "colour" in result.output
     assert "candidates" in result.output  # the message lists the steps there are
 
 
 def test_errors_name_what_to_fix(home: Path) -> None:
-    result = regen("run", "tests.cli.flows:nope", code=1)
+    result = regen("run", "tests.cli.flows:nope", code=2)
     assert "nope" in result.output
     # Params that do not fit the flow are a usage error, like a malformed -p.
     result = regen("run", FLOW, "-p", "count=two", "-p", "fail_item=1", code=2)
@@ -246,7 +246,7 @@ def test_errors_name_what_to_fix(home: Path) -> None:
     assert "colour" in result.output
     result = regen("run", FLOW, "-p", "count", code=2)
     assert "NAME=VALUE" in result.output
-    result = regen("show", "no-such-run", code=1)
+    result = regen("show", "no-such-run", code=2)
     assert "no-such-run" in result.output
     assert not (home / "regen.db").exists() or as_json("runs") == []
 

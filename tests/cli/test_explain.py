@@ -157,7 +157,7 @@ def test_an_ambiguous_prefix_lists_the_candidates(
     # One more character that only one of them has is enough.
     assert strict(regen(tmp_path, "show", ids[2][:-1], "--json"))["id"] == ids[2]
     assert "too short" in regen(tmp_path, "show", "abc", code=2)
-    assert "no run id starts with 'ffff'" in regen(tmp_path, "cancel", "ffff", code=1)
+    assert "no run id starts with 'ffff'" in regen(tmp_path, "cancel", "ffff", code=2)
 
 
 def test_tables_fit_80_columns_without_cutting_a_status_or_a_flow_name(tmp_path: Path) -> None:

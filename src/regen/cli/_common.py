@@ -122,7 +122,7 @@ def opened_engine(ctx: click.Context, *, reading: bool = False) -> Iterator[Any]
 
 
 #: How ``regen run``, ``regen retry`` and ``regen demo`` exit, by the run's final status
-#: (2: a usage error, 130: interrupted).
+#: (2: a usage error or a refused command, 130: interrupted).
 EXIT_CODES = {"succeeded": 0, "failed": 1, "partial": 3, "cancelled": 4}
 
 
@@ -132,21 +132,27 @@ def exit_code(status: str) -> int:
 
 
 class _UsageError(click.ClickException):
-    """A message and exit status 2: what was typed does not fit (a bad ``-p`` param)."""
+    """A message and exit status 2: what was typed does not fit (a bad ``-p`` param, an
+    unknown run or flow, a retry of a run that succeeded), as distinct from a run that
+    failed (1)."""
 
     exit_code = 2
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """regen's own errors become a one-line message and exit status 1 (2 for params that do
-    not fit the flow: a usage error); no traceback."""
+    """regen's own errors become a one-line message and exit status 1, or 2 for a command
+    that cannot be done as typed (params that do not fit the flow, an unknown run, flow or
+    step, a transition the run's status refuses); no traceback."""
     try:
         yield
     except RegenError as exc:
-        from regen.engine import ParamsError  # noqa: PLC0415 - keeps `regen --help` fast
+        # Imported here: keeps `regen --help` fast.
+        from regen.engine import FlowNotFound, ParamsError  # noqa: PLC0415
+        from regen.store import InvalidTransition, RunNotFound  # noqa: PLC0415
 
-        error = _UsageError if isinstance(exc, ParamsError) else click.ClickException
+        refused = (ParamsError, FlowNotFound, RunNotFound, InvalidTransition)
+        error = _UsageError if isinstance(exc, refused) else click.ClickException
         raise error(mask_secrets(str(exc))) from exc
 
 
@@ -170,28 +176,24 @@ def short_id(run_id: str, *, wide: bool = False) -> str:
     return run_id if wide else run_id[:SHORT_ID]
 
 
-class _AmbiguousRun(click.ClickException):
-    exit_code = 2
-
-
 def resolve_run(engine: Any, text: str) -> str:
     """The full id of the run whose id is ``text`` or starts with it (4 characters or
     more), as git resolves a commit; refused, with the candidates, when it is ambiguous."""
     prefix = text.strip().lower()
     if len(prefix) < MIN_PREFIX:
-        raise _AmbiguousRun(
+        raise _UsageError(
             f"run id {text!r} is too short: give {MIN_PREFIX} characters or more "
             "(`regen runs` lists the runs)"
         )
     found = engine.sync.list_runs(id_prefix=prefix, limit=11)
     if not found:
-        raise click.ClickException(f"no run id starts with {text!r} (`regen runs` lists them)")
+        raise _UsageError(f"no run id starts with {text!r} (`regen runs` lists them)")
     exact = [r for r in found if r.id == prefix]
     if len(found) == 1 or exact:
         return str((exact or found)[0].id)
     lines = [f"  {r.id}  {r.flow}  {r.status}  {when(r.created_at)}" for r in found[:10]]
     more = "\n  …" if len(found) > 10 else ""
-    raise _AmbiguousRun(
+    raise _UsageError(
         f"run id {text!r} is ambiguous; it starts these runs:\n"
         + "\n".join(lines)
         + more
