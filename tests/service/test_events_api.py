@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.service.conftest import FLOWS
 from tests.service.server import PYTHONPATH, ROOT, Served, sse_events
 from tests.service.waiting import wait_final
 from tests.store.conftest import postgres_database
@@ -210,6 +211,29 @@ def test_an_idle_stream_sends_retry_and_keep_alive_comments(
     assert seen[0] == {"retry": "2000"}
     assert {"comment": "keep-alive"} in seen
     assert seen[-1]["event"] == "end"
+
+
+def test_a_stream_is_never_silent_for_longer_than_the_keep_alive_interval(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A proxy that closes connections idle for the interval must never see one that long:
+    # the silence used to last up to two intervals.
+    keepalive = 1.0
+    gate = tmp_path / "gate"
+    silences = []
+    app = create_app(engine, flows=FLOWS, execute=True, keepalive=keepalive)
+    with Served(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        run_id = start(client, "story", {"words": 1, "gate_at": 0, "gate": str(gate)})
+        with client.stream("GET", f"/api/runs/{run_id}/events") as response:
+            last = time.monotonic()
+            for event in sse_events(response):
+                now = time.monotonic()
+                silences.append(now - last)
+                last = now
+                if event.get("comment") == "keep-alive" and len(silences) > 6:
+                    gate.touch()
+                    break
+    assert max(silences) < 1.6 * keepalive, silences  # one interval and slack
 
 
 def test_a_run_executed_by_another_engine_is_followed(

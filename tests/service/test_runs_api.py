@@ -47,8 +47,12 @@ def test_starting_refuses_what_does_not_fit(client: httpx.Client) -> None:
     assert "words" in bad_params.json()["detail"]
     extra = client.post("/api/runs", json={"flow": "story", "colour": "red"})
     assert extra.status_code == 422
+    assert extra.json()["detail"].startswith("body.colour: ")  # one message, as every error
     not_json = client.post("/api/runs", content=b"{", headers={"content-type": "application/json"})
     assert not_json.status_code == 422
+    assert not_json.json()["detail"].startswith("body: not valid JSON")
+    no_flow = client.post("/api/runs", json={"params": {"api_key": "sk-live-abcdef123456"}})
+    assert no_flow.json() == {"detail": "body.flow: Field required"}  # the input not echoed
 
 
 def test_text_no_store_can_hold_is_refused_or_not_found_alike(client: httpx.Client) -> None:
@@ -95,7 +99,9 @@ def test_runs_are_listed_newest_first_filtered_and_paged(client: httpx.Client) -
     wrong = client.get("/api/runs", params={"status": "done"})
     assert wrong.status_code == 422
     assert "'succeeded'" in wrong.text  # the statuses it takes
-    assert client.get("/api/runs", params={"limit": 0}).status_code == 422
+    too_few = client.get("/api/runs", params={"limit": 0})
+    assert too_few.status_code == 422
+    assert too_few.json()["detail"] == "query.limit: Input should be greater than or equal to 1"
 
 
 def test_an_unknown_run_is_404_on_every_route(client: httpx.Client) -> None:

@@ -19,10 +19,11 @@ class Settings:
     checkpoints this long (then they are no longer resumable). ``run_retention_days``
     (``REGEN_RUN_RETENTION_DAYS``, 30): finished runs, their events and artifacts no run
     uses are kept this long. ``gc_interval`` (``REGEN_GC_INTERVAL_S``, 3600): how often a
-    worker cleans up (0: never; ``regen gc`` by hand). ``auto_retry`` (``REGEN_AUTO_RETRY``, on): set to 0 to switch off
-    every flow's automatic retries. ``max_crashes`` (``REGEN_MAX_CRASHES``, 3): a run
-    whose process was lost this many times (its lease expired mid-run) fails with kind
-    ``crashed`` instead of being taken over again. ``stats_retention_days``
+    worker cleans up (0: never; ``regen gc`` by hand). ``auto_retry``
+    (``REGEN_AUTO_RETRY``, on): set to 0 to switch off every flow's automatic retries.
+    ``max_crashes`` (``REGEN_MAX_CRASHES``, 3): a run whose process was lost this many
+    times (its lease expired mid-run) fails with kind ``crashed`` instead of being taken
+    over again. ``stats_retention_days``
     (``REGEN_STATS_RETENTION_DAYS``, 30): provider call counters (``regen stats``) are
     kept this long.
     """

@@ -32,17 +32,20 @@ Queued = Event | str | None
 
 
 class _Follower:
-    __slots__ = ("behind", "busy", "queue")
+    __slots__ = ("behind", "queue", "quiet")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_SIZE)
         self.behind = False
-        self.busy = True  # something was handed over since the last keep-alive tick
+        self.quiet = 0  # ticks (half a keep-alive interval each) since it was handed anything
 
 
 class _Feed:
     """The one task tailing a run's log for its followers, and one timer that tells idle
-    followers to send a keep-alive (not a timer per follower and event: they are many)."""
+    followers to send a keep-alive (not a timer per follower and event: they are many).
+
+    The timer ticks every half interval and a follower sends a keep-alive on its second
+    quiet tick: a stream is never silent for longer than one interval."""
 
     def __init__(self, feeds: RunFeeds, run_id: str, after: int) -> None:
         self.followers: set[_Follower] = set()
@@ -52,12 +55,13 @@ class _Feed:
 
     async def _tick(self, keepalive: float) -> None:
         while True:
-            await asyncio.sleep(keepalive)
+            await asyncio.sleep(keepalive / 2)
             for follower in self.followers:
-                if not follower.busy:
+                follower.quiet += 1
+                if follower.quiet >= 2:
+                    follower.quiet = 0
                     with contextlib.suppress(asyncio.QueueFull):
                         follower.queue.put_nowait(IDLE)
-                follower.busy = False
 
     async def _tail(self, feeds: RunFeeds, run_id: str, after: int) -> None:
         try:
@@ -65,7 +69,7 @@ class _Feed:
                 run_id, after=after, follow=True, poll=feeds.poll
             ):
                 for follower in list(self.followers):
-                    follower.busy = True
+                    follower.quiet = 0
                     try:
                         follower.queue.put_nowait(event)
                     except asyncio.QueueFull:
