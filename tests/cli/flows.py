@@ -157,3 +157,25 @@ leaky = Flow("cli-leaky", params={"note": str})
 @leaky.step()
 def call_gateway(ctx: StepContext) -> str:
     raise RuntimeError(f"refused: {ctx.params['note']}")
+
+
+# A flow whose map step ends partial (no quota: a given-up item does not stop the run) and
+# whose next step then fails: the run fails at one step and resumes from an earlier one.
+lossy = Flow("cli-lossy")
+
+
+@lossy.step()
+def numbers(ctx: StepContext) -> list[int]:
+    return [1, 2, 3]
+
+
+@lossy.map(items="numbers", policy=Policy(attempts=1))
+def square(ctx: StepContext, n: int) -> int:
+    if n == 2:
+        raise TimeoutError("image 2 timed out")
+    return n * n
+
+
+@lossy.step()
+def total(ctx: StepContext) -> int:
+    raise RuntimeError("total failed")

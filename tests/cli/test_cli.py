@@ -187,7 +187,10 @@ def test_cancel_stops_a_running_run_at_its_next_safe_point(home: Path) -> None:
     try:
         _wait_for_event(home, run_id, "item.succeeded")
         result = regen("cancel", run_id)
-        assert result.output.strip() == f"run {run_id}: running (cancel requested)"
+        assert result.output.strip() == (
+            f"run {run_id}: running (cancel requested: it stops at its next safe point; "
+            "a last step already running finishes)"
+        )
         _, errors = worker.communicate(timeout=30)  # the worker's one run has ended
     finally:
         if worker.poll() is None:

@@ -338,3 +338,14 @@ def test_a_cancelled_run_says_to_start_a_new_one(tmp_path: Path) -> None:
     assert "a cancelled run is not retried: start a new one: regen run tests.cli.flows:buggy" in (
         shown.replace("\n", " ")
     )
+
+
+def test_show_says_where_a_retry_resumes_when_it_is_before_the_failed_step(
+    tmp_path: Path,
+) -> None:
+    output = regen(tmp_path, "run", "tests.cli.flows:lossy", code=1)
+    assert "failed at step 'total'" in output
+    (run,) = strict(regen(tmp_path, "runs", "--json"))
+    shown = regen(tmp_path, "show", run["id"])
+    assert "retry resumes from: square (partial)" in shown
+    assert "failed step: square" not in shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from regen.engine import (
     InvalidTransition,
     RunExists,
     RunStatus,
+    Settings,
     StepStatus,
 )
 from regen.retry import FakeClock, Policy
@@ -272,6 +274,28 @@ async def test_cancel_stops_a_running_run_at_the_next_safe_point(engine: Engine)
         ("step.skipped", {"step": "second"}),
         ("run.cancelled", {}),
     ]
+
+
+async def test_a_cancel_seen_during_the_last_step_lets_it_finish_and_says_so(
+    database: str, tmp_path: Path
+) -> None:
+    flow = Flow("cancel_last")
+
+    @flow.step()
+    async def only(ctx):
+        await until(lambda: ctx.cancelled)  # the heartbeat brings the request
+        return "done anyway"
+
+    with Engine(database, home=tmp_path, settings=Settings(lease_ttl=0.3)) as engine:
+        started = await engine.start(flow)
+        task = asyncio.create_task(engine.execute(started.run.id))
+        await until(lambda: status_is(engine, started.run.id, RunStatus.RUNNING))
+        await engine.cancel(started.run.id)
+        run = await task
+        assert run.status is RunStatus.SUCCEEDED
+        logs = [e.data for e in await engine.read_events(run.id) if e.type == "log"]
+        assert logs[-1]["level"] == "warning"
+        assert "cancel requested during the last step, which finished" in logs[-1]["message"]
 
 
 async def test_cancel_of_a_queued_run_is_immediate(engine: Engine) -> None:

@@ -193,9 +193,15 @@ def _show_text(
     if run.business_key:
         facts.append(f"key {escape(run.business_key)}")
     out.print("  ".join(facts), highlight=False)
+    # The first failed or partial step: where a retry resumes, which may come before the
+    # step the run failed at (a partial map step, then a failed step).
+    resumes = detail.failed_step
+    status = next((str(s.status) for s in detail.steps if s.name == resumes), "")
     out.print(
         f"resumable: {detail.resumable}   last successful step: "
-        f"{detail.last_successful_step or '-'}   failed step: {detail.failed_step or '-'}",
+        f"{detail.last_successful_step or '-'}   "
+        + ("retry resumes from" if detail.resumable else "first failed step")
+        + (f": {resumes} ({status})" if resumes else ": -"),
         highlight=False,
     )
     table = Table("#", "step", "kind", "status", "attempts", "checkpointed", "items")
@@ -346,7 +352,15 @@ def cancel(ctx: click.Context, run_id: str) -> None:
     4+ first characters)."""
     with opened_engine(ctx) as engine, user_errors():
         run = engine.sync.cancel(resolve_run(engine, run_id))
-    echo(f"run {run.id}: {run.status}" + (" (cancel requested)" if run.cancel_requested else ""))
+    echo(
+        f"run {run.id}: {run.status}"
+        + (
+            " (cancel requested: it stops at its next safe point; a last step already "
+            "running finishes)"
+            if run.cancel_requested
+            else ""
+        )
+    )
 
 
 @cli.command()

@@ -40,6 +40,9 @@ logger = logging.getLogger("regen.engine")
 T = TypeVar("T")
 _DONE = (StepStatus.SUCCEEDED, StepStatus.PARTIAL)
 
+#: The log's word on a cancel that came while the last step ran: the step finished.
+_LATE_CANCEL = "cancel requested during the last step, which finished: the run ends as it ran"
+
 
 class StepState(NamedTuple):
     """What executing a step needs of its record: its position and how far it got."""
@@ -280,6 +283,8 @@ class Execution:
                 following = todo[n + 1] if n + 1 < len(todo) else None
                 writes = [*outcome.writes, self._end_write(spec, i, outcome)]
                 if following is None:
+                    if self.cancel_requested:  # too late: nothing is left to stop
+                        self.event(EventType.LOG, {"level": "warning", "message": _LATE_CANCEL})
                     break
                 if self.cancel_requested:
                     await self.commit(writes)
