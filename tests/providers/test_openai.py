@@ -128,6 +128,16 @@ async def test_chat_retries_transient_faults(
     assert requests(sim, "chat") == 2
 
 
+@pytest.mark.parametrize("spec", ["empty_choices", "missing_fields"])
+async def test_a_reply_without_choices_says_whether_they_were_empty_or_missing(
+    openai: OpenAIProvider, spec: str
+) -> None:
+    reasons: list[str] = []
+    policy = Policy(attempts=2, wait=0, on_retry=lambda a: reasons.append(a.reason))
+    await openai.chat("hello", headers=fault(f"{spec}*1"), policy=policy)
+    assert reasons == [spec]
+
+
 async def test_chat_gives_up_after_its_attempts(openai: OpenAIProvider, sim: SimServer) -> None:
     error = await give_up(openai.chat("hello", headers=fault("server_error")))
     assert error.kind is Kind.SERVER_ERROR

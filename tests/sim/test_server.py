@@ -70,6 +70,17 @@ def test_latency_model_delays_answers() -> None:
         assert time.perf_counter() - started >= 0.13
 
 
+def test_a_refused_key_takes_the_latency_too() -> None:
+    # A client's timeout budget sees a 401 after a round trip, as from a real provider.
+    with run_simulator(latency=0.15, keys=["sk-right"]) as sim, httpx.Client() as http:
+        wrong = {"Authorization": "Bearer sk-wrong"}
+        http.get(f"{sim.openai_base_url}/models", headers=wrong)
+        started = time.perf_counter()
+        refused = http.get(f"{sim.openai_base_url}/models", headers=wrong)
+        assert time.perf_counter() - started >= 0.13
+    assert refused.status_code == 401
+
+
 def test_rpm_limit_is_enforced_when_configured() -> None:
     with run_simulator(rpm=2) as sim, httpx.Client(headers=AUTH) as http:
         responses = [http.get(f"{sim.openai_base_url}/models") for _ in range(3)]

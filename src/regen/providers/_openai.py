@@ -134,7 +134,9 @@ class OpenAIProvider(BaseProvider):
         response = await self._send("POST", "chat/completions", json_body=body, headers=headers)
         payload = self.json_of(response, "chat completion")
         choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices:
+        if not isinstance(choices, list):
+            raise self.missing("chat completion", "choices list", response.status)
+        if not choices:
             raise BadResponse(
                 f"{self.name}: chat completion: reply has no choices ({choices!r})",
                 "empty_choices",
@@ -258,7 +260,9 @@ class OpenAIProvider(BaseProvider):
         response = Response(status, headers, raw, self._url("chat/completions"))
         payload = self.json_of(response, "chat stream")
         choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        if not isinstance(choices, list):
+            raise self.missing("chat stream", "choices list", status)
+        if not choices or not isinstance(choices[0], Mapping):
             raise BadResponse(
                 f"{self.name}: chat stream: reply has no choices",
                 "empty_choices",

@@ -191,6 +191,7 @@ class SimApp:
         refused = self._check_key(ctx, endpoint) if endpoint.auth else None
         if refused is not None:
             stats.begin(ctx.route, None)
+            await ctx.pause(state.latency())  # a refused key takes a round trip too
             await ctx.reply(refused)
             return
         if endpoint.body:
