@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -166,6 +167,9 @@ def serve(home: Path, framework: str, host: str, port: int) -> int:
                 f"提供商 {described}\n试试: curl -N "
                 f"http://{host}:{port}/projects/{project.id}/images/stream"
             )
+            # uvicorn stops on SIGTERM, then raises it again: as an exit, not a kill, so
+            # the records are closed and a temporary data directory removed.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
             uvicorn.run(asgi, host=host, port=port, lifespan="off", log_level="info")
     finally:
         close_default_apps()

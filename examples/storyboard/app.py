@@ -32,7 +32,7 @@ from examples.storyboard.models import (
     StageResult,
 )
 from examples.storyboard.records import RECORDS_FILE, Records
-from examples.storyboard.resources import StageResources, data_home
+from examples.storyboard.resources import StageResources, data_home, key_environ
 from examples.storyboard.validation import ValidationError
 from regen.engine import Engine, Run, RunStatus
 from regen.providers import MemoryState, Transport, sniff
@@ -101,9 +101,13 @@ class StoryboardApp:
     async def execute(self, run_id: str) -> Run:
         """Execute a queued run here, to its end, with this app's records and a connection
         pool of its own (a worker executing it would open the flow's own instead)."""
+        project_id = str((await self.engine.get_run(run_id)).params["project_id"])
         async with Transport() as transport:
             resources = StageResources(
-                self.records, transport, os.environ, provider_state=self.provider_state
+                self.records,
+                transport,
+                key_environ(self.records, project_id),
+                provider_state=self.provider_state,
             )
             return await self.engine.execute(run_id, resources=resources)
 

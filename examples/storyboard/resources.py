@@ -75,16 +75,30 @@ async def open_resources(params: Mapping[str, Any]) -> AsyncIterator[StageResour
     """The flow's own resources, from the run's params and the environment; closed after."""
     home = Path(params["home"]) if params.get("home") else data_home()
     records = Records.at(home / RECORDS_FILE)
-    environ: Mapping[str, str] = os.environ
+    project_id = str(params["project_id"])
     with contextlib.ExitStack() as local:
-        provider = _project_provider(records, str(params["project_id"]))
-        if provider is not None and _is_simulator(provider):
-            if await _nothing_listens(provider.api_url):
-                _start_local_simulator(local, provider.api_url)
-            if not os.environ.get(provider.api_key_env):
-                environ = ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
+        provider = _project_provider(records, project_id)
+        if (
+            provider is not None
+            and _is_simulator(provider)
+            and await _nothing_listens(provider.api_url)
+        ):
+            _start_local_simulator(local, provider.api_url)
         async with Transport() as transport:
-            yield StageResources(records, transport, environ)
+            yield StageResources(records, transport, key_environ(records, project_id))
+
+
+def key_environ(records: Records, project_id: str) -> Mapping[str, str]:
+    """Where the project's provider keys are read: the process environment, with a stand-in
+    key for a simulator provider whose variable is not set (the simulator takes any key)."""
+    provider = _project_provider(records, project_id)
+    if (
+        provider is not None
+        and _is_simulator(provider)
+        and not os.environ.get(provider.api_key_env)
+    ):
+        return ChainMap({provider.api_key_env: LOCAL_SIM_KEY}, os.environ)
+    return os.environ
 
 
 def _project_provider(records: Records, project_id: str) -> ProviderInfo | None:

@@ -177,7 +177,14 @@ def test_the_demo_leaves_no_temporary_directory(tmp_path: Path) -> None:
     assert list(temp.iterdir()) == []
 
 
-def test_serve_leaves_no_temporary_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [(signal.SIGINT, 0), (signal.SIGTERM, 128 + signal.SIGTERM)],
+    ids=["ctrl-c", "sigterm"],  # a terminal, a supervisor (systemd, docker stop)
+)
+def test_serve_leaves_no_temporary_directory(
+    tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     with socket.socket() as free:
@@ -199,8 +206,8 @@ def test_serve_leaves_no_temporary_directory(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "serve did not start listening"
                 time.sleep(0.05)
             assert [p.name[:11] for p in temp.iterdir()] == ["storyboard-"]  # its data
-            server.send_signal(signal.SIGINT)  # Ctrl-C
-            assert server.wait(timeout=30) == 0, log.read_text()
+            server.send_signal(stop)
+            assert server.wait(timeout=30) == code, log.read_text()
         finally:
             if server.poll() is None:
                 server.kill()

@@ -180,6 +180,17 @@ async def test_a_call_for_other_storyboards_while_the_stage_runs_is_refused(
     assert len(await app.engine.list_runs()) == 1
 
 
+async def test_the_app_runs_on_a_simulator_with_no_key_variable_set(
+    app: StoryboardApp, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SIM_KEY_ENV)  # the simulator takes any key: none need be set
+    project = app.records.create_project("无钥匙")
+    app.records.add_storyboard(project.id, "雨夜的霓虹街道")
+    result = await Text2ImageStageProcessor(app).process(PipelineContext(project_id=project.id))
+    assert result.status == "completed", result.data
+    assert image_requests(sim) == 1
+
+
 async def test_identical_requests_are_served_from_the_result_cache(
     app: StoryboardApp, sim: SimServer
 ) -> None:
