@@ -1,6 +1,7 @@
 """A TCP relay to the PostgreSQL server that cuts a connection as a chosen statement
 passes: before the server gets it, or after the server has run it but before its answer
-reaches the client. What a process sees when the network or the server fails mid-call.
+reaches the client; or cuts them all for a while (an outage). What a process sees when the
+network or the server fails mid-call.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class CuttingProxy:
         #: Connections cut so far.
         self.cuts = 0
         self.port = 0
+        #: During an outage every new connection is closed at once.
+        self.down = False
 
     def __enter__(self) -> CuttingProxy:
         self._thread.start()
@@ -45,6 +48,20 @@ class CuttingProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    def go_down(self) -> None:
+        """An outage: every connection is cut, and new ones closed, until :meth:`come_back`."""
+        self.down = True
+        asyncio.run_coroutine_threadsafe(self._cut_all(), self._loop).result(10)
+
+    def come_back(self) -> None:
+        """The end of the outage: connections are relayed again."""
+        self.down = False
+
+    async def _cut_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -60,6 +77,9 @@ class CuttingProxy:
         await self._server.wait_closed()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         answer_cut = asyncio.Event()
 

@@ -452,6 +452,36 @@ async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> Non
         await store.close()
 
 
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_opening_an_empty_database_at_once_create_the_schema_once(
+    round_: int,
+) -> None:
+    # Workers started together on a new database: one creates the schema, the others wait
+    # for it under the schema lock and then see it (none fails with "already exists", or
+    # takes it for another application's).
+    with postgres_database() as made:
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            barrier.wait()
+            try:
+                PostgresStore(made).close_now()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with psycopg.connect(made) as conn:
+            assert conn.execute("SELECT version FROM regen_schema").fetchall() == [
+                (latest_version(),)
+            ]
+
+
 # --- regen worker processes -----------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]

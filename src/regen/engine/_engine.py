@@ -36,6 +36,7 @@ from regen.store import (
     Artifact,
     Claimed,
     Commit,
+    DatabaseUnreachable,
     Event,
     GcCounts,
     InvalidTransition,
@@ -48,6 +49,7 @@ from regen.store import (
     RunNotFound,
     RunStatus,
     Store,
+    StoreBusy,
     open_store,
 )
 from regen.store import home as default_home
@@ -290,6 +292,18 @@ class Engine:
             logger.warning(
                 "regen: lost the lease of run %s; another process has it",
                 claimed.run.id,
+                extra={"run_id": claimed.run.id},
+            )
+            return RunStatus.RUNNING
+        except (DatabaseUnreachable, StoreBusy) as exc:
+            # Weather, not the run's failure: nothing more can be written now, and what
+            # happened is no fault of the run. Its lease lapses; whichever process then
+            # claims it (this one included) resumes it from its checkpoints.
+            logger.warning(
+                "regen: gave up writing run %s (%s); it is taken over from its checkpoints "
+                "once its lease expires",
+                claimed.run.id,
+                exc,
                 extra={"run_id": claimed.run.id},
             )
             return RunStatus.RUNNING

@@ -83,8 +83,12 @@ async def _rows(conn: AsyncConnection[Any], query: str) -> list[tuple[Any, ...]]
 
 
 async def _version(conn: AsyncConnection[Any], where: str) -> int:
-    if not (await _rows(conn, "SELECT to_regclass('regen_schema') IS NOT NULL"))[0][0]:
-        if (await _rows(conn, "SELECT to_regclass('runs') IS NOT NULL"))[0][0]:
+    # Which tables exist, read from the catalog's rows as of this statement: to_regclass()
+    # answers from a per-connection cache, which can still say "no such table" after the
+    # schema lock was taken and another process had created the schema.
+    tables = {row[0] for row in await _rows(conn, Q["regen_tables"])}
+    if "regen_schema" not in tables:
+        if "runs" in tables:
             raise NotARegenDatabase(
                 where,
                 "holds a table named runs but no regen_schema table: it is not regen's; "

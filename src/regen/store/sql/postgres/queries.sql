@@ -12,6 +12,11 @@ UPDATE regen_schema SET version = %(version)s;
 -- name: init_schema_version
 INSERT INTO regen_schema (version) VALUES (%(version)s);
 
+-- name: regen_tables
+-- The tables that tell a regen database, an empty one and another application's apart.
+SELECT tablename FROM pg_catalog.pg_tables
+WHERE schemaname = current_schema() AND tablename IN ('regen_schema', 'runs');
+
 -- name: schema_lock
 -- Held while the schema is created or upgraded, so two workers starting at once do it once.
 SELECT pg_advisory_xact_lock(7233746113929900033);
