@@ -36,12 +36,13 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
 ) -> None:
     monkeypatch.setenv("REGEN_POSTGRES_RECONNECT_S", str(RECONNECT_S))
     calls: list[str] = []
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
     flow = Flow("outage")
 
     @flow.step()
     async def first(ctx):
         calls.append("first")
+        started.set()
         await gate.wait()
         return 1
 
@@ -56,8 +57,7 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
         try:
             run_id = (await cut_off.start(flow)).run.id
             execution = asyncio.create_task(cut_off.execute(run_id))
-            while not calls:
-                await asyncio.sleep(0.01)
+            await started.wait()
             proxy.go_down()
             gate.set()  # the step's checkpoint cannot be written
             # Back while the engine, having given up on the checkpoint, could still write
@@ -73,8 +73,7 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
             assert left.status is RunStatus.RUNNING  # nothing recorded: not failed, not ended
             assert left.error is None
             other.register(flow)
-            while time.time() <= (left.lease_expires_at or 0):
-                await asyncio.sleep(0.05)
+            await asyncio.sleep((left.lease_expires_at or 0) - time.time() + 0.05)  # it lapses
             run = await other.execute(run_id)
     assert run.status is RunStatus.SUCCEEDED
     assert run.crashes == 1  # taken over from its checkpoints
