@@ -420,11 +420,16 @@ def _regen(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
-    url: str, tmp_path: Path
+    url: str, tmp_path: Path, where: str
 ) -> None:
     # trust auth ignores the password: it is here to show it is never printed
-    secret = url.replace("postgres@", "postgres:hunter2-pw@")
+    secret = (
+        url.replace("postgres@", "postgres:hunter2-pw@")
+        if where == "userinfo"
+        else f"{url}?application_name=walk&password=hunter2-pw"
+    )
     off = {"REGEN_DB_AUTO_UPGRADE": "0", "REGEN_HOME": str(tmp_path)}
     refused = _regen(secret, "runs", **off)
     assert refused.returncode == 1
@@ -438,6 +443,7 @@ def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
     assert listed.returncode == 0, listed.stderr
     everything = refused.stderr + upgraded.stdout + checked.stdout + listed.stdout
     assert "hunter2-pw" not in everything
+    assert "…" not in everything  # not masked: left out
     assert "postgres@127.0.0.1" in upgraded.stdout
 
 

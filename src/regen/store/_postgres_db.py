@@ -8,7 +8,7 @@ refused untouched. ``REGEN_DB_AUTO_UPGRADE=0`` leaves upgrades to ``regen db upg
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from regen.store import _queries
 from regen.store._errors import (
@@ -33,14 +33,26 @@ def latest_version() -> int:
     return _queries.migrations("postgres")[-1][0]
 
 
+#: Connection parameters a URL's query may carry that are secrets (libpq's names).
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def masked(url: str) -> str:
-    """The URL without its password (``postgresql://user@host:5432/db``)."""
+    """The URL without its password, in its userinfo or its query
+    (``postgresql://user@host:5432/db``)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}@" if parts.username else ""
-    return parts._replace(netloc=f"{user}{netloc}").geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}@" if parts.username else ""
+        parts = parts._replace(netloc=f"{user}{netloc}")
+    if parts.query:
+        kept = [
+            (name, value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if name.lower() not in _SECRET_PARAMS
+        ]
+        parts = parts._replace(query=urlencode(kept))
+    return parts.geturl()
 
 
 async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> int:
