@@ -447,6 +447,26 @@ def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
     assert "postgres@127.0.0.1" in upgraded.stdout
 
 
+def test_db_check_reports_a_schema_behind_or_changed_by_hand_with_what_to_do(
+    url: str, tmp_path: Path
+) -> None:
+    PostgresStore(url).close_now()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE regen_schema SET version = version - 1")
+    behind = _regen(url, "db", "check", "--json", REGEN_HOME=str(tmp_path))
+    assert behind.returncode == 1
+    report = json.loads(behind.stdout)  # JSON, as asked, though the store would not open
+    assert report["ok"] is False
+    assert "run `regen db upgrade`" in report["problems"][0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE regen_schema SET version = version + 1")
+        conn.execute("ALTER TABLE steps DROP COLUMN items_total")
+    changed = _regen(url, "db", "check", REGEN_HOME=str(tmp_path))
+    assert changed.returncode == 1
+    assert "table 'steps' lacks column(s) items_total" in changed.stdout
+    assert "restore the database from a backup" in changed.stdout
+
+
 async def test_the_check_finds_a_column_missing_from_the_schema(url: str) -> None:
     store = PostgresStore(url)
     try:

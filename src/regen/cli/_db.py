@@ -53,7 +53,11 @@ def check(ctx: click.Context, as_json: bool) -> None:
         for problem in problems[:20]:
             click.echo(f"  {problem}")
         if _is_postgres(url):
-            click.echo("Run `regen db upgrade` to bring the schema up to date.")
+            click.echo(
+                "A schema version behind this regen's: run `regen db upgrade`. A table or "
+                "column missing at this version: the schema was changed outside regen; "
+                "restore the database from a backup."
+            )
         else:
             click.echo(
                 "Restore the file from a backup, or move it away to start a new database "

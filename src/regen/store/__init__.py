@@ -18,6 +18,7 @@ from regen.store._errors import (
     ReadOnlyStore,
     RunNotFound,
     SchemaTooNew,
+    SchemaTooOld,
     StoreBusy,
     StoreError,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "RunStatus",
     "SQLiteStore",
     "SchemaTooNew",
+    "SchemaTooOld",
     "SkipItems",
     "StartItem",
     "StartStep",

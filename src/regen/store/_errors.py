@@ -50,6 +50,11 @@ class SchemaTooNew(DatabaseUnusable):
     """The database was written by a newer regen (its schema version is above ours)."""
 
 
+class SchemaTooOld(DatabaseUnusable):
+    """The database's schema is behind this regen's (or missing) and was not upgraded:
+    ``REGEN_DB_AUTO_UPGRADE=0``, or opened for reading only; ``regen db upgrade`` does it."""
+
+
 class ReadOnlyStore(StoreError):
     """The data directory or the database file cannot be written."""
 

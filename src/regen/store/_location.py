@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from regen.foundation import ConfigError, env_bool
+from regen.store._errors import DatabaseUnusable
 from regen.store._interface import Store
 from regen.store._postgres_db import masked
 
@@ -97,7 +98,10 @@ def check_database(
         from regen.store._sqlite_db import file_problems  # noqa: PLC0415 - chosen by URL
 
         return file_problems(Path(chosen.removeprefix("sqlite:///")))
-    store = open_store(chosen, upgrade=False)  # refuses an unknown scheme with its message
+    try:
+        store = open_store(chosen, upgrade=False)  # refuses an unknown scheme with its message
+    except DatabaseUnusable as exc:  # a schema behind or ahead of this regen's, or not regen's
+        return [str(exc)]
     try:
         return _wait(store.check())
     finally:

@@ -15,6 +15,7 @@ from regen.store._errors import (
     DatabaseUnreachable,
     NotARegenDatabase,
     SchemaTooNew,
+    SchemaTooOld,
     StoreError,
 )
 
@@ -65,9 +66,8 @@ async def migrate(conn: AsyncConnection[Any], where: str, *, upgrade: bool) -> i
     _refuse_newer(version, where)
     if not upgrade:
         found = f"schema version {version}" if version else "no regen schema yet"
-        raise StoreError(
-            f"{where}: {found}, this regen needs version {latest}; run `regen db upgrade` "
-            "(REGEN_DB_AUTO_UPGRADE=0 leaves creating and upgrading the schema to it)"
+        raise SchemaTooOld(
+            where, f"{found}, this regen needs version {latest}; run `regen db upgrade`"
         )
     async with conn.transaction():
         await conn.execute(Q["schema_lock"])

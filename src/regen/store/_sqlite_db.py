@@ -20,6 +20,7 @@ from regen.store._errors import (
     NotARegenDatabase,
     ReadOnlyStore,
     SchemaTooNew,
+    SchemaTooOld,
     StoreBusy,
     StoreError,
 )
@@ -174,10 +175,11 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         _inspect(conn, path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != latest_version():  # older: _inspect refused a newer one
-            raise StoreError(
-                f"{path}: schema version {version}, this regen needs version "
-                f"{latest_version()}; reading cannot upgrade it: run `regen db upgrade` "
-                "where the folder is writable"
+            raise SchemaTooOld(
+                str(path),
+                f"schema version {version}, this regen needs version {latest_version()}; "
+                "reading cannot upgrade it: run `regen db upgrade` where the folder is "
+                "writable",
             )
         _check_columns(conn, path)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -273,11 +275,11 @@ def _migrate(conn: sqlite3.Connection, path: Path, *, upgrade: bool) -> None:
         conn.execute(f"PRAGMA user_version={latest}")
 
 
-def _upgrade_needed(path: Path, version: int) -> StoreError:
+def _upgrade_needed(path: Path, version: int) -> SchemaTooOld:
     found = f"schema version {version}" if version else "no regen schema yet"
-    return StoreError(
-        f"{path}: {found}, this regen needs version {latest_version()}; run `regen db "
-        "upgrade` (REGEN_DB_AUTO_UPGRADE=0 leaves creating and upgrading the schema to it)"
+    return SchemaTooOld(
+        str(path),
+        f"{found}, this regen needs version {latest_version()}; run `regen db upgrade`",
     )
 
 
