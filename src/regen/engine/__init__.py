@@ -27,6 +27,7 @@ from regen.engine._shared_state import StoreState, current_provider_state
 from regen.engine._traceback import format_error
 from regen.engine._worker import WorkerEvent
 from regen.store import (
+    DatabaseUnreachable,
     Event,
     EventType,
     InvalidTransition,
@@ -43,6 +44,7 @@ from regen.store import (
 __all__ = [
     "ArtifactRef",
     "Cache",
+    "DatabaseUnreachable",
     "Engine",
     "EngineError",
     "Event",

@@ -334,7 +334,7 @@ class Execution:
             "type": "Crashed",
             "kind": "crashed",
             "message": (
-                f"the run's process was lost {crashes} times"
+                f"the run's process was lost {crashes} time{'s' if crashes != 1 else ''}"
                 + (f" while in step {where!r}" if where else "")
                 + "; find what kills it (memory, a native crash, a signal), then "
                 f"`regen retry {self.run_id}`"

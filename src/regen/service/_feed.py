@@ -15,13 +15,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from regen.engine import Engine, Event, RunNotFound
+from regen.engine import DatabaseUnreachable, Engine, Event, RunNotFound
 from regen.service._replay import replayed
 
 logger = logging.getLogger("regen.service")
 
 #: Events a follower may have waiting before it counts as fallen behind.
 QUEUE_SIZE = 1024
+#: How long the feed waits before following again when the database cannot be reached.
+_OUTAGE_PAUSE_S = 1.0
 _PAGE = 1000
 
 
@@ -53,6 +55,15 @@ class _Feed:
         self.task = loop.create_task(self._tail(feeds, run_id, after), name=f"regen-feed-{run_id}")
         self.ticker = loop.create_task(self._tick(feeds.keepalive), name=f"regen-tick-{run_id}")
 
+    def _hand_over(self, event: Event) -> None:
+        for follower in list(self.followers):
+            follower.quiet = 0
+            try:
+                follower.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                follower.behind = True
+                self.followers.discard(follower)
+
     async def _tick(self, keepalive: float) -> None:
         while True:
             await asyncio.sleep(keepalive / 2)
@@ -65,16 +76,24 @@ class _Feed:
 
     async def _tail(self, feeds: RunFeeds, run_id: str, after: int) -> None:
         try:
-            async for event in feeds.engine.events(
-                run_id, after=after, follow=True, poll=feeds.poll
-            ):
-                for follower in list(self.followers):
-                    follower.quiet = 0
-                    try:
-                        follower.queue.put_nowait(event)
-                    except asyncio.QueueFull:
-                        follower.behind = True
-                        self.followers.discard(follower)
+            while True:
+                try:
+                    async for event in feeds.engine.events(
+                        run_id, after=after, follow=True, poll=feeds.poll
+                    ):
+                        after = event.seq
+                        self._hand_over(event)
+                    return
+                except DatabaseUnreachable as exc:
+                    # Weather: the followers keep their streams (and their keep-alives)
+                    # and get what was written meanwhile once the database is back.
+                    logger.warning(
+                        "regen: following run %s: %s; trying again",
+                        run_id,
+                        exc,
+                        extra={"run_id": run_id},
+                    )
+                    await asyncio.sleep(_OUTAGE_PAUSE_S)
         except RunNotFound:
             pass
         except Exception:
