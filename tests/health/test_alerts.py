@@ -84,6 +84,12 @@ def test_without_a_command_or_webhook_alerts_are_off(tmp_path: Path) -> None:
         ("[alerts]\nretry = 0.5\n", {}, "unknown key(s) ['retry'] in [alerts]"),
         ('[alerts]\nwindow_s = "5m"\n', {}, "window_s = '5m': expected a number"),
         ("[alerts]\nbreaker_open = 1\n", {}, "expected true or false"),
+        # A value of the file is named as the file's, not as a variable nobody set.
+        ("[alerts]\nretry_rate = 2\n", {}, "regen.toml: [alerts] retry_rate=2.0: expected a"),
+        ("[alerts]\nwindow_s = 0\n", {}, "[alerts] window_s=0.0: expected a number of seconds"),
+        # Refused at start-up, not when the first alert comes and cannot be sent.
+        ("", {"REGEN_ALERT_COMMAND": "page --team 'ops"}, "cannot be split like a shell"),
+        ('[alerts]\ncommand = "a \\"b"\n', {}, "[alerts] command='a \"b'"),
     ],
 )
 def test_bad_settings_are_refused_naming_what_to_fix(

@@ -77,6 +77,25 @@ async def test_the_breaker_opens_after_the_threshold_and_spares_the_dead_provide
         assert breakers["breaker:sim:gpt-4o-mini"]["state"] == "open"
 
 
+async def test_calls_the_open_breaker_held_back_are_not_counted_as_retries(
+    down: SimServer,
+) -> None:
+    # Retries per attempt sent stays a fraction: a call held back reached no provider.
+    short = BreakerSettings(failures=3, window_s=30.0, open_s=0.05)
+    patient = Policy(attempts=4, timeout=2.0, wait=0.01, max_wait=0.1, deadline=5.0)
+    async with _registry(down, breaker=short, policy=patient) as registry:
+        llm = registry.openai("sim")
+        for _ in range(3):
+            with pytest.raises(GiveUp):
+                await llm.chat("hello")
+        counts = await registry.state.counts()
+    refused = counts[("sim", "", "saved_by_breaker")]
+    assert refused > 0  # the breaker did hold calls back, and they were retried
+    retries = sum(n for (_, _, name), n in counts.items() if name == "retries")
+    assert retries <= counts[("sim", "", "attempts")]
+    assert ("sim", "unavailable", "retries") not in counts
+
+
 async def test_non_outage_failures_never_open_it(sim: SimServer) -> None:
     async with _registry(sim, breaker=THREE) as registry:
         llm = registry.openai("sim")

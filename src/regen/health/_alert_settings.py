@@ -19,6 +19,7 @@ A variable set in the environment wins over the file.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,29 +71,36 @@ class AlertSettings:
 
     def __post_init__(self) -> None:
         if not is_finite(self.retry_rate) or not 0 < self.retry_rate <= 1:
-            raise ConfigError(
-                f"{_PREFIX}RETRY_RATE={self.retry_rate!r}: expected a fraction of attempts "
-                "above 0 and at most 1 (0.5: half the attempts are retries)"
+            raise _BadSetting(
+                "retry_rate",
+                self.retry_rate,
+                "expected a fraction of attempts above 0 and at most 1 (0.5: half the "
+                "attempts are retries)",
             )
         for name in ("window_s", "interval_s", "timeout_s"):
             value = getattr(self, name)
             if not is_finite(value) or value <= 0:
-                raise ConfigError(
-                    f"{_PREFIX}{name.upper()}={value!r}: expected a number of seconds > 0"
-                )
+                raise _BadSetting(name, value, "expected a number of seconds > 0")
         if not is_whole(self.min_attempts) or self.min_attempts < 1:
-            raise ConfigError(
-                f"{_PREFIX}MIN_ATTEMPTS={self.min_attempts!r}: expected a whole number >= 1"
-            )
-        if self.command is not None and not self.command.strip():
-            raise ConfigError(f"{_PREFIX}COMMAND is empty: name a program to run, or unset it")
+            raise _BadSetting("min_attempts", self.min_attempts, "expected a whole number >= 1")
+        if self.command is not None:
+            self._check_command(self.command)
         if self.webhook is not None:
             parts = urlsplit(self.webhook)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"{_PREFIX}WEBHOOK: expected an http:// or https:// URL, got "
-                    f"{parts.scheme or 'no scheme'}://{parts.hostname or ''}…"
-                )
+                # Not the URL itself: its path may hold a token.
+                shown = f"{parts.scheme or 'no scheme'}://{parts.hostname or ''}…"
+                raise _BadSetting("webhook", shown, "expected an http:// or https:// URL")
+
+    @staticmethod
+    def _check_command(command: str) -> None:
+        """Refuse now a command that could not be run when an alert comes."""
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:  # an unclosed quote
+            raise _BadSetting("command", command, f"cannot be split like a shell: {exc}") from None
+        if not words:
+            raise _BadSetting("command", command, "is empty: name a program to run, or unset it")
 
     @property
     def enabled(self) -> bool:
@@ -111,10 +119,12 @@ class AlertSettings:
         if not chosen and Path("regen.toml").is_file():
             table = _table(Path("regen.toml"))
         values: dict[str, Any] = {**table}
+        where = {key: f"{chosen or 'regen.toml'}: [alerts] {key}" for key in table}
         for key, kind in _KEYS.items():
             name = _PREFIX + key.upper()
             if not env.get(name, "").strip():
                 continue
+            where[key] = name
             if kind is str:
                 values[key] = env_str(name, environ=env)
             elif kind is bool:
@@ -123,7 +133,18 @@ class AlertSettings:
                 values[key] = env_int(name, 1, minimum=1, environ=env)
             else:
                 values[key] = env_float(name, 1.0, above=0, environ=env)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except _BadSetting as exc:  # named as the user set it: a variable, or the file's key
+            raise ConfigError(f"{where[exc.key]}={exc.value!r}: {exc.reason}") from None
+
+
+class _BadSetting(ConfigError):
+    """A setting refused, by its key (``retry_rate``), whatever set it."""
+
+    def __init__(self, key: str, value: Any, reason: str) -> None:
+        super().__init__(f"alert setting {key}={value!r}: {reason}")
+        self.key, self.value, self.reason = key, value, reason
 
 
 def _table(path: Path) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Alert:
         return {
             "REGEN_ALERT_NAME": self.condition,
             "REGEN_ALERT_STATUS": self.status,
-            "REGEN_ALERT_PROVIDER": self.provider,
+            "REGEN_ALERT_PROVIDER": mask_secrets(self.provider),
             "REGEN_ALERT_MESSAGE": mask_secrets(self.message),
             "REGEN_ALERT_AT": f"{self.at:.3f}",
             "REGEN_ALERT_JSON": json.dumps(self.to_dict(), ensure_ascii=False),
@@ -200,7 +200,7 @@ class AlertWatcher:
             details.update(
                 retry_rate=rate, attempts=attempts, retries=retries, threshold=s.retry_rate
             )
-            shown = "-" if rate is None else f"{rate:.0%}"
+            shown = "no attempts" if rate is None else f"{rate:.0%}"
             message = (
                 f"{provider}: {shown} of attempts retried over the last {s.window_s:g} s "
                 f"({retries} retries, {attempts} attempts; alert at {s.retry_rate:.0%})"

@@ -74,7 +74,10 @@ class Guard:
         user_retry, user_give_up = policy.on_retry, policy.on_give_up
 
         async def on_retry(attempt: Attempt) -> None:
-            await self.count("retries", attempt.kind)
+            # Retries per attempt sent: a call this process held back (an open breaker,
+            # counted in saved_by_breaker; no call slot) reached no provider.
+            if not isinstance(attempt.error, (Unavailable, Throttled)):
+                await self.count("retries", attempt.kind)
             if user_retry is not None:
                 outcome = user_retry(attempt)
                 if isinstance(outcome, Awaitable):
