@@ -27,6 +27,7 @@ from regen.foundation import ConfigError
 from regen.store import (
     AddEvent,
     AddItems,
+    DatabaseUnreachable,
     EndItem,
     ItemStatus,
     NewRun,
@@ -831,3 +832,14 @@ async def test_a_connection_lost_during_an_item_commit_neither_loses_nor_repeats
             assert (item.status, item.output) == (ItemStatus.SUCCEEDED, "ok")
         finally:
             await store.close()
+
+
+def test_a_database_or_user_that_does_not_exist_is_refused_not_waited_for(url: str) -> None:
+    # The server answered: no wait helps, and the message says what to create.
+    missing = f"{url}_nowhere?password=pw-in-the-query-1234"
+    with pytest.raises(StoreError) as info:
+        open_store(missing)
+    assert not isinstance(info.value, DatabaseUnreachable)
+    assert "does not exist" in str(info.value)
+    assert "create the database and its user" in str(info.value)
+    assert "pw-in-the-query-1234" not in str(info.value)

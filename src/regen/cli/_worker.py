@@ -66,6 +66,7 @@ def _warnings_on_stderr() -> Iterator[None]:
     "--concurrency",
     default=4,
     show_default=True,
+    show_envvar=True,
     type=click.IntRange(min=1),
     help="Runs executed, and map steps of others' runs helped with, at once.",
 )
@@ -73,6 +74,7 @@ def _warnings_on_stderr() -> Iterator[None]:
     "--poll",
     default=1.0,
     show_default=True,
+    show_envvar=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds between queue checks.",
 )

@@ -7,6 +7,7 @@ refused untouched. ``REGEN_DB_AUTO_UPGRADE=0`` leaves upgrades to ``regen db upg
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -155,15 +156,37 @@ def expected_columns() -> dict[str, list[str]]:
     return tables
 
 
+#: What the server says when it refuses who or what a connection asks for.
+_REFUSED = re.compile(
+    r'(database|role) "[^"]*" does not exist|password authentication failed'
+    r"|no pg_hba\.conf entry"
+)
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords a URL carries, in its userinfo or its query."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    found += [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_PARAMS and v]
+    return found
+
+
 def translate(exc: Exception, where: str, url: str = "") -> StoreError:
     """A driver error as a :class:`StoreError` saying what to do about it (the password of
     ``url``, should the driver quote it, masked)."""
     import psycopg  # noqa: PLC0415 - the driver is an optional extra
 
     text = str(exc).strip() or type(exc).__name__
-    password = urlsplit(url).password if url else None
-    if password:
+    for password in _passwords(url):
         text = text.replace(password, "***")
+    if isinstance(exc, psycopg.OperationalError) and _REFUSED.search(text):
+        # The server answered, and said no: no wait makes this go away.
+        return StoreError(
+            f"{where}: PostgreSQL refused the connection ({text}); create the database and "
+            "its user (docs/deploy.md), or fix REGEN_DATABASE_URL"
+        )
     if isinstance(exc, psycopg.OperationalError):
         return DatabaseUnreachable(
             f"{where}: cannot reach PostgreSQL ({text}); check that the server runs and "
