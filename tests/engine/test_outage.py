@@ -13,7 +13,7 @@ import pytest
 from tests.store.conftest import postgres_database
 from tests.store.cutting_proxy import CuttingProxy
 
-from regen.engine import Engine, Flow, RunStatus, Settings
+from regen.engine import Engine, Flow, RunStatus, Settings, WorkerEvent
 from regen.store import DatabaseUnreachable
 
 pytest.importorskip("psycopg")
@@ -31,8 +31,9 @@ def _through(url: str, port: int) -> str:
     return f"{head}@127.0.0.1:{port}/{rest}"
 
 
+@pytest.mark.parametrize("executed_by", ["execute", "worker"])
 async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executed_by: str
 ) -> None:
     monkeypatch.setenv("REGEN_POSTGRES_RECONNECT_S", str(RECONNECT_S))
     calls: list[str] = []
@@ -55,8 +56,14 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
     with postgres_database() as url, CuttingProxy("127.0.0.1", 5432) as proxy:
         cut_off = Engine(_through(url, proxy.port), home=tmp_path, settings=settings)
         try:
+            cut_off.register(flow)
             run_id = (await cut_off.start(flow)).run.id
-            execution = asyncio.create_task(cut_off.execute(run_id))
+            events: list[WorkerEvent] = []
+            execution = asyncio.create_task(
+                cut_off.execute(run_id)
+                if executed_by == "execute"
+                else cut_off.worker(max_runs=1, poll=0.05, on_event=events.append)
+            )
             await started.wait()
             proxy.go_down()
             gate.set()  # the step's checkpoint cannot be written
@@ -64,7 +71,7 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
             # down what happened (the outage was no fault of the run's).
             await asyncio.sleep(RECONNECT_S * 1.15)
             proxy.come_back()
-            with contextlib.suppress(DatabaseUnreachable):  # reading the run at the end
+            with contextlib.suppress(DatabaseUnreachable):  # execute() says why it stopped
                 await execution
         finally:
             cut_off.close()
@@ -72,6 +79,9 @@ async def test_a_run_caught_by_a_long_outage_is_taken_over_not_failed(
             left = await other.get_run(run_id)
             assert left.status is RunStatus.RUNNING  # nothing recorded: not failed, not ended
             assert left.error is None
+            if executed_by == "worker":
+                assert [e.action for e in events] == ["claimed", "lost"]
+                assert "cannot reach PostgreSQL" in (events[-1].reason or "")
             other.register(flow)
             await asyncio.sleep((left.lease_expires_at or 0) - time.time() + 0.05)  # it lapses
             run = await other.execute(run_id)

@@ -35,7 +35,7 @@ def _line(event: WorkerEvent) -> str:
     elif event.action == "put_back" and event.reason:
         text += f": {event.reason}"
     elif event.action == "lost":
-        text += ": another process took its lease"
+        text += f": {event.reason or 'another process took its lease'}"
     return text
 
 

@@ -295,18 +295,11 @@ class Engine:
                 extra={"run_id": claimed.run.id},
             )
             return RunStatus.RUNNING
-        except (DatabaseUnreachable, StoreBusy) as exc:
-            # Weather, not the run's failure: nothing more can be written now, and what
-            # happened is no fault of the run. Its lease lapses; whichever process then
-            # claims it (this one included) resumes it from its checkpoints.
-            logger.warning(
-                "regen: gave up writing run %s (%s); it is taken over from its checkpoints "
-                "once its lease expires",
-                claimed.run.id,
-                exc,
-                extra={"run_id": claimed.run.id},
-            )
-            return RunStatus.RUNNING
+        except (DatabaseUnreachable, StoreBusy):
+            # Weather, not the run's failure: nothing is recorded (the store is out of
+            # reach anyway). Its lease lapses; whichever process then claims it (this one
+            # included) resumes it from its checkpoints.
+            raise
         except Exception as exc:
             await execution.crashed(exc)
             raise

@@ -16,7 +16,7 @@ from regen.engine._errors import FlowNotFound
 from regen.engine._helper import Helpers
 from regen.engine._items import ItemRunner
 from regen.foundation import is_finite, is_whole
-from regen.store import Claimed, DatabaseUnreachable, InvalidTransition, RunStatus
+from regen.store import Claimed, DatabaseUnreachable, InvalidTransition, RunStatus, StoreBusy
 
 WorkerAction = Literal["claimed", "taken_over", "finished", "failed", "put_back", "lost"]
 
@@ -29,7 +29,9 @@ class WorkerEvent:
     ``finished`` (it ended succeeded, partial or cancelled: ``status``), ``failed``
     (``error``: the run's error record; ``retry_at``: when an automatic retry is due),
     ``put_back`` (returned to the queue: the worker stopped, or the flow cannot be
-    loaded here: ``reason``), ``lost`` (another process took its lease).
+    loaded here: ``reason``), ``lost`` (another process took its lease, or, with a
+    ``reason``, the database was out of reach for longer than the store waits: the run is
+    taken over from its checkpoints once its lease expires).
     """
 
     action: WorkerAction
@@ -298,6 +300,10 @@ async def _run(engine: Engine, claimed: Claimed, report: OnWorkerEvent) -> None:
     except asyncio.CancelledError:
         report(WorkerEvent("put_back", run_id, flow, _time.now(), reason="the worker stopped"))
         raise
+    except (DatabaseUnreachable, StoreBusy) as exc:
+        why = f"{exc}; it is taken over from its checkpoints once its lease expires"
+        report(WorkerEvent("lost", run_id, flow, _time.now(), reason=why))
+        return
     except Exception:
         logger.exception("regen worker: a run ended with an engine error")
     else:
