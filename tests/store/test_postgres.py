@@ -40,7 +40,7 @@ from regen.store import (
     _queries,
     open_store,
 )
-from regen.store._postgres_db import latest_version
+from regen.store._postgres_db import latest_version, masked
 from regen.store._postgres_direct import DIRECT_AFTER
 
 psycopg = pytest.importorskip("psycopg")
@@ -184,6 +184,17 @@ def test_the_store_is_chosen_by_url_and_its_location_hides_the_password(url: str
         open_store("postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere")
     assert "s3cret-pw" not in str(info.value)
     assert "cannot reach PostgreSQL" in str(info.value)
+
+
+def test_a_shown_url_loses_its_passwords_and_keeps_the_rest_as_written() -> None:
+    assert (
+        masked("postgresql://u:pw@db:5432/x?application_name=a%20b&Password=q&sslmode=require")
+        == "postgresql://u@db:5432/x?application_name=a%20b&sslmode=require"
+    )
+    assert masked("postgresql://db/x?options=-c%20statement_timeout%3D5s") == (
+        "postgresql://db/x?options=-c%20statement_timeout%3D5s"
+    )
+    assert masked("postgresql://db/x?sslpassword=k&password") == "postgresql://db/x"
 
 
 def test_a_missing_postgres_extra_names_the_extra_to_install(

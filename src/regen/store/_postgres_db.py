@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from regen.store import _queries
 from regen.store._errors import (
@@ -47,13 +47,13 @@ def masked(url: str) -> str:
         netloc = parts.netloc.rsplit("@", 1)[1]
         user = f"{parts.username}@" if parts.username else ""
         parts = parts._replace(netloc=f"{user}{netloc}")
-    if parts.query:
+    if parts.query:  # the other parameters kept as written
         kept = [
-            (name, value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            if name.lower() not in _SECRET_PARAMS
+            pair
+            for pair in parts.query.split("&")
+            if unquote_plus(pair.partition("=")[0]).lower() not in _SECRET_PARAMS
         ]
-        parts = parts._replace(query=urlencode(kept))
+        parts = parts._replace(query="&".join(kept))
     return parts.geturl()
 
 
