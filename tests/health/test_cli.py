@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,10 +67,11 @@ def test_with_nothing_configured_the_built_in_simulator_is_checked_and_recorded(
 
     assert asyncio.run(history()) == ["healthy"]
 
-    table = regen_health(tmp_path, environment(home))
+    table = regen_health(tmp_path, environment(home, COLUMNS="80"))
     assert table.returncode == 0
-    assert "sim (built-in simulator)" in table.stdout
-    assert "healthy" in table.stdout
+    assert "sim: the built-in simulator" in table.stdout
+    # an 80-column terminal shows every value whole: latency, quota, time of the check
+    assert re.search(r"│ sim +│ healthy │ \d+ ms +│ - +│ 99\.95% │ \d\d:\d\d:\d\d", table.stdout)
 
 
 def test_a_refused_key_exits_1_with_401_and_the_key_never_printed(

@@ -84,20 +84,24 @@ def _open_store(ctx: click.Context) -> Store | None:
         return None
 
 
+_COLUMNS = ("provider", "status", "latency", "error", "quota", "last check", "breaker")
+
+
 def _table(statuses: list[ProviderHealth]) -> Table:
-    table = Table("provider", "status", "latency", "error", "quota", "last check", "breaker")
+    table = Table(*_COLUMNS, caption_justify="left")
     for column in (0, 1, 6):  # names and states whole; the other columns give way
         table.columns[column].no_wrap = True
     for s in statuses:
         style = _STYLE.get(s.status, "")
-        name = s.name if s.source != SIMULATOR_SOURCE else f"{s.name} ({SIMULATOR_SOURCE})"
+        if s.source == SIMULATOR_SOURCE:  # said below the table: the columns keep their room
+            table.caption = f"{s.name}: the {SIMULATOR_SOURCE} (no provider is configured)"
         table.add_row(
-            name,
+            s.name,
             f"[{style}]{s.status}[/{style}]",
             "-" if s.latency_ms is None else f"{s.latency_ms:.0f} ms",
             s.error or "-",
             "-" if s.quota_remaining is None else f"{s.quota_remaining:g}%",
-            when(s.last_check),
+            when(s.last_check, clock=True),
             _breaker(s),
         )
     return table
