@@ -275,6 +275,29 @@ def test_a_number_out_of_range_is_a_usage_error_naming_the_option(
     assert not (home / "regen.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "args", "option"),
+    [
+        ("REGEN_WORKER_CONCURRENCY", "0", ("worker",), "--concurrency"),  # the automatic name
+        ("REGEN_HEALTH_TIMEOUT_S", "0", ("health",), "--timeout"),  # a name declared
+        ("REGEN_SERVE_PORT", "abc", ("serve",), "--port"),
+    ],
+)
+def test_a_value_refused_from_the_environment_names_the_variable(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    args: tuple[str, ...],
+    option: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = regen(*args, code=2)
+    assert f"Invalid value for {variable} (read as '{option}')" in result.output
+    typed = regen(*args, option, value, code=2)  # typed, it is the option that is named
+    assert f"Invalid value for '{option}'" in typed.output
+
+
 def test_a_queued_run_is_cancelled_or_run_by_a_worker(home: Path) -> None:
     regen("run", FLOW, "-p", "count=1", "-p", "fail_item=-1", "--queue")
     first = only_run()

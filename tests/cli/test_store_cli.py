@@ -95,6 +95,11 @@ def test_a_damaged_database_is_refused_untouched_and_db_check_says_why(tmp_path:
     assert "backup" in checked.stdout
     fine = regen(tmp_path / "other", "db", "check", "--json")
     assert (fine.returncode, json.loads(fine.stdout)["ok"]) == (1, False)  # no file yet
+    nothing = regen(tmp_path / "other", "db", "check")
+    assert nothing.returncode == 1
+    assert "no database here yet; regen creates it on first use" in nothing.stdout
+    assert ": damaged" not in nothing.stdout
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.parametrize(

@@ -462,6 +462,11 @@ def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
 def test_db_check_reports_a_schema_behind_or_changed_by_hand_with_what_to_do(
     url: str, tmp_path: Path
 ) -> None:
+    empty = _regen(url, "db", "check", REGEN_HOME=str(tmp_path))
+    assert empty.returncode == 1
+    assert "not usable as it is" in empty.stdout
+    assert "no regen schema yet" in empty.stdout
+    assert "damaged" not in empty.stdout
     PostgresStore(url).close_now()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE regen_schema SET version = version - 1")

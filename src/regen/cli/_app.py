@@ -7,6 +7,7 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from regen import __version__
 
@@ -25,8 +26,42 @@ _COMMAND_MODULES = (
 )
 
 
+class _Command(click.Command):
+    """A command whose refusal of an option's value names the environment variable the
+    value came from, when it came from one (the user may never have typed the option)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            variable = _variable_given(ctx, exc.param)
+            if variable is not None and exc.param_hint is None and exc.param is not None:
+                exc.param_hint = f"{variable} (read as {exc.param.get_error_hint(ctx)})"
+            raise
+
+
+class _Group(_Command, click.Group):
+    """The root command: its subcommands and subgroups are of these classes too."""
+
+    command_class = _Command
+    group_class = type
+
+
+def _variable_given(ctx: click.Context, param: click.Parameter | None) -> str | None:
+    """The environment variable that gave ``param`` its value, if one did."""
+    if not isinstance(param, click.Option) or param.name is None:
+        return None
+    if ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:
+        return None
+    names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    if not names and ctx.auto_envvar_prefix:
+        names = [f"{ctx.auto_envvar_prefix}_{param.name.upper()}"]
+    return next((name for name in names if os.environ.get(name)), None)
+
+
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "REGEN"}
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "REGEN"},
 )
 @click.version_option(__version__, prog_name="regen")
 @click.option(

@@ -48,15 +48,21 @@ def check(ctx: click.Context, as_json: bool) -> None:
         print_json({"database": where, "ok": not problems, "problems": problems})
     elif not problems:
         click.echo(f"{where}: ok")
+    elif not _is_postgres(url) and not Path(url.removeprefix("sqlite:///")).exists():
+        click.echo(
+            f"{where}: no database here yet; regen creates it on first use, `regen db "
+            "upgrade` now. One elsewhere is named by --home or --database-url (before `db`)."
+        )
     else:
-        click.echo(f"{where}: damaged")
+        postgres = _is_postgres(url)
+        click.echo(f"{where}: {'not usable as it is' if postgres else 'damaged'}")
         for problem in problems[:20]:
             click.echo(f"  {problem}")
-        if _is_postgres(url):
+        if postgres:
             click.echo(
-                "A schema version behind this regen's: run `regen db upgrade`. A table or "
-                "column missing at this version: the schema was changed outside regen; "
-                "restore the database from a backup."
+                "A schema version behind this regen's (or none yet): run `regen db upgrade`. "
+                "A table or column missing at this version: the schema was changed outside "
+                "regen; restore the database from a backup."
             )
         else:
             click.echo(
