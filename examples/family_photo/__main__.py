@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given_by = "--base-url" if args.base_url else BASE_URL_VARIABLE
     args.base_url = args.base_url or os.environ.get(BASE_URL_VARIABLE)
+    if args.base_url and not args.base_url.startswith(("http://", "https://")):
+        parser.error(f"{given_by}={args.base_url!r}: expected the API's http(s) root URL")
     args.out.mkdir(parents=True, exist_ok=True)
     handler = None if args.quiet else seed_logs.install()
     try:

@@ -428,3 +428,17 @@ def test_an_unreachable_base_url_ends_in_one_line_naming_it(tmp_path: Path) -> N
     assert last.startswith(f"family_photo: cannot reach {closed} (set by FAMILY_PHOTO_BASE_URL)")
     assert "no connection" in last
     assert "unset FAMILY_PHOTO_BASE_URL" in last
+
+
+@pytest.mark.parametrize("given", [["--base-url", "api.example.com"], []])
+def test_a_base_url_that_is_not_http_is_refused_naming_where_it_was_set(
+    given: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAMILY_PHOTO_BASE_URL", "api.example.com")
+    with pytest.raises(SystemExit) as info:
+        main(given)
+    assert info.value.code == 2
+    source = "--base-url" if given else "FAMILY_PHOTO_BASE_URL"
+    assert f"{source}='api.example.com': expected the API's http(s) root URL" in (
+        capsys.readouterr().err
+    )
