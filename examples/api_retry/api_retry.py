@@ -11,7 +11,9 @@ The seed's options map onto a :class:`regen.Policy` like this:
 The plain variants retry *any* failure (the seed's behaviour, opted into with
 ``retry_unknown=True``); the smart variant retries only what the failure taxonomy calls
 transient (network errors, 5xx, 429, timeouts — and any error whose message says "超时" or
-"timeout") and throws every other error at once, as the seed asks.
+"timeout") and throws every other error at once, as the seed asks. The seed throws every
+4xx but 429 at once, so the smart variant does too: regen's own taxonomy retries 408 (a
+timeout) and 409 (OpenAI's lock conflict).
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ OnRetry = Callable[[int, BaseException], Any]
 
 #: Seed 002: an error whose message mentions a timeout is a timeout, whatever its type.
 TIMEOUT_WORDS = regen.by_message({"超时": Kind.TIMEOUT, "timeout": Kind.TIMEOUT})
+
+
+def client_errors(exc: BaseException) -> regen.Failure | None:
+    """Seed 002: a 4xx is the caller's error, thrown at once; only a rate limit (429, or a
+    provider's throttling answer) is retried."""
+    found = regen.classify(exc)
+    if found.status is None or not 400 <= found.status < 500 or found.kind is Kind.RATE_LIMITED:
+        return None
+    return regen.Failure(found.kind, False, found.reason, found.status, found.retry_after)
 
 
 def _always_retry(exc: BaseException) -> regen.Failure:
@@ -52,7 +63,7 @@ def seed_policy(
             return on_retry(attempt.number, attempt.error)
         return None
 
-    classifier = regen.retry.chain(TIMEOUT_WORDS) if smart else _always_retry
+    classifier = regen.retry.chain(TIMEOUT_WORDS, client_errors) if smart else _always_retry
     return Policy(
         attempts=max_retries + 1,
         timeout=timeout / 1000,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from examples.api_retry.api_retry import client_errors
 from regen.providers import (
     APIError,
     BaseProvider,
@@ -28,7 +29,9 @@ from regen.providers import (
 from regen.retry import Failure, Kind, Policy
 
 #: The seed: one retry, 30 s per attempt, backoff 1 s doubling, capped at 5 s.
-SEED_POLICY = Policy(attempts=2, timeout=30.0, wait=1.0, multiplier=2.0, max_wait=5.0)
+SEED_POLICY = Policy(
+    attempts=2, timeout=30.0, wait=1.0, multiplier=2.0, max_wait=5.0, classifier=client_errors
+)
 #: How the convenience methods poll a task until it is done.
 POLLING = Polling(interval=0.5, max_interval=2.0, deadline=120.0)
 
@@ -226,7 +229,7 @@ def _pay_classifier(exc: BaseException) -> Failure | None:
     """WeChat Pay's ``NOTENOUGH`` (403) is the payer's balance, not a permission problem."""
     if isinstance(exc, APIError) and exc.code == "NOTENOUGH":
         return Failure(Kind.QUOTA_EXHAUSTED, False, "NOTENOUGH", exc.status)
-    return None
+    return client_errors(exc)
 
 
 class PayAPI(BaseProvider):

@@ -129,7 +129,16 @@ def test_smart_retry_retries_retryable_errors(error: Exception) -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [HttpError(400), HttpError(401), HttpError(403), HttpError(404), ValueError("余额不足")],
+    [
+        HttpError(400),
+        HttpError(401),
+        HttpError(403),
+        HttpError(404),
+        HttpError(408),  # regen alone retries it (a timeout): the seed throws every 4xx
+        HttpError(409),  # regen alone retries it (OpenAI's lock conflict)
+        HttpError(422),
+        ValueError("余额不足"),
+    ],
     ids=str,
 )
 def test_smart_retry_throws_other_errors_at_once(error: Exception) -> None:

@@ -71,6 +71,28 @@ def test_the_seed_policy_is_one_retry_and_30_seconds() -> None:
     assert [SEED_POLICY.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
 
 
+class _Refused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+
+
+@pytest.mark.parametrize(("status", "calls"), [(408, 1), (409, 1), (429, 2), (503, 2)])
+async def test_every_4xx_but_429_is_thrown_at_once_as_the_seed_says(
+    status: int, calls: int
+) -> None:
+    made = 0
+
+    async def call() -> None:
+        nonlocal made
+        made += 1
+        raise _Refused(status)
+
+    with test_mode(), pytest.raises(GiveUp):
+        await SEED_POLICY.acall(call)
+    assert made == calls  # regen's own taxonomy retries 408 and 409
+
+
 # --- art photo and video: submit -------------------------------------------------------------
 
 
