@@ -131,7 +131,9 @@ class NovelApp:
         """Record the reader's choice on a completed chapter; the chapter."""
         self.novel(novel_id, user_id)
         found = self.records.chapter(novel_id, number)
-        if found is None or found.status != COMPLETED:
+        if found is None:
+            raise NovelError(404, NO_CHAPTER)
+        if found.status != COMPLETED:
             raise NovelError(409, "章节尚未生成完成，不能选择")
         if option_id not in {o.id for o in found.options}:
             raise NovelError(400, f"选项 {option_id} 不属于第{number}章")

@@ -161,6 +161,8 @@ def test_a_later_chapter_needs_the_readers_choice_on_the_previous_one(
         f"{PREFIX}/{novel_id}/chapters/2/choice", json={"option_id": option["id"]}
     )
     assert foreign.status_code == 400
+    nowhere = client.post(f"{PREFIX}/{novel_id}/chapters/9/choice", json={"option_id": 1})
+    assert (nowhere.status_code, nowhere.json()) == (404, {"detail": "章节不存在"})
 
 
 def test_requests_are_checked(client: httpx.Client) -> None:
