@@ -432,6 +432,28 @@ def _regen(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
+_LEFT_OPEN = """
+import sys
+from regen.engine import Engine, Flow
+flow = Flow("f")
+flow.step(name="a")(lambda ctx: 1)
+engine = Engine(sys.argv[1], home=sys.argv[2])
+print(engine.sync.start(flow).run.status)
+"""
+
+
+def test_an_engine_left_open_exits_quietly(url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LEFT_OPEN, url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "queued\n"), done.stderr
+    assert done.stderr == ""  # the pool's tasks were not left pending ("Task was destroyed…")
+
+
 @pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_regen_db_upgrade_creates_the_schema_that_auto_upgrade_off_refuses_to(
     url: str, tmp_path: Path, where: str

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -103,6 +105,7 @@ class PostgresStore(Store):
         except BaseException:
             self._thread.stop()
             raise
+        _left_open.add(self)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -264,6 +267,7 @@ class PostgresStore(Store):
 
     def close_now(self) -> None:
         """:meth:`close`, from synchronous code (any thread)."""
+        _left_open.discard(self)
         if not self._thread.alive:
             return
         try:
@@ -607,3 +611,15 @@ def _known(run_id: str) -> None:
 
 async def _delete(conn: Conn, *, shas: list[str], remove: Callable[[str], None]) -> int:
     return await ops.delete_artifacts(conn, shas, remove)
+
+
+#: Stores not closed yet. One still open when the interpreter exits is closed then: its
+#: pool's tasks would otherwise be destroyed pending, each printing a warning.
+_left_open: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_left_open() -> None:
+    for store in list(_left_open):
+        with contextlib.suppress(Exception):
+            store.close_now()
