@@ -204,9 +204,9 @@ class PaperPipeline:
             else asyncio.create_task(_watch(self.engine, run.id, after, progress))
         )
         try:
-            # Through its automatic retries, with this app's provider and outbox.
-            run = await self.engine.execute(run.id, resources=self.resources)
-            run = run if run.status.finished else await self.engine.wait(run.id)
+            # Through its automatic retries, with this app's provider and outbox; one that
+            # another process executes is followed, and taken over if that process dies.
+            run = await self.engine.execute(run.id, follow=True, resources=self.resources)
         finally:
             if watcher is not None:
                 with contextlib.suppress(TimeoutError):

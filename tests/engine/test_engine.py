@@ -514,6 +514,32 @@ async def test_an_expired_lease_lets_another_process_take_over(
     assert starts[-1]["resumed"] is True
 
 
+async def test_a_keyed_run_followed_elsewhere_is_taken_over_when_that_process_dies(
+    engine: Engine, clock: FakeClock, other_store: SQLiteStore
+) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {})
+    started = await engine.start(flow, key="2025-12-29")
+    claimed = await other_store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
+    assert claimed is not None
+    await other_store.commit(
+        claimed.lease,
+        [
+            StartStep(0, clock.wall()),
+            EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
+        ],
+    )
+    # A second start of the key follows the run while its lease holds...
+    following = asyncio.create_task(engine.run(flow, key="2025-12-29"))
+    await asyncio.sleep(0.6)
+    assert not following.done()
+    # ...and takes it over once the lease has expired: it does not wait forever.
+    clock.advance(31.0)
+    run = await asyncio.wait_for(following, 10)
+    assert run.status is RunStatus.SUCCEEDED
+    assert "fetch_papers" not in calls
+
+
 async def test_retention_deletes_checkpoints_then_runs(engine: Engine, clock: FakeClock) -> None:
     run = await engine.run(pipeline([], {"publish_mcp": 1}))
     assert (await engine.detail(run.id)).resumable

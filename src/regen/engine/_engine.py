@@ -55,6 +55,8 @@ from regen.store import (
 from regen.store import home as default_home
 
 logger = logging.getLogger("regen.engine")
+#: How often a run executing in another process is looked at while it is followed.
+_FOLLOW_POLL = 0.25
 OnFailed = Literal["retry", "refuse", "return"]
 
 
@@ -238,23 +240,32 @@ class Engine:
         run_id: str,
         *,
         follow_retries: bool = True,
+        follow: bool = False,
         inline_sync: bool = False,
         resources: Any = None,
     ) -> Run:
         """Execute a queued run (or take over one whose process died) in this process.
 
         Returns the run as it ends. With ``follow_retries``, waits out the run's automatic
-        retries and carries them out here. A run executing elsewhere is returned as it is.
-        ``resources``: the steps' ``ctx.resources``, instead of opening the flow's own
-        (``None``: the flow's own, if it declares any).
+        retries and carries them out here. A run executing elsewhere is returned as it is;
+        with ``follow``, it is waited for to its end instead, and taken over here if its
+        process dies (once its lease expires). ``resources``: the steps' ``ctx.resources``,
+        instead of opening the flow's own (``None``: the flow's own, if it declares any).
         """
         while True:
-            claimed = await self._store.claim(
-                self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
-            )
-            if claimed is not None:
-                await self._execute_claimed(claimed, inline_sync=inline_sync, resources=resources)
             run = await self.get_run(run_id)
+            if not (run.status is RunStatus.RUNNING and not run.lease_expired(_time.now())):
+                claimed = await self._store.claim(
+                    self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
+                )
+                if claimed is not None:
+                    await self._execute_claimed(
+                        claimed, inline_sync=inline_sync, resources=resources
+                    )
+                run = await self.get_run(run_id)
+            if follow and run.status is RunStatus.RUNNING:  # in another process
+                await self._wait_for_change(run_id, _FOLLOW_POLL)
+                continue
             if not (follow_retries and run.status is RunStatus.FAILED and run.retry_at):
                 return run
             await _time.sleep(run.retry_at - _time.now())
@@ -321,8 +332,8 @@ class Engine:
     ) -> Run:
         """Start a run and execute it here to its end (through automatic retries).
 
-        A keyed run executing in another process is waited for instead. ``resources``: as
-        for :meth:`execute`.
+        A keyed run executing in another process is waited for instead, and taken over
+        here if that process dies. ``resources``: as for :meth:`execute`.
         """
         started = await self.start(
             flow,
@@ -332,8 +343,9 @@ class Engine:
             max_retries=max_retries,
             retry_delay=retry_delay,
         )
-        run = await self.execute(started.run.id, inline_sync=inline_sync, resources=resources)
-        return run if run.status.finished else await self.wait(run.id)
+        return await self.execute(
+            started.run.id, follow=True, inline_sync=inline_sync, resources=resources
+        )
 
     async def wait(self, run_id: str, poll: float = 0.25) -> Run:
         """Wait until the run has finished (and no automatic retry is pending)."""
