@@ -194,6 +194,11 @@ class NovelApp:
                     raise NovelError(400, CHAPTER_COMPLETED)
                 return resumed
             if found.status == FAILED:
+                # A reader cut off before the failure was seen gets the rest, ending with
+                # `failed`: only "重新生成" (nothing of it left unseen) writes it again.
+                resumed = await self._rest_of(found, last_event_id)
+                if resumed is not None:
+                    return resumed
                 self._messages(novel, user_id, number)  # refused before anything is touched
                 if self.records.replace_failed(novel_id, number, found.generation):
                     logger.info(
@@ -243,8 +248,8 @@ class NovelApp:
             await self.status(found)  # a failed run marks its chapter failed at once
 
     async def _rest_of(self, found: Chapter, last_event_id: str | None) -> ChapterStream | None:
-        """A completed chapter's stream after ``last_event_id`` of its generation, when
-        something follows it (a reader cut off just before the end); else ``None``."""
+        """An ended chapter's stream after ``last_event_id`` of its generation, when
+        something follows it (a reader cut off before the end); else ``None``."""
         after = sse.resume_after(last_event_id, found.generation)
         if not after:
             return None

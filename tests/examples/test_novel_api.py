@@ -314,6 +314,25 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
     assert chat_requests(sim) == 4
 
 
+def test_a_reader_cut_off_before_an_unseen_failure_gets_the_failure_not_a_new_chapter(
+    client: httpx.Client, sim: SimServer
+) -> None:
+    novel_id = new_novel(client)
+    sim.script({"route": "chat_stream", "steps": ["stream_cut"] * 3})  # every attempt breaks
+    failed = generate(client, novel_id, 1)  # what the server sent; the reader saw the start
+    assert failed.kinds()[-1] == "failed"
+    requests = chat_requests(sim)
+
+    seen = failed.ids[1]
+    reconnected = generate(client, novel_id, 1, last_event_id=seen)
+
+    assert reconnected.kinds()[-1] == "failed"
+    assert reconnected.ids[-1] == failed.ids[-1]
+    assert all(int(i.removeprefix("g1-")) > int(seen.removeprefix("g1-")) for i in reconnected.ids)
+    assert chat_requests(sim) == requests  # nothing generated again, nothing billed
+    assert latest(client, novel_id)["generation"] == 1
+
+
 def test_a_failed_first_chapter_is_written_again_from_the_settings(
     client: httpx.Client, sim: SimServer
 ) -> None:
