@@ -66,3 +66,27 @@ def test_bad_values_name_the_variable(name: str, value: str, expects: str) -> No
 def test_unknown_default_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="settings are"):
         Policy.from_env("X", environ={}, attemps=3)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expects"),
+    [
+        (
+            {"X_RETRY_SLEEP_S": "10", "X_BACKOFF_MAX_S": "5"},
+            "X_BACKOFF_MAX_S=5: expected at least the first wait, 10 s",
+        ),
+        ({"X_BACKOFF_MAX_S": "0.5"}, "X_BACKOFF_MAX_S=0.5: expected at least the first wait, 2 s"),
+        ({"X_MAX_ATTEMPTS": "500"}, "X_MAX_ATTEMPTS=500 without X_DEADLINE_S"),
+    ],
+)
+def test_settings_that_contradict_each_other_name_the_variable(
+    environ: dict[str, str], expects: str
+) -> None:
+    with pytest.raises(ConfigError, match=expects):
+        Policy.from_env("X", environ=environ)
+
+
+def test_a_first_wait_above_the_default_cap_raises_the_cap() -> None:
+    assert Policy.from_env("X", environ={"X_RETRY_SLEEP_S": "40"}).max_wait == 40
+    many = Policy.from_env("X", environ={"X_MAX_ATTEMPTS": "500", "X_DEADLINE_S": "60"})
+    assert (many.attempts, many.deadline) == (500, 60)

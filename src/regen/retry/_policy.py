@@ -179,7 +179,24 @@ class Policy:
                 if phase and phase != "DEADLINE" and seconds is not None:
                     phases[phase.lower()] = seconds
         settings["phases"] = phases
-        settings["max_wait"] = max(settings.get("max_wait", 30.0), settings["wait"])
+        wait = settings["wait"]
+        if read["max_wait"] is not None and read["max_wait"] < wait:
+            raise ConfigError(
+                f"{prefix}_BACKOFF_MAX_S={read['max_wait']:g}: expected at least the first "
+                f"wait, {wait:g} s ({prefix}_RETRY_SLEEP_S or its default)"
+            )
+        settings["max_wait"] = max(settings.get("max_wait", 30.0), wait)
+        attempts = settings["attempts"]
+        if (
+            read["attempts"] is not None
+            and attempts > _MAX_ATTEMPTS_WITHOUT_DEADLINE
+            and settings.get("deadline") is None
+        ):
+            raise ConfigError(
+                f"{prefix}_MAX_ATTEMPTS={attempts} without {prefix}_DEADLINE_S could retry for "
+                f"hours: set {prefix}_DEADLINE_S (seconds) or use at most "
+                f"{_MAX_ATTEMPTS_WITHOUT_DEADLINE} attempts"
+            )
         try:
             return cls(**settings)
         except TypeError as exc:
