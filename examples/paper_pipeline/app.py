@@ -33,6 +33,8 @@ def _store_busy(exc: BaseException) -> Failure | None:
 
 #: Two processes creating the database at once can meet SQLite's lock on the switch to
 #: WAL, which SQLite reports at once instead of waiting for it: open again shortly after.
+#: A keyless run of the day in these states stands for the day's task (see ``run``).
+_GOING_OR_DONE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED})
 _OPEN_POLICY = Policy(
     attempts=5, timeout=None, wait=0.1, max_wait=1.0, classifier=_store_busy, reraise=True
 )
@@ -235,6 +237,13 @@ class PaperPipeline:
             raise ParamsError(f"count={count!r}: expected a whole number ≥ 1")
         feed_path = feed if feed is not None else (str(self.config.feed or ""))
         existing = await self.engine.find_run(flow, task_id(chosen))
+        if existing is None:
+            # A run of the day started without its task id (`regen run … -p day=…`) is the
+            # day's task for `show`; while it succeeded or goes on, it is for `run` too:
+            # one publication a day.
+            loose = await self._latest_of_day(chosen)
+            if loose is not None and loose.status in _GOING_OR_DONE:
+                return await self._execute(loose, await self._last_seq(loose.id), progress)
         after = await self._last_seq(None if existing is None else existing.id)
         started = await self.engine.start(
             flow,

@@ -189,6 +189,11 @@ def test_plain_show_finds_todays_task_run_by_regen_run_without_a_key(
     assert " succeeded  (run " in out
     assert main(["show", today.isoformat(), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params"]["day"] == today.isoformat()
+    published = len(outbox(home))
+    # `run` of that day takes the same run for the day's task: it is not published again.
+    assert main(["run"]) == 0
+    assert "had already succeeded: nothing was run" in capsys.readouterr().err
+    assert len(outbox(home)) == published == 1
 
 
 def test_plain_show_after_a_plain_run_shows_todays_task(
