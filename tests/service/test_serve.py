@@ -39,6 +39,18 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert not (tmp_path / ".regen").exists()  # refused before anything was created
 
 
+def test_a_blank_token_is_refused_in_one_line(tmp_path: Path) -> None:
+    for args, env in (
+        (("serve", "--host", "0.0.0.0"), {"REGEN_TOKEN": "   "}),
+        (("serve", "--token", " "), {}),
+    ):
+        refused = regen(*args, cwd=tmp_path, env=env)
+        assert refused.returncode == 2
+        assert "the token is blank" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (tmp_path / ".regen").exists()
+
+
 def test_it_starts_in_an_empty_directory_with_its_token_from_the_environment(
     tmp_path: Path,
 ) -> None:

@@ -68,6 +68,11 @@ def serve(
     concurrency: int,
 ) -> None:
     """Serve the HTTP API (REST, Server-Sent Events, /metrics), hosting a worker."""
+    if token is not None and not token.strip():
+        raise click.BadParameter(
+            "the token is blank: give one that is not only spaces, or none at all",
+            param_hint="'--token' / REGEN_TOKEN",
+        )
     if not _loopback(host) and not token:
         raise click.UsageError(
             f"binding {host} makes the API reachable from other machines: give it a token "
