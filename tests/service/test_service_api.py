@@ -101,7 +101,8 @@ def test_metrics_count_runs_attempts_give_ups_and_step_durations(
     lines = response.text.splitlines()
     assert 'regen_runs{status="succeeded"} 1.0' in lines
     assert 'regen_runs{status="failed"} 1.0' in lines
-    assert 'regen_attempts_failed_total{kind="connection"} 1.0' in lines
+    assert 'regen_attempts_failed_total{kind="connection"} 1.0' in lines  # retried
+    assert 'regen_attempts_failed_total{kind="unknown"} 1.0' in lines  # the attempt given up
     assert "regen_give_ups_total 0.0" in lines
     assert 'regen_step_duration_seconds_count{status="succeeded",step="write"} 1.0' in lines
     assert 'regen_step_duration_seconds_count{status="failed",step="analyze"} 1.0' in lines

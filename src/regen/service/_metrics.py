@@ -99,6 +99,18 @@ class Metrics:
                 self.provider_latency.labels(provider.name).set(provider.latency_ms / 1000)
         return generate_latest(self.registry)
 
+    def _count_last_attempt(self, data: dict[str, Any]) -> None:
+        """The attempt a step or item gave up after: ``attempt.failed`` is written only
+        for attempts retried, so the last one is counted from the failure's record (its
+        last attempt, or the failure itself when it was not retried at all)."""
+        error = data.get("error")
+        if not isinstance(error, dict):
+            return
+        attempts = error.get("attempts")
+        last = attempts[-1] if isinstance(attempts, list) and attempts else error
+        if isinstance(last, dict) and last.get("kind"):
+            self.attempts.labels(str(last["kind"])).inc()
+
     async def _read_events(self) -> None:
         while True:
             batch = await self.engine.read_all_events(self._cursor, _PAGE)
@@ -109,6 +121,8 @@ class Metrics:
                 return
 
     def _count(self, kind: str, run_id: str, at: float, data: dict[str, Any]) -> None:
+        if kind in (EventType.ITEM_GIVEN_UP, EventType.STEP_FAILED):
+            self._count_last_attempt(data)
         if kind == EventType.ATTEMPT_FAILED:
             self.attempts.labels(str(data.get("kind", "unknown"))).inc()
         elif kind == EventType.ITEM_GIVEN_UP:
