@@ -69,8 +69,10 @@ def open_store(
         from regen.store._postgres import PostgresStore  # noqa: PLC0415 - chosen by URL
 
         return PostgresStore(chosen, upgrade=upgrade)
+    # Never echoed whole: it may carry a password.
+    what = f"={_scheme(chosen)}…: unknown scheme" if "://" in chosen else ": not a URL"
     raise ConfigError(
-        f"REGEN_DATABASE_URL={_scheme(chosen)}…: unknown scheme; expected sqlite:///path "
+        f"REGEN_DATABASE_URL{what}; expected sqlite:///path "
         "or postgresql://user@host:5432/database"
     )
 
