@@ -70,7 +70,7 @@ function failedView() {
 
 async function showChapter(number) {
   const previous = await json(`${api}/${novelId}/chapters/${number}`);
-  $("status").textContent = "";
+  chapter = number; $("status").textContent = "";
   show(previous.title, previous.content, previous.options);
 }
 
@@ -118,8 +118,18 @@ async function generate(number) {
 }
 
 async function choose(optionId) {
-  await json(`${api}/${novelId}/chapters/${chapter}/choice`, {method: "POST",
+  const response = await fetch(`${api}/${novelId}/chapters/${chapter}/choice`, {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify({option_id: optionId})});
+  if (!response.ok) {
+    // Back on a chapter whose next one exists (返回上一章 from a failed one): the choice
+    // made stands; read the next chapter, or write it again if it failed.
+    const next = await fetch(`${api}/${novelId}/chapters/${chapter + 1}`);
+    if (!next.ok) { $("status").textContent = (await response.json()).detail; return; }
+    const found = await next.json();
+    chapter += 1;
+    if (found.status === "completed") return showChapter(chapter);
+    return generate(chapter);
+  }
   chapter += 1; await generate(chapter);
 }
 

@@ -137,3 +137,32 @@ def test_a_failed_chapter_shows_the_seeds_view_and_regenerates(
         assert chapter["status"] == "completed"
         assert page.text_content("#text") == chapter["content"]
         assert page.locator(".generation-failed").count() == 0
+
+
+def test_back_from_a_failed_chapter_then_an_option_writes_it_again(
+    tmp_path: Path, sim: SimServer, page: Any
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Chapter 1 is written; chapter 2's request is refused (a bad key: not retried).
+    sim.script({"route": "chat_stream", "steps": ["ok", "auth"]})
+    with novel_server(tmp_path, sim, port):
+        page.goto(url)
+        page.click("#start")
+        page.wait_for_selector("#options button", timeout=60_000)
+        page.locator("#options button").first.click()
+        page.wait_for_selector(".generation-failed", timeout=60_000)
+        page.click("#back")  # 返回上一章: chapter 1 again, with its options
+        page.wait_for_selector("#options button")
+        first = httpx.get(f"{url}/api/v1/novels/{novel_id(page)}/chapters/1").json()
+        assert page.text_content("#text") == first["content"]
+        page.locator("#options button").first.click()  # the choice stands: chapter 2 again
+        page.wait_for_function(
+            "document.querySelectorAll('#options button').length > 0"
+            " && document.getElementById('heading').textContent.includes('2')",
+            timeout=60_000,
+        )
+        second = httpx.get(f"{url}/api/v1/novels/{novel_id(page)}/chapters/2").json()
+        assert (second["status"], second["generation"]) == ("completed", 2)
+        assert page.text_content("#text") == second["content"]
+        assert page.locator(".generation-failed").count() == 0
