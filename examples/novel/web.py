@@ -33,6 +33,10 @@ from examples.novel.sse import KEEP_ALIVE_S, SSE_CONTENT_TYPE, SSE_HEADERS
 DEFAULT_USER = 1
 
 
+#: The largest id or number SQLite holds (a larger one would fail as a server error).
+_LARGEST = 2**63 - 1
+
+
 class NovelIn(BaseModel):
     """A novel's settings: chapter 1 is written from them."""
 
@@ -43,23 +47,23 @@ class NovelIn(BaseModel):
 class GenerateIn(BaseModel):
     """Which chapter to generate (0: the latest)."""
 
-    chapter_number: int = Field(default=0, ge=0)
+    chapter_number: int = Field(default=0, ge=0, le=_LARGEST)
 
 
 class ChoiceIn(BaseModel):
     """The option the reader chose on a chapter."""
 
-    option_id: int
+    option_id: int = Field(ge=1, le=_LARGEST)
 
 
-def current_user(x_user_id: Annotated[int | None, Header(ge=1)] = None) -> int:
+def current_user(x_user_id: Annotated[int | None, Header(ge=1, le=_LARGEST)] = None) -> int:
     """The reader: the ``X-User-Id`` header, or the default user."""
     return DEFAULT_USER if x_user_id is None else x_user_id
 
 
 User = Annotated[int, Depends(current_user)]
-NovelId = Annotated[int, PathParam(ge=1)]
-Number = Annotated[int, PathParam(ge=1)]
+NovelId = Annotated[int, PathParam(ge=1, le=_LARGEST)]
+Number = Annotated[int, PathParam(ge=1, le=_LARGEST)]
 
 
 def create_app(

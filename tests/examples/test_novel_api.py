@@ -173,6 +173,10 @@ def test_requests_are_checked(client: httpx.Client) -> None:
     assert missing.json() == {"detail": "小说不存在"}
     negative = client.post(f"{PREFIX}/{novel_id}/chapters/generate", json={"chapter_number": -1})
     assert negative.status_code == 422
+    huge = 10**20  # beyond what SQLite holds: refused, not a server error
+    too_far = client.post(f"{PREFIX}/{novel_id}/chapters/generate", json={"chapter_number": huge})
+    assert too_far.status_code == 422
+    assert client.get(f"{PREFIX}/{huge}/chapters/latest").status_code == 422
     # Another reader's novel is not theirs to read.
     assert client.get(f"{PREFIX}/{novel_id}", headers={"X-User-Id": "2"}).status_code == 404
     assert generate(client, novel_id, 1, user=2).status == 404
