@@ -24,7 +24,7 @@ from regen.engine import (
     StepStatus,
 )
 from regen.retry import FakeClock, Policy
-from regen.store import EndStep, SQLiteStore, StartStep
+from regen.store import EndStep, Lease, SQLiteStore, StartStep, Store
 
 
 def pipeline(calls: list[str], fail: dict[str, int], *, max_retries: int = 0) -> Flow:
@@ -485,30 +485,35 @@ async def test_worker_runs_queued_runs(engine: Engine) -> None:
     assert {(await engine.get_run(i)).status for i in ids} == {RunStatus.SUCCEEDED}
 
 
-async def test_an_expired_lease_lets_another_process_take_over(
-    engine: Engine, clock: FakeClock, other_store: SQLiteStore
-) -> None:
-    calls: list[str] = []
-    flow = pipeline(calls, {})
-    started = await engine.start(flow)
-    # A process claims the run, checkpoints one step, and dies.
-
-    claimed = await other_store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
+async def _claimed_by_a_process_that_dies(store: Store, clock: FakeClock, run_id: str) -> Lease:
+    """The run claimed by another process, which checkpoints its first step and dies: its
+    lease (30 s) is not renewed."""
+    claimed = await store.claim("dead-process", 30.0, clock.wall(), run_id=run_id)
     assert claimed is not None
-    await other_store.commit(
+    await store.commit(
         claimed.lease,
         [
             StartStep(0, clock.wall()),
             EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
         ],
     )
+    return claimed.lease
+
+
+async def test_an_expired_lease_lets_another_process_take_over(
+    engine: Engine, clock: FakeClock, other_store: SQLiteStore
+) -> None:
+    calls: list[str] = []
+    flow = pipeline(calls, {})
+    started = await engine.start(flow)
+    claimed = await _claimed_by_a_process_that_dies(other_store, clock, started.run.id)
     assert (await engine.execute(started.run.id)).status is RunStatus.RUNNING  # still leased
     clock.advance(31.0)
     run = await engine.execute(started.run.id)
     assert run.status is RunStatus.SUCCEEDED
     assert "fetch_papers" not in calls
     # The old holder can no longer write.
-    result = await other_store.commit(claimed.lease, [StartStep(1, clock.wall())])
+    result = await other_store.commit(claimed, [StartStep(1, clock.wall())])
     assert not result.ok
     starts = [e.data for e in await engine.read_events(run.id) if e.type == "run.started"]
     assert starts[-1]["resumed"] is True
@@ -520,15 +525,7 @@ async def test_a_keyed_run_followed_elsewhere_is_taken_over_when_that_process_di
     calls: list[str] = []
     flow = pipeline(calls, {})
     started = await engine.start(flow, key="2025-12-29")
-    claimed = await other_store.claim("dead-process", 30.0, clock.wall(), run_id=started.run.id)
-    assert claimed is not None
-    await other_store.commit(
-        claimed.lease,
-        [
-            StartStep(0, clock.wall()),
-            EndStep(0, StepStatus.SUCCEEDED, clock.wall(), '{"step":"fetch_papers"}'),
-        ],
-    )
+    await _claimed_by_a_process_that_dies(other_store, clock, started.run.id)
     # A second start of the key follows the run while its lease holds...
     following = asyncio.create_task(engine.run(flow, key="2025-12-29"))
     await asyncio.sleep(0.6)
