@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -560,3 +561,28 @@ async def test_event_numbers_handed_out_before_the_upgrade_are_not_handed_out_ag
         assert [e.cursor for e in await store.read_all_events()] == [1, 2, 6]
     finally:
         await store.close()
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from regen.store import SQLiteStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+SQLiteStore(sys.argv[1]).close_now()
+"""
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_processes_opening_a_new_database_at_once_all_open_it(tmp_path: Path, round_: int) -> None:
+    # One creates the schema; none may read it half-made and take the file for another
+    # application's (the marks and the tables were once read in separate snapshots).
+    path, start = tmp_path / "regen.db", f"{time.time() + 1.0:.3f}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, str(path), start],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors

@@ -72,8 +72,7 @@ def open_store(
     # Never echoed whole: it may carry a password.
     what = f"={_scheme(chosen)}…: unknown scheme" if "://" in chosen else ": not a URL"
     raise ConfigError(
-        f"REGEN_DATABASE_URL{what}; expected sqlite:///path "
-        "or postgresql://user@host:5432/database"
+        f"REGEN_DATABASE_URL{what}; expected sqlite:///path or postgresql://user@host:5432/database"
     )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ _HEADER = b"SQLite format 3\x00"
 #: How long one statement waits for another process's lock before SQLite answers BUSY (the
 #: store's writer thread then tries again, logging that it waits; see ``SQLiteThread``).
 BUSY_TIMEOUT_MS = 2_000
+#: How long opening the database waits for other processes setting it up or writing.
+_OPENING_WAIT_S = 30.0
 #: The page size of a new database file (an existing file keeps its own).
 PAGE_SIZE = 2048
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -134,26 +137,32 @@ def connect(path: Path, *, readonly: bool = False, upgrade: bool = True) -> sqli
     _check_file(path)
     if not upgrade and not path.exists():
         raise _upgrade_needed(path, 0)
-    conn = _open(path, str(path))
+    # Opening waits longer for other processes' locks than a statement does later: several
+    # processes opening a new file at once take turns to set it up.
+    conn = _open(path, str(path), timeout=_OPENING_WAIT_S)
     try:
         _inspect(conn, path)
-        _configure(conn)
+        _configure_when_free(conn)
         _migrate(conn, path, upgrade=upgrade)
         _check_columns(conn, path)
+        # From here, wait for another process's write lock this long before BUSY.
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _open(path: Path, target: str, *, uri: bool = False) -> sqlite3.Connection:
+def _open(
+    path: Path, target: str, *, uri: bool = False, timeout: float = BUSY_TIMEOUT_MS / 1000
+) -> sqlite3.Connection:
     try:
         # isolation_level=None: no implicit transactions; writers say BEGIN IMMEDIATE.
         conn = sqlite3.connect(
             target,
             isolation_level=None,
             check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=timeout,
             uri=uri,
         )
     except sqlite3.Error as exc:
@@ -201,9 +210,15 @@ def _readonly_uri(path: Path) -> str:
 def _inspect(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse, before writing anything, a damaged, foreign or newer database."""
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # One statement, so one snapshot: read one by one, the marks could be read before
+        # another process's schema creation commits and the tables after it, making
+        # regen's own database look like another application's.
+        # (fetchall: the statement ends here, and its read lock with it.)
+        ((app_id, version, tables),) = conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id),"
+            " (SELECT user_version FROM pragma_user_version),"
+            " (SELECT count(*) FROM sqlite_master)"
+        ).fetchall()
     except sqlite3.DatabaseError as exc:
         raise CorruptDatabase(
             str(path),
@@ -231,6 +246,20 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def _configure_when_free(conn: sqlite3.Connection) -> None:
+    """:func:`_configure`, tried again while other processes hold the file: switching a new
+    file to WAL fails at once, without waiting, while another connection reads it."""
+    deadline = time.monotonic() + _OPENING_WAIT_S
+    while True:
+        try:
+            _configure(conn)
+            return
+        except StoreBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _configure(conn: sqlite3.Connection) -> None:
     try:
         # Set before anything else (it counts only while the file is still empty): a
@@ -245,8 +274,6 @@ def _configure(conn: sqlite3.Connection) -> None:
         # before COMMIT returns) but the last ones may be lost on power loss; FULL also
         # syncs every commit. Chosen for speed; see docs/engine.md, "Durability".
         conn.execute(f"PRAGMA synchronous={synchronous_setting()}")
-        # Wait for another process's write lock instead of failing at once with BUSY.
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # SQLite leaves foreign keys unchecked unless asked; runs cascade to their rows.
         conn.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as exc:
