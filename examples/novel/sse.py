@@ -56,13 +56,18 @@ def event_id(generation: int, seq: int) -> str:
     return f"g{generation}-{seq}"
 
 
+#: The largest event number a log can hold (SQLite's and PostgreSQL's integers).
+_LARGEST_SEQ = 2**63 - 1
+
+
 def resume_after(last_event_id: str | None, generation: int) -> int:
     """The ``seq`` to resume after: the id's, when it belongs to ``generation``; else 0
     (an id of a generation since cleaned up, or none: the chapter from its start)."""
     match = _ID.match((last_event_id or "").strip())
     if match is None or int(match.group(1)) != generation:
         return 0
-    return int(match.group(2))
+    seq = int(match.group(2))
+    return seq if seq <= _LARGEST_SEQ else 0  # beyond any log: not an id this stream sent
 
 
 def to_wire(event: Event, generation: int) -> WireEvent | None:

@@ -182,6 +182,14 @@ def test_requests_are_checked(client: httpx.Client) -> None:
     assert generate(client, novel_id, 1, user=2).status == 404
     assert client.get(f"{PREFIX}/{novel_id}/chapters/1/stream").status_code == 404
     assert client.get(f"{PREFIX}/{novel_id}/chapters/1").status_code == 404
+    # A Last-Event-ID beyond any log is not one this stream sent: the chapter from its start.
+    first = generate(client, novel_id, 1)
+    replayed = client.get(
+        f"{PREFIX}/{novel_id}/chapters/1/stream", headers={"Last-Event-ID": f"g1-{huge}"}
+    )
+    assert replayed.status_code == 200
+    assert "event: complete" in replayed.text
+    assert first.kinds()[-1] == "complete"
 
 
 # --- reconnecting -----------------------------------------------------------------------------
