@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from regen import ConfigError
-from regen.engine import Settings
+from regen.engine import MAX_AUTO_RETRIES, MAX_RETRY_DELAY_S, Settings
 
 #: The five steps, in order (seed 003's pipeline).
 STEPS = ("fetch_papers", "openai_analyze", "render_images", "build_payload", "publish_mcp")
@@ -46,24 +46,25 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r}: expected true or false (also 1/0, yes/no, on/off)")
 
 
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+def _whole(env: Mapping[str, str], name: str, default: int, most: int) -> int:
     raw = _raw(env, name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
+        value = -1
+    if not 0 <= value <= most:
         raise ConfigError(
-            f"{name}={raw!r}: expected a whole number ≥ 0 (the default is {default})"
-        ) from None
-    if value < 0:
-        raise ConfigError(
-            f"{name}={raw!r}: expected a whole number ≥ 0 (0 switches automatic retries off)"
+            f"{name}={raw!r}: expected a whole number from 0 to {most:,} "
+            f"(0 switches automatic retries off; the default is {default})"
         )
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, unit: str, most: float = math.inf
+) -> float:
     raw = _raw(env, name)
     if raw is None:
         return default
@@ -71,9 +72,10 @@ def _seconds(env: Mapping[str, str], name: str, default: float, unit: str) -> fl
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or not 0 <= value <= most:
+        upper = f" and ≤ {most:,.0f}" if math.isfinite(most) else ""
         raise ConfigError(
-            f"{name}={raw!r}: expected a number of {unit} ≥ 0 (the default is {default:g})"
+            f"{name}={raw!r}: expected a number of {unit} ≥ 0{upper} (the default is {default:g})"
         )
     return value
 
@@ -112,8 +114,10 @@ class Config:
         feed = _raw(env, "PAPER_PIPELINE_FEED")
         return cls(
             auto_retry_enabled=_flag(env, "AUTO_RETRY_ENABLED", True),
-            auto_retry_max_attempts=_whole(env, "AUTO_RETRY_MAX_ATTEMPTS", 3),
-            auto_retry_delay_seconds=_seconds(env, "AUTO_RETRY_DELAY_SECONDS", 30.0, "seconds"),
+            auto_retry_max_attempts=_whole(env, "AUTO_RETRY_MAX_ATTEMPTS", 3, MAX_AUTO_RETRIES),
+            auto_retry_delay_seconds=_seconds(
+                env, "AUTO_RETRY_DELAY_SECONDS", 30.0, "seconds", MAX_RETRY_DELAY_S
+            ),
             checkpoint_retention_hours=_seconds(env, "CHECKPOINT_RETENTION_HOURS", 24.0, "hours"),
             home=Path(_raw(env, "REGEN_HOME") or ".regen").expanduser(),
             feed=Path(feed).expanduser() if feed else None,

@@ -206,6 +206,15 @@ async def test_automatic_retries_can_be_switched_off(engine: Engine) -> None:
     assert run.retry_count == 0
 
 
+async def test_automatic_retries_out_of_bounds_at_start_create_no_run(engine: Engine) -> None:
+    flow = pipeline([], {})
+    with pytest.raises(EngineError, match="flow 'papers': retry_delay=1e\\+308: expected"):
+        await engine.start(flow, retry_delay=1e308)
+    with pytest.raises(EngineError, match="flow 'papers': max_retries=10001: expected"):
+        await engine.start(flow, max_retries=10_001)
+    assert await engine.list_runs() == []
+
+
 async def test_manual_retry_replaces_a_pending_automatic_retry(engine: Engine) -> None:
     flow = pipeline([], {"publish_mcp": 1}, max_retries=3)
     started = await engine.start(flow)

@@ -95,6 +95,24 @@ def test_a_cache_ttl_that_is_not_positive_seconds_is_refused(ttl: object) -> Non
         Cache(ttl=ttl)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("retries", "delay", "expected"),
+    [
+        (-1, 30.0, "max_retries=-1: expected a whole number from 0 to 10,000"),
+        (10**20, 30.0, "max_retries=100000000000000000000: expected a whole number"),
+        (True, 30.0, "max_retries=True"),
+        (3, -1.0, r"retry_delay=-1.0: expected seconds from 0 to 31,536,000 \(a year\)"),
+        (3, float("inf"), "retry_delay=inf"),
+        (3, 1e308, "retry_delay=1e\\+308"),
+    ],
+)
+def test_automatic_retries_out_of_bounds_are_refused(
+    retries: object, delay: object, expected: str
+) -> None:
+    with pytest.raises(FlowError, match=f"flow 'r': {expected}"):
+        Flow("r", max_retries=retries, retry_delay=delay)  # type: ignore[arg-type]
+
+
 def test_bad_params_create_no_run(engine: Engine) -> None:
     flow = Flow("p2", params={"n": int})
 

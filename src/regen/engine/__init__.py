@@ -18,7 +18,7 @@ from regen.engine._context import StepContext
 from regen.engine._detail import RunDetail
 from regen.engine._engine import Engine, Started
 from regen.engine._errors import EngineError, FlowError, FlowNotFound, ParamsError, RunExists
-from regen.engine._flow import Cache, Flow, StepSpec
+from regen.engine._flow import MAX_AUTO_RETRIES, MAX_RETRY_DELAY_S, Cache, Flow, StepSpec
 from regen.engine._json import ArtifactRef, NotJSON
 from regen.engine._loader import load_flow
 from regen.engine._params import Param
@@ -42,6 +42,8 @@ from regen.store import (
 )
 
 __all__ = [
+    "MAX_AUTO_RETRIES",
+    "MAX_RETRY_DELAY_S",
     "ArtifactRef",
     "Cache",
     "DatabaseUnreachable",

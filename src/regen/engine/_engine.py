@@ -20,7 +20,7 @@ from regen.engine._blocking import wait_for
 from regen.engine._detail import RunDetail, item_counts
 from regen.engine._errors import EngineError, RunExists
 from regen.engine._execute import Execution
-from regen.engine._flow import Flow
+from regen.engine._flow import Flow, auto_retries_problem
 from regen.engine._follow import follow as follow_events
 from regen.engine._heartbeat import Heartbeat
 from regen.engine._json import encode
@@ -204,6 +204,11 @@ class Engine:
         """
         chosen = self._flow(flow)
         values = chosen.check_params(params)
+        max_retries = chosen.max_retries if max_retries is None else max_retries
+        retry_delay = chosen.retry_delay if retry_delay is None else retry_delay
+        problem = auto_retries_problem(max_retries, retry_delay)
+        if problem is not None:
+            raise EngineError(f"flow {chosen.name!r}: {problem}")
         if key is not None and "\x00" in key:
             # PostgreSQL text cannot hold one: refused on every store alike.
             raise EngineError(
@@ -217,8 +222,8 @@ class Engine:
             key,
             encode(values, "params"),
             steps,
-            chosen.max_retries if max_retries is None else max_retries,
-            chosen.retry_delay if retry_delay is None else retry_delay,
+            max_retries,
+            float(retry_delay),
         )
         run, created = await self._store.create_run(new, _time.now())
         if created or run.status is not RunStatus.FAILED or on_failed == "return":

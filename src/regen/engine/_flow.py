@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar, overload
 from regen.engine import _params
 from regen.engine._errors import FlowError, ParamsError
 from regen.engine._params import Param
-from regen.foundation import is_whole
+from regen.foundation import is_finite, is_whole
 from regen.retry import Policy
 
 Kind = Literal["step", "map", "stream"]
@@ -107,6 +107,27 @@ def _positional(fn: Callable[..., Any], count: int, what: str, names: str = "") 
         return
 
 
+#: Bounds of a run's automatic retries: more retries than this is a typo rather than a
+#: plan, and a longer delay would schedule the retry past any date worth keeping.
+MAX_AUTO_RETRIES = 10_000
+MAX_RETRY_DELAY_S = 365 * 86_400.0
+
+
+def auto_retries_problem(max_retries: object, retry_delay: object) -> str | None:
+    """What is wrong with automatic retries of ``max_retries`` × ``retry_delay`` seconds,
+    or ``None`` when they are fine."""
+    if not is_whole(max_retries) or not 0 <= max_retries <= MAX_AUTO_RETRIES:
+        return (
+            f"max_retries={max_retries!r}: expected a whole number from 0 to {MAX_AUTO_RETRIES:,}"
+        )
+    if not is_finite(retry_delay) or not 0 <= retry_delay <= MAX_RETRY_DELAY_S:
+        return (
+            f"retry_delay={retry_delay!r}: expected seconds from 0 to {MAX_RETRY_DELAY_S:,.0f} "
+            "(a year)"
+        )
+    return None
+
+
 class Flow:
     """A named flow: ``flow = Flow("digest", params={"topic": str})``, then steps in order::
 
@@ -141,8 +162,9 @@ class Flow:
     ) -> None:
         if not name or not isinstance(name, str) or any(c.isspace() for c in name):
             raise FlowError(f"flow name {name!r} must be a non-empty string without spaces")
-        if max_retries < 0 or retry_delay < 0:
-            raise FlowError(f"flow {name!r}: max_retries and retry_delay must be ≥ 0")
+        problem = auto_retries_problem(max_retries, retry_delay)
+        if problem is not None:
+            raise FlowError(f"flow {name!r}: {problem}")
         if resources is not None:
             if not callable(resources):
                 raise FlowError(
