@@ -281,6 +281,7 @@ def test_a_number_out_of_range_is_a_usage_error_naming_the_option(
         ("REGEN_WORKER_CONCURRENCY", "0", ("worker",), "--concurrency"),  # the automatic name
         ("REGEN_HEALTH_TIMEOUT_S", "0", ("health",), "--timeout"),  # a name declared
         ("REGEN_SERVE_PORT", "abc", ("serve",), "--port"),
+        ("REGEN_SIM_FAULTS", "hang=2", ("sim",), "--faults"),  # refused by regen, not click
     ],
 )
 def test_a_value_refused_from_the_environment_names_the_variable(
@@ -354,11 +355,19 @@ def test_gc_reports_what_it_removed(home: Path, monkeypatch: pytest.MonkeyPatch)
     assert "runs deleted: 0" in result.output
 
 
-def test_a_bad_setting_names_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REGEN_CHECKPOINT_RETENTION_HOURS", "a day")
-    result = regen("runs", code=1)
-    assert "REGEN_CHECKPOINT_RETENTION_HOURS='a day'" in result.output
-    assert "expected a number" in result.output
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("REGEN_CHECKPOINT_RETENTION_HOURS", "a day", "runs"),
+        ("MODEL_HEALTH_CHECK_TIMEOUT", "abc", "health"),  # the seed's name, read by regen
+    ],
+)
+def test_a_bad_setting_is_a_usage_error_naming_the_variable(
+    home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, command: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = regen(command, code=2)
+    assert f"{variable}={value!r}: expected a number" in result.output
 
 
 def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:

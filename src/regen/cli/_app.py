@@ -34,9 +34,8 @@ class _Command(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:
-            variable = _variable_given(ctx, exc.param)
-            if variable is not None and exc.param_hint is None and exc.param is not None:
-                exc.param_hint = f"{variable} (read as {exc.param.get_error_hint(ctx)})"
+            if exc.param_hint is None and exc.param is not None:
+                exc.param_hint = _hint(ctx, exc.param)
             raise
 
 
@@ -45,6 +44,20 @@ class _Group(_Command, click.Group):
 
     command_class = _Command
     group_class = type
+
+
+def refused(ctx: click.Context, name: str, message: str) -> click.BadParameter:
+    """A refusal of the value of option ``name`` that click took and regen did not, named
+    as click names its own: by the environment variable it came from, if one gave it."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    return click.BadParameter(message, ctx=ctx, param=param, param_hint=_hint(ctx, param))
+
+
+def _hint(ctx: click.Context, param: click.Parameter) -> str | None:
+    """How an error names ``param``: by its variable when one gave its value, else as
+    click does (``None``)."""
+    variable = _variable_given(ctx, param)
+    return None if variable is None else f"{variable} (read as {param.get_error_hint(ctx)})"
 
 
 def _variable_given(ctx: click.Context, param: click.Parameter | None) -> str | None:

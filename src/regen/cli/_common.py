@@ -16,7 +16,7 @@ from typing import Any, TextIO, TypeVar, cast
 import click
 from rich.console import Console
 
-from regen.foundation import RegenError, mask_data, mask_secrets
+from regen.foundation import ConfigError, RegenError, mask_data, mask_secrets
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,8 +142,9 @@ class _UsageError(click.ClickException):
 @contextmanager
 def user_errors() -> Iterator[None]:
     """regen's own errors become a one-line message and exit status 1, or 2 for a command
-    that cannot be done as typed (params that do not fit the flow, an unknown run, flow or
-    step, a transition the run's status refuses); no traceback."""
+    that cannot be done as typed or configured (params that do not fit the flow, an
+    unknown run, flow or step, a transition the run's status refuses, a setting refused:
+    :class:`regen.ConfigError`); no traceback."""
     try:
         yield
     except RegenError as exc:
@@ -151,7 +152,7 @@ def user_errors() -> Iterator[None]:
         from regen.engine import FlowNotFound, ParamsError  # noqa: PLC0415
         from regen.store import InvalidTransition, RunNotFound  # noqa: PLC0415
 
-        refused = (ParamsError, FlowNotFound, RunNotFound, InvalidTransition)
+        refused = (ConfigError, ParamsError, FlowNotFound, RunNotFound, InvalidTransition)
         error = _UsageError if isinstance(exc, refused) else click.ClickException
         raise error(mask_secrets(str(exc))) from exc
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from regen.cli._app import cli
+from regen.cli._app import cli, refused
+
+T = TypeVar("T")
 
 _NEEDED = ("uvicorn", "httptools", "PIL")
 
@@ -189,11 +192,22 @@ def sim(
         serve,
     )
 
+    ctx = click.get_current_context()
+
+    def parsed(name: str, parse: Callable[[str], T], value: str) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise refused(ctx, name, str(exc)) from exc
+
+    profile = parsed("faults", parse_profile, faults)
+    if script is not None:
+        parsed("script", load_script, script)  # read and checked now, with a clear message
     try:
         config = SimConfig(
             host=host,
             port=port,
-            faults=parse_profile(faults),
+            faults=profile,
             seed=seed,
             script=script,
             latency=latency,
@@ -208,8 +222,6 @@ def sim(
             outage_after=outage_after,
             outage_for=outage_for,
         )
-        if config.script is not None:
-            load_script(config.script)  # reads and checks the script now, with a clear message
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
