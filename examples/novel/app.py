@@ -155,8 +155,8 @@ class NovelApp:
         if run is None or not run.status.finished or run.retry_at is not None:
             return found  # not started yet (a request starts it), or still going
         if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            message = str((run.error or {}).get("message") or run.status)
-            self.records.mark_failed(found.novel_id, found.number, found.generation, message)
+            reason = sse.failure_reason(run.error)
+            self.records.mark_failed(found.novel_id, found.number, found.generation, reason)
         return self.records.chapter(found.novel_id, found.number) or found
 
     async def chapter(self, novel_id: int, user_id: int, number: int) -> Chapter | None:

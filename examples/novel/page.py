@@ -110,7 +110,7 @@ async function generate(number) {
           if (fields.event === "complete") {
             show(title, text, data.options); $("status").textContent = ""; done = true;
           }
-          if (fields.event === "failed") { failedView(); return; }
+          if (fields.event === "failed") { show("", "", []); failedView(); return; }
         }
       }
     } catch (e) { /* dropped: reconnect with Last-Event-ID */ }

@@ -70,6 +70,15 @@ def resume_after(last_event_id: str | None, generation: int) -> int:
     return seq if seq <= _LARGEST_SEQ else 0  # beyond any log: not an id this stream sent
 
 
+def failure_reason(error: object) -> str:
+    """What a reader is told of a failed generation's cause: the kind of failure regen
+    classified (``auth``, ``timeout``, ``rate_limit``…), or ``cancelled``. The full
+    story (the provider, its address, the exception) is the operator's, in ``regen
+    show``; a reader's page has no use for it."""
+    kind = error.get("kind") if isinstance(error, Mapping) else None
+    return str(kind) if kind else "cancelled"
+
+
 def to_wire(event: Event, generation: int) -> WireEvent | None:
     """The seed's event for a log entry, or ``None`` for regen's own bookkeeping."""
     data = event.data
@@ -81,9 +90,7 @@ def to_wire(event: Event, generation: int) -> WireEvent | None:
     elif event.type == "complete":
         found = ("complete", {"options": data.get("options", [])})
     elif event.type in (EventType.RUN_FAILED, EventType.RUN_CANCELLED):
-        error = data.get("error")
-        reason = error.get("message") if isinstance(error, Mapping) else None
-        found = ("failed", {"message": FAILED_MESSAGE, "reason": reason})
+        found = ("failed", {"message": FAILED_MESSAGE, "reason": failure_reason(data.get("error"))})
     if found is None:
         return None
     return WireEvent(event_id(generation, event.seq), *found)

@@ -35,8 +35,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def novel_server(home: Path, sim: SimServer, port: int) -> Iterator[subprocess.Popen[str]]:
-    """``python -m examples.novel serve`` on ``port`` (a real process)."""
+def novel_server(
+    home: Path, sim: SimServer, port: int, **settings: str
+) -> Iterator[subprocess.Popen[str]]:
+    """``python -m examples.novel serve`` on ``port`` (a real process), with ``settings``
+    in its environment."""
     env = {
         **os.environ,
         "NOVEL_BASE_URL": sim.openai_base_url,
@@ -44,6 +47,7 @@ def novel_server(home: Path, sim: SimServer, port: int) -> Iterator[subprocess.P
         "NOVEL_MODEL": "sim",
         "REGEN_LEASE_TTL_S": "1",  # a killed server's chapter is taken over a second later
         "PYTHONPATH": str(ROOT),
+        **settings,
     }
     command = [sys.executable, "-m", "examples.novel", "serve", "--home", str(home)]
     process = subprocess.Popen(
@@ -137,6 +141,22 @@ def test_a_failed_chapter_shows_the_seeds_view_and_regenerates(
         assert chapter["status"] == "completed"
         assert page.text_content("#text") == chapter["content"]
         assert page.locator(".generation-failed").count() == 0
+
+
+def test_a_chapter_failing_mid_stream_leaves_only_the_failed_view(
+    tmp_path: Path, sim: SimServer, page: Any
+) -> None:
+    port = free_port()
+    # Half the chapter streams in, then the connection drops; one attempt only: failed.
+    sim.script({"route": "chat_stream", "steps": ["stream_cut"]})
+    with novel_server(tmp_path, sim, port, NOVEL_CHAT_MAX_ATTEMPTS="1"):
+        page.goto(f"http://127.0.0.1:{port}")
+        page.click("#start")
+        page.wait_for_function("document.querySelector('#text').textContent.length > 0")
+        page.wait_for_selector(".generation-failed", timeout=60_000)
+        assert page.text_content("#text") == ""  # the seed's failed view, nothing above it
+        assert page.text_content("#heading") == ""
+        assert page.locator("#options button").count() == 0
 
 
 def test_back_from_a_failed_chapter_then_an_option_writes_it_again(

@@ -304,9 +304,11 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
 
     assert failed.kinds()[-1] == "failed"
     assert failed.events[-1].data["message"] == "章节生成失败，请重试"
-    assert "sk-novel-test" not in str(failed.events[-1].data)
+    # The reader learns the kind of failure, not the provider's address or the exception.
+    assert failed.events[-1].data["reason"] == "auth"
     broken = latest(client, novel_id)
     assert broken["status"] == "failed"
+    assert broken["error"] == "auth"
     assert broken["chapter_number"] == 3
     assert broken["options"] == []
 
