@@ -128,7 +128,8 @@ class NovelApp:
         return novel
 
     def choose(self, user_id: int, novel_id: int, number: int, option_id: int) -> Chapter:
-        """Record the reader's choice on a completed chapter; the chapter."""
+        """Record the reader's choice on a completed chapter (changed, too, while the next
+        chapter is failed: it is written again from the new choice); the chapter."""
         self.novel(novel_id, user_id)
         found = self.records.chapter(novel_id, number)
         if found is None:
@@ -137,9 +138,8 @@ class NovelApp:
             raise NovelError(409, "章节尚未生成完成，不能选择")
         if option_id not in {o.id for o in found.options}:
             raise NovelError(400, f"选项 {option_id} 不属于第{number}章")
-        if self.records.chapter(novel_id, number + 1) is not None:
+        if not self.records.choose(user_id, novel_id, number, option_id):
             raise NovelError(409, "下一章已开始生成，不能更改选择")
-        self.records.choose(user_id, novel_id, number, option_id)
         return found
 
     # --- chapters -----------------------------------------------------------------------

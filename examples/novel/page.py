@@ -121,8 +121,8 @@ async function choose(optionId) {
   const response = await fetch(`${api}/${novelId}/chapters/${chapter}/choice`, {method: "POST",
     headers: {"Content-Type": "application/json"}, body: JSON.stringify({option_id: optionId})});
   if (!response.ok) {
-    // Back on a chapter whose next one exists (返回上一章 from a failed one): the choice
-    // made stands; read the next chapter, or write it again if it failed.
+    // The next chapter is being written or was written (from another tab): the choice
+    // made stands; read the next chapter, or follow its writing.
     const next = await fetch(`${api}/${novelId}/chapters/${chapter + 1}`);
     if (!next.ok) { $("status").textContent = (await response.json()).detail; return; }
     const found = await next.json();

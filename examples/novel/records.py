@@ -262,15 +262,25 @@ class Records:
 
     # --- choices --------------------------------------------------------------------------
 
-    def choose(self, user_id: int, novel_id: int, number: int, option_id: int) -> None:
-        """Record (or change) the reader's choice on chapter ``number``."""
+    def choose(self, user_id: int, novel_id: int, number: int, option_id: int) -> bool:
+        """Record (or change) the reader's choice on chapter ``number`` while the next
+        chapter is not written from it: not begun, or failed (its next generation will
+        be written from this choice). ``False``, nothing changed, once it is generating
+        or completed."""
         with self._tx() as conn:
+            later = conn.execute(
+                "SELECT status FROM chapters WHERE novel_id = ? AND number = ?",
+                (novel_id, number + 1),
+            ).fetchone()
+            if later is not None and later["status"] != FAILED:
+                return False
             conn.execute(
                 "INSERT INTO choices (user_id, novel_id, chapter_number, option_id, created_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, novel_id, chapter_number)"
                 " DO UPDATE SET option_id = excluded.option_id, created_at = excluded.created_at",
                 (user_id, novel_id, number, option_id, time.time()),
             )
+        return True
 
     def choice(self, user_id: int, novel_id: int, number: int) -> Option | None:
         """The option the reader chose on chapter ``number``, or ``None``."""

@@ -153,7 +153,8 @@ def create_app(
     async def choose(
         novel_id: NovelId, number: Number, body: ChoiceIn, user: User
     ) -> dict[str, Any]:
-        """Record the reader's choice on a completed chapter (before the next one starts)."""
+        """Record the reader's choice on a completed chapter (until the next one is being
+        or has been written from it; a failed next chapter is written again from it)."""
         novels().choose(user, novel_id, number, body.option_id)
         return {"chapter_number": number, "option_id": body.option_id, "next_chapter": number + 1}
 

@@ -159,7 +159,7 @@ def test_a_chapter_failing_mid_stream_leaves_only_the_failed_view(
         assert page.locator("#options button").count() == 0
 
 
-def test_back_from_a_failed_chapter_then_an_option_writes_it_again(
+def test_back_from_a_failed_chapter_then_another_option_writes_it_from_that_one(
     tmp_path: Path, sim: SimServer, page: Any
 ) -> None:
     port = free_port()
@@ -176,7 +176,7 @@ def test_back_from_a_failed_chapter_then_an_option_writes_it_again(
         page.wait_for_selector("#options button")
         first = httpx.get(f"{url}/api/v1/novels/{novel_id(page)}/chapters/1").json()
         assert page.text_content("#text") == first["content"]
-        page.locator("#options button").first.click()  # the choice stands: chapter 2 again
+        page.locator("#options button").nth(1).click()  # another option: chapter 2 from it
         page.wait_for_function(
             "document.querySelectorAll('#options button').length > 0"
             " && document.getElementById('heading').textContent.includes('2')",
@@ -186,3 +186,5 @@ def test_back_from_a_failed_chapter_then_an_option_writes_it_again(
         assert (second["status"], second["generation"]) == ("completed", 2)
         assert page.text_content("#text") == second["content"]
         assert page.locator(".generation-failed").count() == 0
+        chosen = httpx.get(f"{url}/api/v1/novels/{novel_id(page)}/chapters/1").json()
+        assert chosen["chosen_option_id"] == first["options"][1]["id"]

@@ -152,8 +152,8 @@ def test_a_later_chapter_needs_the_readers_choice_on_the_previous_one(
     check_whole(second, stored)
     assert client.get(f"{PREFIX}/{novel_id}/chapters/1").json()["chosen_option_id"] == option["id"]
     assert any(option["text"] in prompt for prompt in sim.stats()["prompts"])
-    # A choice cannot change once the next chapter exists; an option of another chapter
-    # is refused.
+    # A choice cannot change once the next chapter is written; an option of another
+    # chapter is refused.
     other = first.events[-1].data["options"][0]
     late = client.post(f"{PREFIX}/{novel_id}/chapters/1/choice", json={"option_id": other["id"]})
     assert late.status_code == 409
@@ -326,6 +326,32 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
         assert kept["chosen_option_id"] == pick["id"]
     assert any(picks[1]["text"] in prompt for prompt in sim.stats()["prompts"])
     assert chat_requests(sim) == 4
+
+
+def test_a_choice_changed_while_the_next_chapter_failed_writes_it_from_the_new_one(
+    client: httpx.Client, sim: SimServer
+) -> None:
+    novel_id = new_novel(client)
+    options = complete_chapter(client, novel_id, 1).events[-1].data["options"]
+    choose(client, novel_id, 1, options[0])
+    fail_next_chapter(sim)
+    assert generate(client, novel_id, 2).kinds()[-1] == "failed"
+
+    choose(client, novel_id, 1, options[2])  # 返回上一章, another option
+    again = generate(client, novel_id, 2)  # "重新生成"
+
+    assert again.kinds()[-1] == "complete"
+    assert (
+        client.get(f"{PREFIX}/{novel_id}/chapters/1").json()["chosen_option_id"]
+        == (options[2]["id"])
+    )
+    last_prompt = list(sim.stats()["prompts"])[-1]
+    assert options[2]["text"] in last_prompt
+    assert options[0]["text"] not in last_prompt
+    late = client.post(
+        f"{PREFIX}/{novel_id}/chapters/1/choice", json={"option_id": options[1]["id"]}
+    )
+    assert late.status_code == 409  # written now: the choice stands
 
 
 def test_a_reader_cut_off_before_an_unseen_failure_gets_the_failure_not_a_new_chapter(
