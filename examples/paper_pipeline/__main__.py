@@ -151,13 +151,24 @@ async def _main(args: argparse.Namespace) -> int:
         elif args.command == "clear":
             found = await app.find(args.task)
             name = found.business_key or found.id
-            await app.checkpoints.clear_checkpoint(name)
+            forgotten = await app.checkpoints.clear_checkpoint(name)
+            day = found.params.get("day")
             if args.json:
-                print(json.dumps(await app.record(found.id), ensure_ascii=False, indent=2))
+                record = (
+                    {"task_id": name, "run_id": found.id, "forgotten": True}
+                    if forgotten
+                    else await app.record(found.id)
+                )
+                print(json.dumps(record, ensure_ascii=False, indent=2))
+            elif forgotten:
+                print(
+                    f"{name}: its checkpoints had expired, the task is forgotten; "
+                    f"`run --day {day}` starts a new one from {STEPS[0]}"
+                )
             else:
                 print(
                     f"{name}: checkpoints cleared; its next run (`run --day "
-                    f"{found.params.get('day')}`, or a worker) starts from {STEPS[0]}"
+                    f"{day}`, or a worker) starts from {STEPS[0]}"
                 )
             return 0
         elif args.command == "gc":

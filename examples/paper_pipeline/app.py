@@ -263,9 +263,10 @@ class PaperPipeline:
             )
         if run.status is RunStatus.FAILED and run.checkpoints_expired:
             raise TaskExpired(
-                f"{task_id(chosen)} failed and its checkpoints are past "
-                f"CHECKPOINT_RETENTION_HOURS={self.config.checkpoint_retention_hours:g}"
-                f"; it can no longer be resumed"
+                f"{task_id(chosen)} failed and its checkpoints were removed by the "
+                "CHECKPOINT_RETENTION_HOURS clean-up: it can no longer be resumed. "
+                f"`clear {task_id(chosen)}` forgets it; the day's next `run` then starts "
+                f"a new task from {flow.steps[0].name}"
             )
         return await self._execute(run, after, progress)
 

@@ -117,14 +117,19 @@ class CheckpointManager:
             (s.name for s in detail.steps if s.status is not StepStatus.SUCCEEDED), None
         )
 
-    async def clear_checkpoint(self, task_id: str) -> None:
+    async def clear_checkpoint(self, task_id: str) -> bool:
         """Forget a failed task's checkpoints: the next time it runs (the day's ``run``, or
         ``regen worker``), every step runs again from ``fetch_papers``, ``publish_mcp``
-        included. Refused (:class:`ClearRefused`) while the task is queued or running, and
-        for a task that succeeded (nothing to resume; its checkpoints stay for ``show``
-        until retention removes them)."""
+        included. A task whose checkpoints retention already removed is forgotten whole
+        (``True``): nothing of it can run again, and the day's next ``run`` is a new task.
+        Refused (:class:`ClearRefused`) while the task is queued or running, and for a
+        task that succeeded (nothing to resume; its checkpoints stay for ``show`` until
+        retention removes them)."""
         detail = await self._detail(task_id)
         run = detail.run
+        if run.checkpoints_expired and run.status.finished and run.retry_at is None:
+            await self.engine.delete(run.id)
+            return True
         if run.status is RunStatus.SUCCEEDED:
             raise ClearRefused(
                 f"{task_id} succeeded: there is nothing to resume, and its checkpoints stay "
@@ -135,3 +140,4 @@ class CheckpointManager:
                 f"{task_id} is {run.status}: clear its checkpoints once it has ended"
             )
         await self.engine.retry(run.id, from_step=detail.steps[0].name)
+        return False

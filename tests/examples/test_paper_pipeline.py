@@ -410,8 +410,18 @@ async def test_checkpoints_expire_after_the_retention_and_the_task_is_no_longer_
         assert await app.checkpoints.get_resumable_step(TASK) is None
         with pytest.raises(InvalidTransition, match="retention"):
             await app.retry(TASK)
-        with pytest.raises(TaskExpired, match="CHECKPOINT_RETENTION_HOURS=24"):
+        with pytest.raises(
+            TaskExpired, match=f"removed by the CHECKPOINT_RETENTION_HOURS.*clear {TASK}"
+        ):
             await app.run(DAY)
+
+        # Not a dead end: `clear` forgets the task, and the day runs again from the top.
+        assert await app.checkpoints.clear_checkpoint(TASK) is True
+        sim.script(replace=True)
+        rerun = await app.run(DAY)
+        assert rerun.status is RunStatus.SUCCEEDED
+        assert rerun.business_key == TASK
+        assert (await app.record(TASK))["steps"][0]["status"] == "succeeded"
 
 
 async def test_the_retention_follows_checkpoint_retention_hours(
