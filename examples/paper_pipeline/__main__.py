@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from examples.paper_pipeline.app import PaperPipeline
+from examples.paper_pipeline.app import PaperPipeline, TaskNotFound
 from examples.paper_pipeline.config import STEPS, Config
 from examples.paper_pipeline.tasks import iso
 from regen import RegenError
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the day's task (resumes it if it failed)")
     run.add_argument("--day", help="YYYY-MM-DD (default: today)")
-    run.add_argument("--count", type=int, default=3, help="papers to feature (default 3)")
+    run.add_argument("--count", type=int, help="papers to feature (default 3)")
     run.add_argument(
         "--feed", help="a JSON feed file (default: $PAPER_PIPELINE_FEED or the built-in list)"
     )
@@ -131,6 +131,29 @@ def _show(records: list[dict[str, Any]], as_json: bool, *, many: bool = False) -
         print("\n\n".join(_summary(r) for r in records) or "no tasks yet")
 
 
+async def _tell_kept_params(app: PaperPipeline, day: str | None, asked: dict[str, Any]) -> None:
+    """Say so when the day's task exists with other params than those typed: a day has one
+    task, its params fixed when it started (its checkpoints were made from them)."""
+    typed = {name: value for name, value in asked.items() if value is not None}
+    if not typed:
+        return
+    try:
+        found = await app.find(day)
+    except TaskNotFound:
+        return
+    kept = [
+        f"--{name} {found.params.get(name)!r}"
+        for name, value in typed.items()
+        if found.params.get(name) != value
+    ]
+    if kept:
+        print(
+            f"{found.business_key or found.id} exists: it goes on with its own "
+            f"{', '.join(kept)} (a day has one task, its params fixed when it started)",
+            file=sys.stderr,
+        )
+
+
 async def _main(args: argparse.Namespace) -> int:
     config = Config.from_env()
     executes = args.command in ("run", "retry")
@@ -139,7 +162,9 @@ async def _main(args: argparse.Namespace) -> int:
         run: Run | None = None
         began = time.time()
         if args.command == "run":
-            run = await app.run(args.day, count=args.count, feed=args.feed, progress=progress)
+            await _tell_kept_params(app, args.day, {"count": args.count, "feed": args.feed})
+            count = 3 if args.count is None else args.count
+            run = await app.run(args.day, count=count, feed=args.feed, progress=progress)
             if run.status is RunStatus.SUCCEEDED and (run.finished_at or began) < began:
                 print(
                     f"{run.business_key or run.id} had already succeeded: nothing was run "

@@ -239,3 +239,39 @@ def test_clear_forgets_a_failed_tasks_checkpoints_and_the_next_run_starts_over(
     assert "▶ fetch_papers" in capsys.readouterr().out  # from the top
     assert main(["clear", DAY]) == 2
     assert "succeeded: there is nothing to resume" in capsys.readouterr().err
+
+
+def test_run_of_an_existing_day_with_other_params_says_the_task_keeps_its_own(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PAPER_PIPELINE_FAIL_STEP", "render_images")
+    assert main(["run", "--day", DAY, "--count", "2"]) == 1
+    capsys.readouterr()
+    monkeypatch.delenv("PAPER_PIPELINE_FAIL_STEP")
+
+    assert main(["run", "--day", DAY, "--count", "5"]) == 0
+
+    assert f"{TASK} exists: it goes on with its own --count 2" in capsys.readouterr().err
+    assert main(["show", TASK, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["count"] == 2
+    assert main(["run", "--day", DAY, "--count", "2"]) == 0  # the same: nothing to say
+    assert "goes on with its own" not in capsys.readouterr().err
+
+
+def test_clear_of_an_expired_task_forgets_it_and_the_day_runs_anew(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PAPER_PIPELINE_FAIL_STEP", "render_images")
+    assert main(["run", "--day", DAY]) == 1
+    monkeypatch.delenv("PAPER_PIPELINE_FAIL_STEP")
+    monkeypatch.setenv("CHECKPOINT_RETENTION_HOURS", "0")
+    assert main(["gc"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--day", DAY]) == 2
+    assert f"`clear {TASK}` forgets it" in capsys.readouterr().err
+
+    assert main(["clear", DAY]) == 0
+    assert "the task is forgotten" in capsys.readouterr().out
+    assert main(["run", "--day", DAY]) == 0
+    assert "▶ fetch_papers" in capsys.readouterr().out
+    assert len(outbox(home)) == 1
