@@ -16,12 +16,11 @@ from examples.paper_pipeline.app import (
     TaskExpired,
     TaskNotFound,
     parse_day,
-    task_id,
 )
 from examples.paper_pipeline.config import STEPS, Config
 from examples.paper_pipeline.outbox import Outbox, Published
 from examples.paper_pipeline.papers import BUILT_IN, load_feed, papers_for
-from examples.paper_pipeline.pipeline import flow, image_prompt
+from examples.paper_pipeline.pipeline import flow, image_prompt, task_id
 from examples.paper_pipeline.resources import InjectedFailure, Resources, open_resources
 from examples.paper_pipeline.tasks import (
     CheckpointManager,

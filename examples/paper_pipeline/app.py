@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from examples.paper_pipeline.config import Config
-from examples.paper_pipeline.pipeline import flow
+from examples.paper_pipeline.pipeline import flow, task_id
 from examples.paper_pipeline.resources import Resources, open_resources, outbox_for
 from examples.paper_pipeline.tasks import CheckpointManager, task_record
 from regen import Failure, Kind, Policy, RegenError
@@ -33,8 +33,6 @@ def _store_busy(exc: BaseException) -> Failure | None:
 
 #: Two processes creating the database at once can meet SQLite's lock on the switch to
 #: WAL, which SQLite reports at once instead of waiting for it: open again shortly after.
-#: A keyless run of the day in these states stands for the day's task (see ``run``).
-_GOING_OR_DONE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED})
 _OPEN_POLICY = Policy(
     attempts=5, timeout=None, wait=0.1, max_wait=1.0, classifier=_store_busy, reraise=True
 )
@@ -74,11 +72,6 @@ def parse_day(text: str | dt.date | None) -> dt.date:
         except ValueError:
             continue
     raise ParamsError(f"day {text!r}: expected YYYY-MM-DD or YYYYMMDD")
-
-
-def task_id(day: dt.date) -> str:
-    """The business key of a day's run: one run per day, whoever starts it."""
-    return f"task_publish_{day:%Y%m%d}"
 
 
 class PaperPipeline:
@@ -169,8 +162,6 @@ class PaperPipeline:
             except ParamsError:
                 key = None
         run = None if key is None else await self.engine.find_run(flow, key)
-        if run is None and day is not None:
-            run = await self._latest_of_day(day)
         if run is None:
             recent = [
                 r.business_key or r.id for r in await self.engine.list_runs(flow=flow.name, limit=5)
@@ -181,15 +172,6 @@ class PaperPipeline:
                 f"{', '.join(recent) or 'none'}"
             )
         return run
-
-    async def _latest_of_day(self, day: dt.date) -> Run | None:
-        """The newest run of the day's params that has no task id (``regen run
-        examples.paper_pipeline.pipeline:flow -p day=…`` without ``--key``)."""
-        wanted = day.isoformat()
-        for run in await self.engine.list_runs(flow=flow.name, limit=200):
-            if run.params.get("day") == wanted:
-                return run
-        return None
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -237,13 +219,6 @@ class PaperPipeline:
             raise ParamsError(f"count={count!r}: expected a whole number ≥ 1")
         feed_path = feed if feed is not None else (str(self.config.feed or ""))
         existing = await self.engine.find_run(flow, task_id(chosen))
-        if existing is None:
-            # A run of the day started without its task id (`regen run … -p day=…`) is the
-            # day's task for `show`; while it succeeded or goes on, it is for `run` too:
-            # one publication a day.
-            loose = await self._latest_of_day(chosen)
-            if loose is not None and loose.status in _GOING_OR_DONE:
-                return await self._execute(loose, await self._last_seq(loose.id), progress)
         after = await self._last_seq(None if existing is None else existing.id)
         started = await self.engine.start(
             flow,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from examples.paper_pipeline.papers import papers_for
@@ -28,6 +28,20 @@ T = TypeVar("T")
 #: At most this many calls to the provider at once, per step.
 CONCURRENCY = 4
 
+
+def task_id(day: dt.date) -> str:
+    """The business key of a day's run: one run per day, however it is started."""
+    return f"task_publish_{day:%Y%m%d}"
+
+
+def _day_key(params: Mapping[str, Any]) -> str:
+    try:
+        day = dt.date.fromisoformat(params["day"])
+    except ValueError:
+        raise ValueError(f"day={params['day']!r}: expected a date, YYYY-MM-DD") from None
+    return task_id(day)
+
+
 flow = Flow(
     "paper_pipeline",
     params={
@@ -38,6 +52,7 @@ flow = Flow(
     max_retries=3,  # AUTO_RETRY_MAX_ATTEMPTS's default; the app passes the configured value
     retry_delay=30.0,  # AUTO_RETRY_DELAY_SECONDS
     resources=flow_resources,
+    key=_day_key,  # `regen run … -p day=D` is the day's task too
     description="Daily paper digest with a checkpoint after every step",
 )
 

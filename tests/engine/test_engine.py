@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from regen.engine import (
     EngineError,
     Flow,
     InvalidTransition,
+    ParamsError,
     RunExists,
     RunStatus,
     Settings,
@@ -372,6 +374,49 @@ async def test_starting_with_a_business_key_returns_the_existing_run(engine: Eng
     assert again.run.status is RunStatus.QUEUED
     other = await engine.start(flow, key="novel:1:chapter:4")
     assert other.created
+
+
+async def test_a_flow_makes_the_business_key_of_a_run_started_without_one(
+    engine: Engine,
+) -> None:
+    flow = Flow("digest", params={"day": date}, key=lambda p: f"digest:{p['day']:%Y%m%d}")
+
+    @flow.step()
+    async def fetch(ctx): ...
+
+    a = await engine.start(flow, {"day": "2025-12-29"})
+    b = await engine.start(flow, {"day": date(2025, 12, 29)})
+    assert a.created
+    assert not b.created
+    assert a.run.id == b.run.id
+    assert a.run.business_key == "digest:20251229"
+    found = await engine.find_run(flow, "digest:20251229")
+    assert found is not None
+    assert found.id == a.run.id
+    given = await engine.start(flow, {"day": "2025-12-29"}, key="by-hand")  # a key given wins
+    assert given.created
+    assert given.run.business_key == "by-hand"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (lambda p: p["nope"], r"no business key for these params: KeyError: 'nope'"),
+        (lambda p: "", "its key function gave ''; expected non-empty text"),
+        (lambda p: 7, "its key function gave 7; expected non-empty text"),
+    ],
+)
+async def test_a_flow_key_that_gives_no_key_is_refused_and_creates_no_run(
+    engine: Engine, key: Any, expected: str
+) -> None:
+    flow = Flow("digest", params={"day": date}, key=key)
+
+    @flow.step()
+    async def fetch(ctx): ...
+
+    with pytest.raises(ParamsError, match=f"flow 'digest': {expected}"):
+        await engine.start(flow, {"day": "2025-12-29"})
+    assert await engine.list_runs() == []
 
 
 async def test_a_business_key_with_a_nul_character_is_refused_on_every_store(

@@ -113,6 +113,13 @@ def test_automatic_retries_out_of_bounds_are_refused(
         Flow("r", max_retries=retries, retry_delay=delay)  # type: ignore[arg-type]
 
 
+def test_a_flow_key_that_is_not_a_function_of_the_params_is_refused() -> None:
+    with pytest.raises(FlowError, match="key must be a function of the run's params, not str"):
+        Flow("k", key="day")  # type: ignore[arg-type]
+    with pytest.raises(FlowError, match="flow 'k': key"):
+        Flow("k", key=lambda: "x")  # type: ignore[arg-type]
+
+
 def test_bad_params_create_no_run(engine: Engine) -> None:
     flow = Flow("p2", params={"n": int})
 

@@ -169,13 +169,11 @@ def test_two_processes_starting_the_same_day_make_one_run(home: Path) -> None:
         assert run.executions == 1
 
 
-def test_plain_show_finds_todays_task_run_by_regen_run_without_a_key(
-    home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    today = dt.date.today()
+def regen_run(home: Path, day: dt.date) -> subprocess.CompletedProcess[str]:
+    """``regen run`` of the flow for ``day``, without a ``--key``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [str(REGEN), "--home", str(home), "run", FLOW, "-p", f"day={today.isoformat()}"],
+    return subprocess.run(
+        [str(REGEN), "--home", str(home), "run", FLOW, "-p", f"day={day.isoformat()}"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -183,17 +181,44 @@ def test_plain_show_finds_todays_task_run_by_regen_run_without_a_key(
         timeout=60,
         check=False,
     )
+
+
+def test_regen_run_of_the_flow_is_the_days_task_either_way_round(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = dt.date.today()
+    done = regen_run(home, today)
     assert done.returncode == 0, done.stdout + done.stderr
     assert main(["show"]) == 0
     out = capsys.readouterr().out
-    assert " succeeded  (run " in out
-    assert main(["show", today.isoformat(), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["params"]["day"] == today.isoformat()
-    published = len(outbox(home))
+    assert f"task_publish_{today:%Y%m%d}  succeeded  (run " in out
     # `run` of that day takes the same run for the day's task: it is not published again.
     assert main(["run"]) == 0
     assert "had already succeeded: nothing was run" in capsys.readouterr().err
-    assert len(outbox(home)) == published == 1
+    assert len(outbox(home)) == 1
+
+    other = today - dt.timedelta(days=1)
+    assert main(["run", "--day", other.isoformat()]) == 0
+    again = regen_run(home, other)  # and the other way round
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(outbox(home)) == 2
+    with PaperPipeline(Config.from_env()) as app:
+        assert len(app.engine.sync.list_runs()) == 2
+
+
+def test_regen_run_with_a_day_that_is_not_a_date_is_refused_before_any_run(home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [str(REGEN), "--home", str(home), "run", FLOW, "-p", "day=yesterday"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "day='yesterday': expected a date, YYYY-MM-DD" in done.stderr
 
 
 def test_plain_show_after_a_plain_run_shows_todays_task(

@@ -197,13 +197,16 @@ class Engine:
     ) -> Started:
         """Queue a run of ``flow`` (params checked first: nothing is created on error).
 
-        With a business ``key``, a run that already exists for it is returned instead of
-        a new one; if that run failed, ``on_failed`` says what to do: ``"retry"`` it (from
-        its failed step), ``"refuse"`` (:class:`RunExists`), or ``"return"`` it as it is.
+        With a business ``key`` (given, or made by the flow's ``key`` from ``params``), a
+        run that already exists for it is returned instead of a new one; if that run
+        failed, ``on_failed`` says what to do: ``"retry"`` it (from its failed step),
+        ``"refuse"`` (:class:`RunExists`), or ``"return"`` it as it is.
         ``max_retries``/``retry_delay`` override the flow's automatic retries.
         """
         chosen = self._flow(flow)
         values = chosen.check_params(params)
+        if key is None:
+            key = chosen.key_of(values)
         max_retries = chosen.max_retries if max_retries is None else max_retries
         retry_delay = chosen.retry_delay if retry_delay is None else retry_delay
         problem = auto_retries_problem(max_retries, retry_delay)

@@ -146,7 +146,10 @@ class Flow:
     function of the run's params giving what its steps share (clients, folders:
     ``ctx.resources``), in any process that executes the run (``regen run``, ``regen
     worker``, a take-over); an async or sync context manager is entered around the
-    execution and closed after it.
+    execution and closed after it. ``key``: a function of the run's params giving the
+    business key of a run started without one (``regen run``, a worker's client, the
+    service), so that however it is started there is one run per key: the paper
+    pipeline's ``key=lambda p: f"task_publish_{p['day']}"`` is one run a day.
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Flow:
         retry_delay: float = 30.0,
         description: str = "",
         resources: Resources | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
     ) -> None:
         if not name or not isinstance(name, str) or any(c.isspace() for c in name):
             raise FlowError(f"flow name {name!r} must be a non-empty string without spaces")
@@ -172,6 +176,13 @@ class Flow:
                     f"not {type(resources).__name__}"
                 )
             _positional(resources, 1, f"flow {name!r}: resources", "params")
+        if key is not None:
+            if not callable(key):
+                raise FlowError(
+                    f"flow {name!r}: key must be a function of the run's params, "
+                    f"not {type(key).__name__}"
+                )
+            _positional(key, 1, f"flow {name!r}: key", "params")
         self.name = name
         self.version = version
         self.params = _params.declare(params)
@@ -180,6 +191,7 @@ class Flow:
         self.retry_delay = float(retry_delay)
         self.description = description
         self.resources = resources
+        self.key = key
         self.module: str = sys._getframe(1).f_globals.get("__name__", "__main__")
         self._steps: list[StepSpec] = []
         self._ref: str | None = None
@@ -219,6 +231,23 @@ class Flow:
         """Params checked against the declaration, defaults filled in, as the run stores them
         (JSON: a date as ISO text); :class:`ParamsError` says what is expected."""
         return _params.check(self.name, self.params, params)
+
+    def key_of(self, values: Mapping[str, Any]) -> str | None:
+        """The business key the flow's ``key`` gives checked params ``values`` (``None``
+        without one); :class:`ParamsError` when it cannot give one for them."""
+        if self.key is None:
+            return None
+        try:
+            key = self.key(self.step_params(values))
+        except Exception as exc:  # the user's function: whatever it raised, said plainly
+            raise ParamsError(
+                f"flow {self.name!r}: no business key for these params: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(key, str) or not key:
+            raise ParamsError(
+                f"flow {self.name!r}: its key function gave {key!r}; expected non-empty text"
+            )
+        return key
 
     def step_params(self, stored: Mapping[str, Any]) -> Mapping[str, Any]:
         """The params steps and resources see for a run's stored params (a date param as
