@@ -112,6 +112,11 @@ def _summary(record: dict[str, Any]) -> str:
         if step["error"]:
             extra += f"  error: {step['error'].get('message', '')}"
         lines.append(f"  {mark} {step['name']:<15} {step['status']:<10}{extra}".rstrip())
+    if record["process_lost"]:
+        lines.append(
+            "its process stopped (killed, or its machine lost): `run` of its day, or `retry "
+            f"{record['task_id']}`, takes it over and resumes from its checkpoints"
+        )
     if record["next_auto_retry_at"]:
         lines.append(f"automatic retry at {record['next_auto_retry_at']}")
     if record["resumable"]:

@@ -14,6 +14,7 @@ these functions only present a run in the shape of the seed's task record::
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from regen import RegenError
@@ -68,6 +69,7 @@ def task_record(detail: RunDetail) -> dict[str, Any]:
         "manual_retry_count": run.retry_count - run.auto_retries,
         "next_auto_retry_at": iso(run.retry_at) if waiting else None,
         "checkpoints_expired": run.checkpoints_expired,
+        "process_lost": run.lease_expired(time.time()),
         "error": run.error,
         "params": run.params,
         "created_at": iso(run.created_at),

@@ -308,7 +308,7 @@ def test_text_output_masks_a_key_in_params_errors_and_business_keys(tmp_path: Pa
     assert f"refused: the key is …{key[-4:]}" in ran
 
 
-def test_a_worker_says_it_took_over_a_run_whose_process_died(tmp_path: Path) -> None:
+def test_show_and_a_worker_say_a_run_whose_process_died_is_taken_over(tmp_path: Path) -> None:
     fast = {"REGEN_LEASE_TTL_S": "0.5"}
     died = subprocess.run(
         [sys.executable, "-m", "regen.cli", "run", "tests.cli.flows:crashing"],
@@ -322,10 +322,14 @@ def test_a_worker_says_it_took_over_a_run_whose_process_died(tmp_path: Path) -> 
     (run,) = runs(tmp_path)
     while time.time() <= run["lease_expires_at"]:  # the dead process's lease runs out
         time.sleep(0.05)
+    short = run["id"][:8]
+    shown = " ".join(regen(tmp_path, "show", run["id"]).split())
+    assert "its process stopped answering (lease expired" in shown
+    assert f"a `regen worker` takes it over, or `regen retry {short}` now" in shown
     output = regen(
         tmp_path, "worker", "--max-runs", "1", "--poll", "0.05", CLI_TEST_NO_CRASH="1", **fast
     )
-    short = run["id"][:8]
+    assert "stopped answering" not in regen(tmp_path, "show", run["id"])
     assert f"taken over {short} (cli-crashing)" in output
     assert f"finished {short} (cli-crashing): succeeded" in output
 

@@ -216,6 +216,21 @@ def test_a_killed_app_is_taken_over_by_regen_worker_from_its_checkpoints(
         app.send_signal(signal.SIGKILL)
         app.wait(10)
     assert requests(sim, "chat") == 3
+    with PaperPipeline(Config(home=tmp_path)) as peek:
+        expires = asyncio.run(peek.find(DAY)).lease_expires_at or 0.0
+    while time.time() <= expires:  # the dead process's lease runs out
+        time.sleep(0.05)
+    shown = subprocess.run(
+        [sys.executable, "-m", "examples.paper_pipeline", "show", DAY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert f"{TASK}  running" in shown
+    assert "its process stopped (killed, or its machine lost)" in shown
 
     worked = regen_cli(tmp_path, env, "worker", "--max-runs", "1", "--poll", "0.2")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -193,6 +194,13 @@ def _show_text(
     if run.business_key:
         facts.append(f"key {escape(run.business_key)}")
     out.print("  ".join(facts), highlight=False)
+    if run.lease_expired(time.time()):
+        out.print(
+            f"[yellow]its process stopped answering (lease expired {when(run.lease_expires_at)})"
+            f": a `regen worker` takes it over, or `regen retry {short_id(run.id)}` now; "
+            "it resumes from its checkpoints[/yellow]",
+            highlight=False,
+        )
     # The first failed or partial step: where a retry resumes, which may come before the
     # step the run failed at (a partial map step, then a failed step).
     resumes = detail.failed_step
