@@ -401,6 +401,10 @@ def test_ctrl_c_leaves_a_resumable_run(home: Path) -> None:
     detail = as_json("show", run_id)
     assert detail["resumable"] is True
     assert detail["steps"][1]["items"]["succeeded"] == 2
+    # The step it was in is recorded failed, not left running: a retry resumes there.
+    assert detail["steps"][1]["status"] == "failed"
+    assert detail["steps"][1]["error"]["type"] == "Interrupted"
+    assert detail["failed_step"] == detail["steps"][1]["name"]
     regen("retry", run_id)
     detail = as_json("show", run_id)
     assert detail["status"] == "succeeded"

@@ -74,6 +74,7 @@ class Execution:
         self.results = Results(self._results, flow.name)
         self.cancel_requested = claimed.run.cancel_requested
         self.lost = False
+        self.step_at: int | None = None  # the position of the step executing now
         self.inline_sync = inline_sync
         # What steps see: the stored params with a date param as a ``datetime.date``.
         self.params_view: Mapping[str, Any] = MappingProxyType(flow.step_params(self.params))
@@ -262,6 +263,7 @@ class Execution:
                 self.outbox.add([self._start_write(specs[todo[0]], todo[0])])
             for n, i in enumerate(todo):
                 spec = specs[i]
+                self.step_at = i
                 outcome = (
                     _steps.run_now(self, spec, records[i])
                     if now[i]
@@ -386,9 +388,19 @@ class Execution:
             )
 
     def _interrupt_writes(self) -> list[Write]:
+        """The run ``failed``, and the step it was in too: a retry resumes from there."""
         error = {"type": "Interrupted", "message": "the run was interrupted; retry resumes it"}
         at = _time.now()
+        writes: list[Write] = []
+        if self.step_at is not None:
+            name = self.flow.steps[self.step_at].name
+            text = encode({"step": name, "error": error}, "step event")
+            failed = EndStep(
+                self.step_at, StepStatus.FAILED, at, None, encode(error, "error"), text
+            )
+            writes.append(failed)
         return [
+            *writes,
             EndRun(RunStatus.FAILED, at, encode(error, "error")),
             event_write(EventType.RUN_FAILED, {"error": error}, "run event"),
         ]
