@@ -56,19 +56,33 @@ def create_app(pipeline: PaperPipeline | None = None, *, config: Config | None =
     """The seed's task routes on ``pipeline`` (retries execute with its provider); without
     one, the app opens its own (on ``config``) while it runs."""
     opened: dict[str, PaperPipeline] = {}
+    running: set[asyncio.Task[Any]] = set()
+
+    async def interrupt_retries() -> None:
+        """The server stops: retries still executing are interrupted, their tasks left
+        ``failed`` at the step they were in and resumable by a retry (not ``running``
+        until their lease ran out), before the pipeline closes."""
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
         if pipeline is not None:
             opened["pipeline"] = pipeline
-            yield
+            try:
+                yield
+            finally:
+                await interrupt_retries()
             return
         async with PaperPipeline.open(config) as own:
             opened["pipeline"] = own
-            yield
+            try:
+                yield
+            finally:
+                await interrupt_retries()
 
     api = FastAPI(title="paper pipeline on regen", lifespan=lifespan)
-    running: set[asyncio.Task[Any]] = set()
 
     async def _errors(_request: Request, exc: Exception) -> JSONResponse:
         status = {TaskNotFound: 404, InvalidTransition: 409, TaskExpired: 409}.get(type(exc), 422)

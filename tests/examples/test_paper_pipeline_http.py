@@ -85,3 +85,34 @@ def test_the_seed_routes_retry_and_show_the_checkpoint(
         assert c.get("/api/tasks/task_publish_20200101/checkpoint").status_code == 404
         refused = c.post(f"/api/tasks/{TASK}/retry")
         assert refused.status_code == 409  # it succeeded: nothing failed to retry from
+
+
+def test_a_retry_executing_when_the_server_stops_is_left_failed_and_resumable(
+    tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(fail_at_render_images(tmp_path, sim))
+    # The retried step's first image hangs (20 s): the server stops meanwhile.
+    sim.script({"route": "images", "steps": ["slow"]}, replace=True)
+    config = Config(home=tmp_path, auto_retry_enabled=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.openai_base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-paper-http")
+
+    def images() -> int:
+        return int(sim.stats()["routes"].get("images", {}).get("requests", 0))
+
+    before = images()
+    with Served(create_app(config=config)) as served, httpx.Client(base_url=served.url) as c:
+        assert c.post(f"/api/tasks/{TASK}/retry").status_code == 200
+        deadline = time.monotonic() + 30
+        while images() == before:
+            assert time.monotonic() < deadline, "render_images never called the provider"
+            time.sleep(0.02)
+
+    with PaperPipeline(config) as after:
+        record = asyncio.run(after.record(TASK))
+    sim.script(replace=True)
+    assert record["status"] == "failed"
+    assert record["failed_step"] == "render_images"
+    assert record["resumable"] is True
+    steps = {s["name"]: s["status"] for s in record["steps"]}
+    assert steps["render_images"] == "failed"
