@@ -130,14 +130,12 @@ class PaperPipeline:
         and clean up)."""
         env = os.environ if environ is None else environ
         chosen = config or Config.from_env(env)
-        if not execute:
-            with cls(chosen) as app:
+        with cls(chosen) as app:
+            if not execute:
                 yield app
-            return
-        async with open_resources(chosen, env) as resources:
-            with cls(
-                chosen, provider=resources.provider, image_policy=resources.image_policy
-            ) as app:
+                return
+            async with open_resources(chosen, env, state=app.engine.provider_state) as resources:
+                app.resources = resources
                 yield app
 
     # --- finding tasks ---------------------------------------------------------------------------

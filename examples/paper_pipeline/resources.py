@@ -4,9 +4,9 @@ Chosen from the environment, in whichever process executes a run (the app, ``reg
 ``regen worker``): the real provider when ``OPENAI_API_KEY`` (or ``OPENAI_BASE_URL``) is
 set, else a regen simulator started in this process for as long as the execution lasts.
 The outbox is ``$REGEN_HOME/paper_pipeline/outbox.json`` (default ``./.regen``). Keys
-stay in the provider: nothing here is stored with the run. Opened for a run, the real
-provider's circuit breaker and rate limit are kept in the engine's store, shared by every
-worker on it.
+stay in the provider: nothing here is stored with the run. The real provider's circuit
+breaker, rate limit and call counts (``regen stats``) are kept in the engine's store,
+shared by every worker on it, whether the app or a worker executes the run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from examples.paper_pipeline.config import Config
 from examples.paper_pipeline.outbox import Outbox
 from regen import Policy
 from regen.engine import current_provider_state
-from regen.providers import OpenAIProvider, Registry
+from regen.providers import OpenAIProvider, Registry, SharedState
 from regen.sim import run_simulator
 
 #: Chat calls against the simulator: a few quick attempts.
@@ -72,18 +72,23 @@ def outbox_for(config: Config) -> Outbox:
 
 @contextlib.asynccontextmanager
 async def open_resources(
-    config: Config | None = None, environ: Mapping[str, str] | None = None
+    config: Config | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    state: SharedState | None = None,
 ) -> AsyncIterator[Resources]:
     """The provider the environment configures (a simulator when none is), with the
     outbox of ``config``; the provider's clients are closed, and the simulator stopped,
-    on exit. A base URL without a key is refused (:class:`regen.ConfigError`)."""
+    on exit. A base URL without a key is refused (:class:`regen.ConfigError`). The real
+    provider keeps its breaker, rate limit and call counts in ``state`` (the app gives
+    its engine's), else, opened for a run, in the run's engine's store."""
     env = os.environ if environ is None else environ
     chosen = config or Config.from_env(env)
     outbox = outbox_for(chosen)
     async with Registry.from_env(env) as registry:
         if "openai" in registry:
-            shared = current_provider_state()
-            if shared is not None:  # opened for a run: one breaker and limit for every worker
+            shared = state or current_provider_state()
+            if shared is not None:  # one breaker, limit and count for every worker
                 registry.use_state(shared)
             yield Resources(registry.openai("openai"), outbox, None, chosen.fail_step)
             return

@@ -140,6 +140,16 @@ def test_openai_variables_switch_to_a_real_provider_and_the_key_stays_hidden(
     assert real_provider.stats()["routes"]["chat"]["requests"] == 3
     assert key not in out
     assert key not in (home / "regen.db").read_bytes().decode("latin-1")
+    # The app's calls are counted where `regen stats` reads them: 3 analyses, 3 images.
+    stats = subprocess.run(
+        [str(REGEN), "--home", str(home), "stats", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (openai,) = json.loads(stats.stdout)["providers"]
+    assert (openai["provider"], openai["attempts"]) == ("openai", 6)
 
 
 def test_a_base_url_without_a_key_is_refused(
