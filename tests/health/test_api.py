@@ -164,6 +164,10 @@ def test_unknown_names_are_404_and_bad_limits_422(client: httpx.Client) -> None:
     for limit in ("0", "1001", "many"):
         response = client.get("/api/models/health/good/history", params={"limit": limit})
         assert response.status_code == 422
+    wrong_method = client.get("/api/models/health/check")  # the seed's check is a POST
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+    assert "POST /api/models/health/check" in wrong_method.json()["detail"]
 
 
 def test_config_masks_every_key_and_no_route_shows_one(client: httpx.Client) -> None:

@@ -131,6 +131,10 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
 
     @router.get("/health/{name}", summary="One provider's health", responses=_NOT_FOUND)
     async def provider_health(name: str) -> ProviderHealthModel:
+        if name == "check" and name not in monitor.registry:
+            raise HTTPException(
+                405, "checking every provider is POST /api/models/health/check", {"Allow": "POST"}
+            )
         one(name)
         await monitor.read_breakers()
         return ProviderHealthModel(**one(name).to_dict())
