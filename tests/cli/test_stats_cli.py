@@ -92,6 +92,19 @@ def test_stats_shows_each_provider_with_its_kinds_rates_savings_and_breaker(home
     assert "6 refused by an open breaker, 2 served by the result cache, 5 steps" in out
 
 
+def test_stats_into_a_pipe_keeps_every_column_whole_unless_columns_is_set(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(home)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = regen("stats").output  # not a terminal: no width to fit
+    assert "attempts" in piped
+    assert "fallbacks" in piped
+    assert "…" not in piped
+    monkeypatch.setenv("COLUMNS", "60")
+    assert "…" in regen("stats").output  # a width asked for is kept
+
+
 def test_stats_json_filtered_by_since(home: Path) -> None:
     now = _fill(home)
     document = json.loads(regen("stats", "--json", "--since", "1h").stdout)

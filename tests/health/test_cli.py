@@ -94,7 +94,7 @@ def test_a_refused_key_exits_1_with_401_and_the_key_never_printed(
 def test_a_bad_setting_is_refused_with_the_variable_named(tmp_path: Path) -> None:
     env = environment(tmp_path / "home", MODEL_HEALTH_CHECK_TIMEOUT="soon")
     done = regen_health(tmp_path, env)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error, as an option refused
     assert "MODEL_HEALTH_CHECK_TIMEOUT" in done.stderr
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -91,9 +92,14 @@ class _MaskedStream:
 
 def console(*, stderr: bool = False, wide: bool = False) -> Console:
     """A rich console on stdout (or stderr) whose output has every secret masked
-    (``wide``: tables as wide as their content, whatever the terminal's width)."""
+    (``wide``: tables as wide as their content, whatever the terminal's width). Output
+    to a pipe or a file is as wide as its content too, unless ``COLUMNS`` sets a width:
+    a value cut to fit an imaginary 80-column terminal is no use to ``grep``."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=cast("TextIO", _MaskedStream(stream)), width=10_000 if wide else None)
+    piped = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(
+        file=cast("TextIO", _MaskedStream(stream)), width=10_000 if wide or piped else None
+    )
 
 
 @contextmanager
