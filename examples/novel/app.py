@@ -43,7 +43,7 @@ from examples.novel.records import (
     Novel,
     Records,
 )
-from regen.engine import Engine, RunStatus
+from regen.engine import Engine, InvalidTransition, RunNotFound, RunStatus
 
 logger = logging.getLogger("examples.novel")
 
@@ -201,6 +201,7 @@ class NovelApp:
                     return resumed
                 self._messages(novel, user_id, number)  # refused before anything is touched
                 if self.records.replace_failed(novel_id, number, found.generation):
+                    await self._forget_generation(found)
                     logger.info(
                         "novel: chapter cleaned up for a new generation",
                         extra={"novel_id": novel_id, "chapter": number, "failed": found.generation},
@@ -246,6 +247,18 @@ class NovelApp:
         found = self.records.chapter(opened.novel_id, opened.number)
         if found is not None:
             await self.status(found)  # a failed run marks its chapter failed at once
+
+    async def _forget_generation(self, failed: Chapter) -> None:
+        """The seed's clean-up of a failed chapter's stream (its Redis data): the failed
+        generation's run and its event log are deleted. One already gone is no error."""
+        key = business_key(failed.novel_id, failed.number, failed.generation)
+        run = await self.engine.find_run(flow, key)
+        if run is None:
+            return
+        try:
+            await self.engine.delete(run.id)
+        except (RunNotFound, InvalidTransition) as exc:  # gone, or not over: left to gc
+            logger.info("novel: failed generation's run kept: %s", exc, extra={"run_id": run.id})
 
     async def _rest_of(self, found: Chapter, last_event_id: str | None) -> ChapterStream | None:
         """An ended chapter's stream after ``last_event_id`` of its generation, when

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from regen.engine import Engine, Event, EventType
+from regen.engine import Engine, Event, EventType, RunNotFound
 
 SSE_CONTENT_TYPE = "text/event-stream"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -122,14 +122,18 @@ async def written(
 async def chapter_events(
     engine: Engine, run_id: str, generation: int, after: int
 ) -> AsyncIterator[WireEvent]:
-    """The chapter's events after ``after``: what is written, then live until the run ends."""
-    history, cursor = await written(engine, run_id, generation, after)
-    for written_event in history:
-        yield written_event
-    async for event in engine.events(run_id, after=cursor, follow=True):
-        live = to_wire(event, generation)
-        if live is not None:
-            yield live
+    """The chapter's events after ``after``: what is written, then live until the run ends
+    (or its log is cleaned up, a new generation having replaced a failed one)."""
+    try:
+        history, cursor = await written(engine, run_id, generation, after)
+        for written_event in history:
+            yield written_event
+        async for event in engine.events(run_id, after=cursor, follow=True):
+            live = to_wire(event, generation)
+            if live is not None:
+                yield live
+    except RunNotFound:
+        return
 
 
 async def frames(

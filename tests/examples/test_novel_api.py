@@ -290,7 +290,7 @@ def fail_next_chapter(sim: SimServer) -> None:
 
 
 def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
-    client: httpx.Client, sim: SimServer
+    client: httpx.Client, sim: SimServer, tmp_path: Path
 ) -> None:
     novel_id = new_novel(client)
     picks = []
@@ -326,6 +326,14 @@ def test_basic_retry_cleans_up_the_failed_third_chapter_and_keeps_the_choices(
         assert kept["chosen_option_id"] == pick["id"]
     assert any(picks[1]["text"] in prompt for prompt in sim.stats()["prompts"])
     assert chat_requests(sim) == 4
+
+    async def chapter_three_runs() -> list[str | None]:
+        async with Engine(home=tmp_path) as engine:
+            runs = await engine.list_runs()
+        return sorted(r.business_key or "" for r in runs if ":chapter:3:" in (r.business_key or ""))
+
+    # The seed deletes the failed chapter's stream (Redis): the failed generation's run goes.
+    assert asyncio.run(chapter_three_runs()) == [f"novel:{novel_id}:chapter:3:g2"]
 
 
 def test_a_choice_changed_while_the_next_chapter_failed_writes_it_from_the_new_one(
