@@ -33,7 +33,11 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
     metavar="NAME=VALUE",
     help="A flow parameter (repeatable); checked before the run is created.",
 )
-@click.option("--key", help="Business key: one run per key; an existing run is resumed.")
+@click.option(
+    "--key",
+    help="Business key: one run per key; an existing run is resumed "
+    "(default: the flow's own key from its params, if it makes one).",
+)
 @click.option("--queue", is_flag=True, help="Only queue the run, for `regen worker`.")
 @click.pass_context
 def run(

@@ -148,8 +148,8 @@ class Flow:
     worker``, a take-over); an async or sync context manager is entered around the
     execution and closed after it. ``key``: a function of the run's params giving the
     business key of a run started without one (``regen run``, a worker's client, the
-    service), so that however it is started there is one run per key: the paper
-    pipeline's ``key=lambda p: f"task_publish_{p['day']}"`` is one run a day.
+    service), so that however it is started there is one run per key:
+    ``key=lambda p: f"digest:{p['day']}"`` is one run a day.
     """
 
     def __init__(
