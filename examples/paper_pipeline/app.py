@@ -143,11 +143,9 @@ class PaperPipeline:
     async def find(self, task: str | dt.date | None = None) -> Run:
         """The run for a task id (``task_publish_YYYYMMDD``), a run id, or a day
         (``YYYY-MM-DD``; today when ``None``)."""
-        day: dt.date | None = None
+        key: str | None
         if isinstance(task, str) and task.startswith("task_publish_"):
             key = task
-            with contextlib.suppress(ParamsError):
-                day = parse_day(task.removeprefix("task_publish_"))
         else:
             if isinstance(task, str):
                 with contextlib.suppress(RunNotFound):
@@ -155,8 +153,7 @@ class PaperPipeline:
                     if named.flow == flow.name:
                         return named
             try:
-                day = parse_day(task)
-                key = task_id(day)
+                key = task_id(parse_day(task))
             except ParamsError:
                 key = None
         run = None if key is None else await self.engine.find_run(flow, key)
