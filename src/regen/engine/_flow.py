@@ -169,20 +169,15 @@ class Flow:
         problem = auto_retries_problem(max_retries, retry_delay)
         if problem is not None:
             raise FlowError(f"flow {name!r}: {problem}")
-        if resources is not None:
-            if not callable(resources):
+        for what, fn in (("resources", resources), ("key", key)):
+            if fn is None:
+                continue
+            if not callable(fn):
                 raise FlowError(
-                    f"flow {name!r}: resources must be a function of the run's params, "
-                    f"not {type(resources).__name__}"
+                    f"flow {name!r}: {what} must be a function of the run's params, "
+                    f"not {type(fn).__name__}"
                 )
-            _positional(resources, 1, f"flow {name!r}: resources", "params")
-        if key is not None:
-            if not callable(key):
-                raise FlowError(
-                    f"flow {name!r}: key must be a function of the run's params, "
-                    f"not {type(key).__name__}"
-                )
-            _positional(key, 1, f"flow {name!r}: key", "params")
+            _positional(fn, 1, f"flow {name!r}: {what}", "params")
         self.name = name
         self.version = version
         self.params = _params.declare(params)
