@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
-from tests.service.flows import png
+from tests.service.conftest import FLOWS
+from tests.service.flows import pipeline, png
+from tests.service.server import Served
 from tests.service.waiting import wait_final
 
 from regen.engine import Engine
+from regen.service import create_app
 
 
 def start(client: httpx.Client, flow: str, params: dict | None = None, **more) -> dict:
@@ -231,3 +235,18 @@ def test_a_queued_run_is_cancelled_at_once(engine: Engine, tmp_path: Path) -> No
         run_id = start(c, "story")["run"]["id"]
         assert c.post(f"/api/runs/{run_id}/cancel").json()["status"] == "cancelled"
         assert c.post(f"/api/runs/{run_id}/cancel").status_code == 409
+
+
+def test_the_run_page_says_when_its_process_died_and_offers_the_retry(engine: Engine) -> None:
+    from regen.engine._blocking import wait_for  # noqa: PLC0415 - a dead worker's claim
+
+    run = engine.sync.start(pipeline).run
+    claimed = wait_for(engine._store.claim("dead-worker", 0.05, time.time(), run_id=run.id))
+    assert claimed is not None
+    time.sleep(0.1)  # its lease runs out: the worker is as good as dead
+    # No hosted worker here: nothing takes the run over while the page is read.
+    with Served(create_app(engine, flows=FLOWS, execute=False)) as served:
+        page = httpx.get(f"{served.url}/runs/{run.id}", timeout=10).text
+    assert 'id="process-lost"' in page
+    assert "Its process stopped answering" in page
+    assert "disabled" not in page.split('id="steps"', 1)[1].split("</ol>", 1)[0]

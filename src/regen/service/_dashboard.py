@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from importlib import resources
 from typing import Any
 
@@ -144,7 +145,10 @@ def dashboard_router(engine: Engine, monitor: HealthMonitor | None = None) -> AP
             grids=grids,
             error=error,
             traceback=format_error(error) if error and error.get("frames") else None,
-            retryable=detail.run.status in (RunStatus.FAILED, RunStatus.PARTIAL),
+            # A running run whose process died (its lease expired) may be retried at once.
+            process_lost=detail.run.lease_expired(time.time()),
+            retryable=detail.run.status in (RunStatus.FAILED, RunStatus.PARTIAL)
+            or detail.run.lease_expired(time.time()),
             types=json.dumps(sorted(seen | {str(t) for t in EventType})),
         )
 
