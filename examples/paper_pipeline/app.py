@@ -21,22 +21,10 @@ from examples.paper_pipeline.config import Config
 from examples.paper_pipeline.pipeline import flow, task_id
 from examples.paper_pipeline.resources import Resources, open_resources, outbox_for
 from examples.paper_pipeline.tasks import CheckpointManager, task_record
-from regen import Failure, Kind, Policy, RegenError
+from regen import Policy, RegenError
 from regen.engine import Engine, Event, ParamsError, Run, RunNotFound, RunStatus
 from regen.providers import OpenAIProvider
-from regen.store import GcCounts, StoreBusy
-
-
-def _store_busy(exc: BaseException) -> Failure | None:
-    return Failure(Kind.UNKNOWN, True, "store_busy") if isinstance(exc, StoreBusy) else None
-
-
-#: Two processes creating the database at once can meet SQLite's lock on the switch to
-#: WAL, which SQLite reports at once instead of waiting for it: open again shortly after.
-_OPEN_POLICY = Policy(
-    attempts=5, timeout=None, wait=0.1, max_wait=1.0, classifier=_store_busy, reraise=True
-)
-
+from regen.store import GcCounts
 
 #: Called with each event of a run as it is written (the CLI prints them).
 Progress = Callable[[Event], None]
@@ -91,9 +79,7 @@ class PaperPipeline:
         engine: Engine | None = None,
     ) -> None:
         self.config = config or Config.from_env()
-        self.engine = engine or _OPEN_POLICY.call(
-            Engine, home=self.config.home, settings=self.config.settings()
-        )
+        self.engine = engine or Engine(home=self.config.home, settings=self.config.settings())
         self.engine.register(flow)
         self.outbox = outbox_for(self.config)
         #: What this app's executions give the steps (``ctx.resources``).
