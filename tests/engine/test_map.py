@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -136,11 +137,29 @@ async def test_quota_not_met_is_partial_or_failed(engine: Engine) -> None:
     assert (await engine.run(flow, {"good": 3})).status is RunStatus.SUCCEEDED
 
 
+class _PauseUntil(Clock):
+    """Real time, except a pause of ``seconds``: it lasts until ``done`` is set (10 s at
+    most), however fast or slow the machine runs what happens meanwhile."""
+
+    def __init__(self, seconds: float, done: asyncio.Event) -> None:
+        self.seconds = seconds
+        self.done = done
+
+    async def asleep(self, seconds: float) -> None:
+        if seconds != self.seconds:
+            await super().asleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), 10)
+
+
 async def test_waits_between_attempts_do_not_hold_a_slot(engine: Engine) -> None:
-    # Real time here (not the fake clock): one slot, a flaky first item waits 0.3 s before
-    # its retry; the other items must use the slot meanwhile.
+    # One slot; the flaky first item pauses before its retry until the other items have
+    # run: they can only run if the pause does not hold the slot (else it ends after 10 s,
+    # and the retry comes first).
+    others_ran = asyncio.Event()
     saved = _state.clock
-    _state.clock = Clock()
+    _state.clock = _PauseUntil(0.3, others_ran)
     order: list[str] = []
     try:
         flow = Flow("slots")
@@ -148,12 +167,14 @@ async def test_waits_between_attempts_do_not_hold_a_slot(engine: Engine) -> None
         @flow.map(
             items=lambda ctx: range(4),
             concurrency=1,
-            policy=Policy(attempts=2, wait=0.3, multiplier=1.0, timeout=None),
+            policy=Policy(attempts=2, wait=0.3, multiplier=1.0, jitter=0.0, timeout=None),
         )
         async def c(ctx, item):
             order.append(f"{item}")
             if item == 0 and order.count("0") == 1:
                 raise Retryable("busy")
+            if item == 3:
+                others_ran.set()
             return item
 
         run = await engine.run(flow)
