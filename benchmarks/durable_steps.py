@@ -9,12 +9,18 @@ time) so load on the machine hits them alike; medians are reported. The raw floo
 row inserted per commit on the same page size, journal and sync settings as regen's
 database (2 KiB pages, WAL, synchronous=NORMAL).
 
+A round times ``--runs`` runs of each system one after the other (a sample is its mean
+per step), so that every sample carries the WAL checkpoints its commits cause: SQLite
+folds the log into the database file (two fsyncs, ~3 ms) each time it reaches 1,000
+pages, which is every 2–3 runs of regen's 100 steps and every 1,000 commits of the raw
+floor. With one run per round the medians fell on either side of that cost by chance.
+
 Ratios use sync steps (regen's ``engine.sync.run``, DBOS sync workflow, LangGraph ``invoke``);
 async figures are printed beside them. DBOS runs on its own defaults (rollback journal,
 ``synchronous=FULL``) for the bar, and a second DBOS process on regen's settings (WAL,
 ``synchronous=NORMAL``) in the same rounds.
 
-    .venv/bin/python benchmarks/durable_steps.py [--steps 100] [--repeat 7] [--json]
+    .venv/bin/python benchmarks/durable_steps.py [--steps 100] [--runs 10] [--repeat 7] [--json]
 """
 
 from __future__ import annotations
@@ -229,8 +235,9 @@ SYSTEMS: dict[str, Callable[[Path, int], Any]] = {
 }
 
 
-def _serve(name: str, folder: Path, n: int, conn: Connection) -> None:
-    """A system's process: build it, then run what the parent asks, one thing at a time."""
+def _serve(name: str, folder: Path, n: int, runs: int, conn: Connection) -> None:
+    """A system's process: build it, then run what the parent asks, one thing at a time
+    (``runs`` runs of it: the mean per step)."""
     logging.getLogger("dbos").setLevel(logging.WARNING)
     system = SYSTEMS[name](folder, n)
     conn.send(hasattr(system, "async_"))
@@ -238,7 +245,8 @@ def _serve(name: str, folder: Path, n: int, conn: Connection) -> None:
         while (command := conn.recv()) != "close":
             gc.collect()
             try:
-                conn.send((True, getattr(system, command)()))
+                run = getattr(system, command)
+                conn.send((True, statistics.fmean(run() for _ in range(runs))))
             except Exception as exc:
                 conn.send((False, f"{type(exc).__name__}: {exc}"))
     finally:
@@ -249,17 +257,17 @@ def _serve(name: str, folder: Path, n: int, conn: Connection) -> None:
 class Remote:
     """A system in a process of its own, driven through a pipe."""
 
-    def __init__(self, name: str, folder: Path, n: int) -> None:
+    def __init__(self, name: str, folder: Path, n: int, runs: int) -> None:
         self.name = name
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self._process = context.Process(target=_serve, args=(name, folder, n, theirs))
+        self._process = context.Process(target=_serve, args=(name, folder, n, runs, theirs))
         self._process.start()
         theirs.close()
         self.has_async: bool = self._conn.recv()
 
     def run(self, command: str) -> float:
-        """Seconds per step of one ``sync`` or ``async_`` run."""
+        """Seconds per step of ``sync`` or ``async_`` runs (the mean of a round's runs)."""
         self._conn.send(command)
         ok, outcome = self._conn.recv()
         if not ok:
@@ -289,7 +297,8 @@ def measure(systems: dict[str, Remote], repeat: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="steps per flow, for every system")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=10, help="runs per round, for every system")
+    parser.add_argument("--repeat", type=int, default=7, help="rounds")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
 
@@ -298,7 +307,7 @@ def main() -> None:
         try:
             for name in SYSTEMS:
                 (Path(tmp) / name).mkdir()
-                systems[name] = Remote(name, Path(tmp) / name, args.steps)
+                systems[name] = Remote(name, Path(tmp) / name, args.steps, args.runs)
             samples = measure(systems, args.repeat)
         finally:
             for system in systems.values():
@@ -311,7 +320,10 @@ def main() -> None:
         "step_vs_raw_commit": us["regen_sync"] / us["raw_sync"],
     }
     wal_ratio = us["regen_sync"] / us["dbos_wal_sync"]
-    print(f"per-step checkpoint cost, {args.steps} steps, median of {args.repeat} (µs per step)")
+    print(
+        f"per-step checkpoint cost, {args.steps} steps, {args.runs} runs a round, "
+        f"median of {args.repeat} rounds (µs per step)"
+    )
     print(f"{'system':<28}{'sync':>12}{'async':>12}")
     rows = [
         ("regen", "regen"),
@@ -334,6 +346,7 @@ def main() -> None:
                     "us_per_step": us,
                     "step_vs_dbos_wal_normal": wal_ratio,
                     "steps": args.steps,
+                    "runs": args.runs,
                     "repeat": args.repeat,
                     "ratios": ratios,
                 }
