@@ -4,7 +4,9 @@ The seed's options map onto a :class:`regen.Policy` like this:
 
 - ``maxRetries: 1`` counts *retries*; regen counts *attempts*: ``attempts = max_retries + 1``.
 - ``timeout: 30000`` is milliseconds per attempt; regen takes seconds: ``timeout = 30``.
-- backoff "1 s, then 2 s, capped at 5 s" is ``wait=1, multiplier=2, max_wait=5``.
+- backoff "1 s, then 2 s, capped at 5 s" is ``wait=1, multiplier=2, max_wait=5``; a
+  server's ``Retry-After`` is waited within the same 5 s (``retry_after_max=5``), and a
+  longer one throws at once rather than wait past the seed's cap.
 - ``onRetry(attempt, error)`` receives the retry's number and the error; regen's hook
   receives one :class:`regen.Attempt` record, so the adapter passes ``(a.number, a.error)``.
 
@@ -70,6 +72,7 @@ def seed_policy(
         wait=1,
         multiplier=2,
         max_wait=5,
+        retry_after_max=5,  # a server asking for longer: thrown at once, never a longer wait
         operation=operation_name,
         on_retry=hook,
         classifier=classifier,

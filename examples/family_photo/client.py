@@ -28,9 +28,16 @@ from regen.providers import (
 )
 from regen.retry import Failure, Kind, Policy
 
-#: The seed: one retry, 30 s per attempt, backoff 1 s doubling, capped at 5 s.
+#: The seed: one retry, 30 s per attempt, backoff 1 s doubling, capped at 5 s; a server's
+#: ``Retry-After`` is waited within the same 5 s, and a longer one gives up at once.
 SEED_POLICY = Policy(
-    attempts=2, timeout=30.0, wait=1.0, multiplier=2.0, max_wait=5.0, classifier=client_errors
+    attempts=2,
+    timeout=30.0,
+    wait=1.0,
+    multiplier=2.0,
+    max_wait=5.0,
+    retry_after_max=5.0,
+    classifier=client_errors,
 )
 #: How the convenience methods poll a task until it is done.
 POLLING = Polling(interval=0.5, max_interval=2.0, deadline=120.0)

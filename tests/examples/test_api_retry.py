@@ -7,6 +7,7 @@ import logging
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from examples.api_retry.api_retry import (
 from examples.api_retry.seed_logs import SeedLogFormatter
 
 import regen
+from regen.retry import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,6 +154,31 @@ def test_the_seed_options_map_to_attempts_seconds_and_capped_backoff() -> None:
     policy = seed_policy(max_retries=1, timeout=30000)
     assert (policy.attempts, policy.timeout) == (2, 30)
     assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+class RateLimited(HttpError):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(429)
+        self.headers = {"retry-after": str(retry_after_s)}
+
+
+@pytest.mark.parametrize("run", [execute_with_retry, execute_with_smart_retry])
+def test_a_429_waits_what_the_server_asks_within_the_seeds_5_s(
+    run: Callable[..., object], _no_sleeping: FakeClock
+) -> None:
+    calls = Calls(RateLimited(4))
+    assert run(calls, max_retries=1) == "ok"
+    assert (calls.count, _no_sleeping.sleeps) == (2, [4])
+
+
+@pytest.mark.parametrize("run", [execute_with_retry, execute_with_smart_retry])
+def test_a_429_asking_for_more_than_the_seeds_5_s_is_thrown_at_once(
+    run: Callable[..., object], _no_sleeping: FakeClock
+) -> None:
+    calls = Calls(RateLimited(30))
+    with pytest.raises(RateLimited):
+        run(calls, max_retries=1)
+    assert (calls.count, _no_sleeping.sleeps) == (1, [])
 
 
 def test_log_lines_follow_the_seed(caplog: pytest.LogCaptureFixture) -> None:

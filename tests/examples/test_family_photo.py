@@ -93,6 +93,24 @@ async def test_every_4xx_but_429_is_thrown_at_once_as_the_seed_says(
     assert made == calls  # regen's own taxonomy retries 408 and 409
 
 
+@pytest.mark.parametrize(("retry_after", "calls", "sleeps"), [(4, 2, [4.0]), (30, 1, [])])
+async def test_a_429_is_retried_after_the_servers_wait_only_within_the_seeds_5_s(
+    retry_after: int, calls: int, sleeps: list[float]
+) -> None:
+    made = 0
+
+    async def call() -> None:
+        nonlocal made
+        made += 1
+        error = _Refused(429)
+        error.headers = {"retry-after": str(retry_after)}  # type: ignore[attr-defined]
+        raise error
+
+    with test_mode() as clock, pytest.raises(GiveUp):
+        await SEED_POLICY.acall(call)
+    assert (made, clock.sleeps) == (calls, sleeps)  # type: ignore[attr-defined]
+
+
 # --- art photo and video: submit -------------------------------------------------------------
 
 
