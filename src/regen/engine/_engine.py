@@ -260,8 +260,26 @@ class Engine:
         process dies (once its lease expires). ``resources``: the steps' ``ctx.resources``,
         instead of opening the flow's own (``None``: the flow's own, if it declares any).
         """
+        return await self._execute(
+            await self.get_run(run_id),
+            follow_retries=follow_retries,
+            follow=follow,
+            inline_sync=inline_sync,
+            resources=resources,
+        )
+
+    async def _execute(
+        self,
+        run: Run,
+        *,
+        follow_retries: bool,
+        follow: bool,
+        inline_sync: bool,
+        resources: Any,
+    ) -> Run:
+        """:meth:`execute` of ``run``, as just read (:meth:`run` has it from the start)."""
+        run_id = run.id
         while True:
-            run = await self.get_run(run_id)
             if not (run.status is RunStatus.RUNNING and not run.lease_expired(_time.now())):
                 claimed = await self._store.claim(
                     self.owner, self.settings.lease_ttl, _time.now(), run_id=run_id
@@ -273,6 +291,7 @@ class Engine:
                 run = await self.get_run(run_id)
             if follow and run.status is RunStatus.RUNNING:  # in another process
                 await self._wait_for_change(run_id, _FOLLOW_POLL)
+                run = await self.get_run(run_id)
                 continue
             if not (follow_retries and run.status is RunStatus.FAILED and run.retry_at):
                 return run
@@ -280,6 +299,7 @@ class Engine:
             # Refused when a manual retry replaced it, or a worker carried it out.
             with contextlib.suppress(InvalidTransition):
                 await self._store.retry_run(run_id, _time.now(), auto=True)
+            run = await self.get_run(run_id)
 
     async def _execute_claimed(
         self,
@@ -351,8 +371,12 @@ class Engine:
             max_retries=max_retries,
             retry_delay=retry_delay,
         )
-        return await self.execute(
-            started.run.id, follow=True, inline_sync=inline_sync, resources=resources
+        return await self._execute(
+            started.run,
+            follow_retries=True,
+            follow=True,
+            inline_sync=inline_sync,
+            resources=resources,
         )
 
     async def wait(self, run_id: str, poll: float = 0.25) -> Run:
