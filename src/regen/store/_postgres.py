@@ -256,7 +256,7 @@ class PostgresStore(Store):
             cursor = await conn.execute(query, args)
             return await cursor.fetchall()
 
-        return await self._call(read, single=True)
+        return await self._call(read, single=True, direct=True)
 
     async def _row(self, query: str, args: dict[str, Any]) -> dict[str, Any] | None:
         rows = await self._rows(query, args)
@@ -297,7 +297,9 @@ class PostgresStore(Store):
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun, now: float) -> tuple[Run, bool]:
-        made, created = await self._call(lambda c: ops.create_run(c, new, now), new.id, single=True)
+        made, created = await self._call(
+            lambda c: ops.create_run(c, new, now), new.id, single=True, direct=True
+        )
         if created:
             self._listeners.queued((made.flow,))
         return made, created
@@ -376,6 +378,7 @@ class PostgresStore(Store):
             lambda c: ops.claim(c, owner, token, ttl, now, run_id, flows),
             single=True,
             landed=lambda c: ops.claimed(c, owner, token, ttl, now),
+            direct=True,
         )
         if claimed is not None:
             self._listeners.notify((claimed.run.id,))

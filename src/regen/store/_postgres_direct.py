@@ -1,14 +1,14 @@
-"""Connections of their own for the event loops that commit runs' checkpoints.
+"""Connections of their own for the event loops that talk to the store often.
 
 The store's pool lives on a thread of its own (psycopg's async connections belong to one
 loop), so a call made from another loop is handed over to that thread and its answer
 handed back: two thread wake-ups, 0.1–0.3 ms on a busy two-core machine, as much as the
-server's work on a checkpoint. A loop that commits again and again (the one executing a
-run) gets a connection opened on it, and its commits are sent from where they are
-awaited, one at a time (while it is busy, other commits of the loop go through the pool,
-side by side). Loops that commit once or twice (``asyncio.run`` of a blocking call) keep
-using the pool. A connection whose loop has closed is closed with the next one opened,
-or with the store.
+server's work on a checkpoint. A loop that sends single statements again and again (the
+one executing a run: its checkpoints, its claim, its reads) gets a connection opened on
+it, and its statements are sent from where they are awaited, one at a time (while it is
+busy, the loop's other statements go through the pool, side by side). Loops that call
+once or twice (``asyncio.run`` of a blocking call) keep using the pool. A connection whose
+loop has closed is closed with the next one opened, or with the store.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 
     Conn = AsyncConnection[dict[str, Any]]
 
-#: Commits a loop makes through the pool before it gets a connection of its own.
+#: Statements a loop sends through the pool before it gets a connection of its own.
 DIRECT_AFTER = 8
 
 
 class LoopConnections:
-    """One connection per event loop that commits often; ``opened(pid)`` and
+    """One connection per event loop that calls often; ``opened(pid)`` and
     ``closed(pid)`` tell the store of their server processes (for its listeners)."""
 
     def __init__(
@@ -48,10 +48,10 @@ class LoopConnections:
         self._shut = False
 
     def take(self) -> bool:
-        """Whether the running loop may send a commit on its own connection now: it commits
-        often enough, and its connection is not sending another (commits of several runs
-        at once go through the pool side by side). Then the connection is the caller's
-        until :meth:`give_back`."""
+        """Whether the running loop may send a statement on its own connection now: it calls
+        often enough, and its connection is not sending another (statements of several
+        runs at once go through the pool side by side). Then the connection is the
+        caller's until :meth:`give_back`."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._shut or loop in self._busy:
@@ -65,7 +65,7 @@ class LoopConnections:
             return True
 
     def give_back(self) -> None:
-        """The running loop's connection is free for its next commit."""
+        """The running loop's connection is free for its next statement."""
         with self._lock:
             self._busy.discard(asyncio.get_running_loop())
 
