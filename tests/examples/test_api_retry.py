@@ -7,7 +7,7 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,9 +44,11 @@ class Calls:
 
 
 @pytest.fixture(autouse=True)
-def _no_sleeping() -> object:
-    with regen.test_mode() as clock:
-        yield clock
+def clock() -> Iterator[FakeClock]:
+    """Waits are recorded on a fake clock, never slept."""
+    fake = FakeClock()
+    with regen.test_mode(clock=fake):
+        yield fake
 
 
 def test_a_successful_call_is_not_retried() -> None:
@@ -164,21 +166,21 @@ class RateLimited(HttpError):
 
 @pytest.mark.parametrize("run", [execute_with_retry, execute_with_smart_retry])
 def test_a_429_waits_what_the_server_asks_within_the_seeds_5_s(
-    run: Callable[..., object], _no_sleeping: FakeClock
+    run: Callable[..., object], clock: FakeClock
 ) -> None:
     calls = Calls(RateLimited(4))
     assert run(calls, max_retries=1) == "ok"
-    assert (calls.count, _no_sleeping.sleeps) == (2, [4])
+    assert (calls.count, clock.sleeps) == (2, [4])
 
 
 @pytest.mark.parametrize("run", [execute_with_retry, execute_with_smart_retry])
 def test_a_429_asking_for_more_than_the_seeds_5_s_is_thrown_at_once(
-    run: Callable[..., object], _no_sleeping: FakeClock
+    run: Callable[..., object], clock: FakeClock
 ) -> None:
     calls = Calls(RateLimited(30))
     with pytest.raises(RateLimited):
         run(calls, max_retries=1)
-    assert (calls.count, _no_sleeping.sleeps) == (1, [])
+    assert (calls.count, clock.sleeps) == (1, [])
 
 
 def test_log_lines_follow_the_seed(caplog: pytest.LogCaptureFixture) -> None:
