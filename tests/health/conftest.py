@@ -51,12 +51,16 @@ def provider(
     kind: str = "openai",
     key: str | None = KEY,
     fault: str | None = None,
+    model: str | None = None,
+    image_model: str | None = None,
 ) -> ProviderConfig:
     """A provider on ``base_url``; ``fault`` is sent with every request it makes."""
     return ProviderConfig(
         name=name,
         kind=kind,
         base_url=base_url,
+        model=model,
+        image_model=image_model,
         api_key=Secret(key) if key else None,
         key_source=f"{name.upper()}_API_KEY",
         headers={"X-Regen-Fault": fault} if fault else {},

@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from regen.health import HealthMonitor, HealthSettings
-from regen.providers import Registry
+from regen.providers import ProviderConfig, Registry
 from regen.service import health_router
 from regen.sim import SimServer
 from regen.store import Store, open_store
@@ -53,10 +53,16 @@ def serve(app: FastAPI) -> Iterator[httpx.Client]:
 
 
 def build(
-    sim: SimServer, store: Store | None, *, schedule: bool, interval: float = 60.0
+    sim: SimServer,
+    store: Store | None,
+    *,
+    schedule: bool,
+    interval: float = 60.0,
+    providers: list[ProviderConfig] | None = None,
 ) -> FastAPI:
     registry = Registry(
-        [
+        providers
+        or [
             provider("good", sim.openai_base_url),
             provider("wanx", sim.dashscope_base_url, kind="dashscope"),
             provider("badkey", sim.openai_base_url, key=WRONG_KEY),
@@ -149,6 +155,30 @@ def test_one_provider_its_check_and_its_history(client: httpx.Client, sim: SimSe
     assert len(history["checks"]) == 2
     assert history["checks"][0]["last_check"] == checked.json()["last_check"]
     assert history["checks"][0]["last_check"] > history["checks"][1]["last_check"]
+
+
+def test_a_model_only_one_provider_serves_names_that_provider(sim: SimServer, store: Store) -> None:
+    providers = [
+        provider("openai", sim.openai_base_url, model="gpt-4o-mini"),
+        provider("proxy", sim.openai_base_url, model="gpt-4o-mini", key=WRONG_KEY),
+        provider("deepseek", sim.openai_base_url, model="deepseek-chat", key=WRONG_KEY),
+        provider("qwenvl", sim.dashscope_base_url, kind="dashscope", image_model="wanx-v1"),
+    ]
+    with serve(build(sim, store, schedule=False, providers=providers)) as client:
+        checked = client.post("/api/models/health/deepseek-chat/check")
+        assert checked.status_code == 200
+        assert (checked.json()["name"], checked.json()["error"]) == ("deepseek", "401")
+        assert client.get("/api/models/health/deepseek-chat").json() == checked.json()
+        history = client.get("/api/models/health/deepseek-chat/history").json()
+        assert history["name"] == "deepseek"
+        assert [c["error"] for c in history["checks"]] == ["401"]
+        image = client.get("/api/models/health/wanx-v1").json()
+        assert (image["name"], image["status"]) == ("qwenvl", "unknown")
+        # A model two providers serve could be either: the answer names both.
+        shared = client.get("/api/models/health/gpt-4o-mini")
+        assert shared.status_code == 404
+        assert "openai, proxy" in shared.json()["detail"]
+        assert requests(sim, "models") == 1  # only deepseek was checked
 
 
 def test_unknown_names_are_404_and_bad_limits_422(client: httpx.Client) -> None:

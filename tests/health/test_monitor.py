@@ -281,6 +281,24 @@ async def test_an_unknown_name_is_refused_with_the_known_ones(
         await watched.history("nope")
 
 
+async def test_a_model_name_stands_for_the_one_provider_that_serves_it(
+    sim: SimServer, registry: Registry
+) -> None:
+    watched = monitor(
+        registry,
+        provider("openai", sim.openai_base_url, model="gpt-4o-mini"),
+        provider("qwenvl", sim.dashscope_base_url, kind="dashscope", image_model="wanx-v1"),
+        provider("proxy", sim.openai_base_url, model="gpt-4o-mini"),
+    )
+    assert watched.provider_of("wanx-v1") == "qwenvl"
+    (status,) = await watched.check("wanx-v1")
+    assert (status.name, status.status) == ("qwenvl", "healthy")
+    assert watched.status("wanx-v1") == status
+    assert watched.provider_of("proxy") == "proxy"  # a provider's own name comes first
+    with pytest.raises(UnknownProvider, match=r"'gpt-4o-mini' is served by openai, proxy"):
+        watched.status("gpt-4o-mini")
+
+
 async def test_config_masks_keys_and_strips_url_credentials(registry: Registry) -> None:
     watched = monitor(
         registry, provider("proxy", "https://user:hunter2-password@proxy.example/v1?token=abc")

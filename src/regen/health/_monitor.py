@@ -40,11 +40,21 @@ _TIMEOUT = next(kind for kind in OUTAGE_KINDS if kind == "timeout")
 
 
 class UnknownProvider(RegenError):
-    """A health status asked for a provider the registry does not declare."""
+    """A health status asked for a name that is neither a provider the registry declares
+    nor a model exactly one of them serves (``serving``: the providers of a model that
+    several serve)."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
+    def __init__(self, name: str, known: Iterable[str], serving: Iterable[str] = ()) -> None:
         names = ", ".join(known) or "none"
-        super().__init__(f"unknown provider {name!r}: the monitored providers are {names}")
+        several = ", ".join(serving)
+        if several:
+            message = f"model {name!r} is served by {several}: ask for one of those providers"
+        else:
+            message = (
+                f"unknown provider {name!r}: the monitored providers are {names} "
+                "(a model's name is accepted when one provider serves it)"
+            )
+        super().__init__(message)
         self.name = name
 
 
@@ -101,10 +111,21 @@ class HealthMonitor:
         """The monitored providers' names, sorted."""
         return self.registry.names()
 
+    def provider_of(self, name: str) -> str:
+        """The provider ``name`` stands for: a provider's own name, or a model (chat or
+        image) that exactly one provider is configured with; else :class:`UnknownProvider`."""
+        if name in self.registry:
+            return name
+        configs = (self.registry.config(provider) for provider in self.names())
+        serving = [c.name for c in configs if name in (c.model, c.image_model)]
+        if len(serving) == 1:
+            return serving[0]
+        raise UnknownProvider(name, self.names(), serving if len(serving) > 1 else ())
+
     def status(self, name: str) -> ProviderHealth:
-        """A provider's latest status (``unknown`` before its first check)."""
-        if name not in self.registry:
-            raise UnknownProvider(name, self.names())
+        """A provider's latest status (``unknown`` before its first check); ``name`` may
+        be a model (see :meth:`provider_of`)."""
+        name = self.provider_of(name)
         found = self._statuses.get(name)
         status = found if found is not None else ProviderHealth.unknown(self.registry.config(name))
         breaker = self._breakers.get(name)
@@ -131,9 +152,9 @@ class HealthMonitor:
         return described
 
     async def history(self, name: str, limit: int = 100) -> list[HealthCheck]:
-        """A provider's recorded checks, newest first (none without a store)."""
-        if name not in self.registry:
-            raise UnknownProvider(name, self.names())
+        """A provider's recorded checks, newest first (none without a store); ``name``
+        may be a model (see :meth:`provider_of`)."""
+        name = self.provider_of(name)
         if self.store is None:
             return []
         return await self.store.health_history(name, limit)
@@ -149,10 +170,9 @@ class HealthMonitor:
         One waiting out a ``Retry-After`` is not asked at all: its latest status comes back,
         with ``next_check`` set. ``wait``: return after that many seconds at most, with the
         latest status of a check still running (which goes on in the background).
+        ``name`` may be a model (see :meth:`provider_of`).
         """
-        names = self.names() if name is None else [name]
-        if name is not None and name not in self.registry:
-            raise UnknownProvider(name, self.names())
+        names = self.names() if name is None else [self.provider_of(name)]
         tasks = [self._checking(n) for n in names]
         if tasks:
             if wait is None:

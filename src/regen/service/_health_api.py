@@ -99,7 +99,9 @@ class ModelsConfig(BaseModel):
     timeout_s: float
 
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No provider of that name."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No provider of that name, nor a model only one provider serves."}
+}
 
 
 def health_router(monitor: HealthMonitor) -> APIRouter:
@@ -114,9 +116,9 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
             timeout_s=monitor.timeout,
         )
 
-    def one(name: str) -> ProviderHealth:
+    def provider_of(name: str) -> str:
         try:
-            return monitor.status(name)
+            return monitor.provider_of(name)
         except UnknownProvider as exc:
             raise HTTPException(404, str(exc)) from exc
 
@@ -129,15 +131,19 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
     async def check_all() -> HealthReport:
         return report(await monitor.check(wait=monitor.timeout))
 
-    @router.get("/health/{name}", summary="One provider's health", responses=_NOT_FOUND)
+    @router.get(
+        "/health/{name}",
+        summary="One provider's health (by its name, or a model only it serves)",
+        responses=_NOT_FOUND,
+    )
     async def provider_health(name: str) -> ProviderHealthModel:
         if name == "check" and name not in monitor.registry:
             raise HTTPException(
                 405, "checking every provider is POST /api/models/health/check", {"Allow": "POST"}
             )
-        one(name)
+        provider = provider_of(name)
         await monitor.read_breakers()
-        return ProviderHealthModel(**one(name).to_dict())
+        return ProviderHealthModel(**monitor.status(provider).to_dict())
 
     @router.get(
         "/health/{name}/history", summary="One provider's recorded checks", responses=_NOT_FOUND
@@ -145,16 +151,15 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
     async def provider_history(
         name: str, limit: int = Query(100, ge=1, le=1000, description="How many, newest first.")
     ) -> HealthHistory:
-        one(name)
-        checks = await monitor.history(name, limit)
+        provider = provider_of(name)
+        checks = await monitor.history(provider, limit)
         return HealthHistory(
-            name=name, checks=[HealthCheckModel(**check_to_dict(c)) for c in checks]
+            name=provider, checks=[HealthCheckModel(**check_to_dict(c)) for c in checks]
         )
 
     @router.post("/health/{name}/check", summary="Check one provider now", responses=_NOT_FOUND)
     async def check_provider(name: str) -> ProviderHealthModel:
-        one(name)
-        (status,) = await monitor.check(name, wait=monitor.timeout)
+        (status,) = await monitor.check(provider_of(name), wait=monitor.timeout)
         return ProviderHealthModel(**status.to_dict())
 
     @router.get("/config", summary="The configured providers, keys masked")
