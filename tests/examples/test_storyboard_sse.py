@@ -5,10 +5,7 @@ simulator with faults scripted per prompt."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from examples.storyboard import (
     EVENT_TYPES,
     StoryboardApp,
@@ -27,6 +23,7 @@ from examples.storyboard import (
 from examples.storyboard.fastapi_app import create_app
 from examples.storyboard.models import Storyboard
 from examples.storyboard.testing import DEMO_SCRIPT, SIM_KEY_ENV, create_demo_project, use_simulator
+from tests.service.server import Served
 
 import regen
 from regen.sim import SimServer, run_simulator
@@ -53,28 +50,6 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimServer]:
     monkeypatch.setenv(SIM_KEY_ENV, "sk-sim-test-0001")
     with run_simulator(rules=list(DEMO_SCRIPT)) as server:
         yield server
-
-
-@contextlib.contextmanager
-def serve(asgi: Any) -> Iterator[str]:
-    """``asgi`` served by uvicorn on a free loopback port, in a thread."""
-    config = uvicorn.Config(
-        asgi, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def read_sse(client: httpx.Client, url: str, method: str = "GET") -> tuple[httpx.Response, str]:
@@ -284,7 +259,7 @@ def test_fastapi_streams_the_stage_and_retries_only_the_failed_storyboard(
         use_simulator(sim.openai_base_url, app=app)
         project, storyboards = create_demo_project(app)
         api = create_app(Text2ImageStageProcessor(app))
-        with serve(api) as base, httpx.Client(base_url=base) as client:
+        with Served(api, lifespan="off") as served, httpx.Client(base_url=served.url) as client:
             response, body = read_sse(client, f"/projects/{project.id}/images/stream")
             check_sse_headers(response)
             assert app.join()
@@ -367,7 +342,10 @@ def test_django_async_view_streams_the_stage_in_the_seeds_wire_format(
         app = default_app()
         use_simulator(sim.openai_base_url)
         project, storyboards = create_demo_project()
-        with serve(_django_asgi()) as base, httpx.Client(base_url=base) as client:
+        with (
+            Served(_django_asgi(), lifespan="off") as served,
+            httpx.Client(base_url=served.url) as client,
+        ):
             response, body = read_sse(client, f"/projects/{project.id}/images/stream")
             check_sse_headers(response)
             assert app.join()

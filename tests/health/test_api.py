@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from tests.service.server import Served
 
 from regen.health import HealthMonitor, HealthSettings
 from regen.providers import ProviderConfig, Registry
@@ -33,23 +32,9 @@ ROUTES = {
 
 @contextlib.contextmanager
 def serve(app: FastAPI) -> Iterator[httpx.Client]:
-    """``app`` served by uvicorn on a free loopback port in a thread, and a client to it."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-health", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """``app`` served on loopback, and a client to it."""
+    with Served(app) as served, httpx.Client(base_url=served.url, timeout=10) as client:
+        yield client
 
 
 def build(

@@ -23,14 +23,15 @@ PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 class Served:
-    """``app`` served by uvicorn on 127.0.0.1, a free port, in a thread of its own."""
+    """``app`` served by uvicorn on 127.0.0.1, a free port, in a thread of its own
+    (``lifespan="off"`` for an app that refuses lifespan events, as Django's does)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, lifespan: str = "on") -> None:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+            app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]})
