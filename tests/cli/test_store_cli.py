@@ -247,3 +247,17 @@ def test_with_auto_upgrade_off_only_regen_db_upgrade_creates_the_schema(tmp_path
     assert "up to date" in upgraded.stdout
     done = regen(home, "run", FLOW, "-p", "count=1", "-p", "fail_item=99", **off)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_database_url_of_unknown_scheme_names_where_it_is_set(tmp_path: Path, given: str) -> None:
+    url = "mysql://app:hunter2@db.example/regen"
+    if given == "option":
+        done = regen(tmp_path, "--database-url", url, "runs")
+    else:
+        done = regen(tmp_path, "runs", REGEN_DATABASE_URL=url)
+    assert done.returncode == 2
+    assert "database URL mysql://…: unknown scheme" in done.stderr
+    assert "REGEN_DATABASE_URL, or --database-url" in done.stderr
+    assert "hunter2" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -22,6 +22,9 @@ from typing import Any
 
 from regen.foundation import RegenError
 
+#: Where a user sets the database URL, for the messages that ask to fix it.
+URL_SET_BY = "set by REGEN_DATABASE_URL, or --database-url before the command"
+
 
 class StoreError(RegenError):
     """The store could not do what was asked."""

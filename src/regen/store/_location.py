@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from regen.foundation import ConfigError, env_bool
-from regen.store._errors import DatabaseUnusable
+from regen.store._errors import URL_SET_BY, DatabaseUnusable
 from regen.store._interface import Store
 from regen.store._postgres_db import masked
 
@@ -53,6 +53,8 @@ def open_store(
     bring an older PostgreSQL schema up to date (default: ``REGEN_DB_AUTO_UPGRADE``;
     SQLite always upgrades a file it opens for writing)."""
     chosen = url or database_url(data_home=None if data_home is None else Path(data_home))
+    # Errors show only the URL's scheme: it may carry a password.
+    named = f"database URL {_scheme(chosen)}…"
     if chosen.startswith("sqlite:///"):
         from regen.store._sqlite import SQLiteStore  # noqa: PLC0415 - chosen by URL
 
@@ -63,16 +65,15 @@ def open_store(
             import psycopg_pool  # noqa: PLC0415, F401
         except ImportError as exc:
             raise ConfigError(
-                f"REGEN_DATABASE_URL={_scheme(chosen)}…: the PostgreSQL store needs the "
-                "postgres extra: pip install 'regen[postgres]'"
+                f"{named}: the PostgreSQL store needs the postgres extra: "
+                "pip install 'regen[postgres]'"
             ) from exc
         from regen.store._postgres import PostgresStore  # noqa: PLC0415 - chosen by URL
 
         return PostgresStore(chosen, upgrade=upgrade)
-    # Never echoed whole: it may carry a password.
-    what = f"={_scheme(chosen)}…: unknown scheme" if "://" in chosen else ": not a URL"
+    what = f"{named}: unknown scheme" if "://" in chosen else "database URL: not a URL"
     raise ConfigError(
-        f"REGEN_DATABASE_URL{what}; expected sqlite:///path or postgresql://user@host:5432/database"
+        f"{what}; expected sqlite:///path or postgresql://user@host:5432/database ({URL_SET_BY})"
     )
 
 
@@ -100,7 +101,8 @@ def check_database(
 
         return file_problems(Path(chosen.removeprefix("sqlite:///")))
     try:
-        store = open_store(chosen, upgrade=False)  # refuses an unknown scheme with its message
+        # Refuses an unknown scheme with its message.
+        store = open_store(url, data_home=data_home, upgrade=False)
     except DatabaseUnusable as exc:  # a schema behind or ahead of this regen's, or not regen's
         return [str(exc)]
     try:

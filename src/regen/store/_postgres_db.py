@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from regen.store import _queries
 from regen.store._errors import (
+    URL_SET_BY,
     DatabaseUnreachable,
     NotARegenDatabase,
     SchemaTooNew,
@@ -105,7 +106,7 @@ async def _version(conn: AsyncConnection[Any], where: str) -> int:
             raise NotARegenDatabase(
                 where,
                 "holds a table named runs but no regen_schema table: it is not regen's; "
-                "nothing was changed: point REGEN_DATABASE_URL at another database",
+                f"nothing was changed: point the database URL at another one ({URL_SET_BY})",
             )
         return 0
     rows = await _rows(conn, Q["schema_version"])
@@ -185,12 +186,12 @@ def translate(exc: Exception, where: str, url: str = "") -> StoreError:
         # The server answered, and said no: no wait makes this go away.
         return StoreError(
             f"{where}: PostgreSQL refused the connection ({text}); create the database and "
-            "its user (docs/deploy.md), or fix REGEN_DATABASE_URL"
+            f"its user (docs/deploy.md), or fix the database URL ({URL_SET_BY})"
         )
     if isinstance(exc, psycopg.OperationalError):
         return DatabaseUnreachable(
             f"{where}: cannot reach PostgreSQL ({text}); check that the server runs and "
-            "REGEN_DATABASE_URL names it"
+            f"the database URL names it ({URL_SET_BY})"
         )
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return StoreError(f"{where}: {text}; the database user needs CREATE and write rights")
