@@ -101,8 +101,7 @@ def check_database(
 
         return file_problems(Path(chosen.removeprefix("sqlite:///")))
     try:
-        # Refuses an unknown scheme with its message.
-        store = open_store(url, data_home=data_home, upgrade=False)
+        store = open_store(chosen, upgrade=False)  # refuses an unknown scheme with its message
     except DatabaseUnusable as exc:  # a schema behind or ahead of this regen's, or not regen's
         return [str(exc)]
     try:
