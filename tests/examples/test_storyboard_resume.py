@@ -12,7 +12,8 @@ import pytest
 from examples.storyboard import StoryboardApp, Text2ImageStageProcessor, default_app
 from examples.storyboard.fastapi_app import create_app
 from examples.storyboard.testing import DEMO_SCRIPT, SIM_KEY_ENV, create_demo_project, use_simulator
-from tests.examples.test_storyboard_sse import _django_asgi, close_default_apps, serve
+from tests.examples.test_storyboard_sse import _django_asgi, close_default_apps
+from tests.service.server import Served
 
 import regen
 from regen.sim import SimServer, run_simulator
@@ -73,8 +74,8 @@ def test_fastapi_streams_resume_after_the_last_event_id(sim: SimServer, tmp_path
         use_simulator(sim.openai_base_url, app=app)
         project, _ = create_demo_project(app)
         with (
-            serve(create_app(Text2ImageStageProcessor(app))) as base,
-            httpx.Client(base_url=base) as client,
+            Served(create_app(Text2ImageStageProcessor(app)), lifespan="off") as served,
+            httpx.Client(base_url=served.url) as client,
         ):
             check_resumes(client, app, project.id)
     finally:
@@ -89,7 +90,10 @@ def test_django_streams_resume_after_the_last_event_id(
         app = default_app()
         use_simulator(sim.openai_base_url)
         project, _ = create_demo_project()
-        with serve(_django_asgi()) as base, httpx.Client(base_url=base) as client:
+        with (
+            Served(_django_asgi(), lifespan="off") as served,
+            httpx.Client(base_url=served.url) as client,
+        ):
             check_resumes(client, app, project.id)
     finally:
         close_default_apps()
